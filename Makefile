@@ -1,0 +1,45 @@
+# yinfin-flow: every target does its own set-up.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+HOST   ?= 127.0.0.1
+PORT   ?= 5000
+
+.PHONY: run test bench lint worker beat clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+$(VENV)/.bench: $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[dev,bench]'
+	touch $@
+
+## make run: install, migrate the embedded SQLite database, load the demo, serve on 127.0.0.1:5000
+run: $(VENV)/.installed
+	$(VENV)/bin/yinfin-flow db upgrade
+	$(VENV)/bin/yinfin-flow demo load --if-empty
+	$(VENV)/bin/yinfin-flow serve --host $(HOST) --port $(PORT)
+
+## make test: install with the dev extras and run every test
+test: $(VENV)/.installed
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check yinfin_flow connectors tests bench migrations
+	$(VENV)/bin/mypy
+
+## make bench: benchmarks on PostgreSQL beside pgbench (see bench/README.md)
+bench: $(VENV)/.bench
+	$(PY) -m bench
+
+worker: $(VENV)/.installed
+	$(VENV)/bin/celery -A yinfin_flow.worker.celery_app worker --loglevel=INFO
+
+beat: $(VENV)/.installed
+	$(VENV)/bin/celery -A yinfin_flow.worker.celery_app beat --loglevel=INFO
+
+clean:
+	rm -rf $(VENV) instance .pytest_cache .hypothesis

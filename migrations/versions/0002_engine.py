@@ -1,0 +1,21 @@
+"""approval (reserved slot: filled by the area that owns it)
+
+Revision ID: 0002
+Revises: 0001
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+revision: str = "0002"
+down_revision: str | None = "0001"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass

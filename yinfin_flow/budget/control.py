@@ -1,0 +1,225 @@
+"""Glue between stored lines/rules/balances and the pure control decisions.
+
+Locking: every writer locks the ``budget_balances`` rows it reads or changes in
+one statement, ordered by ``line_id``. A fixed global order means two requests
+that touch the same lines in opposite orders cannot deadlock. (On SQLite the
+whole writing transaction is already serialised by ``BEGIN IMMEDIATE``.)
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from yinfin_flow.db.models import BudgetBalance, BudgetLine, ControlRuleRow
+from yinfin_flow.db.types import utcnow
+from yinfin_flow.domain.budget import (
+    DEFAULT_RULE,
+    Action,
+    Basis,
+    Bucket,
+    Buckets,
+    ControlRule,
+    LineCheck,
+    Mode,
+    Threshold,
+    check_line,
+    controlling_lines,
+)
+
+
+def path_ids(line: BudgetLine) -> list[int]:
+    """Root-first ids from the root to ``line`` itself."""
+    return [int(p) for p in line.path.split("/") if p]
+
+
+def rule_from_row(row: ControlRuleRow) -> ControlRule:
+    return ControlRule(
+        mode=Mode(row.mode),
+        tolerance_percent=row.tolerance_percent,
+        tolerance_amount=row.tolerance_amount,
+        thresholds=tuple(
+            Threshold(Decimal(t["percent"]), Action(t["action"]), bool(t.get("notify", False)))
+            for t in row.thresholds
+        ),
+        basis=Basis(row.basis),
+        subtree=row.subtree,
+        line_id=row.line_id,
+    )
+
+
+def load_rules(session: Session, line_ids: Iterable[int]) -> dict[int, ControlRule]:
+    ids = set(line_ids)
+    if not ids:
+        return {}
+    rows = session.scalars(select(ControlRuleRow).where(ControlRuleRow.line_id.in_(ids)))
+    return {r.line_id: rule_from_row(r) for r in rows}
+
+
+def load_lines(session: Session, line_ids: Iterable[int]) -> dict[int, BudgetLine]:
+    ids = set(line_ids)
+    if not ids:
+        return {}
+    return {ln.id: ln for ln in session.scalars(select(BudgetLine).where(BudgetLine.id.in_(ids)))}
+
+
+def basis_line_ids(session: Session, line: BudgetLine, basis: Basis) -> list[int]:
+    """The lines whose buckets count for ``line`` under ``basis``.
+
+    Same dimensions and same period granularity (a year line never adds to months).
+    """
+    if basis is Basis.PERIOD:
+        return [line.id]
+    stmt = select(BudgetLine.id).where(
+        BudgetLine.series_key == line.series_key,
+        BudgetLine.granularity == line.granularity,
+    )
+    if basis is Basis.CUMULATIVE:
+        stmt = stmt.where(
+            BudgetLine.fiscal_year == line.fiscal_year,
+            BudgetLine.period_start <= line.period_start,
+        )
+    elif basis is Basis.ANNUAL:
+        stmt = stmt.where(BudgetLine.fiscal_year == line.fiscal_year)
+    return sorted(session.scalars(stmt)) or [line.id]
+
+
+def lock_balances(session: Session, line_ids: Iterable[int]) -> dict[int, Buckets]:
+    """Lock (PostgreSQL: ``FOR UPDATE``) and read balances, always in ``line_id`` order."""
+    ids = sorted(set(line_ids))
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(
+            BudgetBalance.line_id,
+            BudgetBalance.budget,
+            BudgetBalance.pre_encumbered,
+            BudgetBalance.encumbered,
+            BudgetBalance.actual,
+        )
+        .where(BudgetBalance.line_id.in_(ids))
+        .order_by(BudgetBalance.line_id)
+        .with_for_update()
+    )
+    return {r[0]: Buckets(r[1], r[2], r[3], r[4]) for r in rows}
+
+
+def read_balances(session: Session, line_ids: Iterable[int]) -> dict[int, Buckets]:
+    ids = sorted(set(line_ids))
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(
+            BudgetBalance.line_id,
+            BudgetBalance.budget,
+            BudgetBalance.pre_encumbered,
+            BudgetBalance.encumbered,
+            BudgetBalance.actual,
+        ).where(BudgetBalance.line_id.in_(ids))
+    )
+    return {r[0]: Buckets(r[1], r[2], r[3], r[4]) for r in rows}
+
+
+def apply_to_balances(session: Session, deltas: dict[tuple[int, Bucket], Decimal]) -> None:
+    """Add ``deltas`` (already rolled up to ancestors) to the balance rows."""
+    by_line: dict[int, dict[str, Decimal]] = defaultdict(dict)
+    for (line_id, bucket), amount in deltas.items():
+        if amount:
+            by_line[line_id][bucket.value] = amount
+    now = utcnow()
+    table = BudgetBalance.__table__
+    for line_id, changes in sorted(by_line.items()):
+        values: dict[str, Any] = {k: table.c[k] + v for k, v in changes.items()}
+        values["updated_at"] = now
+        session.execute(update(table).where(table.c.line_id == line_id).values(**values))
+
+
+def rollup(path: list[int], bucket: Bucket, amount: Decimal) -> dict[tuple[int, Bucket], Decimal]:
+    """A consumption on ``path[-1]`` counts on that line and on every ancestor."""
+    if bucket is Bucket.BUDGET:
+        return {(path[-1], bucket): amount}
+    return {(line_id, bucket): amount for line_id in path}
+
+
+class ControlContext:
+    """Rules, basis sets and locked balances for one transaction's control checks.
+
+    Pending consumption of earlier lines in the same request is added on top, so a
+    multi-line request is checked as a whole against shared parents.
+    """
+
+    def __init__(self, session: Session, default_rule: ControlRule = DEFAULT_RULE) -> None:
+        self.session = session
+        self.default_rule = default_rule
+        self.lines: dict[int, BudgetLine] = {}
+        self.rules: dict[int, ControlRule] = {}
+        self.balances: dict[int, Buckets] = {}
+        self.pending: dict[tuple[int, Bucket], Decimal] = defaultdict(Decimal)
+        self._basis: dict[int, list[int]] = {}
+
+    def prepare(self, lines: Iterable[BudgetLine], lock: bool = True) -> None:
+        """Load paths, rules and basis sets for ``lines``, then lock every balance needed."""
+        all_ids: set[int] = set()
+        lines = list(lines)
+        for ln in lines:
+            all_ids.update(path_ids(ln))
+        self.lines.update(load_lines(self.session, all_ids - set(self.lines)))
+        for ln in lines:
+            self.lines[ln.id] = ln
+        self.rules.update(load_rules(self.session, all_ids))
+        needed = set(all_ids)
+        for ln in lines:
+            for cid, rule in controlling_lines(path_ids(ln), self.rules, self.default_rule):
+                if rule.basis is not Basis.PERIOD and cid not in self._basis:
+                    self._basis[cid] = basis_line_ids(self.session, self.lines[cid], rule.basis)
+                needed.update(self._basis.get(cid, [cid]))
+        reader = lock_balances if lock else read_balances
+        self.balances.update(reader(self.session, needed - set(self.balances)))
+
+    def controlling(self, line: BudgetLine) -> list[tuple[int, ControlRule]]:
+        return controlling_lines(path_ids(line), self.rules, self.default_rule)
+
+    def effective_rule(self, line: BudgetLine) -> ControlRule:
+        return self.controlling(line)[0][1]
+
+    def buckets(self, line_id: int, basis: Basis) -> Buckets:
+        ids = [line_id] if basis is Basis.PERIOD else self._basis.get(line_id, [line_id])
+        total = Buckets()
+        for i in ids:
+            b = self.balances.get(i, Buckets())
+            total = total + Buckets(
+                b.budget + self.pending[(i, Bucket.BUDGET)],
+                b.pre_encumbered + self.pending[(i, Bucket.PRE_ENCUMBERED)],
+                b.encumbered + self.pending[(i, Bucket.ENCUMBERED)],
+                b.actual + self.pending[(i, Bucket.ACTUAL)],
+            )
+        return total
+
+    def check(self, line: BudgetLine, delta: Decimal) -> list[LineCheck]:
+        """Check consuming ``delta`` more on ``line`` against it and every controlling ancestor."""
+        out = []
+        for cid, rule in self.controlling(line):
+            if rule.mode is Mode.NONE:
+                continue
+            target = self.lines[cid]
+            out.append(
+                check_line(
+                    line_id=cid,
+                    line_label=target.code,
+                    rule=rule,
+                    basis_buckets=self.buckets(cid, rule.basis),
+                    delta=delta,
+                    currency=target.currency,
+                    decided_by_self=cid == line.id,
+                )
+            )
+        return out
+
+    def add_pending(self, line: BudgetLine, bucket: Bucket, amount: Decimal) -> None:
+        for key, value in rollup(path_ids(line), bucket, amount).items():
+            self.pending[key] += value

@@ -1,0 +1,33 @@
+"""Every table, imported in one place so Alembic and tests see the whole schema.
+
+Each area owns one module; add a new area's module to the imports below.
+"""
+
+from .base import Base
+from .budget import (
+    BudgetAlert,
+    BudgetBalance,
+    BudgetEntry,
+    BudgetLine,
+    BudgetMovement,
+    ControlRuleRow,
+    Reservation,
+)
+from .masterdata import BudgetItem, BudgetPeriod, Company, CostCentre, ExchangeRate, Project
+
+__all__ = [
+    "Base",
+    "BudgetAlert",
+    "BudgetBalance",
+    "BudgetEntry",
+    "BudgetItem",
+    "BudgetLine",
+    "BudgetMovement",
+    "BudgetPeriod",
+    "Company",
+    "ControlRuleRow",
+    "CostCentre",
+    "ExchangeRate",
+    "Project",
+    "Reservation",
+]
