@@ -1,0 +1,32 @@
+"""The ``yinfin-flow`` command line (also ``flask --app yinfin_flow …``).
+
+Each area adds its commands in its own module under ``yinfin_flow/cli/`` and is
+registered in :data:`GROUPS` below.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+GROUPS = ["db", "demo", "budget", "verify", "serve", "workflows", "journal"]
+
+
+@click.group()
+def main() -> None:
+    """yinfin-flow: budget-linked approvals (业财融合)."""
+
+
+def _register() -> None:
+    for name in GROUPS:
+        try:
+            module = importlib.import_module(f"yinfin_flow.cli.{name}")
+        except ModuleNotFoundError as err:
+            if err.name == f"yinfin_flow.cli.{name}":
+                continue  # that area has no commands yet
+            raise
+        main.add_command(module.command)
+
+
+_register()

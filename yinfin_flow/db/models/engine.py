@@ -1,0 +1,1 @@
+"""Approval engine tables (requests, tasks, history, timers). Owned by the engine area."""

@@ -1,0 +1,1 @@
+"""Accounting tables (accounts, periods, journal entries). Owned by the ledger area."""
