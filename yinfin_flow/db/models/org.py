@@ -1,0 +1,1 @@
+"""Organisation directory (users, roles, delegations). Owned by the approvers area."""
