@@ -30,6 +30,7 @@ from yinfin_flow.domain.budget import (
     Threshold,
     check_line,
     controlling_lines,
+    effective_rule,
 )
 
 
@@ -161,6 +162,8 @@ class ControlContext:
         self.balances: dict[int, Buckets] = {}
         self.pending: dict[tuple[int, Bucket], Decimal] = defaultdict(Decimal)
         self._basis: dict[int, list[int]] = {}
+        # line id -> lines of other periods whose basis includes it, with their rules
+        self._dependents: dict[int, list[tuple[int, ControlRule]]] = {}
 
     def prepare(self, lines: Iterable[BudgetLine], lock: bool = True) -> None:
         """Load paths, rules and basis sets for ``lines``, then lock every balance needed."""
@@ -178,8 +181,56 @@ class ControlContext:
                 if rule.basis is not Basis.PERIOD and cid not in self._basis:
                     self._basis[cid] = basis_line_ids(self.session, self.lines[cid], rule.basis)
                 needed.update(self._basis.get(cid, [cid]))
+        needed.update(self._load_dependents(all_ids))
         reader = lock_balances if lock else read_balances
         self.balances.update(reader(self.session, needed - set(self.balances)))
+
+    def _load_dependents(self, line_ids: set[int]) -> set[int]:
+        """Find lines of other periods whose rule's basis counts ``line_ids``; return their basis.
+
+        A cumulative rule on February counts January's consumption and budget, so
+        consuming on January (or cutting its budget) must also be checked against
+        February, or February's ``available >= -tolerance`` breaks behind its back.
+        Annual and overall bases are the same in both directions.
+        """
+        todo = [self.lines[i] for i in line_ids if i not in self._dependents]
+        for x in todo:
+            self._dependents[x.id] = []
+        if not todo:
+            return set()
+        # The common case (every rule per period) costs one indexed probe, not a series scan.
+        if self.default_rule.basis is Basis.PERIOD and self.session.scalar(
+            select(ControlRuleRow.id).where(ControlRuleRow.basis != Basis.PERIOD.value).limit(1)
+        ) is None:
+            return set()
+        keys = {(x.series_key, x.granularity) for x in todo}
+        series = [
+            o
+            for o in self.session.scalars(
+                select(BudgetLine).where(BudgetLine.series_key.in_({k for k, _ in keys}))
+            )
+            if (o.series_key, o.granularity) in keys
+        ]
+        self.rules.update(
+            load_rules(self.session, {i for o in series for i in path_ids(o)} - set(self.rules))
+        )
+        needed: set[int] = set()
+        for o in series:
+            rule = effective_rule(path_ids(o), self.rules, self.default_rule)
+            if rule.basis is Basis.PERIOD or rule.mode is Mode.NONE:
+                continue
+            basis = [z.id for z in series if _in_basis(z, o, rule.basis)]
+            for x in todo:
+                if x.id != o.id and _in_basis(x, o, rule.basis):
+                    self.lines.setdefault(o.id, o)
+                    self._basis.setdefault(o.id, sorted(basis))
+                    self._dependents[x.id].append((o.id, rule))
+                    needed.update(self._basis[o.id])
+        return needed
+
+    def dependents(self, line_id: int) -> list[tuple[int, ControlRule]]:
+        """Lines of other periods whose control counts ``line_id`` (see :meth:`prepare`)."""
+        return self._dependents.get(line_id, [])
 
     def controlling(self, line: BudgetLine) -> list[tuple[int, ControlRule]]:
         return controlling_lines(path_ids(line), self.rules, self.default_rule)
@@ -201,9 +252,20 @@ class ControlContext:
         return total
 
     def check(self, line: BudgetLine, delta: Decimal) -> list[LineCheck]:
-        """Check consuming ``delta`` more on ``line`` against it and every controlling ancestor."""
+        """Check consuming ``delta`` more on ``line`` against it and every controlling ancestor.
+
+        Also against lines of other periods whose basis (cumulative, annual, overall)
+        counts the line or one of its ancestors.
+        """
         out = []
-        for cid, rule in self.controlling(line):
+        targets = self.controlling(line)
+        seen = {cid for cid, _ in targets}
+        for x in path_ids(line):
+            for dep, rule in self.dependents(x):
+                if dep not in seen:
+                    seen.add(dep)
+                    targets.append((dep, rule))
+        for cid, rule in targets:
             if rule.mode is Mode.NONE:
                 continue
             target = self.lines[cid]
@@ -223,3 +285,14 @@ class ControlContext:
     def add_pending(self, line: BudgetLine, bucket: Bucket, amount: Decimal) -> None:
         for key, value in rollup(path_ids(line), bucket, amount).items():
             self.pending[key] += value
+
+
+def _in_basis(z: BudgetLine, o: BudgetLine, basis: Basis) -> bool:
+    """Whether line ``z`` counts towards line ``o`` under ``basis`` (same series assumed)."""
+    if z.series_key != o.series_key or z.granularity != o.granularity:
+        return False
+    if basis is Basis.OVERALL:
+        return True
+    if z.fiscal_year != o.fiscal_year:
+        return False
+    return basis is Basis.ANNUAL or z.period_start <= o.period_start

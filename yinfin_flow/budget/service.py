@@ -625,6 +625,19 @@ class Budgets:
                     currency=line.currency, field="amount",
                     breakdown=ctx.buckets(line.id, rule.basis).to_dict(),
                 )
+        # A later period's cumulative (or an annual) basis counts this line's budget too.
+        for dep, dep_rule in ctx.dependents(line.id):
+            if dep_rule.mode is not Mode.HARD:
+                continue
+            b = ctx.buckets(dep, dep_rule.basis)
+            if b.available - cut < 0:
+                label = ctx.lines[dep].code
+                raise OverBudget(
+                    f"cannot take {cut} {line.currency} from {line.code}: {label} "
+                    f"({dep_rule.basis.value} basis) has only {b.available} available",
+                    line_id=dep, line=label, asked=str(cut), available=str(b.available),
+                    currency=line.currency, field="amount", breakdown=b.to_dict(),
+                )
 
     def transfer(
         self,

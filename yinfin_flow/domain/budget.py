@@ -342,14 +342,13 @@ def controlling_lines(
 ) -> list[tuple[int, ControlRule]]:
     """Every line a consumption on ``path[-1]`` is checked against, with its rule.
 
-    The line itself (effective rule) and each ancestor that carries a rule of its own.
+    The line itself first, then each ancestor nearest first, each with the rule that
+    governs it (its own, inherited through ``subtree``, or the default). Consumption
+    rolls up into every ancestor's balance, so an ancestor that is under hard control
+    only by inheritance must be checked too, or ``available >= -tolerance`` breaks
+    for it while its subtree spends.
     """
-    out = [(path[-1], effective_rule(path, rules, default))]
-    for ancestor in reversed(path[:-1]):
-        r = rules.get(ancestor)
-        if r is not None:
-            out.append((ancestor, r))
-    return out
+    return [(path[i], effective_rule(path[: i + 1], rules, default)) for i in range(len(path) - 1, -1, -1)]
 
 
 @dataclass(slots=True)
