@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import date
 from decimal import Decimal
 
@@ -118,7 +118,7 @@ def find_line(
             f"no budget line for {dims.company}/{dims.cost_centre}/{dims.item}"
             + (f"/{dims.project}" if dims.project else ""),
             field=field,
-            dimensions=dims.__dict__,
+            dimensions=asdict(dims),
         )
     hits = [c for c in candidates if c.period_start <= budget_date <= c.period_end]
     if not hits:
@@ -126,7 +126,7 @@ def find_line(
             f"{budget_date} is outside every budget period for these dimensions",
             field=f"{field}.budget_date",
             budget_date=str(budget_date),
-            dimensions=dims.__dict__,
+            dimensions=asdict(dims),
         )
     return min(hits, key=lambda c: (c.period_end - c.period_start, c.id))
 
