@@ -1,0 +1,44 @@
+"""HTTP fixtures: the standalone app on a fresh SQLite copy (or the run's PostgreSQL),
+driven through Flask's test client (WSGI, no server)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from yinfin_flow.app import create_app
+from yinfin_flow.config import Settings
+from yinfin_flow.db.engine import Database
+from yinfin_flow.extension import state
+
+from ..factories import Org, org_in
+
+FINANCE = {"X-Yinfin-User": "cfo", "X-Yinfin-Roles": "finance"}
+
+
+def make_app(db: Database) -> Flask:
+    app = create_app(Settings(database_url=db.url))
+    app.testing = True
+    state(app).db.dispose()
+    # Share the fixture's engine so the test and the app see one database.
+    state(app).db = db
+    return app
+
+
+@pytest.fixture
+def app(sqlite_db: Database) -> Iterator[Flask]:
+    yield make_app(sqlite_db)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def org(app: Flask) -> Org:
+    """ACME's department tree with January 2026 travel and office budgets."""
+    return org_in(state(app).db)

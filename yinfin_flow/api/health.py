@@ -1,0 +1,52 @@
+"""``GET /api/v1/health``: is this instance able to serve?
+
+Each part (the database here; Redis and connectors as their areas add checks with
+:meth:`FlowState.add_health_check`) reports ``ok`` or its problem. 200 when every
+part is ok, 503 otherwise, so a load balancer can act on the status alone.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import current_app
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields
+
+from ..extension import state
+from .errors import register_blueprint_handlers
+
+log = logging.getLogger("yinfin_flow.api")
+
+blp = Blueprint("health", __name__, description="Liveness and readiness.")
+register_blueprint_handlers(blp)
+
+
+class PartSchema(Schema):
+    ok = fields.Boolean(required=True)
+    problem = fields.String(required=True, allow_none=True)
+
+
+class HealthSchema(Schema):
+    status = fields.String(required=True, metadata={"enum": ["ok", "unavailable"]})
+    checks = fields.Dict(keys=fields.String(), values=fields.Nested(PartSchema), required=True)
+
+
+@blp.get("/health")
+@blp.response(200, HealthSchema)
+@blp.alt_response(503, schema=HealthSchema, description="a part is not usable")
+def health() -> tuple[dict[str, Any], int]:
+    """Every registered part's state; 503 if any is not usable."""
+    st = state(current_app)
+    checks: dict[str, dict[str, Any]] = {}
+    for name, check in st.health_checks.items():
+        try:
+            check(st)
+            checks[name] = {"ok": True, "problem": None}
+        except Exception as err:  # noqa: BLE001 - any failure means "not usable"
+            log.warning("health check %s failed: %s", name, err)
+            # The class name only: connection strings and hosts stay in the server log.
+            checks[name] = {"ok": False, "problem": type(err).__name__}
+    ok = all(c["ok"] for c in checks.values())
+    return {"status": "ok" if ok else "unavailable", "checks": checks}, 200 if ok else 503

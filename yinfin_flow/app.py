@@ -1,0 +1,41 @@
+"""The standalone service: ``create_app()``.
+
+Development: ``yinfin-flow serve`` (or ``flask --app yinfin_flow run``).
+Production: ``gunicorn 'yinfin_flow.app:create_app()'`` behind the company's proxy,
+with ``YINFIN_ENV=production``, ``YINFIN_SECRET_KEY`` and a PostgreSQL
+``YINFIN_DATABASE_URL``; run as many instances as needed, no state lives in a process.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from yinfin_flow.api.identity import IdentityProvider
+from yinfin_flow.config import Settings
+from yinfin_flow.extension import YinFinFlow
+
+
+def create_app(
+    settings: Settings | None = None, *, identity_provider: IdentityProvider | None = None
+) -> Flask:
+    """A Flask app serving the API at ``/api/v1`` with every ``yinfin-flow`` command on
+    ``app.cli``.
+
+    ``settings`` defaults to :meth:`Settings.from_env`. Raises
+    :class:`~yinfin_flow.config.ConfigError` for unsafe production configurations.
+    """
+    app = Flask("yinfin_flow", static_folder=None)
+    app.json.sort_keys = False  # keep fields in schema order: easier to read
+    YinFinFlow(app, settings=settings or Settings.from_env(),
+               identity_provider=identity_provider)
+    _attach_cli(app)
+    return app
+
+
+def _attach_cli(app: Flask) -> None:
+    # `flask --app yinfin_flow budget show` etc.: the same commands as `yinfin-flow …`.
+    from yinfin_flow.cli import main
+
+    for name, command in main.commands.items():
+        if name not in app.cli.commands:
+            app.cli.add_command(command, name)

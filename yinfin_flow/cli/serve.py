@@ -1,0 +1,30 @@
+"""``yinfin-flow serve``: the Flask development server on the standalone app.
+
+For production use gunicorn: ``gunicorn -w 4 -b 0.0.0.0:8000 'yinfin_flow.app:create_app()'``.
+"""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="interface to listen on")
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--debug/--no-debug", default=False, help="reloader and debugger (never in production)")
+def command(host: str, port: int, debug: bool) -> None:
+    """Serve the API (development server) on HOST:PORT, database from YINFIN_DATABASE_URL."""
+    from yinfin_flow.app import create_app
+    from yinfin_flow.config import ConfigError
+
+    try:
+        app = create_app()
+    except ConfigError as err:
+        raise click.ClickException(str(err)) from err
+    st = app.extensions["yinfin_flow"]
+    if st.settings.production:
+        click.echo("warning: the Flask development server is not for production; use gunicorn "
+                   "'yinfin_flow.app:create_app()'", err=True)
+    click.echo(f"yinfin-flow API on http://{host}:{port}/api/v1 (docs: /api/v1/docs), "
+               f"database {st.db.engine.url.render_as_string(hide_password=True)}")
+    app.run(host=host, port=port, debug=debug, use_reloader=debug)
