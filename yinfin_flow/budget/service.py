@@ -685,6 +685,41 @@ class Budgets:
         apply_to_balances(self.session, {(src.id, Bucket.BUDGET): -value, (dst.id, Bucket.BUDGET): value})
         return MovementResult(movement_id)
 
+    def reverse_actual(
+        self,
+        idempotency_key: str,
+        reservation_id: int,
+        amount: Decimal | str | int,
+        *,
+        actor: str,
+        step: str | None = None,
+    ) -> MovementResult:
+        """Take back ``amount`` (line currency) of a reservation's ``actual`` (a reversed posting).
+
+        Writes a negative ``actual`` entry and rolls it up, like any movement; works on
+        closed reservations too (a completed request being reversed). Never takes
+        ``actual`` below zero.
+        """
+        prior = self._replay(idempotency_key)
+        if prior is not None:
+            return MovementResult(prior.id, replayed=True)
+        (res,) = self._lock_reservations([reservation_id])
+        value = parse_amount(amount, res.currency, "amount", positive=True)
+        if value > res.actual:
+            raise InsufficientHold(
+                f"cannot reverse {value}: reservation {res.id} has {res.actual} actual",
+                asked=str(value), held=str(res.actual), field="amount",
+            )
+        line = self.session.get(BudgetLine, res.line_id)
+        assert line is not None
+        ControlContext(self.session, self.default_rule).prepare([line])  # lock in global order
+        movement_id = self._movement(
+            "reverse_actual", idempotency_key, actor,
+            document=(res.document_type, res.document_id), step=step,
+        )
+        self._apply(movement_id, res, line, [Move(Bucket.ACTUAL, -value)])
+        return MovementResult(movement_id)
+
     def balance(self, line_id: int) -> BudgetBalance:
         bal = self.session.get(BudgetBalance, line_id)
         if bal is None:

@@ -1,0 +1,77 @@
+"""Ledger checks for ``verify``: vouchers balance, are unchanged, and budget actuals match.
+
+Added to :data:`yinfin_flow.budget.verify.CHECKS` by :func:`yinfin_flow.ledger.handlers.register`.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from decimal import Decimal
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from yinfin_flow.budget.verify import Problem
+from yinfin_flow.db.models import BudgetLine, Reservation
+from yinfin_flow.db.models.ledger import JournalEntry, JournalLine
+from yinfin_flow.domain.journal import check_balanced
+
+from .posting import entry_hash
+
+
+def _lines_by_entry(session: Session) -> dict[int, list[JournalLine]]:
+    out: dict[int, list[JournalLine]] = defaultdict(list)
+    for ln in session.scalars(select(JournalLine).order_by(JournalLine.entry_id, JournalLine.line_no)):
+        out[ln.entry_id].append(ln)
+    return out
+
+
+def journal_balances(session: Session) -> list[Problem]:
+    """Every voucher balances per currency (original amounts) and in base currency."""
+    problems = []
+    for entry_id, lines in _lines_by_entry(session).items():
+        debit_credit = sum((ln.debit - ln.credit for ln in lines), Decimal(0))
+        issues = check_balanced((ln.kind, ln.currency, ln.amount, ln.debit - ln.credit) for ln in lines)
+        if debit_credit != 0 and not issues:
+            issues.append(f"debits and credits differ by {debit_credit}")
+        problems += [Problem("journal_balances", f"journal entry {entry_id}", i) for i in issues]
+    return problems
+
+
+def journal_unchanged(session: Session) -> list[Problem]:
+    """Each voucher still hashes to what was stored when it was posted."""
+    lines = _lines_by_entry(session)
+    problems = []
+    for e in session.scalars(select(JournalEntry)):
+        rows = [{c: getattr(ln, c) for c in (col.key for col in JournalLine.__table__.columns)} for ln in lines.get(e.id, [])]
+        head = {c: getattr(e, c) for c in (col.key for col in JournalEntry.__table__.columns)}
+        if entry_hash(head, rows) != e.content_hash:
+            problems.append(Problem("journal_unchanged", f"journal entry {e.id}",
+                                    "content differs from what was posted"))
+    return problems
+
+
+def actuals_match_postings(session: Session) -> list[Problem]:
+    """A budget line's ``actual`` from reservations equals what postings moved there."""
+    posted: dict[int, Decimal] = defaultdict(Decimal)
+    for line_id, total in session.execute(
+        select(Reservation.line_id, func.sum(JournalLine.budget_amount))
+        .join(Reservation, Reservation.id == JournalLine.reservation_id)
+        .group_by(Reservation.line_id)
+    ):
+        posted[line_id] = Decimal(total or 0)
+    held: dict[int, Decimal] = defaultdict(Decimal)
+    for line_id, total in session.execute(
+        select(Reservation.line_id, func.sum(Reservation.actual)).group_by(Reservation.line_id)
+    ):
+        held[line_id] = Decimal(total or 0)
+    codes = {lid: code for lid, code in session.execute(select(BudgetLine.id, BudgetLine.code))}
+    return [
+        Problem("actuals_match_postings", codes.get(lid, str(lid)),
+                f"actual is {held[lid]} but postings carrying its reservations sum to {posted[lid]}")
+        for lid in sorted(set(posted) | set(held))
+        if held[lid] != posted[lid]
+    ]
+
+
+CHECKS = [journal_balances, journal_unchanged, actuals_match_postings]
