@@ -1,0 +1,353 @@
+"""``yinfin-flow budget …``: finance's budget commands.
+
+Every command opens ``Settings.from_env().database_url`` and does its work in one
+unit of work. A refusal (over budget, closed line, bad file…) prints the domain
+error's code, message and details on stderr and exits 1, without a traceback.
+The small helpers at the top are shared by ``verify``, ``demo`` and ``rates``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import unicodedata
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from sqlalchemy import select
+from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.orm import Session
+
+from yinfin_flow.budget import io, setup
+from yinfin_flow.budget.io_report import LineReport, describe_rule, line_report, usage_percent
+from yinfin_flow.budget.service import Budgets
+from yinfin_flow.config import ConfigError, Settings
+from yinfin_flow.db.engine import Database
+from yinfin_flow.db.models import BudgetBalance, BudgetLine
+from yinfin_flow.domain.budget import DEFAULT_RULE, Action, ControlRule, Mode
+from yinfin_flow.domain.errors import DomainError, ValidationError
+from yinfin_flow.domain.money import MINOR_UNITS
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+# -- shared helpers ----------------------------------------------------------------
+
+
+def settings() -> Settings:
+    return Settings.from_env()
+
+
+@contextmanager
+def unit_of_work(readonly: bool = False) -> Iterator[Session]:
+    """One transaction on the configured database; the engine is disposed after."""
+    db = Database(settings().database_url)
+    try:
+        with db.unit_of_work(readonly=readonly) as session:
+            yield session
+    finally:
+        db.dispose()
+
+
+def default_rule() -> ControlRule:
+    mode = settings().default_control_mode
+    return DEFAULT_RULE if mode == "hard" else ControlRule(mode=Mode(mode))
+
+
+def handle_errors(fn: F) -> F:
+    """Turn domain and configuration errors into a clear message and exit status 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except DomainError as err:
+            click.echo(f"error {err.code}: {err.message}", err=True)
+            for key, value in err.details.items():
+                if key == "errors" and isinstance(value, list):
+                    for e in value:
+                        click.echo(f"  row {e['row']}, {e['column']}: {e['problem']}", err=True)
+                elif key not in ("problem",):
+                    click.echo(f"  {key}: {value}", err=True)
+            raise SystemExit(1) from None
+        except ConfigError as err:
+            click.echo(f"error config: {err}", err=True)
+            raise SystemExit(1) from None
+        except (OperationalError, ProgrammingError) as err:
+            text = str(err.orig if err.orig is not None else err)
+            if "no such table" in text or "does not exist" in text:
+                click.echo("error no_schema: the database has no tables yet; "
+                           "run `yinfin-flow db upgrade` first", err=True)
+                raise SystemExit(1) from None
+            raise
+
+    return wrapper  # type: ignore[return-value]
+
+
+def actor_option(fn: F) -> F:
+    return click.option(
+        "--actor", default=lambda: os.environ.get("USER") or os.environ.get("USERNAME") or "",
+        show_default="$USER", help="Who is acting (recorded on every budget movement).",
+    )(fn)
+
+
+def require_actor(actor: str) -> None:
+    if not actor or not actor.strip():
+        raise ValidationError("actor", "who is acting is required (--actor or $USER)")
+
+
+def find_line(session: Session, ref: str, field: str = "line") -> BudgetLine:
+    """A line by code, or by numeric id when no line has that code."""
+    line = session.scalar(select(BudgetLine).where(BudgetLine.code == ref))
+    if line is None and ref.isdigit():
+        line = session.get(BudgetLine, int(ref))
+    if line is None:
+        raise ValidationError(field, f"no budget line {ref!r}")
+    return line
+
+
+def money(value: Decimal, currency: str) -> str:
+    return f"{value.quantize(Decimal(1).scaleb(-MINOR_UNITS.get(currency, 2))):,}"
+
+
+def width(text: str) -> int:
+    """Terminal columns ``text`` takes (CJK characters take two)."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[int] = ()) -> str:
+    cols = list(zip(header, *rows, strict=False)) if rows else [(h,) for h in header]
+    widths = [max(width(c) for c in col) for col in cols]
+
+    def fmt(row: Sequence[str]) -> str:
+        cells = []
+        for i, c in enumerate(row):
+            pad = " " * (widths[i] - width(c))
+            cells.append(pad + c if i in right else c + pad)
+        return "  ".join(cells).rstrip()
+
+    return "\n".join([fmt(header), fmt(["-" * w for w in widths]), *(fmt(r) for r in rows)])
+
+
+# -- commands ----------------------------------------------------------------------
+
+
+@click.group("budget")
+def command() -> None:
+    """Budgets: import/export, show, adjust, transfer, control rules, status."""
+
+
+@command.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["csv", "xlsx"]), help="Default: from the file name.")
+@click.option("--dry-run", is_flag=True, help="Validate and show what would change; write nothing.")
+@actor_option
+@handle_errors
+def import_(file: Path, fmt: str | None, dry_run: bool, actor: str) -> None:
+    """Load budgets from FILE (.csv or .xlsx); every bad row is reported, nothing half-imported.
+
+    Columns: company, period, cost_centre, item, amount; optional project, parent,
+    currency, owner, reason, code. A row sets the line's budget: a new line gets an
+    `original` journal, an existing line an `adjustment` of the difference.
+    """
+
+    class _DryRun(Exception):
+        pass
+
+    result = None
+    try:
+        with unit_of_work() as session:
+            result = io.import_budgets(session, file, actor=actor, fmt=fmt,
+                                       default_mode=settings().default_control_mode)
+            if dry_run:
+                raise _DryRun
+    except _DryRun:
+        pass
+    assert result is not None
+    prefix = "dry run, nothing written: would have " if dry_run else ""
+    for code in result.created:
+        click.echo(f"  created  {code}")
+    for code, delta, currency in result.adjusted:
+        click.echo(f"  adjusted {code} by {'+' if delta > 0 else '-'}{money(abs(delta), currency)} {currency}")
+    if result.periods_created:
+        click.echo(f"  periods set up: {', '.join(result.periods_created)}")
+    click.echo(f"{prefix}{result.summary()} from {file.name}")
+
+
+@command.command("export")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--format", "fmt", type=click.Choice(["csv", "xlsx"]), help="Default: from the file name.")
+@click.option("--company")
+@click.option("--period", help="A period code, e.g. 2026-01.")
+@click.option("--year", type=int, help="Every period of this fiscal year.")
+@handle_errors
+def export(output: Path, fmt: str | None, company: str | None, period: str | None, year: int | None) -> None:
+    """Write lines with budget, pre_encumbered, encumbered, actual and available; importable back."""
+    with unit_of_work(readonly=True) as session:
+        n = io.export_budgets(session, output, fmt=fmt, company=company, period=period, year=year,
+                              default_rule=default_rule())
+    click.echo(f"{n} line(s) written to {output}")
+
+
+@command.command("show")
+@click.option("--company")
+@click.option("--period", help="A period code, e.g. 2026-01.")
+@click.option("--year", type=int, help="Every period of this fiscal year.")
+@click.option("--line", "line_code", help="One line (code) and its subtree, with its rule in detail.")
+@handle_errors
+def show(company: str | None, period: str | None, year: int | None, line_code: str | None) -> None:
+    """The line tree with budget / pre-encumbered / encumbered / actual / available."""
+    with unit_of_work(readonly=True) as session:
+        rows = line_report(session, company=company, period=period, year=year, line=line_code,
+                           default_rule=default_rule())
+    if not rows:
+        click.echo("no budget lines match")
+        return
+    if line_code:
+        click.echo(_detail(rows[0]))
+        click.echo()
+    click.echo(render_tree(rows))
+
+
+def _detail(r: LineReport) -> str:
+    source = ("its own rule" if r.own_rule else
+              f"inherited from {r.rule_from}" if r.rule_from else "the default rule")
+    b = r.buckets
+    return "\n".join([
+        f"{r.code}  {r.name}",
+        f"  dimensions  {r.company} / {r.period} / {r.cost_centre} / {r.item}"
+        + (f" / {r.project}" if r.project else ""),
+        f"  parent      {r.parent_code or '-'}",
+        f"  owner       {r.owner or '-'}",
+        f"  status      {r.status}",
+        f"  control     {describe_rule(r.rule)}  ({source})",
+        f"  budget      {money(b.budget, r.currency)} {r.currency}; available "
+        f"{money(b.available, r.currency)} {r.currency}",
+        *([f"  {r.rule.basis.value:<10}  budget {money(r.basis_buckets.budget, r.currency)}; available "
+           f"{money(r.basis_buckets.available, r.currency)} (what control checks)"]
+          if r.rule.basis.value != "period" else []),
+    ])
+
+
+def render_tree(rows: Sequence[LineReport]) -> str:
+    """Lines grouped by company and period, indented by tree depth."""
+    blocks = []
+    groups: dict[tuple[str, str], list[LineReport]] = {}
+    for r in rows:
+        groups.setdefault((r.company, r.period), []).append(r)
+    for (company, period), items in groups.items():
+        prefix = f"{company}/{period}/"
+        body = []
+        for r in items:
+            label = r.code[len(prefix):] if r.code.startswith(prefix) else r.code
+            b = r.buckets
+            used = usage_percent(b)
+            control = r.rule.mode.value if r.own_rule else f"({r.rule.mode.value})"
+            body.append([
+                "  " * r.depth + ("└ " if r.depth else "") + label, r.currency,
+                *(money(v, r.currency) for v in (b.budget, b.pre_encumbered, b.encumbered, b.actual, b.available)),
+                "-" if used is None else f"{used}%", control, r.status, r.name,
+            ])
+        header = ["line", "cur", "budget", "pre_enc", "encumbered", "actual", "available",
+                  "used", "control", "status", "name"]
+        blocks.append(f"{company} {period}\n" + table(header, body, right=range(2, 8)))
+    blocks.append("control: mode set on the line itself; (mode) inherited or the default rule")
+    return "\n\n".join(blocks)
+
+
+@command.command("adjust", context_settings={"ignore_unknown_options": True})
+@click.argument("line")
+@click.argument("amount")
+@click.option("--reason", required=True, help="Why (recorded on the budget journal).")
+@click.option("--original", is_flag=True, help="Book as the original budget rather than an adjustment.")
+@actor_option
+@handle_errors
+def adjust(line: str, amount: str, reason: str, original: bool, actor: str) -> None:
+    """Add AMOUNT to LINE's budget (negative to cut), e.g. `budget adjust ACME/2026-01/RD/TRAVEL -500`."""
+    with unit_of_work() as session:
+        ln = find_line(session, line)
+        old = _budget_of(session, ln.id)
+        Budgets(session, default_mode=settings().default_control_mode).adjust(
+            None, ln.id, amount, actor=actor, reason=reason,
+            kind="original" if original else "adjustment")
+        new = _budget_of(session, ln.id)
+    click.echo(f"{ln.code}: budget {money(old, ln.currency)} -> {money(new, ln.currency)} {ln.currency}")
+
+
+def _budget_of(session: Session, line_id: int) -> Decimal:
+    # Read the column, not the ORM object: the service updates balances with SQL.
+    value = session.scalar(select(BudgetBalance.budget).where(BudgetBalance.line_id == line_id))
+    return value if value is not None else Decimal(0)
+
+
+@command.command("transfer")
+@click.argument("from_line")
+@click.argument("to_line")
+@click.argument("amount")
+@click.option("--reason", required=True)
+@actor_option
+@handle_errors
+def transfer(from_line: str, to_line: str, amount: str, reason: str, actor: str) -> None:
+    """Move AMOUNT of budget from FROM_LINE to TO_LINE (same currency)."""
+    with unit_of_work() as session:
+        src = find_line(session, from_line, "from_line")
+        dst = find_line(session, to_line, "to_line")
+        Budgets(session, default_mode=settings().default_control_mode).transfer(
+            None, src.id, dst.id, amount, actor=actor, reason=reason)
+    click.echo(f"transferred {amount} {src.currency} from {src.code} to {dst.code}")
+
+
+def parse_threshold(text: str) -> dict[str, Any]:
+    """``85:warn:notify`` -> ``{"percent": "85", "action": "warn", "notify": True}``."""
+    parts = text.split(":")
+    if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] != "notify"):
+        raise ValidationError("threshold", f"{text!r}: use PERCENT:ACTION or PERCENT:ACTION:notify")
+    if parts[1] not in {a.value for a in Action}:
+        raise ValidationError("threshold", f"{text!r}: action must be info, warn or block")
+    return {"percent": parts[0], "action": parts[1], "notify": len(parts) == 3}
+
+
+@command.command("rule")
+@click.argument("line")
+@click.option("--mode", type=click.Choice([m.value for m in Mode]), required=True)
+@click.option("--tolerance-percent", help="Allowed overrun in % of budget.")
+@click.option("--tolerance-amount", help="Allowed overrun in money (the smaller limit wins).")
+@click.option("--basis", type=click.Choice(["period", "cumulative", "annual", "overall"]), default="period",
+              show_default=True)
+@click.option("--threshold", "thresholds", multiple=True,
+              help="PERCENT:ACTION[:notify], repeatable, e.g. --threshold 70:info --threshold 85:warn:notify."
+                   " Default: 90:warn:notify 100:block:notify.")
+@click.option("--no-subtree", is_flag=True, help="Apply to this line only, not the lines below it.")
+@actor_option
+@handle_errors
+def rule(line: str, mode: str, tolerance_percent: str | None, tolerance_amount: str | None, basis: str,
+         thresholds: tuple[str, ...], no_subtree: bool, actor: str) -> None:
+    """Set the control rule on LINE (and, unless --no-subtree, the lines below it)."""
+    require_actor(actor)
+    parsed = [parse_threshold(t) for t in thresholds] or None
+    with unit_of_work() as session:
+        ln = find_line(session, line)
+        setup.set_rule(session, ln.id, mode=mode, actor=actor, tolerance_percent=tolerance_percent,
+                       tolerance_amount=tolerance_amount, thresholds=parsed, basis=basis,
+                       subtree=not no_subtree)
+        report = line_report(session, line=ln.code, default_rule=default_rule())[0]
+    click.echo(f"{ln.code}: {describe_rule(report.rule)}")
+
+
+@command.command("status")
+@click.argument("line")
+@click.argument("status", type=click.Choice(["open", "hold", "closed"]))
+@actor_option
+@handle_errors
+def status(line: str, status: str, actor: str) -> None:
+    """Open, hold (no new consumption) or close LINE."""
+    require_actor(actor)
+    with unit_of_work() as session:
+        ln = find_line(session, line)
+        old = ln.status
+        setup.set_status(session, ln.id, status)
+    click.echo(f"{ln.code}: {old} -> {status}")
