@@ -79,7 +79,8 @@ def entry_hash(entry: Mapping[str, Any], lines: Sequence[Mapping[str, Any]]) -> 
             "amount": _d(ln["amount"]), "rate": str(Decimal(ln["rate"]).normalize()),
             "cost_centre_id": ln["cost_centre_id"], "project_id": ln["project_id"],
             "partner_id": ln["partner_id"], "reservation_id": ln["reservation_id"],
-            "budget_amount": _d(ln["budget_amount"]),
+            "budget_amount": _d(ln["budget_amount"]), "memo": ln["memo"],
+            "source_ref": ln["source_ref"],
         }
         for ln in sorted(lines, key=lambda x: x["line_no"])
     ]
