@@ -1,0 +1,232 @@
+"""Who approves: turning an approver rule from a workflow definition into user ids.
+
+Rule shapes (as written in ``workflows/*.yaml`` under a step's ``approvers``)::
+
+    {"type": "manager", "levels": 2}        # direct manager, then theirs: one approver per level
+    {"type": "role", "role": "finance_reviewer", "scope": "department_tree"}
+    {"type": "user", "user": "carol"}
+    {"type": "form_field", "field": "project_manager"}   # a user id (or list of ids) in the form
+    {"type": "department_head"}             # cost_centres.manager, walking up if empty
+
+Role scopes: ``requester_department`` (holders scoped to exactly the requester's
+department), ``department_tree`` (the default: the requester's department, then its
+parent, and so on up; the first level with any active holder wins; company-wide holders
+if no level has one), ``company`` (company-wide holders only). A role given without a
+department in the directory (``gm``) is company-wide; ``finance_reviewer@FIN`` is held
+for department FIN only.
+
+Guarantees callers may rely on:
+
+* Only active users in the directory are returned, in a stable order, without duplicates.
+  Several holders of a role come back sorted by id; the engine's countersign mode decides
+  whether all or any of them must approve.
+* The requester is never returned: a requester can never approve their own request. A
+  manager chain or department head that reaches the requester skips to the next level up;
+  a role, named user or form field naming the requester just leaves them out. Inactive
+  users are skipped the same way (for ``manager``, an inactive manager does not use up a
+  level: their own manager is asked instead).
+* An empty list means nobody could be found; the engine applies the definition's
+  "no approver" policy. Delegation is not applied here: the engine asks
+  :func:`delegate_for` when it creates each task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from yinfin_flow.db.models import Company, CostCentre
+from yinfin_flow.db.models.org import Delegation, User, UserRole
+from yinfin_flow.domain.errors import ValidationError
+from yinfin_flow.domain.org import ROLE, USER_ID, Period
+
+RULE_TYPES = ("manager", "role", "user", "form_field", "department_head")
+SCOPES = ("requester_department", "department_tree", "company")
+MAX_LEVELS = 20
+
+_FIELDS: dict[str, dict[str, bool]] = {  # type -> {field: required}
+    "manager": {"levels": False},
+    "role": {"role": True, "scope": False},
+    "user": {"user": True},
+    "form_field": {"field": True},
+    "department_head": {},
+}
+
+
+def validate_rule(rule: Mapping[str, Any], path: str) -> None:
+    """Raise :class:`ValidationError` naming ``path`` (or ``path.<key>``) if ``rule`` is bad.
+
+    Unknown types, unknown keys (a typo such as ``level`` would otherwise be ignored),
+    missing keys and bad values are all refused.
+    """
+    if not isinstance(rule, Mapping):
+        raise ValidationError(path, "an approver rule must be a mapping with a 'type'")
+    kind = rule.get("type")
+    if kind not in RULE_TYPES:
+        raise ValidationError(f"{path}.type", f"must be one of {', '.join(RULE_TYPES)}, not {kind!r}")
+    allowed = _FIELDS[kind]
+    for key in rule:
+        if key != "type" and key not in allowed:
+            known = ", ".join(allowed) or "nothing else"
+            raise ValidationError(f"{path}.{key}", f"unknown key for a {kind} rule (allowed: {known})")
+    for key, required in allowed.items():
+        if required and key not in rule:
+            raise ValidationError(f"{path}.{key}", f"is required for a {kind} rule")
+    if kind == "manager":
+        levels = rule.get("levels", 1)
+        if isinstance(levels, bool) or not isinstance(levels, int) or not 1 <= levels <= MAX_LEVELS:
+            raise ValidationError(f"{path}.levels", f"must be a whole number from 1 to {MAX_LEVELS}")
+    elif kind == "role":
+        role = rule["role"]
+        if not isinstance(role, str) or not ROLE.match(role):
+            raise ValidationError(f"{path}.role", "must be a role name (lower case letters, digits, '_')")
+        if rule.get("scope", "department_tree") not in SCOPES:
+            raise ValidationError(f"{path}.scope", f"must be one of {', '.join(SCOPES)}")
+    elif kind == "user":
+        if not isinstance(rule["user"], str) or not USER_ID.match(rule["user"]):
+            raise ValidationError(f"{path}.user", "must be a user id")
+    elif kind == "form_field":
+        name = rule["field"]
+        if not isinstance(name, str) or not name or any(not part for part in name.split(".")):
+            raise ValidationError(f"{path}.field", "must name a form field (dots for nested fields)")
+
+
+def resolve(
+    session: Session,
+    rule: Mapping[str, Any],
+    *,
+    requester: str,
+    company: str,
+    department: str,
+    form: Mapping[str, Any],
+    on: date,
+) -> list[str]:
+    """The approvers ``rule`` names for this request, in order (see the module docstring).
+
+    ``company`` and ``department`` are codes (the request's company and cost centre).
+    ``on`` is the request's date; it does not change who is found today (the directory
+    holds the current organisation) and is accepted so rules can become date-aware.
+    Raises :class:`ValidationError` (field ``rule``) for a malformed rule.
+    """
+    validate_rule(rule, "rule")
+    kind = rule["type"]
+    if kind == "manager":
+        return managers_of(session, requester, int(rule.get("levels", 1)))
+    if kind == "user":
+        return _active(session, [rule["user"]], requester)
+    if kind == "form_field":
+        value: Any = form
+        for part in str(rule["field"]).split("."):
+            value = value.get(part) if isinstance(value, Mapping) else None
+        ids = [value] if isinstance(value, str) else value if isinstance(value, (list, tuple)) else []
+        return _active(session, [v for v in ids if isinstance(v, str)], requester)
+    comp = session.scalar(select(Company).where(Company.code == company))
+    if comp is None:
+        return []
+    dept = session.scalar(
+        select(CostCentre).where(CostCentre.company_id == comp.id, CostCentre.code == department)
+    )
+    if kind == "department_head":
+        return _department_head(session, dept, requester)
+    return _role_holders(session, rule["role"], rule.get("scope", "department_tree"), comp.id, dept, requester)
+
+
+def managers_of(session: Session, user: str, levels: int) -> list[str]:
+    """Up to ``levels`` active managers above ``user``, nearest first (fewer at the top).
+
+    Inactive managers are passed over without using up a level; ``user`` never appears
+    (even if the chain loops back, which the directory refuses to store anyway).
+    """
+    out: list[str] = []
+    seen = {user}
+    current = session.get(User, user)
+    while current is not None and current.manager_id and len(out) < levels:
+        if current.manager_id in seen:
+            break
+        seen.add(current.manager_id)
+        current = session.get(User, current.manager_id)
+        if current is not None and current.active:
+            out.append(current.id)
+    return out
+
+
+def delegate_for(session: Session, user: str, on: date, workflow: str | None = None) -> str | None:
+    """The deputy acting for ``user`` on ``on`` (for ``workflow``), or None.
+
+    A delegation for all workflows applies to every workflow; one for a named workflow
+    only when ``workflow`` is that name. An inactive deputy counts as no deputy. Chains
+    are not followed: if the deputy has delegated too, the task still goes to the deputy
+    (following chains could hand a task to someone the user never chose).
+    """
+    rows = session.scalars(
+        select(Delegation).where(
+            Delegation.user_id == user,
+            Delegation.revoked_at.is_(None),
+            Delegation.start_date <= on,
+            Delegation.end_date >= on,
+        ).order_by(Delegation.workflow.is_(None), Delegation.id)
+    ).all()
+    for row in rows:  # a workflow-specific delegation wins over an all-workflows one
+        if Period(row.start_date, row.end_date, row.workflow).covers(on, workflow):
+            deputy = session.get(User, row.deputy_id)
+            return deputy.id if deputy is not None and deputy.active else None
+    return None
+
+
+def _active(session: Session, ids: list[str], requester: str) -> list[str]:
+    wanted = [i for i in dict.fromkeys(ids) if i != requester]
+    if not wanted:
+        return []
+    active = set(session.scalars(select(User.id).where(User.id.in_(wanted), User.active.is_(True))))
+    return [i for i in wanted if i in active]
+
+
+def _ancestors(session: Session, dept: CostCentre | None) -> list[CostCentre]:
+    """``dept`` and every department above it, nearest first (loops cut)."""
+    out: list[CostCentre] = []
+    seen: set[int] = set()
+    while dept is not None and dept.id not in seen:
+        out.append(dept)
+        seen.add(dept.id)
+        dept = session.get(CostCentre, dept.parent_id) if dept.parent_id else None
+    return out
+
+
+def _department_head(session: Session, dept: CostCentre | None, requester: str) -> list[str]:
+    for cc in _ancestors(session, dept):
+        if cc.manager and cc.manager != requester:
+            found = _active(session, [cc.manager], requester)
+            if found:
+                return found
+    return []
+
+
+def _holders(session: Session, role: str, company_id: int, cost_centre_id: int | None, requester: str) -> list[str]:
+    stmt = (
+        select(UserRole.user_id)
+        .join(User, User.id == UserRole.user_id)
+        .where(UserRole.role == role, UserRole.company_id == company_id, User.active.is_(True),
+               UserRole.user_id != requester)
+        .order_by(UserRole.user_id)
+    )
+    stmt = stmt.where(
+        UserRole.cost_centre_id.is_(None) if cost_centre_id is None else UserRole.cost_centre_id == cost_centre_id
+    )
+    return list(dict.fromkeys(session.scalars(stmt)))
+
+
+def _role_holders(session: Session, role: str, scope: str, company_id: int,
+                  dept: CostCentre | None, requester: str) -> list[str]:
+    if scope == "company":
+        return _holders(session, role, company_id, None, requester)
+    if scope == "requester_department":
+        return _holders(session, role, company_id, dept.id, requester) if dept is not None else []
+    for cc in _ancestors(session, dept):
+        found = _holders(session, role, company_id, cc.id, requester)
+        if found:
+            return found
+    return _holders(session, role, company_id, None, requester)
