@@ -1,0 +1,247 @@
+"""The finance command line against a real, migrated SQLite file (click's CliRunner)."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import func, select, text
+
+from yinfin_flow.budget.service import Budgets, LineRequest
+from yinfin_flow.cli.budget import command as budget
+from yinfin_flow.cli.demo import command as demo
+from yinfin_flow.cli.rates import command as rates
+from yinfin_flow.cli.verify import command as verify
+from yinfin_flow.db.engine import Database
+from yinfin_flow.db.models import (
+    BudgetBalance,
+    BudgetEntry,
+    BudgetLine,
+    Company,
+    ControlRuleRow,
+    ExchangeRate,
+)
+from yinfin_flow.demo import budgets as demo_budgets
+from yinfin_flow.domain.budget import LineOnHold, OverBudget
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+YEAR = date.today().year
+
+
+@pytest.fixture
+def cli(sqlite_template: Path, tmp_path: Path):
+    """Run a command against a fresh migrated SQLite file; returns (invoke, database)."""
+    path = tmp_path / "cli.sqlite"
+    shutil.copy(sqlite_template, path)
+    url = f"sqlite:///{path}"
+    runner = CliRunner()
+    database = Database(url)
+
+    def invoke(cmd, *args: str):
+        return runner.invoke(cmd, list(args), env={"YINFIN_DATABASE_URL": url, "USER": "cfo"})
+
+    yield invoke, database
+    database.dispose()
+
+
+@pytest.fixture
+def demo_cli(cli):
+    invoke, database = cli
+    result = invoke(demo, "load")
+    assert result.exit_code == 0, result.output
+    return invoke, database
+
+
+def code(month: int, cc: str, item: str) -> str:
+    return demo_budgets.line_code(f"{YEAR}-{month:02d}", cc, item)
+
+
+def balance(database: Database, line_code: str) -> BudgetBalance:
+    with database.unit_of_work(readonly=True) as s:
+        line_id = s.scalar(select(BudgetLine.id).where(BudgetLine.code == line_code))
+        return s.get(BudgetBalance, line_id)
+
+
+def test_demo_load_verifies_clean_and_if_empty_is_a_no_op(cli):
+    invoke, database = cli
+    result = invoke(demo, "load")
+    assert result.exit_code == 0, result.output
+    assert "budgets" in result.output
+    ok = invoke(verify)
+    assert ok.exit_code == 0, ok.output
+    assert ok.output.startswith("ok: 134 line(s), 134 budget entries")
+    with database.unit_of_work(readonly=True) as s:
+        entries = s.scalar(select(func.count()).select_from(BudgetEntry))
+    again = invoke(demo, "load", "--if-empty")
+    assert again.exit_code == 0 and "nothing loaded" in again.output
+    refused = invoke(demo, "load")
+    assert refused.exit_code == 1
+    assert "error conflict" in refused.output and "Traceback" not in refused.output
+    with database.unit_of_work(readonly=True) as s:
+        assert s.scalar(select(func.count()).select_from(BudgetEntry)) == entries
+        assert s.scalar(select(func.count()).select_from(Company)) == 1
+
+
+def test_demo_rules_behave_as_described(demo_cli):
+    _invoke, database = demo_cli
+    on = date(YEAR, 3, 10)
+
+    def reserve(key: str, line_code: str, amount: str):
+        with database.unit_of_work() as s:
+            req = LineRequest(ref="1", amount=amount, currency="CNY", budget_date=on, line_code=line_code)
+            return Budgets(s).reserve(key, ("expense", key), [req], actor="amy")
+
+    # R&D travel: hard with 5 % tolerance on the department, inherited by RD-APP.
+    with pytest.raises(OverBudget) as err:
+        reserve("a", code(3, "RD-APP", "TRAVEL"), "15750.01")  # RD-APP 15,000 + 5 %
+    assert err.value.details["line"] == code(3, "RD-APP", "TRAVEL")
+    assert reserve("b", code(3, "RD-APP", "TRAVEL"), "15750.00").reservations
+    # Sales travel is soft: over budget is allowed and comes back as a warning.
+    soft = reserve("c", code(3, "SALES-EAST", "TRAVEL"), "30000")
+    assert soft.warnings and soft.warnings[0]["mode"] == "soft"
+    with pytest.raises(LineOnHold):
+        reserve("d", code(3, "FIN", "ENTERTAIN"), "1")
+    # USD requests convert at the month's demo rate.
+    with database.unit_of_work() as s:
+        req = LineRequest(ref="1", amount="100", currency="USD", budget_date=on,
+                          line_code=code(3, "HQ", "OFFICE"))
+        r = Budgets(s).reserve("e", ("expense", "e"), [req], actor="amy")
+    assert r.reservations[0].amount == Decimal("716.52")
+
+
+def test_verify_names_a_tampered_line_and_exits_1(demo_cli):
+    invoke, database = demo_cli
+    tampered = code(1, "RD", "TRAVEL")
+    with database.unit_of_work() as s:
+        line_id = s.scalar(select(BudgetLine.id).where(BudgetLine.code == tampered))
+        s.execute(text("UPDATE budget_balances SET budget = budget + 1 WHERE line_id = :id"), {"id": line_id})
+    result = invoke(verify)
+    assert result.exit_code == 1
+    assert f"[balances] {tampered}: budget is" in result.output
+    assert "1 problem(s) found" in result.output
+
+
+def test_show_prints_the_tree_with_control_and_status(demo_cli):
+    invoke, _db = demo_cli
+    result = invoke(budget, "show", "--period", f"{YEAR}-01")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == f"ACME {YEAR}-01"
+    row = next(ln for ln in lines if ln.startswith("RD/TRAVEL "))
+    assert "30,000.00" in row and " hard " in row
+    child = next(ln for ln in lines if "└ RD-APP/TRAVEL" in ln)
+    assert "(hard)" in child  # inherited from RD/TRAVEL
+    assert lines.index(row) < lines.index(child)
+    hold = next(ln for ln in lines if ln.startswith("FIN/ENTERTAIN "))
+    assert " hold " in hold
+    detail = invoke(budget, "show", "--line", code(1, "RD", "SOFTWARE"))
+    assert "hard cumulative 70:info,85:warn!,100:block!  (its own rule)" in detail.output
+    missing = invoke(budget, "show", "--company", "NOPE")
+    assert missing.exit_code == 1 and "error not_found: no company 'NOPE'" in missing.output
+
+
+def test_adjust_transfer_rule_status(demo_cli):
+    invoke, database = demo_cli
+    rd, app, web = code(1, "RD", "TRAVEL"), code(1, "RD-APP", "TRAVEL"), code(1, "RD-WEB", "TRAVEL")
+    r = invoke(budget, "adjust", rd, "-1000", "--reason", "mid-year cut")
+    assert r.exit_code == 0, r.output
+    assert "30,000.00 -> 29,000.00 CNY" in r.output
+    r = invoke(budget, "transfer", app, web, "500", "--reason", "rebalance", "--actor", "zhou.cfo")
+    assert r.exit_code == 0, r.output
+    assert balance(database, app).budget == Decimal("14500")
+    assert balance(database, web).budget == Decimal("12500")
+    r = invoke(budget, "rule", web, "--mode", "soft", "--tolerance-amount", "100",
+               "--threshold", "70:info", "--threshold", "85:warn:notify", "--no-subtree")
+    assert r.exit_code == 0, r.output
+    with database.unit_of_work(readonly=True) as s:
+        line_id = s.scalar(select(BudgetLine.id).where(BudgetLine.code == web))
+        row = s.scalar(select(ControlRuleRow).where(ControlRuleRow.line_id == line_id))
+        assert (row.mode, row.subtree, row.tolerance_amount, row.updated_by) == ("soft", False, Decimal("100"), "cfo")
+        assert [t["action"] for t in row.thresholds] == ["info", "warn"]
+    r = invoke(budget, "status", web, "closed")
+    assert r.exit_code == 0 and "open -> closed" in r.output
+    ok = invoke(verify)
+    assert ok.exit_code == 0, ok.output
+
+
+def test_refusals_print_code_and_details_without_traceback(demo_cli):
+    invoke, database = demo_cli
+    app = code(1, "RD-APP", "TRAVEL")
+    with database.unit_of_work() as s:
+        req = LineRequest(ref="1", amount="14000", currency="CNY", budget_date=date(YEAR, 1, 5), line_code=app)
+        Budgets(s).reserve("x", ("expense", "x"), [req], actor="amy")
+    r = invoke(budget, "transfer", app, code(1, "RD-WEB", "TRAVEL"), "2000", "--reason", "too much")
+    assert r.exit_code == 1
+    assert "error E1_over_budget:" in r.output and "available: 1000.0000" in r.output
+    assert "Traceback" not in r.output
+    assert balance(database, app).budget == Decimal("15000")
+    r = invoke(budget, "rule", app, "--mode", "hard", "--threshold", "85:shout")
+    assert r.exit_code == 1 and "error validation_error: threshold:" in r.output
+    r = invoke(budget, "adjust", "NO/SUCH/LINE", "5", "--reason", "x")
+    assert r.exit_code == 1 and "no budget line 'NO/SUCH/LINE'" in r.output
+    r = invoke(budget, "status", app, "hold", "--actor", "")
+    assert r.exit_code == 1 and "actor" in r.output
+
+
+def test_import_errors_listed_and_nothing_imported(cli):
+    invoke, database = cli
+    assert invoke(demo, "load").exit_code == 0
+    bad = DATA / "budgets_bad.csv"
+    text_ = bad.read_text().replace("2026-", f"{YEAR}-")
+    path = Path(database.url.removeprefix("sqlite:///")).parent / "bad.csv"
+    path.write_text(text_)
+    with database.unit_of_work(readonly=True) as s:
+        before = s.scalar(select(func.count()).select_from(BudgetEntry))
+    r = invoke(budget, "import", str(path))
+    assert r.exit_code == 1
+    assert "error import_invalid: bad.csv: 9 problem(s), nothing imported" in r.output
+    for row in (3, 4, 5, 6, 7, 8, 9, 10, 11):
+        assert f"  row {row}, " in r.output
+    with database.unit_of_work(readonly=True) as s:
+        assert s.scalar(select(func.count()).select_from(BudgetEntry)) == before
+
+
+def test_export_import_round_trip_and_dry_run(demo_cli, tmp_path):
+    invoke, database = demo_cli
+    out = tmp_path / "budgets.xlsx"
+    r = invoke(budget, "export", "-o", str(out), "--period", f"{YEAR}-01")
+    assert r.exit_code == 0 and "11 line(s) written" in r.output
+    r = invoke(budget, "import", str(out))
+    assert r.exit_code == 0, r.output
+    assert "0 line(s) created, 0 adjusted, 11 unchanged" in r.output
+    csv_out = tmp_path / "budgets.csv"
+    assert invoke(budget, "export", "-o", str(csv_out), "--year", str(YEAR)).exit_code == 0
+    edited = csv_out.read_text(encoding="utf-8-sig").replace(
+        f"{code(1, 'FIN', 'OFFICE')},ACME,{YEAR}-01,FIN,OFFICE,,,CNY,5000.00",
+        f"{code(1, 'FIN', 'OFFICE')},ACME,{YEAR}-01,FIN,OFFICE,,,CNY,5200.00",
+    )
+    csv_out.write_text(edited, encoding="utf-8")
+    r = invoke(budget, "import", "--dry-run", str(csv_out))
+    assert r.exit_code == 0, r.output
+    assert "dry run, nothing written" in r.output and "by +200.00 CNY" in r.output
+    assert balance(database, code(1, "FIN", "OFFICE")).budget == Decimal("5000")
+    r = invoke(budget, "import", str(csv_out))
+    assert "0 line(s) created, 1 adjusted, 133 unchanged" in r.output
+    assert balance(database, code(1, "FIN", "OFFICE")).budget == Decimal("5200")
+
+
+def test_rates_import(cli):
+    invoke, database = cli
+    r = invoke(rates, "import", str(DATA / "rates.csv"))
+    assert r.exit_code == 0, r.output
+    assert "3 rate(s) added" in r.output
+    with database.unit_of_work(readonly=True) as s:
+        assert s.scalar(select(func.count()).select_from(ExchangeRate)) == 3
+
+
+def test_entry_point_lists_the_commands():
+    from yinfin_flow.cli import main
+
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0
+    for name in ("budget", "demo", "rates", "verify"):
+        assert f"  {name} " in result.output
