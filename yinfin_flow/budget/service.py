@@ -259,6 +259,9 @@ class Budgets:
                 .where(Reservation.id.in_(sorted(set(ids))))
                 .order_by(Reservation.id)
                 .with_for_update()
+                # The session may hold these rows from before the lock; what we waited
+                # for must overwrite them, or the stages would be computed from stale values.
+                .execution_options(populate_existing=True)
             )
         )
         if len(rows) != len(set(ids)):
@@ -350,14 +353,13 @@ class Budgets:
         """
         prior = self._replay(idempotency_key)
         if prior is not None:
-            return ReserveResult(
-                prior.id,
-                [v for v in self.reservations_for(*document) if v.id in self._movement_reservations(prior.id)],
-                replayed=True,
-            )
+            return self._replayed_reserve(prior, document)
         resolved = self._resolve(lines)
         ctx = ControlContext(self.session, self.default_rule)
         ctx.prepare([ln for ln, *_ in resolved])
+        prior = self._replay(idempotency_key)  # a concurrent retry may have committed while we waited
+        if prior is not None:
+            return self._replayed_reserve(prior, document)
         checks: list[LineCheck] = []
         for line, amount, *_rest in resolved:
             line_checks = ctx.check(line, amount)
@@ -406,6 +408,12 @@ class Budgets:
         self._alerts(movement_id, checks)
         return ReserveResult(movement_id, views, checks)
 
+    def _replayed_reserve(self, prior: BudgetMovement, document: tuple[str, str]) -> ReserveResult:
+        mine = self._movement_reservations(prior.id)
+        return ReserveResult(
+            prior.id, [v for v in self.reservations_for(*document) if v.id in mine], replayed=True
+        )
+
     def _movement_reservations(self, movement_id: int) -> set[int]:
         return {
             rid
@@ -440,6 +448,9 @@ class Budgets:
         if prior is not None:
             return MovementResult(prior.id, replayed=True)
         (res,) = self._lock_reservations([reservation_id])
+        prior = self._replay(idempotency_key)  # a concurrent retry may have committed while we waited
+        if prior is not None:
+            return MovementResult(prior.id, replayed=True)
         if res.status != "open":
             raise Conflict(f"reservation {res.id} is closed", reservation=res.id)
         hold = StageHold(res.pre_encumbered, res.encumbered, res.actual)
@@ -517,6 +528,9 @@ class Budgets:
         lines = {ln.id: ln for ln in self.session.scalars(select(BudgetLine).where(BudgetLine.id.in_({r.line_id for r in rows})))}
         ctx = ControlContext(self.session, self.default_rule)
         ctx.prepare(lines.values())  # lock balances in the global order
+        prior = self._replay(idempotency_key)  # a concurrent retry may have committed while we waited
+        if prior is not None:
+            return MovementResult(prior.id, replayed=True)
         movement_id: int | None = None
         for res in rows:
             hold = StageHold(res.pre_encumbered, res.encumbered, res.actual)
@@ -601,6 +615,9 @@ class Budgets:
             raise LineClosed(f"budget line {line.code} is closed", line=line.code, field="line_id")
         ctx = ControlContext(self.session, self.default_rule)
         ctx.prepare([line])
+        prior = self._replay(idempotency_key)  # a concurrent retry may have committed while we waited
+        if prior is not None:
+            return MovementResult(prior.id, replayed=True)
         if value < 0:
             self._check_cut(ctx, line, -value)
         movement_id = self._movement(kind, idempotency_key, actor, reason=reason)
@@ -673,6 +690,9 @@ class Budgets:
                 raise LineClosed(f"budget line {line.code} is closed", line=line.code, field=f)
         ctx = ControlContext(self.session, self.default_rule)
         ctx.prepare([src, dst])
+        prior = self._replay(idempotency_key)  # a concurrent retry may have committed while we waited
+        if prior is not None:
+            return MovementResult(prior.id, replayed=True)
         self._check_cut(ctx, src, value)
         movement_id = self._movement("transfer", idempotency_key, actor, reason=reason)
         self._entries(
@@ -704,6 +724,9 @@ class Budgets:
         if prior is not None:
             return MovementResult(prior.id, replayed=True)
         (res,) = self._lock_reservations([reservation_id])
+        prior = self._replay(idempotency_key)  # a concurrent retry may have committed while we waited
+        if prior is not None:
+            return MovementResult(prior.id, replayed=True)
         value = parse_amount(amount, res.currency, "amount", positive=True)
         if value > res.actual:
             raise InsufficientHold(
