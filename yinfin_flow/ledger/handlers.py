@@ -20,8 +20,13 @@ def on_posting_requested(session: Session, event: events.Event) -> None:
     post(session, **event.payload)
 
 
-def register() -> None:
-    events.subscribe("posting.requested", on_posting_requested)
+def register_checks() -> None:
+    """Add the ledger's checks to ``verify`` (once)."""
     for check in verify.CHECKS:
         if check not in budget_verify.CHECKS:
             budget_verify.CHECKS.append(check)
+
+
+def register() -> None:
+    events.subscribe("posting.requested", on_posting_requested)
+    register_checks()
