@@ -277,8 +277,9 @@ def set_rule(
         raise ValidationError("basis", "must be period, cumulative, annual or overall") from None
     tp = None if tolerance_percent in (None, "") else parse_amount(str(tolerance_percent), "CNY", "tolerance_percent")
     ta = None if tolerance_amount in (None, "") else parse_amount(str(tolerance_amount), line.currency, "tolerance_amount")
-    if tp is not None and (tp < 0 or tp > 1000):
-        raise ValidationError("tolerance_percent", "must be between 0 and 1000")
+    # The column is Numeric(7, 4): 1000 itself does not fit.
+    if tp is not None and (tp < 0 or tp >= 1000):
+        raise ValidationError("tolerance_percent", "must be at least 0 and below 1000")
     if ta is not None and ta < 0:
         raise ValidationError("tolerance_amount", "must not be negative")
     row = session.scalar(select(ControlRuleRow).where(ControlRuleRow.line_id == line_id))
