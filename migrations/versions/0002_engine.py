@@ -70,6 +70,7 @@ def upgrade() -> None:
     sa.Column('assignee', sa.String(length=64), nullable=False),
     sa.Column('on_behalf_of', sa.String(length=64), nullable=True),
     sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('kind', sa.String(length=16), nullable=False),
     sa.Column('added_by', sa.String(length=64), nullable=True),
     sa.Column('warnings', sa.JSON(), nullable=False),
     sa.Column('comment', sa.Text(), nullable=True),

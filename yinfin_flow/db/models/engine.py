@@ -85,6 +85,8 @@ class ApprovalTask(Base):
     assignee: Mapped[str] = mapped_column(String(64))
     on_behalf_of: Mapped[str | None] = mapped_column(String(64))  # delegation / transfer
     status: Mapped[str] = mapped_column(String(16))  # pending waiting approved rejected …
+    # approve: from the step's rule · before/after/parallel: added (加签) by ``added_by``
+    kind: Mapped[str] = mapped_column(String(16), default="approve")
     added_by: Mapped[str | None] = mapped_column(String(64))  # 加签
     warnings: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     comment: Mapped[str | None] = mapped_column(Text)

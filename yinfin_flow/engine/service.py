@@ -1,0 +1,364 @@
+"""The engine's actions, one transaction each: what the API, the CLI and OA adapters call.
+
+Every function takes the session of the caller's unit of work and never commits: the
+request's state, its tasks, budget movements, history and events commit together or
+not at all. Each action locks the request row first (see :mod:`.runtime` for the lock
+order). Stale or racing actions get :class:`~yinfin_flow.domain.errors.Conflict`
+(``task_closed``, ``stale_request``, ``invalid_action``); unauthorised ones
+:class:`~.errors.Forbidden`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from yinfin_flow.db.models.engine import ApprovalRequest, ApprovalTask
+from yinfin_flow.db.types import utcnow
+from yinfin_flow.domain.errors import NotFound, ValidationError
+from yinfin_flow.domain.workflow import Definition
+
+from . import budgeting, definitions, effects, routing, steps
+from .errors import Forbidden, InvalidAction, TaskClosed, WithdrawWindowClosed
+from .machine import fire
+from .runtime import ActionContext, history, lock_request, publish
+
+TASK_ACTIONS = ("approve", "reject", "send_back", "transfer", "add_approver")
+
+
+def _definition(session: Session, req: ApprovalRequest) -> Definition:
+    return definitions.stored(session, req.workflow, req.workflow_version)
+
+
+def _department_of(session: Session, user: str) -> str | None:
+    from yinfin_flow.db.models import CostCentre
+    from yinfin_flow.db.models.org import User
+
+    return session.scalar(select(CostCentre.code).join(User, User.cost_centre_id == CostCentre.id)
+                          .where(User.id == user))
+
+
+def submit(session: Session, workflow: str, *, requester: str, company: str, title: str,
+           form: dict[str, Any], department: str | None = None, key: str | None = None,
+           draft: bool = False, override_reason: str | None = None,
+           directory: Path | str | None = None, now: datetime | None = None) -> ApprovalRequest:
+    """Create a request on the workflow's current version and submit it (or keep a draft).
+
+    ``key`` makes creation idempotent: the same key returns the first request unchanged.
+    Submit reserves every line's budget, all or none; a hard-control refusal raises
+    :class:`~yinfin_flow.domain.budget.OverBudget` and nothing is written, unless the
+    definition allows an override and ``override_reason`` is given.
+    """
+    if not requester:
+        raise ValidationError("requester", "is required")
+    if not title or not str(title).strip():
+        raise ValidationError("title", "is required")
+    if key is not None:
+        found = session.scalar(select(ApprovalRequest).where(ApprovalRequest.idempotency_key == key))
+        if found is not None:
+            return found
+    now = now or utcnow()
+    d = definitions.current(session, workflow, directory)
+    form = budgeting.normalise_form(form, now.date())
+    req = ApprovalRequest(
+        idempotency_key=key, workflow=d.name, workflow_version=d.version,
+        document_type=d.document_type, title=str(title)[:200], requester=requester, company=company,
+        department=department or _department_of(session, requester), form=form, state=d.initial,
+        route=[], round=0, action_seq=0, created_at=now, updated_at=now,
+    )
+    session.add(req)
+    session.flush()
+    ctx = ActionContext(session, d, requester, now=now)
+    history(ctx, req, "create", to_state=d.initial)
+    if not draft:
+        ctx.data["override_reason"] = override_reason
+        fire(d, req, "submit", ctx=ctx)
+    session.flush()
+    return req
+
+
+def submit_draft(session: Session, request_id: int, actor: str, *, override_reason: str | None = None,
+                 now: datetime | None = None) -> ApprovalRequest:
+    req = lock_request(session, request_id)
+    _requester_only(req, actor, "submit")
+    ctx = ActionContext(session, _definition(session, req), actor, now=now or utcnow())
+    ctx.data["override_reason"] = override_reason
+    fire(ctx.definition, req, "submit", ctx=ctx)
+    return req
+
+
+def _requester_only(req: ApprovalRequest, actor: str, what: str) -> None:
+    if actor != req.requester:
+        raise Forbidden(f"only the requester ({req.requester}) may {what} this request", field="actor")
+
+
+def _load_task(session: Session, task_id: int) -> ApprovalTask:
+    task = session.get(ApprovalTask, task_id)
+    if task is None:
+        raise NotFound(f"no task {task_id}", field="task_id")
+    return task
+
+
+def act(session: Session, task_id: int, actor: str, action: str, *, comment: str | None = None,
+        target: str | None = None, to: str | None = None, users: list[str] | None = None,
+        position: str | None = None, expected_version: int | None = None,
+        now: datetime | None = None) -> ApprovalRequest:
+    """Take ``action`` on a task: approve, reject, send_back (``target``: previous, an
+    earlier step id, or submitter), transfer (``to``), add_approver (``users``,
+    ``position`` before/after/parallel).
+
+    Only the task's assignee or their delegate may act; the requester never approves.
+    Two people acting at once on one request produce one outcome: the second finds its
+    task closed and gets ``Conflict`` (``task_closed``).
+    """
+    if action not in TASK_ACTIONS:
+        raise ValidationError("action", f"must be one of {', '.join(TASK_ACTIONS)}")
+    req_id = _load_task(session, task_id).request_id
+    req = lock_request(session, req_id, expected_version)
+    task = session.scalar(select(ApprovalTask).where(ApprovalTask.id == task_id)
+                          .execution_options(populate_existing=True))
+    assert task is not None
+    d = _definition(session, req)
+    ctx = ActionContext(session, d, actor, now=now or utcnow(), comment=comment, task=task)
+    _may_act(ctx, req, task)
+    if action in ("approve", "reject") and actor == req.requester:
+        raise Forbidden("the requester can never approve or reject their own request", field="actor")
+    step = steps.steps_of(ctx, req)[task.step_id]
+    if action == "approve":
+        # Every approval re-checks what is held against today's balances (a hard
+        # overrun refuses it) and records the impact the approver saw.
+        budget = budgeting.recheck(ctx, req) if budgeting.open_reservations(ctx, req) else None
+        steps.close_task(ctx, req, task, "approved")
+        task.comment = comment
+        history(ctx, req, "approve", task=task, budget=budget)
+        steps.after_approval(ctx, req, task)
+    elif action == "reject":
+        if not comment:
+            raise ValidationError("comment", "say why you reject")
+        steps.close_task(ctx, req, task, "rejected")
+        task.comment = comment
+        history(ctx, req, "reject_task", task=task)
+        if steps.rejected(step, steps.tasks_of(ctx, req, step.id)):
+            fire(d, req, "reject", ctx=ctx)
+    elif action == "send_back":
+        _send_back(ctx, req, task, target or "submitter")
+    elif action == "transfer":
+        _transfer(ctx, req, task, to)
+    else:
+        _add_approvers(ctx, req, task, users or [], position or "after")
+    req.updated_at = ctx.now
+    session.flush()
+    return req
+
+
+def _may_act(ctx: ActionContext, req: ApprovalRequest, task: ApprovalTask) -> None:
+    if task.status != "pending":
+        raise TaskClosed(f"task {task.id} is {task.status}; nothing to do", field="task_id",
+                         status=task.status)
+    if task.round != req.round or task.state_name != req.state:
+        raise TaskClosed(f"task {task.id} belongs to an earlier round", field="task_id")
+    if ctx.actor == task.assignee:
+        return
+    if routing.delegate_for(ctx.session, task.assignee, ctx.now.date(), req.workflow) == ctx.actor:
+        ctx.on_behalf_of = task.assignee
+        return
+    raise Forbidden(f"task {task.id} is {task.assignee}'s; {ctx.actor} may not act on it", field="actor")
+
+
+def _send_back(ctx: ActionContext, req: ApprovalRequest, task: ApprovalTask, target: str) -> None:
+    idx = req.step_index or 0
+    if target == "submitter":
+        steps.close_task(ctx, req, task, "sent_back")
+        history(ctx, req, "send_back_task", task=task, data={"target": "submitter"})
+        req.sent_back_by = task.step_id
+        fire(ctx.definition, req, "send_back", ctx=ctx)
+        return
+    if target == "previous":
+        if idx == 0:
+            raise ValidationError("target", "this is the first step: send back to the submitter instead")
+        new = idx - 1
+    elif target in req.route[:idx]:
+        new = req.route.index(target)
+    else:
+        raise ValidationError("target", f"must be previous, submitter or an earlier step of {req.route[:idx]}")
+    steps.close_task(ctx, req, task, "sent_back")
+    history(ctx, req, "send_back_task", task=task, data={"target": req.route[new]})
+    steps.void_from(ctx, req, req.route[new:])
+    req.step_index = new
+    steps.open_current(ctx, req)
+
+
+def _transfer(ctx: ActionContext, req: ApprovalRequest, task: ApprovalTask, to: str | None) -> None:
+    if not to:
+        raise ValidationError("to", "name who takes the task over")
+    if to == req.requester:
+        raise ValidationError("to", "the requester cannot approve their own request")
+    if to == task.assignee:
+        raise ValidationError("to", "the task is already theirs")
+    steps.close_task(ctx, req, task, "transferred")
+    step = steps.steps_of(ctx, req)[task.step_id]
+    new = steps.make_task(ctx, req, step, to, position=task.position, status="pending", kind=task.kind,
+                          added_by=task.added_by, warnings=task.warnings)
+    history(ctx, req, "transfer", task=task, data={"to": to, "new_task": new.id})
+
+
+def _add_approvers(ctx: ActionContext, req: ApprovalRequest, task: ApprovalTask, users: list[str],
+                   position: str) -> None:
+    if position not in ("before", "after", "parallel"):
+        raise ValidationError("position", "must be before, after or parallel")
+    if not users:
+        raise ValidationError("users", "name at least one approver to add")
+    for i, u in enumerate(users):
+        if u == req.requester:
+            raise ValidationError(f"users[{i}]", "the requester cannot approve their own request")
+        if u == task.assignee:
+            raise ValidationError(f"users[{i}]", "you are already on this step")
+    step = steps.steps_of(ctx, req)[task.step_id]
+    history(ctx, req, "add_approver", task=task, data={"users": users, "position": position})
+    if position == "before":
+        task.status = "held"  # waits until the added people approve
+    for u in users:
+        steps.make_task(ctx, req, step, u, position=task.position, status="pending", kind=position,
+                        added_by=ctx.actor, warnings=task.warnings)
+    if position == "after":
+        steps.close_task(ctx, req, task, "approved")
+        steps.after_approval(ctx, req, task)
+
+
+def withdraw(session: Session, request_id: int, actor: str, *, comment: str | None = None,
+             now: datetime | None = None) -> ApprovalRequest:
+    """The requester takes the request back (releases its budget), within the window."""
+    req = lock_request(session, request_id)
+    _requester_only(req, actor, "withdraw")
+    ctx = ActionContext(session, _definition(session, req), actor, now=now or utcnow(), comment=comment)
+    window = ctx.definition.withdraw_window_hours
+    if window is not None and req.submitted_at and ctx.now > req.submitted_at + timedelta(hours=window):
+        raise WithdrawWindowClosed(
+            f"requests can be withdrawn within {window:g} hours of submitting", field="action")
+    fire(ctx.definition, req, "withdraw", ctx=ctx)
+    return req
+
+
+def edit(session: Session, request_id: int, actor: str, changes: dict[str, Any], *,
+         task_id: int | None = None, comment: str | None = None,
+         now: datetime | None = None) -> ApprovalRequest:
+    """Change form fields: the requester in an editable state, or an approver on their
+    pending task for the fields their step allows. While budget is held, the route and
+    the reservation are recomputed together (the difference is reserved or released now).
+    """
+    req = lock_request(session, request_id)
+    d = _definition(session, req)
+    ctx = ActionContext(session, d, actor, now=now or utcnow(), comment=comment)
+    if not isinstance(changes, dict) or not changes:
+        raise ValidationError("changes", "name at least one field to change")
+    if task_id is None:
+        _requester_only(req, actor, "edit")
+        if not d.states[req.state].editable:
+            raise InvalidAction(f"a request that is {req.state} cannot be edited by the requester",
+                                field="action")
+    else:
+        task = session.get(ApprovalTask, task_id)
+        if task is None or task.request_id != req.id:
+            raise NotFound(f"no task {task_id} on request {req.id}", field="task_id")
+        ctx.task = task
+        _may_act(ctx, req, task)
+        allowed = steps.steps_of(ctx, req)[task.step_id].editable
+        for f in changes:
+            if f not in allowed:
+                raise Forbidden(f"step {task.step_id} may not edit {f!r} (allowed: {list(allowed)})", field=f)
+    old_amount = req.form.get("amount")
+    form = {**req.form, **changes}
+    req.form = budgeting.normalise_form(form, ctx.now.date())
+    budget = None
+    if budgeting.open_reservations(ctx, req) and task_id is not None:
+        from .runtime import next_key
+
+        budget = budgeting.reserve(ctx, req, next_key(req, "edit"), "edit")
+        # Steps after the current one follow the new amount (earlier approvals stay).
+        new_route = steps.plan(ctx, req)
+        here = req.route[: (req.step_index or 0) + 1]
+        req.route = here + [s for s in new_route if s not in here]
+    if req.override and req.form.get("amount") != old_amount:
+        req.override = {**req.override, "status": "void"}  # an amount edit voids the override
+    history(ctx, req, "edit", task=ctx.task, data={"changes": changes}, budget=budget)
+    req.updated_at = ctx.now
+    session.flush()
+    return req
+
+
+def resubmit(session: Session, request_id: int, actor: str, *, changes: dict[str, Any] | None = None,
+             comment: str | None = None, now: datetime | None = None) -> ApprovalRequest:
+    """Send a sent-back request on again (optionally with edits): the reservation follows
+    the edit (difference reserved or released), then approval restarts from the first
+    step or from the step that sent it back, as the definition says."""
+    if changes:
+        edit(session, request_id, actor, changes, now=now)
+    req = lock_request(session, request_id)
+    _requester_only(req, actor, "resubmit")
+    ctx = ActionContext(session, _definition(session, req), actor, now=now or utcnow(), comment=comment)
+    fire(ctx.definition, req, "resubmit", ctx=ctx)
+    return req
+
+
+def perform(session: Session, request_id: int, event: str, actor: str, *, comment: str | None = None,
+            data: dict[str, Any] | None = None, now: datetime | None = None) -> ApprovalRequest:
+    """Fire a document event (issue_po, receive, pay, close…) that the definition gives to
+    a role, the requester or the system."""
+    req = lock_request(session, request_id)
+    d = _definition(session, req)
+    t = d.transition(event, req.state)
+    if t is None:
+        raise InvalidAction(f"cannot {event} a request that is {req.state}", field="action")
+    ctx = ActionContext(session, d, actor, now=now or utcnow(), comment=comment)
+    if t.by == "approver":
+        raise InvalidAction(f"{event} is an approver's action: act on a task", field="action")
+    if t.by == "requester":
+        _requester_only(req, actor, event)
+    elif t.by.startswith("role:") and not routing.holds_role(session, actor, t.by[5:], req, ctx.now.date()):
+        raise Forbidden(f"{event} needs the {t.by[5:]} role in {req.company}", field="actor")
+    elif t.by == "system" and actor != "system":
+        raise Forbidden(f"{event} is done by the system only", field="actor")
+    ctx.data["history"] = data
+    fire(d, req, event, ctx=ctx)
+    return req
+
+
+def comment(session: Session, request_id: int, actor: str, text: str,
+            now: datetime | None = None) -> None:
+    """Add a comment (评论) to the request's history; anyone involved may."""
+    if not text or not text.strip():
+        raise ValidationError("text", "is empty")
+    req = lock_request(session, request_id)
+    ctx = ActionContext(session, _definition(session, req), actor, now=now or utcnow(), comment=text)
+    history(ctx, req, "comment")
+
+
+def urge(session: Session, request_id: int, actor: str, now: datetime | None = None) -> list[int]:
+    """Remind (催办) the current approvers: a ``task.urged`` event per pending task."""
+    req = lock_request(session, request_id)
+    _requester_only(req, actor, "urge")
+    ctx = ActionContext(session, _definition(session, req), actor, now=now or utcnow())
+    pending = [t for t in steps.tasks_of(ctx, req) if t.status == "pending"] if req.step_index is not None else []
+    if not pending:
+        raise InvalidAction("nobody is waiting to act on this request", field="action")
+    for t in pending:
+        t.urged = (t.urged or 0) + 1
+        publish(ctx, "task.urged", task_id=t.id, request_id=req.id, assignee=t.assignee, by=actor)
+    history(ctx, req, "urge", data={"tasks": [t.id for t in pending]})
+    return [t.id for t in pending]
+
+
+def copy_to(session: Session, request_id: int, actor: str, users: list[str],
+            now: datetime | None = None) -> list[str]:
+    """CC (抄送) people on a request by hand."""
+    if not users:
+        raise ValidationError("users", "name at least one person")
+    req = lock_request(session, request_id)
+    ctx = ActionContext(session, _definition(session, req), actor, now=now or utcnow())
+    done = effects.cc(ctx, req, (), "manual", users)
+    history(ctx, req, "cc", data={"users": done})
+    return done

@@ -1,0 +1,255 @@
+"""Approval steps inside an approval state: route, tasks, countersign, completion.
+
+Route: on entering an approval state the steps whose ``when`` holds are planned
+(``request.route``); ``request.step_index`` points at the current one. Each (re)submit
+starts a new ``round``; tasks and approvals of earlier rounds no longer count.
+
+Tasks of a step (one per approver; ``kind`` approve) and how the step completes:
+
+=========  =====================================  ====================================
+mode       approves when                          rejects when
+=========  =====================================  ====================================
+all 会签    every approver approved                anyone rejects
+any 或签    one approver approved (others cancel)  anyone rejects
+sequence   every approver, one after the other    anyone rejects
+quorum     M approved (M capped at N)             so many rejected M can't be reached
+=========  =====================================  ====================================
+
+Added approvers (加签) must always approve too: ``before`` holds the adder's task
+(status ``held``) until the added person approves; ``after`` counts the adder's approval
+and adds a task; ``parallel`` adds a task alongside. Someone who already approved an
+earlier step of this round is approved automatically when the definition says so.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+
+from yinfin_flow.budget.service import Budgets
+from yinfin_flow.db.models.engine import ApprovalRequest, ApprovalTask, EngineTimer
+from yinfin_flow.domain.workflow import State, Step
+
+from . import budgeting, routing
+from .errors import NoApprover
+from .runtime import ActionContext, history, publish, task_event
+
+OPEN = ("pending", "waiting", "held")
+APPROVED = ("approved", "auto_approved")
+OVERRIDE_STEP = "override"
+
+
+def approval_state(ctx: ActionContext, req: ApprovalRequest) -> State:
+    return ctx.definition.states[req.state]
+
+
+def steps_of(ctx: ActionContext, req: ApprovalRequest) -> dict[str, Step]:
+    steps = {s.id: s for s in approval_state(ctx, req).steps}
+    ov = ctx.definition.override
+    if ov is not None:
+        steps[OVERRIDE_STEP] = Step(OVERRIDE_STEP, "Budget override", ov.approvers, mode="any", override=True)
+    return steps
+
+
+def plan(ctx: ActionContext, req: ApprovalRequest) -> list[str]:
+    route = [s.id for s in approval_state(ctx, req).steps if routing.matches(s.when, req)]
+    if req.override and req.override.get("status") == "pending":
+        route.insert(0, OVERRIDE_STEP)
+    return route
+
+
+def current_step(ctx: ActionContext, req: ApprovalRequest) -> Step | None:
+    if req.step_index is None or req.step_index >= len(req.route):
+        return None
+    return steps_of(ctx, req)[req.route[req.step_index]]
+
+
+def tasks_of(ctx: ActionContext, req: ApprovalRequest, step_id: str | None = None) -> list[ApprovalTask]:
+    q = select(ApprovalTask).where(ApprovalTask.request_id == req.id, ApprovalTask.round == req.round)
+    if step_id is not None:
+        q = q.where(ApprovalTask.step_id == step_id)
+    return list(ctx.session.scalars(q.order_by(ApprovalTask.position, ApprovalTask.id)))
+
+
+def enter(ctx: ActionContext, req: ApprovalRequest, resume_at: str | None = None) -> None:
+    """Start (or resume) approval: plan the route and open the first step that needs people."""
+    route = plan(ctx, req)
+    if resume_at and resume_at in route:
+        idx = route.index(resume_at)
+        # Approvals given before the sender's step stay; the sender's and later are voided.
+        void_from(ctx, req, route[idx:])
+    else:
+        req.round = (req.round or 0) + 1
+        idx = 0
+    req.route = route
+    req.step_index = idx
+    open_current(ctx, req)
+
+
+def void_from(ctx: ActionContext, req: ApprovalRequest, step_ids: list[str]) -> None:
+    for t in tasks_of(ctx, req):
+        if t.step_id in step_ids and t.status in APPROVED:
+            t.status = "voided"
+        elif t.step_id in step_ids and t.status in OPEN:
+            close_task(ctx, req, t, "cancelled")
+
+
+def open_current(ctx: ActionContext, req: ApprovalRequest) -> None:
+    """Create the current step's tasks; skip steps that complete at once; approve at the end."""
+    from .effects import complete_approval
+
+    while True:
+        step = current_step(ctx, req)
+        if step is None:
+            complete_approval(ctx, req)
+            return
+        _create_tasks(ctx, req, step)
+        if not _completed(ctx, req, step):
+            return
+        history(ctx, req, "step_completed", step_id=step.id, actor="system",
+                data={"auto": True})
+        req.step_index = (req.step_index or 0) + 1
+
+
+def _approved_before(ctx: ActionContext, req: ApprovalRequest, step: Step) -> set[str]:
+    out: set[str] = set()
+    for t in tasks_of(ctx, req):
+        if t.status == "approved" and t.step_id != step.id:
+            out.add(t.assignee)
+            if t.on_behalf_of:
+                out.add(t.on_behalf_of)
+    return out
+
+
+def _create_tasks(ctx: ActionContext, req: ApprovalRequest, step: Step) -> None:
+    d = ctx.definition
+    people = routing.resolve(ctx.session, step.approvers, req, ctx.now.date())
+    if not people:
+        if d.no_approver == "fail":
+            raise NoApprover(
+                f"no approver found for step {step.id!r} ({step.title}) of {d.name}",
+                field="approvers", step=step.id,
+            )
+        people = [d.admin]
+        history(ctx, req, "no_approver", step_id=step.id, actor="system",
+                data={"policy": "admin", "assigned": d.admin})
+    done = _approved_before(ctx, req, step) if d.auto_approve_repeat and not step.override else set()
+    # Soft-control warnings go on the task for the approver to see (re-checked now).
+    held = budgeting.open_reservations(ctx, req)
+    warnings = budgeting.warnings_of(Budgets(ctx.session).recheck([h.id for h in held])) if held else []
+    for pos, person in enumerate(people):
+        auto = person in done
+        make_task(ctx, req, step, person, position=pos,
+                  status="auto_approved" if auto else ("waiting" if step.mode == "sequence" else "pending"),
+                  warnings=warnings)
+    if step.mode == "sequence":
+        _activate_next(ctx, req, step)
+
+
+def make_task(ctx: ActionContext, req: ApprovalRequest, step: Step, person: str, *, position: int,
+              status: str, kind: str = "approve", added_by: str | None = None,
+              warnings: list[dict[str, Any]] | None = None, on_behalf_of: str | None = None) -> ApprovalTask:
+    deputy = None
+    if status in ("pending", "waiting") and on_behalf_of is None:
+        deputy = routing.delegate_for(ctx.session, person, ctx.now.date(), req.workflow)
+    assignee, behalf = (deputy, person) if deputy and deputy != req.requester else (person, on_behalf_of)
+    task = ApprovalTask(
+        request_id=req.id, state_name=req.state, step_id=step.id, round=req.round, position=position,
+        assignee=assignee, on_behalf_of=behalf, status=status, kind=kind, added_by=added_by,
+        warnings=warnings or [], created_at=ctx.now,
+        decided_at=ctx.now if status == "auto_approved" else None,
+    )
+    ctx.session.add(task)
+    ctx.session.flush()
+    if status == "auto_approved":
+        history(ctx, req, "auto_approve", task=task, actor=assignee,
+                data={"reason": "already approved an earlier step"})
+        task_event(ctx, req, task, "auto_approved")
+    elif status == "pending":
+        activate(ctx, req, task, step)
+    return task
+
+
+def activate(ctx: ActionContext, req: ApprovalRequest, task: ApprovalTask, step: Step) -> None:
+    """A task becomes actionable: set its due time and timer, tell the OA."""
+    task.status = "pending"
+    if step.timeout:
+        task.due_at = ctx.now + timedelta(hours=step.timeout.hours)
+        ctx.session.add(EngineTimer(request_id=req.id, task_id=task.id, kind=step.timeout.action,
+                                    due_at=task.due_at, status="pending", created_at=ctx.now))
+    ctx.session.flush()
+    publish(ctx, "task.created", task_id=task.id, request_id=req.id, workflow=req.workflow,
+            step=task.step_id, assignee=task.assignee, on_behalf_of=task.on_behalf_of,
+            kind=task.kind, due_at=task.due_at.isoformat() if task.due_at else None)
+
+
+def _activate_next(ctx: ActionContext, req: ApprovalRequest, step: Step) -> None:
+    tasks = tasks_of(ctx, req, step.id)
+    if any(t.status in ("pending", "held") for t in tasks):
+        return
+    for t in tasks:
+        if t.status == "waiting":
+            activate(ctx, req, t, step)
+            return
+
+
+def close_task(ctx: ActionContext, req: ApprovalRequest, task: ApprovalTask, status: str) -> None:
+    task.status = status
+    task.decided_at = ctx.now
+    ctx.session.execute(update(EngineTimer).where(EngineTimer.task_id == task.id, EngineTimer.status == "pending")
+                        .values(status="cancelled"))
+    task_event(ctx, req, task, status)
+
+
+def close_open(ctx: ActionContext, req: ApprovalRequest) -> None:
+    """Cancel every open task of the request (it left approval, or was withdrawn)."""
+    for t in ctx.session.scalars(select(ApprovalTask).where(
+            ApprovalTask.request_id == req.id, ApprovalTask.status.in_(OPEN))):
+        close_task(ctx, req, t, "cancelled")
+
+
+def _completed(ctx: ActionContext, req: ApprovalRequest, step: Step) -> bool:
+    tasks = [t for t in tasks_of(ctx, req, step.id) if t.status not in ("transferred", "cancelled")]
+    base = [t for t in tasks if t.kind == "approve"]
+    added = [t for t in tasks if t.kind != "approve"]
+    if any(t.status not in APPROVED for t in added):
+        return False
+    approved = sum(t.status in APPROVED for t in base)
+    if step.mode in ("all", "sequence"):
+        return approved == len(base)
+    if step.mode == "any":
+        return approved >= 1
+    return approved >= min(step.quorum or 1, len(base))
+
+
+def rejected(step: Step, tasks: list[ApprovalTask]) -> bool:
+    """Whether the step can no longer approve after a rejection."""
+    base = [t for t in tasks if t.kind == "approve" and t.status not in ("transferred", "cancelled")]
+    if step.mode != "quorum":
+        return True
+    no = sum(t.status == "rejected" for t in base)
+    return len(base) - no < min(step.quorum or 1, len(base))
+
+
+def after_approval(ctx: ActionContext, req: ApprovalRequest, task: ApprovalTask) -> None:
+    """Move on after ``task`` approved: wake held tasks, next in sequence, next step."""
+    step = steps_of(ctx, req)[task.step_id]
+    if task.kind == "before" and task.added_by:
+        for t in tasks_of(ctx, req, step.id):
+            if t.status == "held" and t.assignee == task.added_by:
+                activate(ctx, req, t, step)
+    if step.mode == "sequence":
+        _activate_next(ctx, req, step)
+    if _completed(ctx, req, step):
+        for t in tasks_of(ctx, req, step.id):
+            if t.status in OPEN:
+                close_task(ctx, req, t, "cancelled")
+        history(ctx, req, "step_completed", step_id=step.id, actor="system")
+        if step.override:
+            from .overrides import approved as override_approved
+
+            override_approved(ctx, req)
+        req.step_index = (req.step_index or 0) + 1
+        open_current(ctx, req)
