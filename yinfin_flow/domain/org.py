@@ -1,4 +1,5 @@
-"""Organisation rules that need no database: ids, roles, delegation overlap, manager cycles.
+"""Organisation rules that need no database: ids, roles, delegation overlap, manager
+cycles, and the users CSV format (checked row by row before the directory sees it).
 
 The directory service (:mod:`yinfin_flow.engine.directory`) and the approver resolver
 (:mod:`yinfin_flow.engine.approvers`) apply these to stored users.
@@ -6,10 +7,13 @@ The directory service (:mod:`yinfin_flow.engine.directory`) and the approver res
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
 
 from .errors import ValidationError
 
@@ -138,3 +142,102 @@ def manager_cycles(managers: Mapping[str, str | None]) -> list[list[str]]:
             node = managers.get(node)
         seen.update(path)
     return cycles
+
+
+# --------------------------------------------------------------------------- CSV rows
+
+REQUIRED_COLUMNS = ("id", "name", "company")
+OPTIONAL_COLUMNS = ("email", "department", "manager", "roles", "active")
+EXTERNAL_ID_COLUMNS = ("dingtalk_userid", "feishu_open_id", "wecom_userid")
+COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS + EXTERNAL_ID_COLUMNS
+
+
+@dataclass
+class UserSpec:
+    """One user as an import or the API describes them (codes, not database ids)."""
+
+    id: str
+    name: str
+    company: str
+    department: str | None = None
+    manager: str | None = None
+    email: str | None = None
+    active: bool = True
+    roles: list[RoleGrant] | None = None  # None: leave the user's roles as they are
+    external: dict[str, str | None] = field(default_factory=dict)
+
+
+def row_error(line: int, field: str, problem: str) -> dict[str, Any]:
+    return {"row": line, "column": field, "problem": problem}
+
+
+def _spec_from_row(row: Mapping[str, str], line: int, errors: list[dict[str, Any]]) -> UserSpec | None:
+    before = len(errors)
+
+    def field_value(name: str, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except ValidationError as err:
+            errors.append(row_error(line, name, err.details["problem"]))
+            return None
+
+    uid = field_value("id", check_user_id, row.get("id", ""), "id")
+    name = row.get("name", "")
+    if not name:
+        errors.append(row_error(line, "name", "a name is required"))
+    elif len(name) > 200:
+        errors.append(row_error(line, "name", "longer than 200 characters"))
+    company = row.get("company", "")
+    if not company:
+        errors.append(row_error(line, "company", "a company code is required"))
+    email = field_value("email", check_email, row.get("email") or None, "email")
+    manager = row.get("manager") or None
+    if manager is not None:
+        manager = field_value("manager", check_user_id, manager, "manager")
+    roles = field_value("roles", parse_roles, row.get("roles", ""), "roles")
+    active = field_value("active", parse_active, row.get("active", ""), "active")
+    external: dict[str, str | None] = {}
+    for col in EXTERNAL_ID_COLUMNS:
+        if col in row:
+            value = row[col] or None
+            if value is not None and len(value) > 64:
+                errors.append(row_error(line, col, "longer than 64 characters"))
+            external[col] = value
+    if len(errors) > before:
+        return None
+    return UserSpec(id=uid, name=name, company=company, department=row.get("department") or None,
+                    manager=manager, email=email, active=bool(active), roles=roles or [],
+                    external=external)
+
+
+def parse_users_csv(text: str) -> tuple[list[tuple[int, UserSpec]], list[dict[str, Any]]]:
+    """Parse a users CSV into ``(row number, spec)`` pairs and every row error found.
+
+    Only the file's own rules are checked here (columns, ids, roles, flags); whether
+    companies, departments and managers exist is the directory's job. A header problem
+    is reported alone (row 1, column ``header``) with no specs.
+    """
+    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
+    header = [h.strip() for h in (reader.fieldnames or [])]
+    errors: list[dict[str, Any]] = []
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    unknown = [c for c in header if c not in COLUMNS]
+    if missing:
+        errors.append(row_error(1, "header", f"missing column(s): {', '.join(missing)}"))
+    if unknown:
+        errors.append(row_error(1, "header", f"unknown column(s): {', '.join(unknown)} (known: {', '.join(COLUMNS)})"))
+    if errors:
+        return [], errors
+    specs: list[tuple[int, UserSpec]] = []
+    for raw in reader:
+        line = reader.line_num  # the row number a spreadsheet shows (header = 1)
+        if None in raw:
+            errors.append(row_error(line, "row", "more values than columns"))
+            continue
+        row = {(k or "").strip(): (v or "").strip() for k, v in raw.items() if isinstance(v, str | None)}
+        if not any(row.values()):
+            continue  # a row of empty cells is not a user
+        spec = _spec_from_row(row, line, errors)
+        if spec is not None:
+            specs.append((line, spec))
+    return specs, errors

@@ -17,9 +17,7 @@ file are left alone unless ``deactivate_missing`` is set.
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, TextIO
@@ -34,18 +32,12 @@ from yinfin_flow.domain.errors import Conflict, DomainError, NotFound, Validatio
 from yinfin_flow.domain.org import (
     Period,
     RoleGrant,
-    check_email,
+    UserSpec,
     check_role,
-    check_user_id,
     manager_cycles,
-    parse_active,
-    parse_roles,
+    parse_users_csv,
+    row_error,
 )
-
-REQUIRED_COLUMNS = ("id", "name", "company")
-OPTIONAL_COLUMNS = ("email", "department", "manager", "roles", "active")
-EXTERNAL_ID_COLUMNS = ("dingtalk_userid", "feishu_open_id", "wecom_userid")
-COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS + EXTERNAL_ID_COLUMNS
 
 
 class ImportRejected(ValidationError):
@@ -65,21 +57,6 @@ class ImportRejected(ValidationError):
             errors=errors,
         )
         self.errors = errors
-
-
-@dataclass
-class UserSpec:
-    """One user as an import or the API describes them (codes, not database ids)."""
-
-    id: str
-    name: str
-    company: str
-    department: str | None = None
-    manager: str | None = None
-    email: str | None = None
-    active: bool = True
-    roles: list[RoleGrant] | None = None  # None: leave the user's roles as they are
-    external: dict[str, str | None] = field(default_factory=dict)
 
 
 @dataclass
@@ -303,32 +280,12 @@ def import_users_csv(session: Session, source: str | TextIO, *, actor: str,
                      deactivate_missing: bool = False) -> ImportResult:
     """Import users from CSV text or an open text file; all rows or none (see module doc)."""
     text = source if isinstance(source, str) else source.read()
-    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
-    header = [h.strip() for h in (reader.fieldnames or [])]
-    errors: list[dict[str, Any]] = []
-    missing = [c for c in REQUIRED_COLUMNS if c not in header]
-    unknown = [c for c in header if c not in COLUMNS]
-    if missing:
-        errors.append(_err(1, "header", f"missing column(s): {', '.join(missing)}"))
-    if unknown:
-        errors.append(_err(1, "header", f"unknown column(s): {', '.join(unknown)} (known: {', '.join(COLUMNS)})"))
-    if errors:
+    specs, errors = parse_users_csv(text)
+    if errors and not specs and errors[0]["column"] == "header":
         raise ImportRejected(errors)
-    specs: list[tuple[int, UserSpec]] = []
-    for raw in reader:
-        line = reader.line_num
-        row = {(k or "").strip(): (v or "").strip() for k, v in raw.items() if not isinstance(v, list)}
-        if None in raw:
-            errors.append(_err(line, "row", "more values than columns"))
-            continue
-        if not any(row.values()):
-            continue  # blank lines are not users
-        spec = _spec_from_row(row, line, errors)
-        if spec is not None:
-            specs.append((line, spec))
     errors += _Checker(session).check(specs)
     if not specs and not errors:
-        errors.append(_err(1, "file", "no users in the file"))
+        errors.append(row_error(1, "file", "no users in the file"))
     if errors:
         raise ImportRejected(sorted(errors, key=lambda e: (e["row"], e["column"])))
     result = ImportResult()
@@ -349,49 +306,6 @@ def import_users_csv(session: Session, source: str | TextIO, *, actor: str,
                 result.deactivated.append(user.id)
         session.flush()
     return result
-
-
-def _err(line: int, field: str, problem: str) -> dict[str, Any]:
-    return {"row": line, "column": field, "problem": problem}
-
-
-def _spec_from_row(row: Mapping[str, str], line: int, errors: list[dict[str, Any]]) -> UserSpec | None:
-    before = len(errors)
-
-    def field_value(name: str, fn: Any, *args: Any) -> Any:
-        try:
-            return fn(*args)
-        except ValidationError as err:
-            errors.append(_err(line, name, err.details["problem"]))
-            return None
-
-    uid = field_value("id", check_user_id, row.get("id", ""), "id")
-    name = row.get("name", "")
-    if not name:
-        errors.append(_err(line, "name", "a name is required"))
-    elif len(name) > 200:
-        errors.append(_err(line, "name", "longer than 200 characters"))
-    company = row.get("company", "")
-    if not company:
-        errors.append(_err(line, "company", "a company code is required"))
-    email = field_value("email", check_email, row.get("email") or None, "email")
-    manager = row.get("manager") or None
-    if manager is not None:
-        manager = field_value("manager", check_user_id, manager, "manager")
-    roles = field_value("roles", parse_roles, row.get("roles", ""), "roles")
-    active = field_value("active", parse_active, row.get("active", ""), "active")
-    external: dict[str, str | None] = {}
-    for col in EXTERNAL_ID_COLUMNS:
-        if col in row:
-            value = row[col] or None
-            if value is not None and len(value) > 64:
-                errors.append(_err(line, col, "longer than 64 characters"))
-            external[col] = value
-    if len(errors) > before:
-        return None
-    return UserSpec(id=uid, name=name, company=company, department=row.get("department") or None,
-                    manager=manager, email=email, active=bool(active), roles=roles or [],
-                    external=external)
 
 
 class _Checker:
@@ -426,43 +340,43 @@ class _Checker:
         taken: dict[tuple[str, str], str] = {}
         for line, s in specs:
             if s.id in first_line:
-                errors.append(_err(line, "id", f"{s.id!r} appears twice (first on line {first_line[s.id]})"))
+                errors.append(row_error(line, "id", f"{s.id!r} appears twice (first on line {first_line[s.id]})"))
                 continue
             first_line[s.id] = line
             comp = self.company(s.company)
             if comp is None:
-                errors.append(_err(line, "company", f"unknown company {s.company!r}"))
+                errors.append(row_error(line, "company", f"unknown company {s.company!r}"))
             else:
                 if s.department is not None:
                     cc = self.dept(comp.id, s.department)
                     if cc is None:
-                        errors.append(_err(line, "department", f"unknown department {s.department!r} in {s.company}"))
+                        errors.append(row_error(line, "department", f"unknown department {s.department!r} in {s.company}"))
                     elif not cc.active:
-                        errors.append(_err(line, "department", f"department {s.department!r} is inactive"))
+                        errors.append(row_error(line, "department", f"department {s.department!r} is inactive"))
                 for grant in s.roles or []:
                     if grant.department is not None and self.dept(comp.id, grant.department) is None:
-                        errors.append(_err(line, "roles", f"{grant}: unknown department {grant.department!r}"))
+                        errors.append(row_error(line, "roles", f"{grant}: unknown department {grant.department!r}"))
             if s.manager is not None:
                 if s.manager == s.id:
-                    errors.append(_err(line, "manager", "a user cannot be their own manager"))
+                    errors.append(row_error(line, "manager", "a user cannot be their own manager"))
                 elif s.manager not in known:
-                    errors.append(_err(line, "manager", f"unknown user {s.manager!r} (not in the file or the directory)"))
+                    errors.append(row_error(line, "manager", f"unknown user {s.manager!r} (not in the file or the directory)"))
             for col, value in s.external.items():
                 if value is None:
                     continue
                 other = taken.setdefault((col, value), s.id)
                 if other != s.id:
-                    errors.append(_err(line, col, f"{value!r} is also given to {other!r}"))
+                    errors.append(row_error(line, col, f"{value!r} is also given to {other!r}"))
                     continue
                 holder = self.session.scalar(select(User.id).where(getattr(User, col) == value, User.id != s.id))
                 if holder is not None and holder not in in_file:
-                    errors.append(_err(line, col, f"{value!r} already belongs to {holder!r}"))
+                    errors.append(row_error(line, col, f"{value!r} already belongs to {holder!r}"))
         errors += self._cycles(specs, first_line)
         return errors
 
     def _cycles(self, specs: list[tuple[int, UserSpec]], first_line: dict[str, int]) -> list[dict[str, Any]]:
         graph: dict[str, str | None] = dict(
-            self.session.execute(select(User.id, User.manager_id)).tuples().all()
+            (uid, mid) for uid, mid in self.session.execute(select(User.id, User.manager_id))
         )
         for _, s in specs:
             if s.manager != s.id:
@@ -471,7 +385,7 @@ class _Checker:
         for cycle in manager_cycles(graph):
             where = [u for u in cycle if u in first_line] or cycle
             line = min((first_line[u] for u in where if u in first_line), default=0)
-            out.append(_err(line, "manager", f"managers form a loop: {' -> '.join(cycle)}"))
+            out.append(row_error(line, "manager", f"managers form a loop: {' -> '.join(cycle)}"))
         return out
 
 
