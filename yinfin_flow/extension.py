@@ -146,6 +146,7 @@ class YinFinFlow:
         if EXTENSION_KEY in app.extensions:
             raise RuntimeError("YinFinFlow is already initialised on this app")
         settings = settings or self._defaults["settings"] or settings_for(app)
+        settings.check()
         provider = identity_provider or self._defaults["identity_provider"]
         if provider is None:
             if settings.production:

@@ -173,6 +173,17 @@ def register_app_handlers(app: Flask, api_prefix: str) -> None:
     def ours() -> bool:
         return request.path == prefix or request.path.startswith(prefix + "/")
 
+    def routing_error() -> Response | None:
+        # Flask raises routing errors (404, 405) after the before-request hooks, and a
+        # host's own ``@app.errorhandler(404)`` would win over any handler of ours; answer
+        # them here for our paths. Redirects (trailing slash) go through.
+        exc = request.routing_exception
+        if isinstance(exc, HTTPException) and (exc.code or 0) >= 400 and ours():
+            return handle_http_exception(exc)
+        return None
+
+    app.before_request(routing_error)
+
     def on_http(exc: HTTPException) -> Response | HTTPException:
         return handle_http_exception(exc) if ours() else exc
 
