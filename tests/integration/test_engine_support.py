@@ -115,7 +115,7 @@ def write_workflow(directory_: Path, text: str, name: str = "flow") -> Path:
 
 FLOW = """
 name: flow
-version: 1
+version: {version}
 document_type: expense
 settings: {{withdraw_window_hours: 24, no_approver: {no_approver}, auto_approve_repeat: {auto}, resubmit: {resubmit}}}
 states:
@@ -138,6 +138,7 @@ transitions:
 
 
 def flow(tmp: Path, steps: str, *, no_approver: str = "admin", auto: str = "true",
-         resubmit: str = "from_start") -> Path:
+         resubmit: str = "from_start", version: int = 1) -> Path:
     """A workflow ``flow`` with the given steps (YAML, indented 6) in a fresh directory."""
-    return write_workflow(tmp, FLOW.format(steps=steps, no_approver=no_approver, auto=auto, resubmit=resubmit))
+    return write_workflow(tmp, FLOW.format(steps=steps, no_approver=no_approver, auto=auto,
+                                              resubmit=resubmit, version=version))

@@ -55,6 +55,12 @@ class DefinitionError(DomainError):
         super().__init__(f"{file}: {path}: {problem}", file=file, path=path, problem=problem)
 
 
+class DefinitionChanged(Conflict):
+    """A file changed without a new version number (running requests would change route)."""
+
+    code = "definition_changed"
+
+
 def _by(value: str) -> None:
     if value not in ACTORS and not (value.startswith("role:") and len(value) > 5):
         raise MmError(f"must be one of {', '.join(ACTORS)} or role:<name>")
@@ -303,11 +309,9 @@ def current(session: Session, name: str, directory: Path | str | None = None) ->
                                        content=d.source, created_at=utcnow()))
         session.flush()
     elif row.content_hash != d.content_hash:
-        err = Conflict(
+        raise DefinitionChanged(
             f"{f.name} changed but its version is still {d.version}: raise the version "
             "so running requests keep the old one", field="version", file=f.name)
-        err.code = "definition_changed"
-        raise err
     return d
 
 

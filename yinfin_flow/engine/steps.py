@@ -39,6 +39,8 @@ from .runtime import ActionContext, history, publish, task_event
 OPEN = ("pending", "waiting", "held")
 APPROVED = ("approved", "auto_approved")
 OVERRIDE_STEP = "override"
+#: Tasks that no longer take part in their step's decision.
+GONE = ("transferred", "cancelled", "voided", "sent_back")
 
 
 def approval_state(ctx: ActionContext, req: ApprovalRequest) -> State:
@@ -211,7 +213,7 @@ def close_open(ctx: ActionContext, req: ApprovalRequest) -> None:
 
 
 def _completed(ctx: ActionContext, req: ApprovalRequest, step: Step) -> bool:
-    tasks = [t for t in tasks_of(ctx, req, step.id) if t.status not in ("transferred", "cancelled")]
+    tasks = [t for t in tasks_of(ctx, req, step.id) if t.status not in GONE]
     base = [t for t in tasks if t.kind == "approve"]
     added = [t for t in tasks if t.kind != "approve"]
     if any(t.status not in APPROVED for t in added):
@@ -226,7 +228,7 @@ def _completed(ctx: ActionContext, req: ApprovalRequest, step: Step) -> bool:
 
 def rejected(step: Step, tasks: list[ApprovalTask]) -> bool:
     """Whether the step can no longer approve after a rejection."""
-    base = [t for t in tasks if t.kind == "approve" and t.status not in ("transferred", "cancelled")]
+    base = [t for t in tasks if t.kind == "approve" and t.status not in GONE]
     if step.mode != "quorum":
         return True
     no = sum(t.status == "rejected" for t in base)
