@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import date
 
 import pytest
 
 from yinfin_flow.budget import setup
+from yinfin_flow.db.models.org import Delegation
 from yinfin_flow.domain.errors import Conflict, NotFound, ValidationError
 from yinfin_flow.engine import directory
-from yinfin_flow.engine.approvers import delegate_for, managers_of, resolve, validate_rule
+from yinfin_flow.engine.approvers import (
+    delegate_for,
+    holds_role,
+    managers_of,
+    resolve,
+    validate_rule,
+)
 
 ON = date(2026, 3, 10)
 
@@ -287,3 +295,51 @@ def test_bad_delegations_are_refused(org, user, deputy, start, end, field, error
     with pytest.raises(error) as err, org.unit_of_work() as s:
         directory.delegate(s, user, deputy, start, end)
     assert err.value.details["field"] == field
+
+
+def test_holds_role_counts_company_wide_and_departments_above(org):
+    with org.unit_of_work(readonly=True) as s:
+        assert holds_role(s, "gina", "gm", company="ACME") is True
+        assert holds_role(s, "gina", "gm", company="ACME", department="RD-APP") is True
+        assert holds_role(s, "rick", "finance_reviewer", company="ACME", department="RD-APP") is True
+        assert holds_role(s, "rick", "finance_reviewer", company="ACME", department="FIN") is False
+        assert holds_role(s, "rick", "finance_reviewer", company="ACME") is False
+        assert holds_role(s, "olga", "finance_reviewer", company="ACME") is False  # inactive
+        assert holds_role(s, "gina", "gm", company="BETA") is False
+        assert holds_role(s, "ghost", "gm", company="ACME") is False
+
+
+def test_concurrent_overlapping_delegations_make_exactly_one(db):
+    """Two deputies named at the same moment for the same dates: one wins, one conflicts.
+
+    Several rounds, because a race that is not guarded only shows up some of the time.
+    """
+    rounds = 5
+    people = "".join(f"boss{i},Boss {i},ACME\n" for i in range(rounds))
+    with db.unit_of_work() as s:
+        setup.create_company(s, "ACME", "Acme Ltd", "CNY")
+        directory.import_users_csv(
+            s, f"id,name,company\n{people}d1,Deputy 1,ACME\nd2,Deputy 2,ACME\n", actor="hr"
+        )
+    for i in range(rounds):
+        barrier = threading.Barrier(2)
+        outcomes: list[str] = []
+
+        def name_deputy(deputy: str, boss: str, barrier: threading.Barrier = barrier,
+                        outcomes: list[str] = outcomes) -> None:
+            barrier.wait()
+            try:
+                with db.unit_of_work() as s:
+                    directory.delegate(s, boss, deputy, date(2026, 3, 1), date(2026, 3, 31))
+                outcomes.append("ok")
+            except Conflict:
+                outcomes.append("conflict")
+
+        threads = [threading.Thread(target=name_deputy, args=(d, f"boss{i}")) for d in ("d1", "d2")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(outcomes) == ["conflict", "ok"], f"round {i}"
+    with db.unit_of_work(readonly=True) as s:
+        assert len(s.query(Delegation).all()) == rounds

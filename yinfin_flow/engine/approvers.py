@@ -154,6 +154,32 @@ def managers_of(session: Session, user: str, levels: int) -> list[str]:
     return out
 
 
+def holds_role(session: Session, user: str, role: str, *, company: str,
+               department: str | None = None) -> bool:
+    """Whether active ``user`` holds ``role`` in ``company`` for ``department``.
+
+    A company-wide grant always counts; a department grant counts for that department
+    and every department below it. Without ``department`` only company-wide grants count.
+    (For checks such as "only an override authority may take this action".)
+    """
+    holder = session.get(User, user)
+    comp = session.scalar(select(Company).where(Company.code == company))
+    if holder is None or not holder.active or comp is None:
+        return False
+    scopes: list[int | None] = [None]
+    if department is not None:
+        dept = session.scalar(
+            select(CostCentre).where(CostCentre.company_id == comp.id, CostCentre.code == department)
+        )
+        scopes += [cc.id for cc in _ancestors(session, dept)]
+    grants = session.scalars(
+        select(UserRole.cost_centre_id).where(
+            UserRole.user_id == user, UserRole.role == role, UserRole.company_id == comp.id
+        )
+    ).all()
+    return any(g in scopes for g in grants)
+
+
 def delegate_for(session: Session, user: str, on: date, workflow: str | None = None) -> str | None:
     """The deputy acting for ``user`` on ``on`` (for ``workflow``), or None.
 
