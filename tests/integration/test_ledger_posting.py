@@ -10,7 +10,7 @@ from sqlalchemy import func, select, text
 
 from yinfin_flow.budget import setup
 from yinfin_flow.budget.service import Budgets
-from yinfin_flow.budget.verify import verify
+from yinfin_flow.verify import verify
 from yinfin_flow.db.models import BudgetBalance, Reservation
 from yinfin_flow.db.models.ledger import JournalEntry, JournalLine
 from yinfin_flow.demo.ledger import setup_books
@@ -288,3 +288,38 @@ def test_vouchers_are_append_only_and_tampering_shows_in_verify(db):
     with db.unit_of_work(readonly=True) as s:
         checks = {p.check for p in verify(s)}
     assert {"journal_balances", "journal_unchanged"} <= checks
+
+
+def test_concurrent_postings_get_gap_free_unique_voucher_numbers(db):
+    from concurrent.futures import ThreadPoolExecutor
+
+    books(db)
+
+    def one(i):
+        with db.unit_of_work() as s:
+            return post(s, **expense(key=f"k{i}", doc_id=str(i))).voucher
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        vouchers = list(pool.map(one, range(18)))
+    assert sorted(vouchers) == [f"记-2026-01-{n:04d}" for n in range(1, 19)]
+    with db.unit_of_work(readonly=True) as s:
+        assert verify(s) == []
+
+
+def test_reverse_actual_never_takes_actual_below_zero_and_replays(db):
+    from yinfin_flow.domain.budget import InsufficientHold
+
+    org = books(db)
+    with db.unit_of_work() as s:
+        b = Budgets(s)
+        rid = b.reserve("r", ("expense", "1"), [line_req(org.child_line, "80")], actor="amy").reservations[0].id
+        b.advance("r:actual", rid, "actual", actor="ap")
+    with pytest.raises(InsufficientHold), db.unit_of_work() as s:
+        Budgets(s).reverse_actual("too-much", rid, "80.01", actor="cfo")
+    for _ in range(2):
+        with db.unit_of_work() as s:
+            Budgets(s).reverse_actual("rev", rid, "30", actor="cfo")
+    with db.unit_of_work(readonly=True) as s:
+        assert s.get(Reservation, rid).actual == Decimal("50")
+        assert s.get(BudgetBalance, org.parent_line).actual == Decimal("50")
+        assert [p for p in verify(s) if p.check != "actuals_match_postings"] == []
