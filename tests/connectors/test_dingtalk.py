@@ -1,0 +1,141 @@
+"""DingTalk against a local stub of its open API, callbacks made with its crypto."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+
+from connectors.base import (
+    MemorySeen,
+    OAConnector,
+    PermanentError,
+    RetryableError,
+    SignatureError,
+    StatusMessage,
+)
+from connectors.crypto import BizMsgCrypt
+from connectors.dingtalk import DingTalkConnector
+
+from .conftest import NOW
+from .stubs.dingtalk import DingTalkStub, callback
+
+AES = "Yue0EfdN5900c1ce5cf6A152c63DDe1808a60c5ecd7"
+MS = int(NOW.timestamp() * 1000)
+
+
+@pytest.fixture
+def stub(start_stub):
+    s = start_stub(DingTalkStub())
+    s.instances["PI-1"] = {"status": "RUNNING", "originatorUserId": "u1", "formComponentValues": [
+        {"name": "金额", "value": "1234.50", "componentType": "MoneyField"},
+        {"name": "事由", "value": "差旅", "componentType": "TextField"}]}
+    return s
+
+
+@pytest.fixture
+def ding(stub):
+    return DingTalkConnector(app_key="dingappkey", app_secret="s3cret", token="tok", aes_key=AES,
+                             operator_id="union-1", api_url=stub.url, timeout=(1.0, 0.5))
+
+
+def sender() -> BizMsgCrypt:
+    return BizMsgCrypt("dingtalk", "tok", AES, "dingappkey")
+
+
+def test_is_an_oa_connector(ding) -> None:
+    assert isinstance(ding, OAConnector)
+
+
+def test_instance_start_fetches_the_form_and_replies_encrypted_success(ding) -> None:
+    event = {"EventType": "bpms_instance_change", "processInstanceId": "PI-1", "type": "start",
+             "staffId": "u1", "createTime": MS - 1000, "processCode": "PROC-EXP"}
+    query, body = callback(sender(), event, MS)
+    result = ding.verify_and_parse({}, query, body, now=NOW, seen=MemorySeen())
+    [ev] = result.events
+    assert (ev.kind, ev.external_instance_id, ev.external_user_id, ev.template) == (
+        "form_submitted", "PI-1", "u1", "PROC-EXP")
+    assert ev.form == {"金额": "1234.50", "事由": "差旅"}
+    assert ev.occurred_at == NOW - timedelta(seconds=1)
+    reply = json.loads(result.body)
+    c = sender()
+    c.verify(reply["msg_signature"], reply["timeStamp"], reply["nonce"], reply["encrypt"])
+    assert c.decrypt(reply["encrypt"]) == "success"
+
+
+def test_task_finish_and_instance_finish_terminate(ding) -> None:
+    seen = MemorySeen()
+    cases = [
+        ({"EventType": "bpms_task_change", "type": "finish", "result": "refuse", "remark": "超预算",
+          "processInstanceId": "PI-1", "staffId": "boss", "taskId": 77, "finishTime": MS},
+         ("task_acted", "reject", "超预算", None)),
+        ({"EventType": "bpms_instance_change", "type": "finish", "result": "agree",
+          "processInstanceId": "PI-1", "finishTime": MS}, ("instance_status", None, None, "approved")),
+        ({"EventType": "bpms_instance_change", "type": "terminate", "processInstanceId": "PI-1",
+          "finishTime": MS}, ("instance_withdrawn", None, None, "withdrawn")),
+    ]
+    for event, (kind, action, comment, status) in cases:
+        query, body = callback(sender(), event, MS)
+        [ev] = ding.verify_and_parse({}, query, body, now=NOW, seen=seen).events
+        assert (ev.kind, ev.action, ev.comment, ev.status) == (kind, action, comment, status)
+    assert ev.raw["processInstanceId"] == "PI-1"
+
+
+def test_check_url_has_no_events_but_still_answers(ding) -> None:
+    query, body = callback(sender(), {"EventType": "check_url"}, MS)
+    result = ding.verify_and_parse({}, query, body, now=NOW, seen=MemorySeen())
+    assert result.events == [] and b"encrypt" in result.body
+
+
+def test_bad_signature_stale_and_replay_are_refused(ding) -> None:
+    event = {"EventType": "bpms_task_change", "type": "finish", "result": "agree",
+             "processInstanceId": "PI-1", "finishTime": MS}
+    query, body = callback(sender(), event, MS)
+    with pytest.raises(SignatureError, match="signature"):
+        ding.verify_and_parse({}, {**query, "nonce": "other"}, body, now=NOW, seen=MemorySeen())
+    wrong_token = BizMsgCrypt("dingtalk", "not-tok", AES, "dingappkey")
+    q2, b2 = callback(wrong_token, event, MS)
+    with pytest.raises(SignatureError):
+        ding.verify_and_parse({}, q2, b2, now=NOW, seen=MemorySeen())
+    with pytest.raises(SignatureError, match="stale"):
+        ding.verify_and_parse({}, query, body, now=NOW + timedelta(minutes=6), seen=MemorySeen())
+    seen = MemorySeen()
+    ding.verify_and_parse({}, query, body, now=NOW, seen=seen)
+    q3, b3 = callback(sender(), event, MS + 1000, nonce="again")  # DingTalk's re-delivery
+    with pytest.raises(SignatureError, match="replayed"):
+        ding.verify_and_parse({}, q3, b3, now=NOW, seen=seen)
+
+
+def test_push_status_comment_and_todo_relogin_once(ding, stub) -> None:
+    msg = StatusMessage(kind="status", request_id="R1", title="差旅报销", status="approved",
+                        occurred_at=NOW, external_instance_id="PI-1", user_ids=["u1"])
+    assert ding.push_status(msg, "k1")["result"] is True
+    stub.expire_tokens()  # token revoked: one fresh login, then the call goes through
+    task = StatusMessage(kind="task", request_id="R2", title="请审批", status="pending",
+                         occurred_at=NOW, user_ids=["u9"], url="https://yinfin/r/R2")
+    out = ding.push_status(task, "outbox-42")
+    assert out["sourceId"] == "outbox-42" and stub.todos["outbox-42"]["executorIds"] == ["u9"]
+    assert len(stub.calls("/v1.0/oauth2/accessToken")) == 2
+    assert stub.comments[0]["text"].startswith("[approved]")
+
+
+def test_push_errors_are_classified(ding, stub) -> None:
+    msg = StatusMessage(kind="status", request_id="R1", title="t", status="approved",
+                        occurred_at=NOW, external_instance_id="PI-404")
+    with pytest.raises(PermanentError, match="审批实例不存在"):
+        ding.push_status(msg, "k")
+    ok = StatusMessage(kind="status", request_id="R1", title="t", status="approved",
+                       occurred_at=NOW, external_instance_id="PI-1")
+    ding.access_token()
+    stub.fail_next(502)
+    with pytest.raises(RetryableError) as err:
+        ding.push_status(ok, "k")
+    assert err.value.status == 502
+    stub.fail_next(("status", 429, '{"code":"Throttling","message":"slow down"}'))
+    with pytest.raises(RetryableError):
+        ding.push_status(ok, "k")
+    stub.fail_next(("sleep", 0.8))
+    with pytest.raises(RetryableError, match="timeout"):
+        ding.push_status(ok, "k")
+    assert ding.push_status(ok, "k")["success"] is True
