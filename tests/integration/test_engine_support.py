@@ -12,7 +12,6 @@ from typing import Any
 
 from sqlalchemy import select
 
-from yinfin_flow.budget.verify import verify
 from yinfin_flow.db.engine import Database
 from yinfin_flow.db.models import BudgetBalance
 from yinfin_flow.db.models.engine import ApprovalRequest, ApprovalTask, RequestHistory
@@ -20,6 +19,7 @@ from yinfin_flow.demo.ledger import setup_books
 from yinfin_flow.engine import directory
 from yinfin_flow.engine.directory import UserSpec
 from yinfin_flow.ledger import handlers
+from yinfin_flow.verify import verify
 
 from ..factories import JAN, Org, org_in
 
