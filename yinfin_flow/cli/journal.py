@@ -21,14 +21,11 @@ from sqlalchemy import select
 from yinfin_flow.db.models import Company
 from yinfin_flow.domain.errors import ValidationError
 from yinfin_flow.ledger import exports, masterdata, periods, reports, templates, yearend
-from yinfin_flow.ledger.handlers import register_checks
+from yinfin_flow.ledger.manual import post_manual
 from yinfin_flow.ledger.posting import post
 from yinfin_flow.ledger.reversal import reverse
 
 from .budget import handle_errors, unit_of_work
-
-# `yinfin-flow verify` runs budget.verify.CHECKS: make sure the ledger's are among them.
-register_checks()
 
 
 def _company(session: Any, code: str | None) -> str:
@@ -76,6 +73,18 @@ def post_cmd(payload: Any) -> None:
     data = json.load(payload, parse_float=Decimal)
     with unit_of_work() as s:
         result = post(s, **data)
+    click.echo(f"{'replayed' if result.replayed else 'posted'} {result.voucher} (entry {result.entry_id})")
+
+
+@command.command("manual")
+@click.argument("payload", type=click.File("r", encoding="utf-8"))
+@handle_errors
+def manual_cmd(payload: Any) -> None:
+    """Post a manual voucher (手工凭证) from JSON: key, company, posting_date, actor, summary,
+    lines [{account, debit|credit, currency, cost_centre, project, partner, memo}]."""
+    data = json.load(payload, parse_float=Decimal)
+    with unit_of_work() as s:
+        result = post_manual(s, **data)
     click.echo(f"{'replayed' if result.replayed else 'posted'} {result.voucher} (entry {result.entry_id})")
 
 

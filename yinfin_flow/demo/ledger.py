@@ -10,9 +10,12 @@ loader (and any OA integration) names them in ``document.partner``.
 
 from __future__ import annotations
 
+from datetime import date
+
 from sqlalchemy.orm import Session
 
 from yinfin_flow.ledger import masterdata, periods
+from yinfin_flow.ledger.manual import post_manual
 
 from .budgets import COMPANY, COST_CENTRES, fiscal_year
 
@@ -94,9 +97,17 @@ def setup_books(
 
 
 def load(session: Session) -> None:
-    """The demo company's books (after the budgets loader created ``ACME``)."""
+    """The demo company's books (after the budgets loader created ``ACME``): chart,
+    partners, the year's months open, and an opening-balance voucher for the bank."""
+    year = fiscal_year()
     managers = [m for _c, _n, _p, m in COST_CENTRES if m]
     setup_books(
-        session, COMPANY, [fiscal_year()],
+        session, COMPANY, [year],
         employees=managers + EXTRA_EMPLOYEES, vendors=VENDORS,
+    )
+    post_manual(
+        session, key=f"demo:opening:{year}", company=COMPANY, posting_date=date(year, 1, 1),
+        actor="demo", summary="期初余额 Opening balance: paid-in capital at the bank",
+        lines=[{"account": "1002", "debit": "5000000.00", "memo": "招商银行基本户"},
+               {"account": "4001", "credit": "5000000.00"}],
     )

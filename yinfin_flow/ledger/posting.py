@@ -112,7 +112,7 @@ def replayed_result(session: Session, key: str) -> PostResult | None:
                       period.code, prior.posting_date, replayed=True)
 
 
-def _date(value: Any, field_name: str) -> date:
+def parse_date(value: Any, field_name: str) -> date:
     if isinstance(value, date):
         return value
     if isinstance(value, str):
@@ -123,7 +123,7 @@ def _date(value: Any, field_name: str) -> date:
     raise ValidationError(field_name, "a date like 2026-01-31 is required")
 
 
-def _by_code(session: Session, model: Any, company_id: int, code: str | None, field_name: str, label: str) -> Any:
+def active_by_code(session: Session, model: Any, company_id: int, code: str | None, field_name: str, label: str) -> Any:
     if not code:
         return None
     row = session.scalar(select(model).where(model.company_id == company_id, model.code == code))
@@ -154,7 +154,7 @@ def post(
         return prior
     if not actor:
         raise ValidationError("actor", "who is posting is required")
-    on = _date(posting_date, "posting_date")
+    on = parse_date(posting_date, "posting_date")
     comp = session.scalar(select(Company).where(Company.code == company))
     if comp is None or not comp.active:
         raise ValidationError("company", f"unknown or inactive company {company!r}")
@@ -179,7 +179,7 @@ def post(
         account = raw.get("account")
         item_code = raw.get("item")
         if item_code:
-            item = _by_code(session, BudgetItem, comp.id, item_code, f"{f}.item", "budget item")
+            item = active_by_code(session, BudgetItem, comp.id, item_code, f"{f}.item", "budget item")
             account = account or item.account_code
         if not account:
             raise ValidationError(f"{f}.account", "no account given and the budget item has no account_code")
@@ -189,8 +189,8 @@ def post(
         tax = ZERO if tax_raw in (None, "") else parse_amount(tax_raw, currency, f"{f}.tax_amount")
         if tax < 0:
             raise ValidationError(f"{f}.tax_amount", "must not be negative")
-        _by_code(session, CostCentre, comp.id, raw.get("cost_centre"), f"{f}.cost_centre", "cost centre")
-        _by_code(session, Project, comp.id, raw.get("project"), f"{f}.project", "project")
+        active_by_code(session, CostCentre, comp.id, raw.get("cost_centre"), f"{f}.cost_centre", "cost centre")
+        active_by_code(session, Project, comp.id, raw.get("project"), f"{f}.project", "project")
         if currency != comp.base_currency and currency not in rates:
             rates[currency] = rate_for(session, currency, comp.base_currency, on, f"{f}.currency")
         res_id = raw.get("reservation_id")
@@ -213,7 +213,7 @@ def post(
     if any(tl.partner == "document" for tl in tpl.lines):
         if not doc.get("partner"):
             raise ValidationError("document.partner", f"template {tpl.name} posts to a partner: name one")
-        partner = _by_code(session, Partner, comp.id, doc["partner"], "document.partner", "partner")
+        partner = active_by_code(session, Partner, comp.id, doc["partner"], "document.partner", "partner")
     line_accounts = {ln.ref: (i, ln.account) for i, ln in enumerate(doc_lines)}
 
     rows = resolve_lines(session, comp.id, drafts, tpl.name, line_accounts, partner)

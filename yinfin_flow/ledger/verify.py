@@ -1,6 +1,6 @@
 """Ledger checks for ``verify``: vouchers balance, are unchanged, and budget actuals match.
 
-Added to :data:`yinfin_flow.budget.verify.CHECKS` by :func:`yinfin_flow.ledger.handlers.register`.
+Listed in :mod:`yinfin_flow.verify`, which `yinfin-flow verify` runs.
 """
 
 from __future__ import annotations

@@ -1,0 +1,81 @@
+"""The accounting CLI end to end on a migrated SQLite file with the demo loaded."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from yinfin_flow.cli import main
+from yinfin_flow.db.migrate import upgrade
+from yinfin_flow.demo.budgets import fiscal_year
+
+
+@pytest.fixture
+def cli(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'cli.sqlite'}"
+    upgrade(url)
+    monkeypatch.setenv("YINFIN_DATABASE_URL", url)
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+
+    def run(*args: str, ok: bool = True):
+        result = runner.invoke(main, list(args), catch_exceptions=False)
+        assert (result.exit_code == 0) is ok, result.output
+        return result.output
+
+    run("demo", "load")
+    return run
+
+
+def test_post_reverse_export_report_close(cli, tmp_path):
+    year = fiscal_year()
+    payload = {
+        "key": "expense:42:approved", "template": "expense.approved", "company": "ACME",
+        "posting_date": f"{year}-03-10", "actor": "alice",
+        "document": {"type": "expense", "id": "42", "title": "上海出差", "requester": "amy", "partner": "EMP-amy"},
+        "lines": [{"ref": "1", "item": "TRAVEL", "cost_centre": "RD-APP", "amount": "1200.00", "currency": "CNY"},
+                  {"ref": "2", "item": "SOFTWARE", "cost_centre": "RD", "amount": "99.99", "currency": "USD"}],
+    }
+    (tmp_path / "p.json").write_text(json.dumps(payload, ensure_ascii=False), encoding="utf-8")
+    assert f"posted 记-{year}-03-0001" in cli("journal", "post", "p.json")
+    assert f"replayed 记-{year}-03-0001" in cli("journal", "post", "p.json")
+    out = cli("journal", "reverse", "2", "--reason", "wrong trip", "--actor", "cfo")
+    assert f"记-{year}-03-0002" in out
+    cli("journal", "export", "--format", "beancount", "-o", "all.beancount")
+    check = subprocess.run([str(Path(sys.executable).parent / "bean-check"), "all.beancount"],
+                           capture_output=True, text=True, timeout=120)
+    assert check.returncode == 0, check.stdout + check.stderr
+    cli("journal", "export", "--format", "xlsx", "--period", f"{year}-03", "-o", "v.xlsx")
+    tb = json.loads(cli("report", "trial-balance", "--period", f"{year}-01", "--json"))
+    assert tb["balanced"] and {r["account"] for r in tb["rows"]} == {"1002", "4001"}
+    assert "RD-APP 6602.03" in cli("report", "budget-vs-actual", "--year", str(year))
+    trail = json.loads(cli("report", "trail", "expense", "42"))
+    assert [v["voucher"] for v in trail["vouchers"]] == [f"记-{year}-03-0001", f"记-{year}-03-0002"]
+    assert "journal_balances" in cli("verify")
+    assert f"{year}-03 closed" in cli("period", "close", f"{year}-03", "--actor", "cfo")
+
+
+def test_bad_masterdata_file_lists_every_row_and_exits_1(cli, tmp_path):
+    (tmp_path / "bad.csv").write_text("code,name,kind\nV9,,vendor\nV10,X,robot\n", encoding="utf-8")
+    out = cli("masterdata", "import", "partners", "bad.csv", "--company", "ACME", ok=False)
+    assert "row 2, name" in out and "row 3, kind" in out
+    assert "nothing was imported" in out
+
+
+def test_closed_period_refuses_with_a_clear_error(cli, tmp_path):
+    year = fiscal_year()
+    cli("period", "close", f"{year}-02", "--actor", "cfo")
+    manual = {"key": "m1", "company": "ACME", "posting_date": str(date(year, 2, 3)), "actor": "kim",
+              "summary": "accrual", "lines": [{"account": "6602.01", "debit": "10.00", "cost_centre": "HQ"},
+                                              {"account": "2241", "credit": "10.00"}]}
+    (tmp_path / "m.json").write_text(json.dumps(manual), encoding="utf-8")
+    out = cli("journal", "manual", "m.json", ok=False)
+    assert "period_closed" in out and "posting_date" in out
+    cli("period", "open", f"{year}-02")
+    assert f"posted 记-{year}-02-0001" in cli("journal", "manual", "m.json")
