@@ -93,7 +93,7 @@ class StubServer:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
 
     def match(self, req: Req) -> Callable[[Req], tuple] | None:
         """Prefix routes: a key path ending in ``/*`` matches anything under it."""

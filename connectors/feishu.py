@@ -1,0 +1,247 @@
+"""Feishu / Lark (飞书) OA: approval events in, external approval instances out.
+
+Inbound: event subscription POSTs, encrypted as ``{"encrypt": "..."}`` when an
+Encrypt Key is set (AES-256-CBC with SHA256(key), see :mod:`connectors.crypto`), and
+signed with ``X-Lark-Signature`` = SHA256(``X-Lark-Request-Timestamp`` +
+``X-Lark-Request-Nonce`` + encrypt_key + raw body). The first delivery of a new URL
+is ``{"type": "url_verification", "challenge": ...}``: it is checked against the
+Verification Token and answered with ``{"challenge": ...}``. Every event's token
+must equal the Verification Token too.
+
+Approval events (schema 1.0, subscribed per definition with
+``POST /open-apis/approval/v4/approvals/:approval_code/subscribe``):
+
+* ``approval_instance``: PENDING → ``form_submitted`` (the form is read from
+  ``GET /open-apis/approval/v4/instances/:instance_code``, whose ``form`` is a JSON
+  string; numbers are kept as decimal text); APPROVED / REJECTED / DELETED →
+  ``instance_status``; CANCELED → ``instance_withdrawn``.
+* ``approval_task``: APPROVED / REJECTED / TRANSFERRED → ``task_acted``.
+
+The event's ``uuid`` (2.0: ``header.event_id``) is the replay/idempotency id.
+
+Outbound (``push_status``): our requests are synced into Feishu's approval centre as
+external instances (``POST /open-apis/approval/v4/external_instances``) with
+``instance_id`` = our request id and ``update_time`` = the message time, so Feishu
+keeps the newest state whatever order retries arrive in. ``tenant_access_token``
+from ``/open-apis/auth/v3/tenant_access_token/internal`` is refreshed once when
+Feishu answers 99991663/99991661/99991664/99991668.
+
+Settings: YINFIN_FEISHU_APP_ID, YINFIN_FEISHU_APP_SECRET,
+YINFIN_FEISHU_VERIFICATION_TOKEN, YINFIN_FEISHU_ENCRYPT_KEY (optional but
+recommended), YINFIN_FEISHU_APPROVAL_CODE (the external approval definition
+created in the Feishu admin console), YINFIN_FEISHU_API_URL (default
+https://open.feishu.cn; Lark: https://open.larksuite.com).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import time
+from collections.abc import Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from .base import (
+    InboundEvent,
+    InboundResult,
+    PermanentError,
+    RetryableError,
+    SeenFn,
+    SignatureError,
+    StatusMessage,
+    check_fresh,
+    check_replay,
+    from_epoch,
+    lower_keys,
+)
+from .crypto import feishu_decrypt, feishu_signature
+from .http import Http, body_json, loads
+
+NAME = "feishu"
+TOKEN_CODES = {99991661, 99991663, 99991664, 99991668}
+RATE_CODES = {99991400, 99991401}
+INSTANCE_STATUS = {"APPROVED": "approved", "REJECTED": "rejected", "DELETED": "deleted"}
+TASK_ACTIONS = {"APPROVED": "approve", "REJECTED": "reject", "TRANSFERRED": "transfer"}
+OUR_STATUS = {"pending": "PENDING", "approved": "APPROVED", "rejected": "REJECTED",
+              "withdrawn": "CANCELED", "cancelled": "CANCELED"}
+SETTINGS = ("YINFIN_FEISHU_APP_ID", "YINFIN_FEISHU_APP_SECRET", "YINFIN_FEISHU_VERIFICATION_TOKEN")
+
+
+class _TokenExpired(Exception):
+    pass
+
+
+def text_value(value: Any) -> str:
+    """A form value as text: decimals exactly, structures as JSON."""
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, list | dict):
+        return json.dumps(value, ensure_ascii=False, default=str)
+    return "" if value is None else str(value)
+
+
+class FeishuConnector:
+    name = NAME
+
+    def __init__(self, *, app_id: str, app_secret: str, verification_token: str,
+                 encrypt_key: str = "", approval_code: str = "",
+                 api_url: str = "https://open.feishu.cn", fetch_forms: bool = True,
+                 timeout: float | tuple[float, float] = (5.0, 30.0)) -> None:
+        self.app_id, self.app_secret = app_id, app_secret
+        self.verification_token = verification_token
+        self.encrypt_key = encrypt_key
+        self.approval_code = approval_code
+        self.fetch_forms = fetch_forms
+        self.http = Http(NAME, api_url, timeout=timeout)
+        self._token: str | None = None
+        self._token_until = 0.0
+
+    @classmethod
+    def from_settings(cls, s: Mapping[str, str]) -> FeishuConnector:
+        return cls(app_id=s["YINFIN_FEISHU_APP_ID"], app_secret=s["YINFIN_FEISHU_APP_SECRET"],
+                   verification_token=s["YINFIN_FEISHU_VERIFICATION_TOKEN"],
+                   encrypt_key=s.get("YINFIN_FEISHU_ENCRYPT_KEY", ""),
+                   approval_code=s.get("YINFIN_FEISHU_APPROVAL_CODE", ""),
+                   api_url=s.get("YINFIN_FEISHU_API_URL") or "https://open.feishu.cn")
+
+    # -- inbound --------------------------------------------------------------------
+
+    def verify_and_parse(self, headers: Mapping[str, str], query: Mapping[str, str], body: bytes,
+                         *, now: datetime, seen: SeenFn) -> InboundResult:
+        h = lower_keys(headers)
+        try:
+            outer = loads(body)
+        except ValueError:
+            raise SignatureError("body is not JSON", connector=NAME) from None
+        if "encrypt" in outer:
+            if not self.encrypt_key:
+                raise SignatureError("encrypted event but no encrypt key set", connector=NAME)
+            payload = loads(feishu_decrypt(self.encrypt_key, outer["encrypt"]))
+        else:
+            payload = outer
+        token = payload.get("token") or (payload.get("header") or {}).get("token") or ""
+        if not hmac.compare_digest(str(token), self.verification_token):
+            raise SignatureError("verification token does not match", connector=NAME)
+        if payload.get("type") == "url_verification":
+            reply = json.dumps({"challenge": payload.get("challenge", "")}).encode()
+            return InboundResult([], reply, "application/json")
+        if self.encrypt_key:
+            ts, nonce = h.get("x-lark-request-timestamp", ""), h.get("x-lark-request-nonce", "")
+            expected = feishu_signature(ts, nonce, self.encrypt_key, body)
+            if not hmac.compare_digest(expected, h.get("x-lark-signature", "")):
+                raise SignatureError("X-Lark-Signature does not match", connector=NAME)
+            check_fresh(NAME, from_epoch(ts, NAME), now)
+        else:
+            # unsigned deployments: the event's own time is all there is to go on
+            check_fresh(NAME, self._sent_at(payload), now)
+        event_id = str(payload.get("uuid") or (payload.get("header") or {}).get("event_id") or "")
+        if not event_id:
+            raise SignatureError("event has no uuid / event_id", connector=NAME)
+        check_replay(NAME, event_id, seen)
+        event = self._event(payload, event_id)
+        return InboundResult([event] if event else [], b'{"code":0}', "application/json")
+
+    @staticmethod
+    def _sent_at(payload: Mapping[str, Any]) -> datetime:
+        if "ts" in payload:
+            return from_epoch(str(payload["ts"]), NAME)
+        return from_epoch((payload.get("header") or {}).get("create_time") or 0, NAME)
+
+    def _event(self, payload: Mapping[str, Any], event_id: str) -> InboundEvent | None:
+        ev = payload.get("event") or {}
+        typ, status = ev.get("type"), ev.get("status")
+        instance = str(ev.get("instance_code") or "")
+        when_raw = ev.get("operate_time") or ev.get("instance_operate_time")
+        when = from_epoch(when_raw, NAME) if when_raw else self._sent_at(payload)
+        common = dict(connector=NAME, event_id=event_id, external_instance_id=instance,
+                      occurred_at=when, template=ev.get("approval_code"), raw=dict(payload))
+        if typ == "approval_instance":
+            if status == "PENDING":
+                form, user = (self.instance_form(instance) if self.fetch_forms else ({}, None))
+                return InboundEvent(kind="form_submitted", form=form, external_user_id=user,
+                                    **common)
+            if status == "CANCELED":
+                return InboundEvent(kind="instance_withdrawn", status="withdrawn",
+                                    external_user_id=None, **common)
+            if status in INSTANCE_STATUS:
+                return InboundEvent(kind="instance_status", status=INSTANCE_STATUS[status],
+                                    external_user_id=None, **common)
+        if typ == "approval_task" and status in TASK_ACTIONS:
+            return InboundEvent(kind="task_acted", action=TASK_ACTIONS[status],
+                                external_user_id=ev.get("user_id") or ev.get("open_id"),
+                                task_id=str(ev.get("task_id") or ""), **common)
+        return None
+
+    def instance_form(self, instance_code: str) -> tuple[dict[str, str], str | None]:
+        """(``{label: value}``, applicant user id) of an approval instance."""
+        data = self._api("GET", f"/open-apis/approval/v4/instances/{instance_code}")["data"]
+        widgets = loads(data.get("form") or "[]")
+        form = {str(w.get("name") or w.get("id")): text_value(w.get("value")) for w in widgets}
+        return form, data.get("user_id") or data.get("open_id")
+
+    # -- outbound -------------------------------------------------------------------
+
+    def push_status(self, message: StatusMessage, idempotency_key: str) -> dict[str, Any]:
+        code = message.template or self.approval_code
+        if not code:
+            raise PermanentError("no approval_code: set YINFIN_FEISHU_APPROVAL_CODE",
+                                 connector=NAME)
+        ms = str(int(message.occurred_at.timestamp() * 1000))
+        link = {"pc_link": message.url or "", "mobile_link": message.url or ""}
+        body: dict[str, Any] = {
+            "approval_code": code, "instance_id": message.request_id,
+            "status": OUR_STATUS.get(message.status, "PENDING"), "title": message.title,
+            "links": link, "start_time": ms, "end_time": "0" if message.status == "pending" else ms,
+            "update_time": ms, "update_mode": "UPDATE",
+            "form": [{"name": k, "value": v} for k, v in message.form.items()],
+        }
+        if message.user_ids:
+            body["user_id"] = message.user_ids[0]
+        if message.kind == "task":
+            body["task_list"] = [{
+                "task_id": message.task_id or idempotency_key, "user_id": uid,
+                "title": message.title, "links": link,
+                "status": "PENDING" if message.status == "pending" else "DONE",
+                "create_time": ms, "end_time": "0", "update_time": ms,
+            } for uid in message.user_ids]
+        return self._api("POST", "/open-apis/approval/v4/external_instances", json=body)
+
+    # -- plumbing -------------------------------------------------------------------
+
+    def tenant_token(self, *, fresh: bool = False) -> str:
+        if fresh or self._token is None or time.monotonic() >= self._token_until:
+            resp = self.http.request("POST", "/open-apis/auth/v3/tenant_access_token/internal",
+                                     json={"app_id": self.app_id, "app_secret": self.app_secret})
+            data = body_json(resp, NAME)
+            if data.get("code") != 0:
+                raise PermanentError(str(data.get("msg")), connector=NAME, status=resp.status_code)
+            self._token = str(data["tenant_access_token"])
+            self._token_until = time.monotonic() + int(data.get("expire", 7200)) - 300
+        assert self._token is not None
+        return self._token
+
+    def _api(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        try:
+            return self._once(method, path, self.tenant_token(), **kwargs)
+        except _TokenExpired:
+            try:
+                return self._once(method, path, self.tenant_token(fresh=True), **kwargs)
+            except _TokenExpired as err:
+                raise PermanentError(f"token refused after a fresh login: {err}",
+                                     connector=NAME) from None
+
+    def _once(self, method: str, path: str, token: str, **kwargs: Any) -> dict[str, Any]:
+        resp = self.http.request(method, path, headers={"Authorization": f"Bearer {token}"},
+                                 **kwargs)
+        data = body_json(resp, NAME)
+        code = data.get("code")
+        if code == 0:
+            return dict(data)
+        msg = str(data.get("msg") or data)
+        if code in TOKEN_CODES:
+            raise _TokenExpired(msg)
+        if code in RATE_CODES:
+            raise RetryableError(msg, connector=NAME, status=resp.status_code)
+        raise PermanentError(msg, connector=NAME, status=resp.status_code)
