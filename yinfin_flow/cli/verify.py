@@ -1,7 +1,6 @@
 """``yinfin-flow verify``: recompute what the database maintains and compare.
 
-Runs every check in :data:`yinfin_flow.budget.verify.CHECKS` (other areas add
-theirs there). Prints each problem naming the line (or other subject) and exits 1
+Runs every check listed in :mod:`yinfin_flow.verify` (budget and ledger). Prints each problem naming the line (or other subject) and exits 1
 when there is any; prints a short "ok" summary and exits 0 otherwise.
 """
 
@@ -10,7 +9,7 @@ from __future__ import annotations
 import click
 from sqlalchemy import func, select
 
-from yinfin_flow.budget import verify as checks
+from yinfin_flow import verify as checks
 from yinfin_flow.db.models import BudgetEntry, BudgetLine, Reservation
 
 from .budget import handle_errors, unit_of_work
@@ -27,7 +26,7 @@ def command() -> None:
             "entries": session.scalar(select(func.count()).select_from(BudgetEntry)),
             "reservations": session.scalar(select(func.count()).select_from(Reservation)),
         }
-    names = ", ".join(c.__name__ for c in checks.CHECKS)
+    names = ", ".join(c.__name__ for c in checks.all_checks())
     if problems:
         for p in problems:
             click.echo(str(p))

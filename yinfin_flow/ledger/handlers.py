@@ -1,13 +1,14 @@
-"""Wiring for the ledger: post on ``posting.requested``, and add the ledger's verify checks."""
+"""Wiring for the ledger: post on ``posting.requested``.
+
+The ledger's verify checks are listed in :mod:`yinfin_flow.verify`, not registered here.
+"""
 
 from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
 from yinfin_flow import events
-from yinfin_flow.budget import verify as budget_verify
 
-from . import verify
 from .posting import post
 
 
@@ -20,13 +21,5 @@ def on_posting_requested(session: Session, event: events.Event) -> None:
     post(session, **event.payload)
 
 
-def register_checks() -> None:
-    """Add the ledger's checks to ``verify`` (once)."""
-    for check in verify.CHECKS:
-        if check not in budget_verify.CHECKS:
-            budget_verify.CHECKS.append(check)
-
-
 def register() -> None:
     events.subscribe("posting.requested", on_posting_requested)
-    register_checks()
