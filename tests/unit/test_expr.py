@@ -261,7 +261,7 @@ _json = st.recursive(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.text(max_size=60) | st.lists(_ALPHABET, max_size=25).map("".join))
 def test_compile_only_ever_raises_expr_error(source):
     try:
@@ -281,7 +281,7 @@ _VALID = [
 ]
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.sampled_from(_VALID), st.dictionaries(st.sampled_from(["a", "b", "c", "x", "it"]), _json, max_size=5))
 def test_evaluation_only_ever_raises_expr_error(source, ctx):
     expr = compile_expr(source)
@@ -293,3 +293,43 @@ def test_evaluation_only_ever_raises_expr_error(source, ctx):
     else:
         assert not isinstance(value, float)
         assert isinstance(truth, bool)
+
+
+# Expressions built from the grammar itself, so every operator and function meets
+# every kind of value a form can hold.
+_atoms = st.sampled_from(
+    ["a", "b", "c", "x.y", "a[0]", "a.b[1].c", "1", "2.50", "0", "'x'", "\"RD\"", "true", "null", "[]", "[1, 'x']"]
+)
+
+
+def _combine(children):
+    binary = st.tuples(children, st.sampled_from(
+        ["+", "-", "*", "/", "==", "!=", "<", "<=", ">", ">=", "in", "not in", "and", "or", "&&", "||"]
+    ), children).map(lambda t: f"({t[0]} {t[1]} {t[2]})")
+    unary = st.tuples(st.sampled_from(["-", "not ", "!"]), children).map(lambda t: f"({t[0]}({t[1]}))")
+    one_arg = st.tuples(st.sampled_from(["len", "lower", "upper", "abs", "sum", "any", "all", "date", "min", "max"]),
+                        children).map(lambda t: f"({t[0]}({t[1]}))")
+    two_args = st.tuples(st.sampled_from(["startswith", "endswith", "min", "max", "any", "all"]),
+                         children, children).map(lambda t: f"{t[0]}({t[1]}, {t[2]})")
+    summed = children.map(lambda c: f"sum({c}, 'amount')")
+    return binary | unary | one_arg | two_args | summed
+
+
+_sources = st.recursive(_atoms, _combine, max_leaves=8)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_sources, st.dictionaries(st.sampled_from(["a", "b", "c", "x"]), _json, max_size=4))
+def test_generated_expressions_compile_and_only_raise_expr_error(source, ctx):
+    try:
+        expr = compile_expr(source)
+    except ExprError as err:
+        # Only literal checks may refuse a generated expression at compile time.
+        assert "date()" in err.message or "nested deeper" in err.message, source
+        return
+    try:
+        value = expr.evaluate(ctx)
+    except ExprError as err:
+        assert err.code == "invalid_expression"
+    else:
+        assert not isinstance(value, float)
