@@ -291,7 +291,8 @@ def edit(session: Session, request_id: int, actor: str, changes: dict[str, Any],
 
 
 def resubmit(session: Session, request_id: int, actor: str, *, changes: dict[str, Any] | None = None,
-             comment: str | None = None, now: datetime | None = None) -> ApprovalRequest:
+             comment: str | None = None, override_reason: str | None = None,
+             now: datetime | None = None) -> ApprovalRequest:
     """Send a sent-back request on again (optionally with edits): the reservation follows
     the edit (difference reserved or released), then approval restarts from the first
     step or from the step that sent it back, as the definition says."""
@@ -300,6 +301,7 @@ def resubmit(session: Session, request_id: int, actor: str, *, changes: dict[str
     req = lock_request(session, request_id)
     _requester_only(req, actor, "resubmit")
     ctx = ActionContext(session, _definition(session, req), actor, now=now or utcnow(), comment=comment)
+    ctx.data["override_reason"] = override_reason
     fire(ctx.definition, req, "resubmit", ctx=ctx)
     return req
 
