@@ -453,3 +453,19 @@ def test_replaying_a_key_writes_nothing(db, org):
     with db.unit_of_work() as s:
         assert Budgets(s).release("rel", [r.reservations[0].id], actor="amy").replayed
     assert snapshot(db) == before
+
+
+def test_a_rule_change_that_exposes_an_over_line_to_hard_control_is_refused(db, org):
+    """Soft on the parent's subtree lets a child overrun; narrowing the rule to the
+    parent alone would leave that child under the (hard) default while over."""
+    with db.unit_of_work() as s:
+        setup.set_rule(s, org.parent_line, mode="soft", actor="cfo", subtree=True)
+    reserve(db, "k", line_req(org.child_line, "700"))
+    with refused(db, Conflict) as err, db.unit_of_work() as s:
+        setup.set_rule(s, org.parent_line, mode="soft", actor="cfo", subtree=False)
+    assert err.value.details["line"] == "ACME/2026-01/RD-APP/TRAVEL"
+    with refused(db, Conflict), db.unit_of_work() as s:  # less tolerance than the overrun needs
+        setup.set_rule(s, org.child_line, mode="hard", actor="cfo", tolerance_amount="99.99")
+    with db.unit_of_work() as s:
+        setup.set_rule(s, org.child_line, mode="hard", actor="cfo", tolerance_amount="100")
+    assert_clean(db)

@@ -260,9 +260,11 @@ def set_rule(
 ) -> ControlRuleRow:
     """Set (or replace) the control rule on a line.
 
-    Making a line hard-controlled is refused while it (or a line that would inherit
-    the rule) is already over budget beyond the tolerance: the invariant
-    ``available >= -tolerance`` must hold from the moment the rule exists.
+    Any rule change that leaves the line (or a line below it) under hard control
+    while it is already over budget beyond the tolerance is refused: the invariant
+    ``available >= -tolerance`` must hold from the moment the rule exists. That is
+    not only ``mode="hard"``: ``subtree=False`` hands the lines below back to the
+    (hard) default, and a smaller tolerance tightens an existing hard rule.
     """
     line = session.get(BudgetLine, line_id)
     if line is None:
@@ -291,8 +293,7 @@ def set_rule(
     row.thresholds = parse_thresholds(thresholds)
     row.updated_by, row.updated_at = actor, utcnow()
     session.flush()
-    if m is Mode.HARD:
-        _refuse_if_over(session, line)
+    _refuse_if_over(session, line)
     return row
 
 
