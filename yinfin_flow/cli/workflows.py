@@ -1,0 +1,101 @@
+"""``yinfin-flow workflows …``: list, check and draw the definitions in ``workflows/``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from yinfin_flow.config import Settings
+from yinfin_flow.domain.workflow_check import check as static_check
+from yinfin_flow.engine import diagram
+from yinfin_flow.engine.definitions import DefinitionError, compile_expression, load_file
+
+
+def _dir(directory: str | None) -> Path:
+    return Path(directory) if directory else Settings.from_env().workflows_dir
+
+
+def _files(directory: Path) -> list[Path]:
+    return sorted(directory.glob("*.yaml"))
+
+
+@click.group("workflows")
+def command() -> None:
+    """Workflow definitions (states, steps, budget actions)."""
+
+
+@command.command("list")
+@click.option("--dir", "directory", default=None, help="Definitions directory (default: YINFIN_WORKFLOWS_DIR).")
+def list_(directory: str | None) -> None:
+    """Name, version, title and states of each definition."""
+    for f in _files(_dir(directory)):
+        try:
+            d = load_file(f)
+        except DefinitionError as err:
+            click.echo(f"{f.name}: INVALID ({err.message})")
+            continue
+        steps = sum(len(s.steps) for s in d.states.values())
+        click.echo(f"{d.name}\tv{d.version}\t{d.title}\t{len(d.states)} states, {steps} steps, "
+                   f"{len(d.transitions)} transitions")
+
+
+@command.command("check")
+@click.option("--dir", "directory", default=None, help="Definitions directory (default: YINFIN_WORKFLOWS_DIR).")
+def check(directory: str | None) -> None:
+    """Validate every definition and run the static check (reachability, ways out, no
+    leaked budget). Exits 1 if anything is wrong, naming file, path and problem."""
+    files = _files(_dir(directory))
+    bad = 0
+    for f in files:
+        try:
+            d = load_file(f)
+            problems = [str(p) for p in static_check(d, compile_expression)]
+        except DefinitionError as err:
+            problems = [err.message]
+        if problems:
+            bad += 1
+            for p in problems:
+                click.echo(f"FAIL {f.name}: {p}", err=True)
+        else:
+            click.echo(f"ok   {f.name}: {d.name} v{d.version}")
+    if not files:
+        click.echo("no definitions found", err=True)
+        raise SystemExit(1)
+    if bad:
+        raise SystemExit(1)
+
+
+@command.command("diagram")
+@click.argument("name")
+@click.option("--dir", "directory", default=None, help="Definitions directory.")
+@click.option("--out", "out", default=None, type=click.Path(dir_okay=False),
+              help="Write Mermaid to this file (and SVG beside it when graphviz is installed).")
+@click.option("--format", "fmt", type=click.Choice(["mermaid", "dot", "svg"]), default="mermaid",
+              show_default=True)
+def draw(name: str, directory: str | None, out: str | None, fmt: str) -> None:
+    """Write the state graph of workflow NAME (Mermaid text; SVG where graphviz is installed)."""
+    f = _dir(directory) / f"{name}.yaml"
+    if not f.exists():
+        raise click.BadParameter(f"no workflow {name!r} in {f.parent}", param_hint="NAME")
+    try:
+        d = load_file(f)
+    except DefinitionError as err:
+        raise click.ClickException(err.message) from err
+    if fmt == "svg":
+        text = diagram.svg(d)
+        if text is None:
+            raise click.ClickException("graphviz is not installed (no `dot` on PATH); use --format mermaid")
+    else:
+        text = diagram.mermaid(d) if fmt == "mermaid" else diagram.dot(d)
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    Path(out).write_text(text, encoding="utf-8")
+    click.echo(f"wrote {out}")
+    if fmt == "mermaid":
+        image = diagram.svg(d)
+        if image is not None:
+            svg_path = Path(out).with_suffix(".svg")
+            svg_path.write_text(image, encoding="utf-8")
+            click.echo(f"wrote {svg_path}")
