@@ -26,6 +26,7 @@ def create_app(
     """
     app = Flask("yinfin_flow", static_folder=None)
     app.json.sort_keys = False  # keep fields in schema order: easier to read
+    app.json.ensure_ascii = False  # names are often Chinese: send them as they are (UTF-8)
     YinFinFlow(app, settings=settings or Settings.from_env(),
                identity_provider=identity_provider)
     _attach_cli(app)

@@ -20,10 +20,11 @@ from schemathesis.checks import (
 
 from yinfin_flow.app import create_app
 from yinfin_flow.config import Settings
+from yinfin_flow.db.engine import Database
 from yinfin_flow.extension import state
 
 from ..factories import org_in
-from .conftest import FINANCE
+from .conftest import FINANCE, make_app
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_schema_conformance]
@@ -44,17 +45,16 @@ def _cases() -> list[pytest.param]:
     return sorted(out, key=lambda p: p.id)
 
 
-@pytest.mark.parametrize(("label", "mode"), _cases())
-def test_no_input_causes_a_server_error_and_responses_match_the_schema(
-    app: Flask, label: str, mode: GenerationMode
-):
-    org_in(state(app).db)  # real lines (ids 1-4), so small generated ids reach happy paths too
+def _fuzz(app: Flask, label: str, mode: GenerationMode, examples: int,
+          load_org: bool = True) -> None:
+    if load_org:
+        org_in(state(app).db)  # real lines (ids 1-4), so small generated ids reach happy paths too
     schema = schemathesis.openapi.from_wsgi(SPEC, app)
     (operation,) = [op.ok() for op in schema.get_all_operations() if op.ok().label == label]
     calls = []
 
     @given(case=operation.as_strategy(generation_mode=mode))
-    @settings(max_examples=25, deadline=None, database=None,
+    @settings(max_examples=examples, deadline=None, database=None,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
     def fuzz(case: schemathesis.Case) -> None:
         response = case.call_and_validate(headers=dict(FINANCE), checks=CHECKS)
@@ -62,3 +62,28 @@ def test_no_input_causes_a_server_error_and_responses_match_the_schema(
 
     fuzz()
     assert calls, f"{label}: no request was made"
+
+
+@pytest.mark.parametrize(("label", "mode"), _cases())
+def test_no_input_causes_a_server_error_and_responses_match_the_schema(
+    app: Flask, label: str, mode: GenerationMode
+):
+    _fuzz(app, label, mode, examples=20)
+
+
+#: Operations whose inputs reach PostgreSQL as text, numbers or ids in the body.
+PG_LABELS = [
+    "GET /api/v1/budget/lines",
+    "POST /api/v1/budget/preview",
+    "POST /api/v1/budget/adjustments",
+    "POST /api/v1/budget/transfers",
+    "PUT /api/v1/budget/lines/{line_id}/rule",
+]
+
+
+@pytest.mark.parametrize("label", PG_LABELS)
+def test_postgres_refuses_nothing_with_a_500_either(pg_db: Database, label: str):
+    """PostgreSQL is stricter than SQLite (NUL in text, column lengths, numeric overflow)."""
+    app = make_app(pg_db)
+    for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+        _fuzz(app, label, mode, examples=10, load_org=mode is GenerationMode.POSITIVE)
