@@ -258,3 +258,38 @@ def test_demo_people_fit_the_demo_budgets_and_shipped_workflows(db):
         assert who({"type": "user", "user": "admin"}) == ["admin"]
         for code, _name, _parent, manager in budgets.COST_CENTRES:
             assert s.get(User, manager) is not None, f"head of {code} missing from the demo people"
+
+
+def test_oa_directory_sync_imports_specs_all_or_nothing(acme):
+    synced = [
+        (0, UserSpec(id="gina", name="Gina", company="ACME", department="HQ",
+                     external={"feishu_open_id": "ou_gina"})),
+        (1, UserSpec(id="amy", name="Amy", company="ACME", department="RD", manager="gina",
+                     external={"feishu_open_id": "ou_amy"})),
+    ]
+    with acme.unit_of_work() as s:
+        assert directory.import_users(s, synced, actor="feishu").created == ["gina", "amy"]
+    broken = [(0, UserSpec(id="zoe", name="Zoe", company="ACME", external={"feishu_open_id": "ou_amy"})),
+              (1, UserSpec(id="yan", name="Yan", company="ACME", manager="nobody"))]
+    with pytest.raises(ImportRejected) as err, acme.unit_of_work() as s:
+        directory.import_users(s, broken, actor="feishu")
+    assert [(e["row"], e["column"]) for e in err.value.errors] == [(0, "feishu_open_id"), (1, "manager")]
+    with acme.unit_of_work(readonly=True) as s:
+        assert directory.user_by_external_id(s, "feishu", "ou_amy").id == "amy"
+        assert s.get(User, "zoe") is None
+
+
+def test_migration_0005_goes_down_and_up(tmp_path):
+    from sqlalchemy import create_engine, inspect
+
+    from yinfin_flow.db.migrate import downgrade, upgrade
+
+    url = f"sqlite:///{tmp_path / 'm.sqlite'}"
+    upgrade(url)
+    engine = create_engine(url)
+    assert {"users", "user_roles", "delegations"} <= set(inspect(engine).get_table_names())
+    downgrade(url, "0004")
+    assert not {"users", "user_roles", "delegations"} & set(inspect(engine).get_table_names())
+    upgrade(url)
+    assert "delegations" in inspect(engine).get_table_names()
+    engine.dispose()

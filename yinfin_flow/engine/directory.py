@@ -283,13 +283,25 @@ def import_users_csv(session: Session, source: str | TextIO, *, actor: str,
     specs, errors = parse_users_csv(text)
     if errors and not specs and errors[0]["column"] == "header":
         raise ImportRejected(errors)
-    errors += _Checker(session).check(specs)
+    return import_users(session, specs, actor=actor, deactivate_missing=deactivate_missing,
+                        parse_errors=errors)
+
+
+def import_users(session: Session, specs: list[tuple[int, UserSpec]], *, actor: str,
+                 deactivate_missing: bool = False,
+                 parse_errors: list[dict[str, Any]] | None = None) -> ImportResult:
+    """Import ``(row, spec)`` pairs (from a file, or an OA directory sync); all or none.
+
+    Every problem is collected first and raised together as :class:`ImportRejected`;
+    ``row`` is whatever the caller uses to point at a record (a CSV row, a list index).
+    """
+    errors = list(parse_errors or []) + _Checker(session).check(specs)
     if not specs and not errors:
         errors.append(row_error(1, "file", "no users in the file"))
     if errors:
         raise ImportRejected(sorted(errors, key=lambda e: (e["row"], e["column"])))
     result = ImportResult()
-    existing = {u for u in session.scalars(select(User.id).where(User.id.in_([s.id for _, s in specs])))}
+    existing = set(session.scalars(select(User.id).where(User.id.in_([s.id for _, s in specs]))))
     _apply(session, [s for _, s in specs], actor)
     for _, s in specs:
         (result.updated if s.id in existing else result.created).append(s.id)
