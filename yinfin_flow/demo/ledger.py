@@ -12,8 +12,11 @@ from __future__ import annotations
 
 from datetime import date
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from yinfin_flow.db.models import Company
+from yinfin_flow.db.models.org import User
 from yinfin_flow.ledger import masterdata, periods
 from yinfin_flow.ledger.manual import post_manual
 
@@ -71,14 +74,19 @@ def setup_books(
     chart: list[tuple[str, str, str, str | None]] | None = None,
     employees: list[str] | None = None,
     vendors: list[tuple[str, str]] | None = None,
+    names: dict[str, str] | None = None,
 ) -> None:
-    """Chart of accounts, partners, open months of ``years``, rounding account: ready to post."""
+    """Chart of accounts, partners, open months of ``years``, rounding account: ready to post.
+
+    ``employees`` are usernames; each becomes partner ``EMP-<username>`` (named from
+    ``names`` when given), which is what the engine names in ``document.partner``.
+    """
     masterdata.import_rows(session, company, "accounts", [
         {"code": c, "name": n, "type": t, "parent": p or "", "external_code": c.replace(".", "")}
         for c, n, t, p in (chart or CHART)
     ])
     partners = [
-        {"code": f"EMP-{u}", "name": u, "kind": "employee", "external_code": f"E-{u}"}
+        {"code": f"EMP-{u}", "name": (names or {}).get(u, u), "kind": "employee", "external_code": f"E-{u}"}
         for u in (employees or [])
     ] + [
         {"code": c, "name": n, "kind": "vendor", "external_code": f"S{c[1:]}"}
@@ -100,11 +108,13 @@ def load(session: Session) -> None:
     """The demo company's books (after the budgets loader created ``ACME``): chart,
     partners, the year's months open, and an opening-balance voucher for the bank."""
     year = fiscal_year()
+    # Everyone in the directory (the org loader ran first) can claim expenses.
+    people = dict(session.execute(
+        select(User.id, User.name).join(Company, Company.id == User.company_id).where(Company.code == COMPANY)
+    ).all())
     managers = [m for _c, _n, _p, m in COST_CENTRES if m]
-    setup_books(
-        session, COMPANY, [year],
-        employees=managers + EXTRA_EMPLOYEES, vendors=VENDORS,
-    )
+    employees = sorted(set(people) | set(managers) | set(EXTRA_EMPLOYEES))
+    setup_books(session, COMPANY, [year], employees=employees, vendors=VENDORS, names=people)
     post_manual(
         session, key=f"demo:opening:{year}", company=COMPANY, posting_date=date(year, 1, 1),
         actor="demo", summary="期初余额 Opening balance: paid-in capital at the bank",
