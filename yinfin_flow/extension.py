@@ -28,6 +28,7 @@ from typing import Any
 
 from flask import Flask
 from flask_smorest import Api
+from werkzeug.utils import ImportStringError, import_string
 
 from yinfin_flow.api.errors import ErrorSchema, register_app_handlers
 from yinfin_flow.api.identity import Identity, IdentityProvider, header_identity
@@ -92,6 +93,24 @@ def settings_for(app: Flask) -> Settings:
     return Settings.from_env(env)
 
 
+def _configured_provider(app: Flask) -> IdentityProvider | None:
+    """``YINFIN_IDENTITY_PROVIDER = "package.module:callable"`` (app config or environment):
+    how the standalone service (``gunicorn 'yinfin_flow.app:create_app()'``) gets a real
+    provider without code."""
+    name = app.config.get("YINFIN_IDENTITY_PROVIDER") or os.environ.get("YINFIN_IDENTITY_PROVIDER")
+    if not name:
+        return None
+    if callable(name):
+        return name  # type: ignore[no-any-return]
+    try:
+        provider = import_string(str(name))
+    except ImportStringError as err:
+        raise ConfigError(f"YINFIN_IDENTITY_PROVIDER {name!r} cannot be imported: {err}") from None
+    if not callable(provider):
+        raise ConfigError(f"YINFIN_IDENTITY_PROVIDER {name!r} is not callable")
+    return provider  # type: ignore[no-any-return]
+
+
 def _check_database(st: FlowState) -> None:
     from sqlalchemy import text
 
@@ -104,7 +123,8 @@ class YinFinFlow:
 
     :param settings: use these instead of reading config/environment.
     :param database: share an existing :class:`Database` (else one is made from settings).
-    :param identity_provider: ``(request) -> Identity | None``: who is acting. The
+    :param identity_provider: ``(request) -> Identity | None``: who is acting (else
+        ``YINFIN_IDENTITY_PROVIDER = "module:callable"`` in config or environment). The
         default, :func:`~yinfin_flow.api.identity.header_identity`, is for development
         only and is refused when ``YINFIN_ENV=production``.
     :param url_prefix: where to mount, e.g. ``"/finance"`` → ``/finance/api/v1/…``
@@ -147,7 +167,7 @@ class YinFinFlow:
             raise RuntimeError("YinFinFlow is already initialised on this app")
         settings = settings or self._defaults["settings"] or settings_for(app)
         settings.check()
-        provider = identity_provider or self._defaults["identity_provider"]
+        provider = identity_provider or self._defaults["identity_provider"] or _configured_provider(app)
         if provider is None:
             if settings.production:
                 raise ConfigError(

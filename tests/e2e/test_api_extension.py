@@ -121,6 +121,20 @@ def test_a_host_identity_provider_decides_who_acts(sqlite_db: Database):
     assert entries["items"][0]["actor"] == "sso:lee"
 
 
+def always_lee(_req) -> Identity:
+    return Identity("lee")
+
+
+def test_the_provider_can_be_named_in_configuration(sqlite_db: Database):
+    prod = Settings(database_url=sqlite_db.url, env="production", secret_key="s3cret")
+    host = host_app(sqlite_db, YINFIN_IDENTITY_PROVIDER=f"{__name__}:always_lee")
+    YinFinFlow(host, settings=prod)
+    assert state(host).identity_provider is always_lee
+    broken = host_app(sqlite_db, YINFIN_IDENTITY_PROVIDER="no.such.module:who")
+    with pytest.raises(ConfigError, match="cannot be imported"):
+        YinFinFlow(broken, settings=prod)
+
+
 # -- the error shape ---------------------------------------------------------------------
 
 
