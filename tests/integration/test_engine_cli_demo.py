@@ -1,0 +1,55 @@
+"""``yinfin-flow workflows …`` and the demo requests loader."""
+
+from __future__ import annotations
+
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from yinfin_flow.cli.workflows import command as workflows
+from yinfin_flow.config import PROJECT_ROOT
+from yinfin_flow.db.models.engine import ApprovalRequest
+from yinfin_flow.demo import loaders
+from yinfin_flow.engine.definitions import load_dir
+from yinfin_flow.verify import verify
+
+
+def test_check_passes_on_the_shipped_files():
+    result = CliRunner().invoke(workflows, ["check"])
+    assert result.exit_code == 0, result.output
+    assert "ok   expense.yaml: expense v1" in result.output
+
+
+def test_check_fails_naming_file_path_and_problem(tmp_path):
+    text = (PROJECT_ROOT / "workflows" / "expense.yaml").read_text(encoding="utf-8")
+    (tmp_path / "expense.yaml").write_text(text.replace("to: rejected, by: approver, budget: release",
+                                                        "to: rejected, by: approver, budget: none"))
+    result = CliRunner().invoke(workflows, ["check", "--dir", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "FAIL expense.yaml: expense.yaml: states.rejected: reached with budget still held" in result.output
+
+
+def test_list_and_diagram(tmp_path):
+    result = CliRunner().invoke(workflows, ["list"])
+    assert result.exit_code == 0
+    assert {ln.split("\t")[0] for ln in result.output.splitlines()} >= {"expense", "procurement", "project", "budget_transfer"}
+    out = tmp_path / "p.mmd"
+    result = CliRunner().invoke(workflows, ["diagram", "procurement", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    assert text.startswith("stateDiagram-v2")
+    assert "ordered --> received : receive · [role:buyer]" in text
+    assert "approval --> approved : approve · budget: recheck" in text
+    dot = CliRunner().invoke(workflows, ["diagram", "expense", "--format", "dot"])
+    assert 'approval -> approved [label="approve · budget: actual · post: expense.approved"]' in dot.output
+    assert CliRunner().invoke(workflows, ["diagram", "nope"]).exit_code != 0
+
+
+def test_demo_has_every_state_of_every_workflow_and_verifies(sqlite_db):
+    with sqlite_db.unit_of_work() as s:
+        for _name, load in loaders():
+            load(s)
+    with sqlite_db.unit_of_work(readonly=True) as s:
+        have = {(w, st) for w, st in s.execute(select(ApprovalRequest.workflow, ApprovalRequest.state))}
+        assert verify(s) == []
+    want = {(name, state) for name, d in load_dir(PROJECT_ROOT / "workflows").items() for state in d.states}
+    assert want <= have

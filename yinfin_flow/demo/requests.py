@@ -1,0 +1,131 @@
+"""Demo requests: every state of every shipped workflow, completed ones included.
+
+Runs after the budgets, org and ledger loaders (people such as amy, bob, wang.app,
+fiona and zhou.cfo; company ACME; open books). Each request is driven through the real
+engine actions (submit, approve, send back, pay …), so budgets, postings and history are
+what production would produce. Grants the demo's purchasing role (``buyer``) to dan.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from datetime import date
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from yinfin_flow.db.models import BudgetLine
+from yinfin_flow.db.models.engine import ApprovalRequest, ApprovalTask
+from yinfin_flow.domain.workflow import Definition
+from yinfin_flow.engine import approvers, definitions, directory, service
+
+from .budgets import COMPANY, fiscal_year, line_code
+
+BUYER = "dan"
+
+
+def _line(session: Session, cc: str, item: str, month: int = 3) -> int:
+    code = line_code(f"{fiscal_year()}-{month:02d}", cc, item)
+    line_id = session.scalar(select(BudgetLine.id).where(BudgetLine.code == code))
+    if line_id is None:
+        raise LookupError(f"demo budget line {code} is missing (run the budgets loader first)")
+    return int(line_id)
+
+
+def _path(d: Definition, target: str) -> list[str]:
+    """The shortest list of events from the initial state to ``target``."""
+    seen = {d.initial: []}
+    queue = deque([d.initial])
+    while queue:
+        s = queue.popleft()
+        if s == target:
+            return seen[s]
+        for t in d.transitions:
+            if s in t.sources and t.dest not in seen:
+                seen[t.dest] = [*seen[s], t.event]
+                queue.append(t.dest)
+    raise LookupError(f"{d.name}: state {target} is unreachable")
+
+
+def _pending(session: Session, req: ApprovalRequest) -> list[ApprovalTask]:
+    return list(session.scalars(select(ApprovalTask).where(
+        ApprovalTask.request_id == req.id, ApprovalTask.status == "pending").order_by(ApprovalTask.id)))
+
+
+def _holder(session: Session, role: str, req: ApprovalRequest) -> str:
+    users = approvers.resolve(session, {"type": "role", "role": role, "scope": "company"},
+                              requester=req.requester, company=req.company, department=req.department,
+                              form=req.form, on=date.today())
+    if not users:
+        raise LookupError(f"nobody holds {role} in {req.company}")
+    return users[0]
+
+
+def _drive(session: Session, d: Definition, req: ApprovalRequest, event: str, n: int) -> None:
+    if event == "submit":
+        service.submit_draft(session, req.id, req.requester)
+    elif event == "approve":
+        approval = req.state
+        while req.state == approval:
+            task = _pending(session, req)[0]
+            service.act(session, task.id, task.assignee, "approve", comment="同意 OK")
+    elif event == "reject":
+        task = _pending(session, req)[0]
+        service.act(session, task.id, task.assignee, "reject", comment="预算不足，下季度再议 Not this quarter")
+    elif event == "send_back":
+        task = _pending(session, req)[0]
+        service.act(session, task.id, task.assignee, "send_back", comment="请补充发票 Please attach invoices")
+    elif event == "withdraw":
+        service.withdraw(session, req.id, req.requester, comment="不需要了 No longer needed")
+    elif event == "resubmit":
+        service.resubmit(session, req.id, req.requester)
+    else:
+        t = d.transition(event, req.state)
+        assert t is not None
+        actor = req.requester if t.by == "requester" else _holder(session, t.by[5:], req)
+        service.perform(session, req.id, event, actor, comment=f"demo {event}")
+
+
+def _forms(session: Session) -> dict[str, tuple[str, str, Any]]:
+    """Per workflow: requester, title, and a function n -> form."""
+    travel = _line(session, "RD-APP", "TRAVEL")
+    software = _line(session, "RD", "SOFTWARE")
+    fin_office, hq_office = _line(session, "FIN", "OFFICE"), _line(session, "HQ", "OFFICE")
+    on = f"{fiscal_year()}-03-10"
+    return {
+        "expense": ("amy", "差旅报销 Trip to Shenzhen", lambda n: {
+            "lines": [{"ref": "1", "line_id": travel, "amount": f"{800 + 150 * n}.00", "currency": "CNY",
+                       "budget_date": on, "memo": "高铁+酒店 train and hotel"}],
+            "cc": "fiona"}),
+        "procurement": ("bob", "采购 IDE licences", lambda n: {
+            "partner": "V001",
+            "lines": [{"ref": "1", "line_id": software, "amount": f"{1200 + 100 * n}.00", "currency": "CNY",
+                       "budget_date": on, "memo": "IDE licences"}]}),
+        "project": ("wang.app", "立项 Mobile app rewrite", lambda n: {
+            "project": f"APP-{n + 1:02d}", "name": f"Mobile app rewrite #{n + 1}", "parent_line": software,
+            "lines": [{"ref": "1", "item": "SOFTWARE", "amount": "3000.00", "currency": "CNY", "budget_date": on}]}),
+        "budget_transfer": ("fiona", "预算调剂 Office budget to HQ", lambda n: {
+            "from_line": fin_office, "to_line": hq_office, "amount": "500.00", "currency": "CNY",
+            "budget_date": on, "reason": "HQ move"}),
+    }
+
+
+def load(session: Session) -> None:
+    """Create the demo requests in ``session`` (the caller commits)."""
+    directory.grant_role(session, BUYER, "buyer", actor="demo")
+    forms = _forms(session)
+    for name, d in sorted(definitions.load_dir().items()):
+        requester, title, form = forms[name]
+        for n, target in enumerate(d.states):
+            req = service.submit(session, name, requester=requester, company=COMPANY,
+                                 title=f"{title} ({target})", form=form(n), draft=True,
+                                 key=f"demo:{name}:{target}")
+            for event in _path(d, target):
+                _drive(session, d, req, event, n)
+            if target == "approval" and d.states[target].steps:
+                # One more in approval, half-way through its route (the first step approved).
+                mid = service.submit(session, name, requester=requester, company=COMPANY,
+                                     title=f"{title} (approval, step 2)", form=form(n), key=f"demo:{name}:mid")
+                task = _pending(session, mid)[0]
+                service.act(session, task.id, task.assignee, "approve", comment="同意")
