@@ -89,3 +89,16 @@ def test_rounding_account_must_exist(db):
     with pytest.raises(Exception, match="unknown account") as err, db.unit_of_work() as s:
         masterdata.configure(s, "ACME", rounding_account="0000")
     assert err.value.details["field"] == "rounding_account"
+
+
+def test_a_parent_that_would_loop_the_tree_is_refused(db):
+    org_in(db)
+    with db.unit_of_work() as s:
+        masterdata.import_rows(s, "ACME", "accounts", [
+            {"code": "6602", "name": "Admin", "type": "expense"},
+            {"code": "6602.01", "name": "Office", "type": "expense", "parent": "6602"},
+        ])
+    with pytest.raises(ImportRejected) as err, db.unit_of_work() as s:
+        masterdata.import_rows(s, "ACME", "accounts", [{"code": "6602", "parent": "6602.01"}])
+    assert err.value.details["errors"][0]["column"] == "parent"
+    assert accounts(db)["6602"].parent_id is None

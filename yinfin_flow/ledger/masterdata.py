@@ -287,6 +287,7 @@ def import_rows(
                 errors.append(RowError(p["row"], "parent", f"unknown {kind[:-1].replace('_', ' ')} {p['parent']!r}"))
             elif p["parent"] == p["code"]:
                 errors.append(RowError(p["row"], "parent", "cannot be its own parent"))
+    errors += _cycles(existing, parsed)
     if errors:
         errors.sort(key=lambda e: (e.row, e.column))
         raise ImportRejected(
@@ -314,6 +315,30 @@ def import_rows(
             by_code[p["code"]].parent_id = by_code[p["parent"]].id
     session.flush()
     return {"created": created, "updated": updated}
+
+
+def _cycles(existing: dict[str, Any], parsed: list[dict[str, Any]]) -> list[RowError]:
+    """Rows whose new parent would make the tree loop (A under B under A)."""
+    by_id = {r.id: code for code, r in existing.items()}
+    parent_of: dict[str, str | None] = {
+        code: by_id.get(getattr(r, "parent_id", None)) for code, r in existing.items()
+    }
+    for p in parsed:
+        if "parent" in p:
+            parent_of[p["code"]] = p["parent"]
+    out = []
+    for p in parsed:
+        if "parent" not in p:
+            continue
+        seen: set[str] = {p["code"]}
+        node = p["parent"] if p["parent"] != p["code"] else None
+        while node is not None:
+            if node in seen:
+                out.append(RowError(p["row"], "parent", f"{p['parent']!r} would make the tree loop back to {p['code']!r}"))
+                break
+            seen.add(node)
+            node = parent_of.get(node)
+    return out
 
 
 def import_file(session: Session, company_code: str, kind: str, path: Path) -> dict[str, int]:
