@@ -24,3 +24,21 @@ def start_stub() -> Iterator[Callable[[StubServer], StubServer]]:
     yield start
     for stub in started:
         stub.stop()
+
+
+def sample_voucher(debit_account: str = "6602.01", amount: str = "1234.56"):
+    """A two-line expense voucher: travel expense against other payables."""
+    from datetime import date
+    from decimal import Decimal
+
+    from connectors.base import Voucher, VoucherLine
+
+    a = Decimal(amount)
+    return Voucher(company="C01", date=date(2026, 11, 25), memo="差旅报销 EXP-1", lines=(
+        VoucherLine(account=debit_account, debit=a, credit=Decimal(0), currency="CNY", amount=a,
+                    memo="差旅费", cost_centre="CC-01", account_name="差旅费",
+                    account_type="expense"),
+        VoucherLine(account="2241.01", debit=Decimal(0), credit=a, currency="CNY", amount=a,
+                    memo="应付员工", partner="E001", account_name="其他应付款",
+                    account_type="liability"),
+    ), number="记-2026-11-0001", key="je:1")
