@@ -171,9 +171,8 @@ class ControlContext:
         lines = list(lines)
         for ln in lines:
             all_ids.update(path_ids(ln))
+            self.lines[ln.id] = ln  # the caller has these: load only their ancestors
         self.lines.update(load_lines(self.session, all_ids - set(self.lines)))
-        for ln in lines:
-            self.lines[ln.id] = ln
         self.rules.update(load_rules(self.session, all_ids))
         needed = set(all_ids)
         for ln in lines:
