@@ -141,6 +141,7 @@ def managers_of(session: Session, user: str, levels: int) -> list[str]:
     Inactive managers are passed over without using up a level; ``user`` never appears
     (even if the chain loops back, which the directory refuses to store anyway).
     """
+    # A primary-key lookup per level: measured faster on SQLite than one recursive CTE.
     out: list[str] = []
     seen = {user}
     current = session.get(User, user)
