@@ -53,9 +53,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from yinfin_flow.db.models import BudgetBalance, BudgetPeriod
+from yinfin_flow.db.models import BudgetBalance, BudgetPeriod, Company
 from yinfin_flow.domain.budget import DEFAULT_RULE, ControlRule
 from yinfin_flow.domain.errors import DomainError, ValidationError
 from yinfin_flow.domain.money import MINOR_UNITS
@@ -134,6 +135,9 @@ def _apply(session: Session, planned: list[PlannedRow], *, actor: str, default_r
     budgets = Budgets(session, default_mode=default_mode)
     by_code = {p.code: p for p in planned}
     done: dict[str, bool] = {}  # code -> applied without error
+    # Each existing line appears once per file and only its own row changes its budget,
+    # so reading every current budget up front (one query per 500 lines) is exact.
+    current = _budgets_of(session, [p.existing.id for p in planned if p.existing is not None])
 
     def run(p: PlannedRow) -> bool:
         if p.code in done:
@@ -143,7 +147,7 @@ def _apply(session: Session, planned: list[PlannedRow], *, actor: str, default_r
         if parent is not None and parent.existing is None and not run(parent):
             return False  # the parent's own error is reported; this row waits on it
         try:
-            _apply_row(session, budgets, p, actor, default_reason, result)
+            _apply_row(session, budgets, p, actor, default_reason, result, current)
         except DomainError as err:
             column = str(err.details.get("field") or "amount").split(".")[-1]
             column = {"line_id": "amount", "line": "period", "mode": "amount"}.get(column, column)
@@ -158,8 +162,18 @@ def _apply(session: Session, planned: list[PlannedRow], *, actor: str, default_r
     return result, errors
 
 
+def _budgets_of(session: Session, line_ids: list[int]) -> dict[int, Decimal]:
+    out: dict[int, Decimal] = {}
+    for i in range(0, len(line_ids), 500):
+        chunk = line_ids[i:i + 500]
+        rows = session.execute(select(BudgetBalance.line_id, BudgetBalance.budget)
+                               .where(BudgetBalance.line_id.in_(chunk)))
+        out.update({line_id: budget for line_id, budget in rows})
+    return out
+
+
 def _apply_row(session: Session, budgets: Budgets, p: PlannedRow, actor: str, default_reason: str,
-               result: ImportResult) -> None:
+               result: ImportResult, current: dict[int, Decimal]) -> None:
     reason = p.reason or default_reason
     if p.existing is None:
         if p.period is None:
@@ -177,8 +191,7 @@ def _apply_row(session: Session, budgets: Budgets, p: PlannedRow, actor: str, de
     line = p.existing
     if p.owner and p.owner != line.owner:
         line.owner = p.owner
-    current = session.get(BudgetBalance, line.id)
-    delta = p.amount - (current.budget if current else Decimal(0))
+    delta = p.amount - current.get(line.id, Decimal(0))
     if delta:
         budgets.adjust(None, line.id, delta, actor=actor, reason=reason, kind="adjustment")
         result.adjusted.append((line.code, delta, line.currency))
@@ -191,6 +204,11 @@ def _default_code(p: PlannedRow) -> str:
 
 
 def _ensure_period(session: Session, company_code: str, code: str, result: ImportResult) -> BudgetPeriod:
+    existing = session.scalar(
+        select(BudgetPeriod).join(Company, Company.id == BudgetPeriod.company_id)
+        .where(Company.code == company_code, BudgetPeriod.code == code))
+    if existing is not None:  # an earlier row of this file set the year up
+        return existing
     m = PERIOD.match(code)
     assert m is not None  # validated
     granularity = "month" if m.group(2) else "quarter" if m.group(3) else "half" if m.group(4) else "year"

@@ -127,7 +127,7 @@ def validate(session: Session, rows: list[Row]) -> tuple[list[PlannedRow], list[
             bad("period", f"the same line as row {seen[dims_key]} (company, period, cost centre, item, project)")
             continue
         seen[dims_key] = number
-        existing = session.scalar(select(BudgetLine).where(BudgetLine.dims_key == dims_key)) if period else None
+        existing = cache.line_by_dims(comp.id, dims_key) if period else None
         default_code = "/".join(x for x in (comp.code, period_code, cells["cost_centre"], cells["item"],
                                             cells.get("project")) if x)
         code = cells.get("code") or default_code
@@ -145,7 +145,7 @@ def validate(session: Session, rows: list[Row]) -> tuple[list[PlannedRow], list[
             owner=cells.get("owner") or None, reason=cells.get("reason") or None,
             code=code, existing=existing, parent_ref=cells.get("parent") or None,
         ))
-    errors.extend(_check_codes_and_parents(session, planned))
+    errors.extend(_check_codes_and_parents(cache, planned))
     errors.sort(key=lambda e: (e.row, e.column))
     return planned, errors
 
@@ -155,7 +155,7 @@ def _month_out_of_range(code: str) -> bool:
     return bool(m and m.group(2) and not 1 <= int(m.group(2)) <= 12)
 
 
-def _check_codes_and_parents(session: Session, planned: list[PlannedRow]) -> list[RowError]:
+def _check_codes_and_parents(cache: _MasterData, planned: list[PlannedRow]) -> list[RowError]:
     """New codes unique; every parent found (in the file or the database) and consistent."""
     errors: list[RowError] = []
     in_file: dict[str, PlannedRow] = {}
@@ -164,7 +164,7 @@ def _check_codes_and_parents(session: Session, planned: list[PlannedRow]) -> lis
             errors.append(RowError(p.row, "code", f"{p.code!r} is also row {in_file[p.code].row}"))
             continue
         in_file[p.code] = p
-        if p.existing is None and session.scalar(select(BudgetLine.id).where(BudgetLine.code == p.code)):
+        if p.existing is None and cache.line_by_code(p.code) is not None:
             errors.append(RowError(p.row, "code", f"a different line already has code {p.code!r}"))
     for p in planned:
         if p.parent_ref is None:
@@ -172,7 +172,7 @@ def _check_codes_and_parents(session: Session, planned: list[PlannedRow]) -> lis
         candidates = [p.parent_ref, f"{p.company.code}/{p.period_code}/{p.parent_ref}"]
         target: PlannedRow | BudgetLine | None = None
         for cand in candidates:
-            target = in_file.get(cand) or session.scalar(select(BudgetLine).where(BudgetLine.code == cand))
+            target = in_file.get(cand) or cache.line_by_code(cand)
             if target is not None:
                 break
         if target is None:
@@ -184,7 +184,7 @@ def _check_codes_and_parents(session: Session, planned: list[PlannedRow]) -> lis
         elif target.currency != p.currency:
             errors.append(RowError(p.row, "parent", f"parent {target.code} is in {target.currency}, this line in {p.currency}"))
         elif p.existing is not None:
-            current = session.get(BudgetLine, p.existing.parent_id) if p.existing.parent_id else None
+            current = cache.session.get(BudgetLine, p.existing.parent_id) if p.existing.parent_id else None
             if current is None or current.code != target.code:
                 errors.append(RowError(p.row, "parent", (
                     f"line {p.code} already sits under {current.code if current else 'no parent'}; "
@@ -207,6 +207,30 @@ class _MasterData:
     def __init__(self, session: Session) -> None:
         self.session = session
         self._cache: dict[tuple[Any, ...], Any] = {}
+        # Lines of the companies the file names, loaded once (one query, not one per row).
+        self._by_dims: dict[str, BudgetLine] = {}
+        self._by_code: dict[str, BudgetLine] = {}
+        self._loaded: set[int] = set()
+
+    def _load_lines(self, company_id: int) -> None:
+        if company_id in self._loaded:
+            return
+        self._loaded.add(company_id)
+        for line in self.session.scalars(select(BudgetLine).where(BudgetLine.company_id == company_id)):
+            self._by_dims[line.dims_key] = line
+            self._by_code[line.code] = line
+
+    def line_by_dims(self, company_id: int, dims_key: str) -> BudgetLine | None:
+        self._load_lines(company_id)
+        return self._by_dims.get(dims_key)
+
+    def line_by_code(self, code: str) -> BudgetLine | None:
+        if code not in self._by_code:
+            line = self.session.scalar(select(BudgetLine).where(BudgetLine.code == code))
+            if line is None:
+                return None
+            self._by_code[code] = line
+        return self._by_code[code]
 
     def _get(self, key: tuple[Any, ...], stmt: Any) -> Any:
         if key not in self._cache:
