@@ -112,7 +112,7 @@ def handle_http_exception(exc: HTTPException) -> Response:
                               {"field": rows[0]["location"] if rows else "body", "errors": rows},
                               headers)
     if status >= 500:
-        return _internal(exc)
+        return _internal(exc, status)
     description = exc.description if isinstance(exc.description, str) else None
     return error_response(status, _code_for(exc), description or exc.name or "error",
                           {"path": request.path}, headers)
@@ -126,10 +126,10 @@ def handle_domain_error(exc: DomainError) -> Response:
     return error_response(exc.http_status, exc.code, exc.message, details)
 
 
-def _internal(exc: BaseException) -> Response:
+def _internal(exc: BaseException, status: int = 500) -> Response:
     ref = uuid.uuid4().hex[:12]
     log.error("unhandled error %s on %s %s", ref, request.method, request.path, exc_info=exc)
-    return error_response(500, "internal_error",
+    return error_response(status, "internal_error",
                           "something went wrong on our side; quote the reference to support",
                           {"reference": ref})
 
