@@ -10,7 +10,6 @@ from sqlalchemy import func, select, text
 
 from yinfin_flow.budget import setup
 from yinfin_flow.budget.service import Budgets
-from yinfin_flow.verify import verify
 from yinfin_flow.db.models import BudgetBalance, Reservation
 from yinfin_flow.db.models.ledger import JournalEntry, JournalLine
 from yinfin_flow.demo.ledger import setup_books
@@ -19,6 +18,7 @@ from yinfin_flow.ledger import handlers, masterdata, periods
 from yinfin_flow.ledger.periods import NoOpenPeriod, PeriodClosed
 from yinfin_flow.ledger.posting import post
 from yinfin_flow.ledger.reversal import reverse, reverse_document
+from yinfin_flow.verify import verify
 
 from ..factories import JAN, line_req, org_in
 
@@ -323,3 +323,26 @@ def test_reverse_actual_never_takes_actual_below_zero_and_replays(db):
         assert s.get(Reservation, rid).actual == Decimal("50")
         assert s.get(BudgetBalance, org.parent_line).actual == Decimal("50")
         assert [p for p in verify(s) if p.check != "actuals_match_postings"] == []
+
+
+def test_concurrent_retries_of_one_key_make_one_voucher(db):
+    from concurrent.futures import ThreadPoolExecutor
+
+    org = books(db)
+    with db.unit_of_work() as s:
+        rid = Budgets(s).reserve("exp-1", ("expense", "1"), [line_req(org.child_line, "100.00")],
+                                 actor="amy").reservations[0].id
+    lines = [{"ref": "1", "item": "TRAVEL", "cost_centre": "RD-APP", "amount": "100.00",
+              "currency": "CNY", "reservation_id": rid}]
+
+    def one(_):
+        with db.unit_of_work() as s:
+            return post(s, **expense(lines=lines)).voucher
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        vouchers = list(pool.map(one, range(8)))
+    assert set(vouchers) == {"记-2026-01-0001"}
+    assert count(db, JournalEntry) == 1
+    with db.unit_of_work(readonly=True) as s:
+        assert s.get(BudgetBalance, org.child_line).actual == Decimal("100")
+        assert verify(s) == []

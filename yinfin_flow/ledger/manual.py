@@ -97,6 +97,11 @@ def post_manual(
         if d.kind == "normal" and d.source_ref is not None and int(d.source_ref) in partners:
             row["partner_id"] = partners[int(d.source_ref)].id
     period, effective = period_for_posting(session, comp.id, on, settings.closed_period_policy)
+    # A concurrent retry of the same key waited on the period lock: now it sees the
+    # first one's voucher (READ COMMITTED) and returns it instead of failing on the key.
+    prior = replayed_result(session, key)
+    if prior is not None:
+        return prior
     number = next_voucher_number(period)
     entry = {
         "idempotency_key": key, "company_id": comp.id, "period_id": period.id,

@@ -218,6 +218,11 @@ def post(
 
     rows = resolve_lines(session, comp.id, drafts, tpl.name, line_accounts, partner)
     period, effective = period_for_posting(session, comp.id, on, settings.closed_period_policy)
+    # A concurrent retry of the same key waited on the period lock: now it sees the
+    # first one's voucher (READ COMMITTED) and returns it instead of failing on the key.
+    prior = replayed_result(session, key)
+    if prior is not None:
+        return prior
 
     # Budget actuals come from postings: move each reservation-carrying line on now,
     # in this transaction, keyed by posting key + line ref (idempotent like the voucher).

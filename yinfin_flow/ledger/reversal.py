@@ -59,6 +59,11 @@ def reverse(
     settings = masterdata.settings_for(session, original.company_id)
     on = posting_date or original.posting_date
     period, effective = period_for_posting(session, original.company_id, on, settings.closed_period_policy)
+    # A concurrent retry of the same key waited on the period lock: now it sees the
+    # first one's voucher (READ COMMITTED) and returns it instead of failing on the key.
+    prior = replayed_result(session, key)
+    if prior is not None:
+        return prior
     orig_period = session.get(AccountingPeriod, original.period_id)
     assert orig_period is not None
     lines = list(session.scalars(
