@@ -9,10 +9,10 @@ from sqlalchemy import select
 
 from yinfin_flow.budget import setup
 from yinfin_flow.budget.service import Budgets
-from yinfin_flow.verify import verify
 from yinfin_flow.db.models import BudgetBalance, Reservation
 from yinfin_flow.domain.budget import NoBudgetLine
 from yinfin_flow.ledger.yearend import roll_forward
+from yinfin_flow.verify import verify
 
 from ..factories import line_req, org_in
 
