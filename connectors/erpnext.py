@@ -1,0 +1,236 @@
+"""ERPNext (Frappe) ERP over its REST API.
+
+Auth: header ``Authorization: token <api_key>:<api_secret>`` (an API user's keys).
+
+Posting: ``POST /api/resource/Journal Entry`` with ``voucher_type`` "Journal Entry",
+``company``, ``posting_date``, ``user_remark``, ``multi_currency`` and ``accounts``
+rows (``account``, ``debit_in_account_currency`` / ``credit_in_account_currency``,
+``exchange_rate``, ``cost_center``, ``project``, ``party_type`` / ``party``) and
+``docstatus`` 1, so it is saved and submitted in one call. The idempotency key is
+either a custom field you add (YINFIN_ERPNEXT_KEY_FIELD, matched with ``=``) or, by
+default, a ``[yinfin:<key>]`` marker in ``user_remark`` (matched with ``like``, then
+checked exactly). The lookup comes first; a draft found there (``docstatus`` 0) is
+submitted with ``PUT … {"docstatus": 1}`` rather than created again.
+
+Codes map to ERPNext names: accounts by ``account_number``, cost centres by
+``cost_center_number`` (both within the company), projects and parties by name.
+
+Errors: ERPNext answers 4xx with ``exc_type`` and ``_server_messages`` (a JSON list
+of JSON objects with ``message``) or ``exception``; those become
+:class:`PermanentError` with the message(s) verbatim, except lock/deadlock/timestamp
+conflicts, which are retryable like 5xx, 429 and timeouts.
+
+Master data (``modified`` watermark, ``"<modified>|<name>"``): accounts (Account),
+cost_centres (Cost Center), projects (Project), partners (Supplier), budgets
+(Budget headers).
+
+Settings: YINFIN_ERPNEXT_URL, YINFIN_ERPNEXT_API_KEY, YINFIN_ERPNEXT_API_SECRET,
+YINFIN_ERPNEXT_COMPANY, optional YINFIN_ERPNEXT_KEY_FIELD, YINFIN_ERPNEXT_PARTY_TYPE
+(default Supplier).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import date
+from decimal import Decimal
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+from .base import PermanentError, RetryableError, Voucher, VoucherLine
+from .http import Http, body_json, dumps_numbers, loads
+
+NAME = "erpnext"
+JE = "/api/resource/Journal%20Entry"
+SETTINGS = ("YINFIN_ERPNEXT_URL", "YINFIN_ERPNEXT_API_KEY", "YINFIN_ERPNEXT_API_SECRET",
+            "YINFIN_ERPNEXT_COMPANY")
+RETRY_EXC = {"QueryDeadlockError", "QueryTimeoutError", "TimestampMismatchError",
+             "DocumentLockedError", "TooManyRequestsError"}
+MASTER_DOCTYPES = {
+    "accounts": ("Account", ["account_number", "account_name", "root_type", "disabled"],
+                 "account_number"),
+    "cost_centres": ("Cost Center", ["cost_center_number", "cost_center_name", "disabled"],
+                     "cost_center_number"),
+    "projects": ("Project", ["project_name", "status", "is_active"], "name"),
+    "partners": ("Supplier", ["supplier_name", "disabled"], "name"),
+    "budgets": ("Budget", ["budget_against", "cost_center", "project", "fiscal_year",
+                           "docstatus"], "name"),
+}
+
+
+def frappe_message(data: Mapping[str, Any], fallback: str) -> str:
+    """The human message(s) of a Frappe error body, verbatim."""
+    raw = data.get("_server_messages")
+    if raw:
+        try:
+            msgs = [loads(m).get("message", m) if isinstance(m, str) and m.startswith("{") else m
+                    for m in loads(raw)]
+            if msgs:
+                return "; ".join(str(m) for m in msgs)
+        except (ValueError, AttributeError):
+            pass
+    exc = data.get("exception")
+    if exc:
+        return str(exc).split(": ", 1)[-1]
+    return str(data.get("message") or data.get("exc_type") or fallback)
+
+
+class ERPNextConnector:
+    name = NAME
+
+    def __init__(self, *, url: str, api_key: str, api_secret: str, company: str,
+                 key_field: str = "", party_type: str = "Supplier",
+                 timeout: float | tuple[float, float] = (5.0, 60.0)) -> None:
+        self.http = Http(NAME, url, timeout=timeout)
+        self.http.session.headers["Authorization"] = f"token {api_key}:{api_secret}"
+        self.http.session.headers["Accept"] = "application/json"
+        self.company, self.key_field, self.party_type = company, key_field, party_type
+
+    @classmethod
+    def from_settings(cls, s: Mapping[str, str]) -> ERPNextConnector:
+        return cls(url=s["YINFIN_ERPNEXT_URL"], api_key=s["YINFIN_ERPNEXT_API_KEY"],
+                   api_secret=s["YINFIN_ERPNEXT_API_SECRET"], company=s["YINFIN_ERPNEXT_COMPANY"],
+                   key_field=s.get("YINFIN_ERPNEXT_KEY_FIELD", ""),
+                   party_type=s.get("YINFIN_ERPNEXT_PARTY_TYPE") or "Supplier")
+
+    # -- HTTP -----------------------------------------------------------------------
+
+    def _call(self, method: str, path: str, *, params: dict[str, Any] | None = None,
+              body: dict[str, Any] | None = None, missing_ok: bool = False) -> Any:
+        q = {k: v if isinstance(v, str | int) else json.dumps(v) for k, v in (params or {}).items()}
+        kwargs: dict[str, Any] = {"params": q}
+        if body is not None:
+            kwargs["data"] = dumps_numbers(body).encode()
+            kwargs["headers"] = {"Content-Type": "application/json"}
+        resp: requests.Response = self.http.request(method, path, **kwargs)
+        if resp.status_code == 404 and missing_ok:
+            return None
+        data = body_json(resp, NAME)
+        if resp.status_code < 400:
+            return data.get("data")
+        message = frappe_message(data, f"HTTP {resp.status_code}")
+        if data.get("exc_type") in RETRY_EXC:
+            raise RetryableError(message, connector=NAME, status=resp.status_code)
+        raise PermanentError(message, connector=NAME, status=resp.status_code)
+
+    def _list(self, doctype: str, fields: list[str], filters: list[Any], order_by: str = "",
+              limit: int = 500) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"fields": fields, "filters": filters,
+                                  "limit_page_length": limit}
+        if order_by:
+            params["order_by"] = order_by
+        return list(self._call("GET", f"/api/resource/{quote(doctype)}", params=params) or [])
+
+    # -- vouchers -------------------------------------------------------------------
+
+    def _marker(self, key: str) -> str:
+        return f"[yinfin:{key}]"
+
+    def _find(self, key: str) -> dict[str, Any] | None:
+        if self.key_field:
+            rows = self._list("Journal Entry", ["name", "docstatus", self.key_field],
+                              [[self.key_field, "=", key], ["docstatus", "!=", 2]])
+        else:
+            rows = self._list("Journal Entry", ["name", "docstatus", "user_remark"],
+                              [["user_remark", "like", f"%{self._marker(key)}%"],
+                               ["docstatus", "!=", 2]])
+            # LIKE treats _ and % in the key as wildcards: confirm the exact marker
+            rows = [r for r in rows if self._marker(key) in (r.get("user_remark") or "")]
+        return rows[0] if rows else None
+
+    def post_voucher(self, voucher: Voucher, idempotency_key: str) -> str:
+        found = self._find(idempotency_key)
+        if found:
+            if found["docstatus"] == 0:
+                self._call("PUT", f"{JE}/{quote(found['name'])}", body={"docstatus": 1})
+            return str(found["name"])
+        doc = self._call("POST", JE, body=self._doc(voucher, idempotency_key))
+        return str(doc["name"])
+
+    def _names(self, doctype: str, number_field: str, codes: set[str], what: str
+               ) -> dict[str, str]:
+        if not codes:
+            return {}
+        rows = self._list(doctype, ["name", number_field],
+                          [[number_field, "in", sorted(codes)], ["company", "=", self.company]])
+        found = {str(r[number_field]): str(r["name"]) for r in rows}
+        if missing := sorted(codes - set(found)):
+            raise PermanentError(f"{what} not found in ERPNext company {self.company}: "
+                                 f"{', '.join(missing)}", connector=NAME)
+        return found
+
+    def _doc(self, v: Voucher, key: str) -> dict[str, Any]:
+        accounts = self._names("Account", "account_number", {ln.account for ln in v.lines},
+                               "account")
+        centres = self._names("Cost Center", "cost_center_number",
+                              {ln.cost_centre for ln in v.lines if ln.cost_centre}, "cost centre")
+        rows = []
+        for ln in v.lines:
+            foreign = ln.currency != v.currency
+            row: dict[str, Any] = {
+                "account": accounts[ln.account],
+                "debit_in_account_currency": ln.amount if foreign and ln.debit else ln.debit,
+                "credit_in_account_currency": ln.amount if foreign and ln.credit else ln.credit,
+                "exchange_rate": ln.rate if foreign else Decimal(1),
+                "user_remark": ln.memo,
+            }
+            if ln.cost_centre:
+                row["cost_center"] = centres[ln.cost_centre]
+            if ln.project:
+                row["project"] = ln.project
+            if ln.partner:
+                row["party_type"], row["party"] = self.party_type, ln.partner
+            rows.append(row)
+        doc: dict[str, Any] = {
+            "voucher_type": "Journal Entry", "company": self.company,
+            "posting_date": v.date.isoformat(), "accounts": rows, "docstatus": 1,
+            "multi_currency": int(any(ln.currency != v.currency for ln in v.lines)),
+            "user_remark": v.memo if self.key_field else f"{v.memo} {self._marker(key)}",
+        }
+        if self.key_field:
+            doc[self.key_field] = key
+        return doc
+
+    def read_voucher(self, number_or_key: str) -> Voucher | None:
+        doc = self._call("GET", f"{JE}/{quote(number_or_key)}", missing_ok=True)
+        if doc is None:
+            found = self._find(number_or_key)
+            if not found:
+                return None
+            doc = self._call("GET", f"{JE}/{quote(found['name'])}")
+        names = sorted({r["account"] for r in doc["accounts"]})
+        numbers = {r["name"]: str(r.get("account_number") or r["name"]) for r in self._list(
+            "Account", ["name", "account_number"], [["name", "in", names]])}
+        lines = tuple(VoucherLine(
+            account=numbers.get(r["account"], r["account"]), debit=Decimal(r["debit"]),
+            credit=Decimal(r["credit"]), currency=str(r.get("account_currency") or ""),
+            amount=Decimal(r["debit_in_account_currency"] or r["credit_in_account_currency"]),
+            rate=Decimal(r.get("exchange_rate") or 1), memo=str(r.get("user_remark") or ""),
+            cost_centre=r.get("cost_center"), project=r.get("project"), partner=r.get("party"),
+        ) for r in doc["accounts"])
+        return Voucher(company=str(doc["company"]), date=date.fromisoformat(doc["posting_date"]),
+                       memo=str(doc.get("user_remark") or ""), lines=lines, number=doc["name"],
+                       key=(doc.get(self.key_field) if self.key_field else None))
+
+    # -- master data ----------------------------------------------------------------
+
+    def changed_master_data(self, kind: str, watermark: str | None
+                            ) -> tuple[list[dict[str, Any]], str | None]:
+        if kind not in MASTER_DOCTYPES:
+            raise PermanentError(f"ERPNext master data {kind!r} is not supported", connector=NAME)
+        doctype, fields, code_field = MASTER_DOCTYPES[kind]
+        when, _, last = (watermark or "").partition("|")
+        filters = [["modified", ">=", when]] if when else []
+        rows = self._list(doctype, ["name", "modified", *fields], filters,
+                          order_by="modified asc, name asc")
+        # ">=" then drop what the watermark already covered: exact with same-second ties
+        rows = [r for r in rows if (r["modified"], r["name"]) > (when, last)]
+        records = [{**r, "code": r.get(code_field) or r["name"],
+                    "active": not r.get("disabled") and r.get("is_active", "Yes") != "No"}
+                   for r in rows]
+        if records:
+            watermark = f"{records[-1]['modified']}|{records[-1]['name']}"
+        return records, watermark
