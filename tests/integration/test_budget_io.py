@@ -199,8 +199,10 @@ def test_xlsx_as_excel_users_type_it(db, tmp_path):
 def test_gbk_csv_from_chinese_excel(db, tmp_path):
     org_in(db)
     path = tmp_path / "gbk.csv"
-    path.write_bytes("公司,期间,成本中心,预算科目,金额,原因\nACME,2026-04,RD,TRAVEL,88,年度预算\n".encode("gbk"))
+    path.write_bytes(
+        '公司,期间,成本中心,预算科目,金额,原因\nACME,2026-04,RD,TRAVEL,"1,088.00",年度预算\n'.encode("gbk"))
     do_import(db, path)
+    assert budget_of(db, "ACME/2026-04/RD/TRAVEL") == Decimal("1088")
     with db.unit_of_work(readonly=True) as s:
         reasons = list(s.scalars(select(BudgetMovement.reason)))
     assert "年度预算" in reasons

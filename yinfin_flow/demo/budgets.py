@@ -62,7 +62,7 @@ ITEMS = [  # code, name, account, parent
 PROJECTS = [("ERP-UPGRADE", "ERP 升级项目 ERP upgrade")]
 
 #: Monthly lines: cost centre, item, parent (cost centre, item) or None, monthly budget.
-MONTHLY = [
+MONTHLY: list[tuple[str, str, tuple[str, str] | None, str]] = [
     ("RD", "TRAVEL", None, "30000"),
     ("RD-APP", "TRAVEL", ("RD", "TRAVEL"), "15000"),
     ("RD-WEB", "TRAVEL", ("RD", "TRAVEL"), "12000"),
@@ -77,7 +77,7 @@ MONTHLY = [
 ]
 
 #: Year lines: cost centre, item, project, annual budget.
-YEARLY = [
+YEARLY: list[tuple[str, str, str | None, str]] = [
     ("HQ", "CAPEX", None, "500000"),
     ("RD", "SOFTWARE", "ERP-UPGRADE", "240000"),
 ]
@@ -139,10 +139,10 @@ def load(session: Session) -> None:
     for month in range(1, 13):
         period = f"{year}-{month:02d}"
         ids: dict[tuple[str, str], int] = {}
-        for cc, item, parent, amount in MONTHLY:
+        for cc, item, parent_key, amount in MONTHLY:
             line = setup.create_line(
                 session, company_code=COMPANY, period_code=period, cost_centre=cc, item=item,
-                parent_id=ids[parent] if parent else None, owner=managers[cc],
+                parent_id=ids[parent_key] if parent_key else None, owner=managers[cc],
             )
             ids[(cc, item)] = line.id
             value = (Decimal(amount) * SEASON.get(month, Decimal(1))).quantize(Decimal("0.01"))
