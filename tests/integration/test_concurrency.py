@@ -230,3 +230,48 @@ def test_a_move_uses_what_the_reservation_holds_after_the_lock_not_before(pg_db:
         res = s.get(Reservation, rid)
         assert (res.pre_encumbered, res.encumbered) == (0, 60)
     assert_verified(db)
+
+
+def _wait_until_blocked(db: Database, timeout: float = 20.0) -> None:
+    """Until some other session of this database waits for a row lock."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with db.engine.connect() as conn:
+            waiting = conn.exec_driver_sql(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            ).scalar()
+        if waiting:
+            return
+        time.sleep(0.02)
+    raise AssertionError("the other client never blocked on the lock")
+
+
+def test_a_rule_made_hard_while_a_reservation_waits_is_obeyed(pg_db: Database) -> None:
+    """The reservation read the (soft) rule, then waited for the row lock held by
+    the transaction making the rule hard: it must decide with the hard rule."""
+    db = pg_db
+    org = org_in(db)
+    with db.unit_of_work() as s:
+        setup.set_rule(s, org.office_line, mode="soft", actor="cfo")
+    outcome: list[str] = []
+
+    def reserve_150() -> None:
+        try:
+            with db.unit_of_work() as s2:
+                Budgets(s2).reserve("k", ("expense", "1"), [line_req(org.office_line, "150")], actor="amy")
+            outcome.append("ok")
+        except OverBudget:
+            outcome.append("over")
+
+    with db.unit_of_work() as s:
+        setup.set_rule(s, org.office_line, mode="hard", actor="cfo")  # locks the balance row
+        t = threading.Thread(target=reserve_150)
+        t.start()
+        _wait_until_blocked(db)
+    t.join(timeout=30)
+    assert outcome == ["over"]
+    assert available(db, org.office_line) == 100
+    assert_verified(db)

@@ -32,6 +32,7 @@ from yinfin_flow.domain.budget import (
     controlling_lines,
     effective_rule,
 )
+from yinfin_flow.domain.errors import Conflict
 
 
 def path_ids(line: BudgetLine) -> list[int]:
@@ -58,7 +59,13 @@ def load_rules(session: Session, line_ids: Iterable[int]) -> dict[int, ControlRu
     ids = set(line_ids)
     if not ids:
         return {}
-    rows = session.scalars(select(ControlRuleRow).where(ControlRuleRow.line_id.in_(ids)))
+    # populate_existing: a re-read after locking must see rows changed meanwhile,
+    # not the copies already in the session.
+    rows = session.scalars(
+        select(ControlRuleRow)
+        .where(ControlRuleRow.line_id.in_(ids))
+        .execution_options(populate_existing=True)
+    )
     return {r.line_id: rule_from_row(r) for r in rows}
 
 
@@ -164,16 +171,37 @@ class ControlContext:
         self._basis: dict[int, list[int]] = {}
         # line id -> lines of other periods whose basis includes it, with their rules
         self._dependents: dict[int, list[tuple[int, ControlRule]]] = {}
+        self._rule_ids: set[int] = set()  # every line whose rule (or its absence) was read
+        self._no_basis_rules = False  # a probe found no non-period rule anywhere
+        self._prepared: list[BudgetLine] = []
 
     def prepare(self, lines: Iterable[BudgetLine], lock: bool = True) -> None:
-        """Load paths, rules and basis sets for ``lines``, then lock every balance needed."""
+        """Load paths, rules and basis sets for ``lines``, then lock every balance needed.
+
+        Rules are read before the balance rows are locked. On PostgreSQL a rule
+        change that commits while this transaction waits for the locks would go
+        unseen (READ COMMITTED), so once the locks are held the rules are read
+        again; if they changed, everything is worked out afresh with them.
+        """
+        self._prepared.extend(lines)
+        reader = lock_balances if lock else read_balances
+        for _ in range(5):
+            needed = self._plan(self._prepared)
+            self.balances.update(reader(self.session, needed - set(self.balances)))
+            if not lock or self.session.get_bind().dialect.name == "sqlite" or not self._rules_changed():
+                return  # SQLite: BEGIN IMMEDIATE already serialised us against rule changes
+            self.rules, self._basis, self._dependents = {}, {}, {}
+            self._rule_ids, self._no_basis_rules = set(), False
+        raise Conflict("control rules keep changing; try again")
+
+    def _plan(self, lines: list[BudgetLine]) -> set[int]:
+        """Load what checking ``lines`` needs; return the ids whose balances it reads."""
         all_ids: set[int] = set()
-        lines = list(lines)
         for ln in lines:
             all_ids.update(path_ids(ln))
             self.lines[ln.id] = ln  # the caller has these: load only their ancestors
         self.lines.update(load_lines(self.session, all_ids - set(self.lines)))
-        self.rules.update(load_rules(self.session, all_ids))
+        self._load_rules(all_ids)
         needed = set(all_ids)
         for ln in lines:
             for cid, rule in controlling_lines(path_ids(ln), self.rules, self.default_rule):
@@ -181,8 +209,24 @@ class ControlContext:
                     self._basis[cid] = basis_line_ids(self.session, self.lines[cid], rule.basis)
                 needed.update(self._basis.get(cid, [cid]))
         needed.update(self._load_dependents(all_ids))
-        reader = lock_balances if lock else read_balances
-        self.balances.update(reader(self.session, needed - set(self.balances)))
+        return needed
+
+    def _load_rules(self, ids: set[int]) -> None:
+        todo = ids - self._rule_ids
+        if todo:
+            self.rules.update(load_rules(self.session, todo))
+            self._rule_ids |= todo
+
+    def _rules_changed(self) -> bool:
+        fresh = load_rules(self.session, self._rule_ids)
+        if fresh != {i: r for i, r in self.rules.items() if i in self._rule_ids}:
+            return True
+        return self._no_basis_rules and self._any_basis_rule()
+
+    def _any_basis_rule(self) -> bool:
+        return self.session.scalar(
+            select(ControlRuleRow.id).where(ControlRuleRow.basis != Basis.PERIOD.value).limit(1)
+        ) is not None
 
     def _load_dependents(self, line_ids: set[int]) -> set[int]:
         """Find lines of other periods whose rule's basis counts ``line_ids``; return their basis.
@@ -198,9 +242,8 @@ class ControlContext:
         if not todo:
             return set()
         # The common case (every rule per period) costs one indexed probe, not a series scan.
-        if self.default_rule.basis is Basis.PERIOD and self.session.scalar(
-            select(ControlRuleRow.id).where(ControlRuleRow.basis != Basis.PERIOD.value).limit(1)
-        ) is None:
+        if self.default_rule.basis is Basis.PERIOD and not self._any_basis_rule():
+            self._no_basis_rules = True
             return set()
         keys = {(x.series_key, x.granularity) for x in todo}
         series = [
@@ -210,9 +253,7 @@ class ControlContext:
             )
             if (o.series_key, o.granularity) in keys
         ]
-        self.rules.update(
-            load_rules(self.session, {i for o in series for i in path_ids(o)} - set(self.rules))
-        )
+        self._load_rules({i for o in series for i in path_ids(o)})
         needed: set[int] = set()
         for o in series:
             rule = effective_rule(path_ids(o), self.rules, self.default_rule)
