@@ -33,6 +33,7 @@ from yinfin_flow.domain.budget import (
     InsufficientHold,
     LineClosed,
     LineOnHold,
+    NegativeBudget,
     NoBudgetLine,
     NoExchangeRate,
     OutsidePeriod,
@@ -303,9 +304,22 @@ def test_bad_journal_and_move_inputs_write_nothing(db, org):
 
 
 def test_a_budget_cut_below_zero_is_refused(db, org):
-    with refused(db, DomainError) as err, db.unit_of_work() as s:
+    with db.unit_of_work() as s:
+        setup.set_rule(s, org.office_line, mode="track", actor="cfo")  # not hard: only the floor applies
+    with refused(db, NegativeBudget) as err, db.unit_of_work() as s:
         Budgets(s).adjust("cut", org.office_line, "-100.01", actor="cfo", reason="cut")
+    assert err.value.code == "negative_budget"
     assert err.value.details["field"] == "amount"
+    with refused(db, NegativeBudget), db.unit_of_work() as s:
+        Budgets(s).transfer("t", org.office_line, org.child_line, "100.01", actor="cfo", reason="r")
+
+
+def test_a_conversion_too_large_for_storage_is_a_validation_error(db, org):
+    with db.unit_of_work() as s:
+        setup.add_rate(s, "USD", "CNY", date(2026, 1, 1), "7.2")
+    with refused(db, ValidationError) as err, db.unit_of_work() as s:
+        Budgets(s).reserve("k", ("expense", "1"), [line_req(org.child_line, "99999999999999", currency="USD")], actor="amy")
+    assert err.value.details["field"] == "lines[0].amount"
 
 
 # -- transfers ---------------------------------------------------------------------------

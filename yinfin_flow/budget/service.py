@@ -32,7 +32,6 @@ from yinfin_flow.domain.budget import (
     DEFAULT_RULE,
     Action,
     Bucket,
-    BudgetError,
     CurrencyMismatch,
     InsufficientHold,
     LineCheck,
@@ -41,6 +40,7 @@ from yinfin_flow.domain.budget import (
     LineStatus,
     Mode,
     Move,
+    NegativeBudget,
     OverBudget,
     StageHold,
     apply_moves,
@@ -49,7 +49,7 @@ from yinfin_flow.domain.budget import (
     raise_if_blocked,
 )
 from yinfin_flow.domain.errors import Conflict, NotFound, ValidationError
-from yinfin_flow.domain.money import Money, check_currency, parse_amount
+from yinfin_flow.domain.money import MAX_AMOUNT, Money, check_currency, parse_amount
 
 from .control import ControlContext, apply_to_balances, path_ids, rollup
 from .lookup import Dims, find_line, rate_for
@@ -251,6 +251,8 @@ class Budgets:
         amount = Money(source, currency).convert(rate, line.currency).amount
         if amount <= 0:
             raise ValidationError(f"{field}.amount", "rounds to zero in the budget currency")
+        if amount >= MAX_AMOUNT:  # else the database (Numeric(20, 4) / int64) overflows
+            raise ValidationError(f"{field}.amount", f"is {amount} {line.currency}: too large")
         return amount, rate, source, currency
 
     @staticmethod
@@ -635,7 +637,7 @@ class Budgets:
     def _check_cut(self, ctx: ControlContext, line: BudgetLine, cut: Decimal) -> None:
         own = ctx.balances[line.id]
         if own.budget - cut < 0:
-            raise BudgetError(
+            raise NegativeBudget(
                 f"budget of {line.code} would go below zero ({own.budget} - {cut})",
                 line=line.code, field="amount", budget=str(own.budget), asked=str(cut),
             )

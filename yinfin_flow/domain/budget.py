@@ -191,6 +191,12 @@ class InsufficientHold(BudgetError):
     code = "insufficient_hold"
 
 
+class NegativeBudget(BudgetError):
+    """A cut (negative adjustment or transfer out) would take a line's budget below zero."""
+
+    code = "negative_budget"
+
+
 @dataclass(frozen=True, slots=True)
 class LineCheck:
     """What control says about one controlling line for one proposed change."""
