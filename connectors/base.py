@@ -11,7 +11,11 @@ Two kinds of outside system, two protocols:
         HTTP endpoint sends ``result.status/content_type/body`` back verbatim.
         No database is touched here; ``seen(event_id) -> bool`` lets the caller
         back replay detection with the database or Redis (return True if the id
-        was already recorded, and record it otherwise).
+        was already recorded, and record it otherwise). ``seen`` is called last,
+        after everything that can fail (including fetching the form from the OA),
+        so a delivery that raised can be retried by the vendor; call it inside the
+        unit of work that applies the events, so a rollback forgets the id too.
+        Ids passed to ``seen`` are prefixed with the connector name.
     ``push_status(message, idempotency_key) -> dict``
         Push a request's status, or a task, to the OA. Returns the vendor's
         answer (a small dict) for the outbox log.

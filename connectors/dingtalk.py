@@ -103,8 +103,10 @@ class DingTalkConnector:
         event_type = payload.get("EventType")
         events: list[InboundEvent] = []
         if event_type != "check_url":
-            check_replay(NAME, digest_id(plain), seen)
             event = self._event(payload, digest_id(plain))
+            # marked seen only once parsing (and the form fetch) worked: a failure
+            # here must leave DingTalk's retry acceptable
+            check_replay(NAME, digest_id(plain), seen)
             if event is not None:
                 events.append(event)
         return self.success_reply(now, events)

@@ -139,8 +139,8 @@ class FeishuConnector:
         event_id = str(payload.get("uuid") or (payload.get("header") or {}).get("event_id") or "")
         if not event_id:
             raise SignatureError("event has no uuid / event_id", connector=NAME)
-        check_replay(NAME, event_id, seen)
         event = self._event(payload, event_id)
+        check_replay(NAME, event_id, seen)  # after the form fetch: its failure allows a retry
         return InboundResult([event] if event else [], b'{"code":0}', "application/json")
 
     @staticmethod

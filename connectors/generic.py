@@ -86,8 +86,8 @@ class GenericWebhookConnector:
         check_fresh(self.name, from_epoch(ts, self.name), now)
         if not event_id:
             raise SignatureError("X-Yinfin-Event-Id is missing", connector=self.name)
-        check_replay(self.name, event_id, seen)
         event = self._event(body, event_id, now)
+        check_replay(self.name, event_id, seen)
         return InboundResult([event], b'{"ok": true}', "application/json")
 
     def _bad(self, field: str, problem: str) -> PermanentError:

@@ -131,8 +131,8 @@ class WeComConnector:
         events: list[InboundEvent] = []
         if msg.findtext("Event") == "sys_approval_change":
             event_id = digest_id(plain)
-            check_replay(NAME, event_id, seen)
             events = self._events(msg, event_id, plain)
+            check_replay(NAME, event_id, seen)  # after the form fetch: its failure allows a retry
         return InboundResult(events, b"")
 
     def _events(self, msg: ET.Element, event_id: str, plain: str) -> list[InboundEvent]:

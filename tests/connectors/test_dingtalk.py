@@ -139,3 +139,16 @@ def test_push_errors_are_classified(ding, stub) -> None:
     with pytest.raises(RetryableError, match="timeout"):
         ding.push_status(ok, "k")
     assert ding.push_status(ok, "k")["success"] is True
+
+
+def test_a_failed_form_fetch_leaves_the_retry_acceptable(ding, stub) -> None:
+    event = {"EventType": "bpms_instance_change", "processInstanceId": "PI-1", "type": "start",
+             "staffId": "u1", "createTime": MS}
+    query, body = callback(sender(), event, MS)
+    seen = MemorySeen()
+    stub.fail_next(503, 503)  # the token call and the instance call may both meet it
+    with pytest.raises(RetryableError):
+        ding.verify_and_parse({}, query, body, now=NOW, seen=seen)
+    stub.failures.clear()
+    [ev] = ding.verify_and_parse({}, query, body, now=NOW, seen=seen).events
+    assert ev.form["金额"] == "1234.50" and seen.ids == {f"dingtalk:{ev.event_id}"}
