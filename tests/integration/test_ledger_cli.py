@@ -36,26 +36,29 @@ def cli(tmp_path, monkeypatch):
 def test_post_reverse_export_report_close(cli, tmp_path):
     year = fiscal_year()
     payload = {
-        "key": "expense:42:approved", "template": "expense.approved", "company": "ACME",
+        "key": "expense:cli-42:approved", "template": "expense.approved", "company": "ACME",
         "posting_date": f"{year}-03-10", "actor": "alice",
-        "document": {"type": "expense", "id": "42", "title": "上海出差", "requester": "amy", "partner": "EMP-amy"},
+        "document": {"type": "expense", "id": "cli-42", "title": "上海出差", "requester": "amy", "partner": "EMP-amy"},
         "lines": [{"ref": "1", "item": "TRAVEL", "cost_centre": "RD-APP", "amount": "1200.00", "currency": "CNY"},
                   {"ref": "2", "item": "SOFTWARE", "cost_centre": "RD", "amount": "99.99", "currency": "USD"}],
     }
     (tmp_path / "p.json").write_text(json.dumps(payload, ensure_ascii=False), encoding="utf-8")
-    assert f"posted 记-{year}-03-0001" in cli("journal", "post", "p.json")
-    assert f"replayed 记-{year}-03-0001" in cli("journal", "post", "p.json")
-    out = cli("journal", "reverse", "2", "--reason", "wrong trip", "--actor", "cfo")
+    out = cli("journal", "post", "p.json")
+    assert f"posted 记-{year}-03-0001" in out
+    entry_id = out.rsplit("(entry ", 1)[1].rstrip(")\n")
+    assert f"replayed 记-{year}-03-0001 (entry {entry_id})" in cli("journal", "post", "p.json")
+    out = cli("journal", "reverse", entry_id, "--reason", "wrong trip", "--actor", "cfo")
     assert f"记-{year}-03-0002" in out
     cli("journal", "export", "--format", "beancount", "-o", "all.beancount")
     check = subprocess.run([str(Path(sys.executable).parent / "bean-check"), "all.beancount"],
                            capture_output=True, text=True, timeout=120)
     assert check.returncode == 0, check.stdout + check.stderr
     cli("journal", "export", "--format", "xlsx", "--period", f"{year}-03", "-o", "v.xlsx")
-    tb = json.loads(cli("report", "trial-balance", "--period", f"{year}-01", "--json"))
-    assert tb["balanced"] and {r["account"] for r in tb["rows"]} == {"1002", "4001"}
+    tb = json.loads(cli("report", "trial-balance", "--period", f"{year}-03", "--json"))
+    assert tb["balanced"]
+    assert {r["account"]: r["opening_debit"] for r in tb["rows"]}["1002"] == "5000000.00"
     assert "RD-APP 6602.03" in cli("report", "budget-vs-actual", "--year", str(year))
-    trail = json.loads(cli("report", "trail", "expense", "42"))
+    trail = json.loads(cli("report", "trail", "expense", "cli-42"))
     assert [v["voucher"] for v in trail["vouchers"]] == [f"记-{year}-03-0001", f"记-{year}-03-0002"]
     assert "journal_balances" in cli("verify")
     assert f"{year}-03 closed" in cli("period", "close", f"{year}-03", "--actor", "cfo")
