@@ -346,3 +346,23 @@ def test_concurrent_retries_of_one_key_make_one_voucher(db):
     with db.unit_of_work(readonly=True) as s:
         assert s.get(BudgetBalance, org.child_line).actual == Decimal("100")
         assert verify(s) == []
+
+
+def test_reversal_requested_event_reverses_the_documents_vouchers_and_actual(db):
+    from yinfin_flow import events
+
+    org = books(db)
+    with db.unit_of_work() as s:
+        rid = Budgets(s).reserve("exp-1", ("expense", "1"), [line_req(org.child_line, "40.00")],
+                                 actor="amy").reservations[0].id
+        post(s, **expense(lines=[{"ref": "1", "item": "TRAVEL", "cost_centre": "RD-APP",
+                                  "amount": "40.00", "currency": "CNY", "reservation_id": rid}]))
+        post(s, **expense(key="expense:1:paid", template="expense.paid"))
+    for _ in range(2):  # replayed: still one reversal per voucher
+        with db.unit_of_work() as s:
+            events.publish(s, "reversal.requested", key="expense:1:reversed", actor="cfo",
+                           reason="claim withdrawn after payment", document={"type": "expense", "id": "1"})
+    with db.unit_of_work(readonly=True) as s:
+        assert s.scalar(select(func.count()).where(JournalEntry.reverses_id.isnot(None))) == 2
+        assert s.get(BudgetBalance, org.child_line).actual == 0
+        assert verify(s) == []

@@ -76,8 +76,10 @@ class VoucherRow:
     memo: str | None
 
 
-def voucher_rows(session: Session, company: str, period: str | None = None) -> list[VoucherRow]:
-    """Every voucher line of ``company`` (one ``YYYY-MM`` period, or all), in voucher order."""
+def voucher_rows(
+    session: Session, company: str, period: str | None = None, *, entry_id: int | None = None,
+) -> list[VoucherRow]:
+    """Every voucher line of ``company`` (one ``YYYY-MM`` period, or all; or one voucher), in voucher order."""
     comp = company_by_code(session, company)
     cc, pj, pt = aliased(CostCentre), aliased(Project), aliased(Partner)
     stmt = (
@@ -96,6 +98,8 @@ def voucher_rows(session: Session, company: str, period: str | None = None) -> l
     if period:
         parse_code(period)
         stmt = stmt.where(AccountingPeriod.code == period)
+    if entry_id is not None:
+        stmt = stmt.where(JournalEntry.id == entry_id)
     out = []
     for e, pcode, ln, acc, cc_code, pj_code, pt_code in session.execute(stmt):
         out.append(VoucherRow(
