@@ -33,11 +33,7 @@ DATA = Path(__file__).resolve().parent.parent / "data"
 YEAR = date.today().year
 
 
-@pytest.fixture
-def cli(sqlite_template: Path, tmp_path: Path):
-    """Run a command against a fresh migrated SQLite file; returns (invoke, database)."""
-    path = tmp_path / "cli.sqlite"
-    shutil.copy(sqlite_template, path)
+def _runner(path: Path):
     url = f"sqlite:///{path}"
     runner = CliRunner()
     database = Database(url)
@@ -45,17 +41,38 @@ def cli(sqlite_template: Path, tmp_path: Path):
     def invoke(cmd, *args: str):
         return runner.invoke(cmd, list(args), env={"YINFIN_DATABASE_URL": url, "USER": "cfo"})
 
+    return invoke, database
+
+
+@pytest.fixture
+def cli(sqlite_template: Path, tmp_path: Path):
+    """Run a command against a fresh migrated SQLite file; yields (invoke, database)."""
+    path = tmp_path / "cli.sqlite"
+    shutil.copy(sqlite_template, path)
+    invoke, database = _runner(path)
     yield invoke, database
     database.dispose()
 
 
-@pytest.fixture
-def demo_cli(cli):
-    """Only the budgets part of the demo, so other areas' demo data cannot move these numbers."""
-    invoke, database = cli
+@pytest.fixture(scope="module")
+def demo_template(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The budgets part of the demo, loaded once; other areas' demo data cannot move these numbers."""
+    path = tmp_path_factory.mktemp("demo") / "demo.sqlite"
+    shutil.copy(sqlite_template, path)
+    database = Database(f"sqlite:///{path}")
     with database.unit_of_work() as s:
         demo_budgets.load(s)
-    return invoke, database
+    database.dispose()
+    return path
+
+
+@pytest.fixture
+def demo_cli(demo_template: Path, tmp_path: Path):
+    path = tmp_path / "demo.sqlite"
+    shutil.copy(demo_template, path)
+    invoke, database = _runner(path)
+    yield invoke, database
+    database.dispose()
 
 
 def code(month: int, cc: str, item: str) -> str:
@@ -189,9 +206,8 @@ def test_refusals_print_code_and_details_without_traceback(demo_cli):
     assert r.exit_code == 1 and "actor" in r.output
 
 
-def test_import_errors_listed_and_nothing_imported(cli):
-    invoke, database = cli
-    assert invoke(demo, "load").exit_code == 0
+def test_import_errors_listed_and_nothing_imported(demo_cli):
+    invoke, database = demo_cli
     bad = DATA / "budgets_bad.csv"
     text_ = bad.read_text().replace("2026-", f"{YEAR}-")
     path = Path(database.url.removeprefix("sqlite:///")).parent / "bad.csv"
