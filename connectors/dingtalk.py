@@ -124,7 +124,7 @@ class DingTalkConnector:
         et, typ = p.get("EventType"), p.get("type")
         instance = str(p.get("processInstanceId") or "")
         when = from_epoch(p.get("finishTime") or p.get("createTime") or 0, NAME)
-        common = dict(connector=NAME, event_id=event_id, external_instance_id=instance,
+        common: dict[str, Any] = dict(connector=NAME, event_id=event_id, external_instance_id=instance,
                       external_user_id=p.get("staffId"), occurred_at=when,
                       template=p.get("processCode"), raw=p)
         if et == "bpms_instance_change":

@@ -155,7 +155,7 @@ class FeishuConnector:
         instance = str(ev.get("instance_code") or "")
         when_raw = ev.get("operate_time") or ev.get("instance_operate_time")
         when = from_epoch(when_raw, NAME) if when_raw else self._sent_at(payload)
-        common = dict(connector=NAME, event_id=event_id, external_instance_id=instance,
+        common: dict[str, Any] = dict(connector=NAME, event_id=event_id, external_instance_id=instance,
                       occurred_at=when, template=ev.get("approval_code"), raw=dict(payload))
         if typ == "approval_instance":
             if status == "PENDING":

@@ -81,7 +81,7 @@ class FileConnector:
         return cls(directory=s["YINFIN_FILE_DIR"],
                    formats=s.get("YINFIN_FILE_FORMATS") or "csv,xlsx,beancount")
 
-    def _atomic(self, path: Path, write: Callable[[Path], None]) -> None:
+    def _atomic(self, path: Path, write: Callable[[Path], object]) -> None:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
         os.close(fd)
         try:
@@ -94,7 +94,7 @@ class FileConnector:
     def post_voucher(self, voucher: Voucher, idempotency_key: str) -> str:
         name = file_name(idempotency_key)
         rows = voucher_rows_of(voucher, idempotency_key)
-        writers: dict[str, Callable[[Path], None]] = {
+        writers: dict[str, Callable[[Path], object]] = {
             "csv": lambda p: p.write_text(to_csv(rows), encoding="utf-8-sig"),
             "xlsx": lambda p: write_xlsx(rows, p),
             "beancount": lambda p: p.write_text(to_beancount(rows, voucher.company or "yinfin"),
@@ -139,6 +139,7 @@ class FileConnector:
         with path.open(encoding="utf-8-sig", newline="") as fh:
             rows = [r for r in csv.DictReader(fh) if r.get("modified", "") > (watermark or "")]
         rows.sort(key=lambda r: (r["modified"], r["code"]))
-        records = [{**r, "active": r.get("active", "true").strip().lower()
-                    not in ("0", "false", "no", "n")} for r in rows]
-        return records, (records[-1]["modified"] if records else watermark)
+        records: list[dict[str, Any]] = [
+            {**r, "active": r.get("active", "true").strip().lower() not in ("0", "false", "no")}
+            for r in rows]
+        return records, (str(records[-1]["modified"]) if records else watermark)

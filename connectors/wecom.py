@@ -141,7 +141,7 @@ class WeComConnector:
             return []
         change = info.findtext("StatuChangeEvent") or ""
         sp_status = info.findtext("SpStatus") or ""
-        common = dict(connector=NAME, external_instance_id=info.findtext("SpNo") or "",
+        common: dict[str, Any] = dict(connector=NAME, external_instance_id=info.findtext("SpNo") or "",
                       occurred_at=from_epoch(msg.findtext("CreateTime") or "0", NAME),
                       template=info.findtext("TemplateId"), raw={"xml": plain})
         applicant = info.findtext("Applyer/UserId")
