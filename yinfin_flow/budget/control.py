@@ -218,10 +218,19 @@ class ControlContext:
             self._rule_ids |= todo
 
     def _rules_changed(self) -> bool:
-        fresh = load_rules(self.session, self._rule_ids)
-        if fresh != {i: r for i, r in self.rules.items() if i in self._rule_ids}:
+        """Whether any rule read before the locks differs now (one query)."""
+        where = ControlRuleRow.line_id.in_(self._rule_ids)
+        if self._no_basis_rules:  # ... or a non-period rule has appeared since the probe
+            where = where | (ControlRuleRow.basis != Basis.PERIOD.value)
+        rows = list(
+            self.session.scalars(
+                select(ControlRuleRow).where(where).execution_options(populate_existing=True)
+            )
+        )
+        if self._no_basis_rules and any(r.basis != Basis.PERIOD.value for r in rows):
             return True
-        return self._no_basis_rules and self._any_basis_rule()
+        fresh = {r.line_id: rule_from_row(r) for r in rows if r.line_id in self._rule_ids}
+        return fresh != {i: r for i, r in self.rules.items() if i in self._rule_ids}
 
     def _any_basis_rule(self) -> bool:
         return self.session.scalar(
