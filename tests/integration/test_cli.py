@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from datetime import date
@@ -159,6 +160,11 @@ def test_show_prints_the_tree_with_control_and_status(demo_cli):
     assert " hold " in hold
     detail = invoke(budget, "show", "--line", code(1, "RD", "SOFTWARE"))
     assert "hard cumulative 70:info,85:warn!,100:block!  (its own rule)" in detail.output
+    as_json = json.loads(invoke(budget, "show", "--line", code(1, "RD", "TRAVEL"), "--json").output)
+    assert [d["code"] for d in as_json] == [code(1, "RD", "TRAVEL"), code(1, "RD-APP", "TRAVEL"),
+                                            code(1, "RD-WEB", "TRAVEL")]
+    assert as_json[1]["control"]["defined_on"] == code(1, "RD", "TRAVEL")
+    assert Decimal(as_json[0]["available"]) == Decimal("30000")
     missing = invoke(budget, "show", "--company", "NOPE")
     assert missing.exit_code == 1 and "error not_found: no company 'NOPE'" in missing.output
 
@@ -183,6 +189,11 @@ def test_adjust_transfer_rule_status(demo_cli):
         assert [t["action"] for t in row.thresholds] == ["info", "warn"]
     r = invoke(budget, "status", web, "closed")
     assert r.exit_code == 0 and "open -> closed" in r.output
+    r = invoke(budget, "history", web)
+    assert r.exit_code == 0, r.output
+    newest, oldest = r.output.splitlines()[3], r.output.splitlines()[-1]
+    assert "zhou.cfo" in newest and "transfer" in newest and "500.00" in newest and "rebalance" in newest
+    assert "original" in oldest and "12,000.00" in oldest
     ok = invoke(verify)
     assert ok.exit_code == 0, ok.output
 

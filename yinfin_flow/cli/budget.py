@@ -9,6 +9,7 @@ The small helpers at the top are shared by ``verify``, ``demo`` and ``rates``.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
@@ -27,7 +28,7 @@ from yinfin_flow.budget.io_report import LineReport, describe_rule, line_report,
 from yinfin_flow.budget.service import Budgets
 from yinfin_flow.config import ConfigError, Settings
 from yinfin_flow.db.engine import Database
-from yinfin_flow.db.models import BudgetBalance, BudgetLine
+from yinfin_flow.db.models import BudgetBalance, BudgetEntry, BudgetLine, BudgetMovement
 from yinfin_flow.domain.budget import DEFAULT_RULE, Action, ControlRule, Mode
 from yinfin_flow.domain.errors import DomainError, ValidationError
 from yinfin_flow.domain.money import MINOR_UNITS
@@ -198,12 +199,17 @@ def export(output: Path, fmt: str | None, company: str | None, period: str | Non
 @click.option("--period", help="A period code, e.g. 2026-01.")
 @click.option("--year", type=int, help="Every period of this fiscal year.")
 @click.option("--line", "line_code", help="One line (code) and its subtree, with its rule in detail.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line (amounts as strings).")
 @handle_errors
-def show(company: str | None, period: str | None, year: int | None, line_code: str | None) -> None:
+def show(company: str | None, period: str | None, year: int | None, line_code: str | None,
+         as_json: bool) -> None:
     """The line tree with budget / pre-encumbered / encumbered / actual / available."""
     with unit_of_work(readonly=True) as session:
         rows = line_report(session, company=company, period=period, year=year, line=line_code,
                            default_rule=default_rule())
+    if as_json:
+        click.echo(json.dumps([_as_dict(r) for r in rows], ensure_ascii=False, indent=1))
+        return
     if not rows:
         click.echo("no budget lines match")
         return
@@ -211,6 +217,16 @@ def show(company: str | None, period: str | None, year: int | None, line_code: s
         click.echo(_detail(rows[0]))
         click.echo()
     click.echo(render_tree(rows))
+
+
+def _as_dict(r: LineReport) -> dict[str, Any]:
+    return {
+        "code": r.code, "name": r.name, "company": r.company, "period": r.period,
+        "cost_centre": r.cost_centre, "item": r.item, "project": r.project, "parent": r.parent_code,
+        "currency": r.currency, "status": r.status, "owner": r.owner, **r.buckets.to_dict(),
+        "control": {"mode": r.rule.mode.value, "basis": r.rule.basis.value, "defined_on": r.rule_from,
+                    "description": describe_rule(r.rule)},
+    }
 
 
 def _detail(r: LineReport) -> str:
@@ -257,6 +273,32 @@ def render_tree(rows: Sequence[LineReport]) -> str:
         blocks.append(f"{company} {period}\n" + table(header, body, right=range(2, 8)))
     blocks.append("control: mode set on the line itself; (mode) inherited or the default rule")
     return "\n\n".join(blocks)
+
+
+@command.command("history")
+@click.argument("line")
+@click.option("--limit", type=int, default=50, show_default=True, help="Most recent movements shown.")
+@handle_errors
+def history(line: str, limit: int) -> None:
+    """LINE's budget entries, newest first: when, who, what kind, bucket, amount, reason."""
+    with unit_of_work(readonly=True) as session:
+        ln = find_line(session, line)
+        rows = session.execute(
+            select(BudgetEntry.created_at, BudgetMovement.actor, BudgetMovement.kind,
+                   BudgetMovement.document_type, BudgetMovement.document_id, BudgetEntry.bucket,
+                   BudgetEntry.amount, BudgetMovement.reason)
+            .join(BudgetMovement, BudgetMovement.id == BudgetEntry.movement_id)
+            .where(BudgetEntry.line_id == ln.id)
+            .order_by(BudgetEntry.id.desc())
+            .limit(limit)
+        ).all()
+    body = [
+        [at.strftime("%Y-%m-%d %H:%M"), actor, kind, f"{doc_type}/{doc_id}" if doc_type else "-",
+         bucket, money(amount, ln.currency), reason or ""]
+        for at, actor, kind, doc_type, doc_id, bucket, amount, reason in rows
+    ]
+    click.echo(f"{ln.code} ({ln.currency}), newest first, times UTC")
+    click.echo(table(["when", "who", "kind", "document", "bucket", "amount", "reason"], body, right=[5]))
 
 
 @command.command("adjust", context_settings={"ignore_unknown_options": True})
