@@ -357,8 +357,9 @@ def emit(settings: Settings, reports: list[Report], header: str) -> None:
         print(report.render())
         print()
     if settings.json_path:
+        shown = asdict(settings) | {"pg_url": make_url(settings.pg_url).render_as_string()}
         with open(settings.json_path, "w") as fh:
-            json.dump({"header": header, "settings": asdict(settings),
+            json.dump({"header": header, "settings": shown,
                        "reports": [r.to_dict() for r in reports]}, fh, indent=2)
     sys.stdout.flush()
 
