@@ -25,6 +25,7 @@ def upgrade() -> None:
     sa.Column('idempotency_key', sa.String(length=200), nullable=True),
     sa.Column('workflow', sa.String(length=64), nullable=False),
     sa.Column('workflow_version', sa.Integer(), nullable=False),
+    sa.Column('workflow_hash', sa.String(length=64), nullable=False),
     sa.Column('document_type', sa.String(length=32), nullable=False),
     sa.Column('title', sa.String(length=200), nullable=False),
     sa.Column('requester', sa.String(length=64), nullable=False),

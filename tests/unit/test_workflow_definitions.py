@@ -96,6 +96,11 @@ def test_moving_budget_that_is_not_held_is_found() -> None:
     assert "nothing held" in err.details["problem"]
 
 
+def test_actual_needs_a_posting() -> None:
+    err = _err(MINIMAL.replace("to: done, by: approver, budget: release", "to: done, by: approver, budget: actual"))
+    assert err.details["path"] == "transitions[1].posting"
+
+
 def test_approval_state_needs_reject() -> None:
     err = _err(MINIMAL.replace("  - {event: reject, from: approval, to: rejected, by: approver, budget: release}\n", ""))
     assert err.details["path"] == "states.approval"

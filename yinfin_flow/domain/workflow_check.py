@@ -67,6 +67,10 @@ def check(definition: Definition, compile_expr: Callable[[str], object] | None =
             bad(f"{where}.to", f"unknown state {t.dest!r}")
         if t.budget not in BUDGET_ACTIONS:
             bad(f"{where}.budget", f"unknown budget action {t.budget!r}")
+        elif t.budget == "actual" and not t.posting:
+            # Actuals must equal what was posted (a verify invariant): only the ledger,
+            # posting the template, moves reservations to actual.
+            bad(f"{where}.posting", "budget action 'actual' needs a posting template that consumes budget")
         if t.event in APPROVAL_EVENTS:
             for s in t.sources:
                 if s in d.states and not d.states[s].is_approval:

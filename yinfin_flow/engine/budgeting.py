@@ -109,7 +109,21 @@ def warnings_of(checks: list[LineCheck]) -> list[dict[str, Any]]:
 
 
 def open_reservations(ctx: ActionContext, req: ApprovalRequest) -> list[ReservationView]:
-    return [v for v in Budgets(ctx.session).reservations_for(*document(ctx, req)) if v.status == "open"]
+    held = ctx.cache.get("held")
+    if held is None or held[0] != req.id:
+        views = [v for v in Budgets(ctx.session).reservations_for(*document(ctx, req)) if v.status == "open"]
+        held = ctx.cache["held"] = (req.id, views)
+    return list(held[1])
+
+
+def current_checks(ctx: ActionContext, req: ApprovalRequest) -> list[LineCheck]:
+    """Today's checks of what the request holds (cached until the next budget write)."""
+    cached = ctx.cache.get("checks")
+    if cached is None or cached[0] != req.id:
+        held = open_reservations(ctx, req)
+        checks = Budgets(ctx.session).recheck([h.id for h in held]) if held else []
+        cached = ctx.cache["checks"] = (req.id, checks)
+    return list(cached[1])
 
 
 def reserve(ctx: ActionContext, req: ApprovalRequest, key: str, step: str) -> dict[str, Any]:
@@ -118,6 +132,7 @@ def reserve(ctx: ActionContext, req: ApprovalRequest, key: str, step: str) -> di
     doc = document(ctx, req)
     held = open_reservations(ctx, req)
     wanted = lines_of(req)
+    ctx.budget_changed()
     if not held:
         res = b.reserve(key, doc, wanted, actor=ctx.actor, step=step)
         return {"action": "reserve", "reserved": [r.to_dict() for r in res.reservations],
@@ -172,7 +187,7 @@ def preview(ctx: ActionContext, req: ApprovalRequest) -> dict[str, Any]:
 def recheck(ctx: ActionContext, req: ApprovalRequest) -> dict[str, Any]:
     """Re-check what is held against today's balances; a hard overrun refuses the action."""
     held = open_reservations(ctx, req)
-    checks = Budgets(ctx.session).recheck([h.id for h in held])
+    checks = current_checks(ctx, req)
     raise_if_blocked(checks, ",".join(h.line_code for h in held))
     return {"action": "recheck", "checks": [c.to_dict() for c in checks], "warnings": warnings_of(checks)}
 
@@ -180,7 +195,9 @@ def recheck(ctx: ActionContext, req: ApprovalRequest) -> dict[str, Any]:
 def advance(ctx: ActionContext, req: ApprovalRequest, key: str, target: str, step: str) -> dict[str, Any]:
     b = Budgets(ctx.session)
     moved = []
-    for i, h in enumerate(open_reservations(ctx, req)):
+    held = open_reservations(ctx, req)
+    ctx.budget_changed()
+    for i, h in enumerate(held):
         if (target == "encumbered" and h.pre_encumbered > 0) or (
             target == "actual" and h.pre_encumbered + h.encumbered > 0
         ):
@@ -191,6 +208,7 @@ def advance(ctx: ActionContext, req: ApprovalRequest, key: str, target: str, ste
 
 def release(ctx: ActionContext, req: ApprovalRequest, key: str, step: str) -> dict[str, Any]:
     held = open_reservations(ctx, req)
+    ctx.budget_changed()
     Budgets(ctx.session).release_document(key, document(ctx, req), actor=ctx.actor, step=step)
     return {"action": "release", "released": [
         {"reservation_id": h.id, "line": h.line_code,

@@ -312,13 +312,25 @@ def current(session: Session, name: str, directory: Path | str | None = None) ->
         raise DefinitionChanged(
             f"{f.name} changed but its version is still {d.version}: raise the version "
             "so running requests keep the old one", field="version", file=f.name)
+    _by_hash[d.content_hash] = d
     return d
 
 
-def stored(session: Session, name: str, version: int) -> Definition:
-    """The definition a running request started on (from the database, not the file)."""
+_by_hash: dict[str, Definition] = {}
+
+
+def stored(session: Session, name: str, version: int, content_hash: str | None = None) -> Definition:
+    """The definition a running request started on (from the database, not the file).
+
+    With ``content_hash`` (stored on the request) a definition already parsed in this
+    process is reused without reading the database: the hash names the exact text.
+    """
+    if content_hash is not None and content_hash in _by_hash:
+        return _by_hash[content_hash]
     row = session.scalar(select(WorkflowDefinition).where(
         WorkflowDefinition.name == name, WorkflowDefinition.version == version))
     if row is None:
         raise NotFound(f"workflow {name!r} version {version} was never used", field="workflow")
-    return _parse_cached(row.content, f"{name}@v{version}")
+    d = _parse_cached(row.content, f"{name}@v{version}")
+    _by_hash[d.content_hash] = d
+    return d

@@ -53,6 +53,14 @@ class ActionContext:
     on_behalf_of: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
     budget: dict[str, Any] = field(default_factory=dict)  # what the action did to budget
+    # Reads reused within this one action (the request row is locked throughout):
+    # the round's tasks, the held reservations and their latest re-check.
+    cache: dict[str, Any] = field(default_factory=dict)
+
+    def budget_changed(self) -> None:
+        """Forget cached reservations and checks (call on every budget write)."""
+        self.cache.pop("held", None)
+        self.cache.pop("checks", None)
 
 
 def lock_request(session: Session, request_id: int, expected_version: int | None = None) -> ApprovalRequest:
@@ -88,10 +96,15 @@ def history(ctx: ActionContext, req: ApprovalRequest, action: str, *,
             step_id: str | None = None, task: ApprovalTask | None = None,
             actor: str | None = None, data: dict[str, Any] | None = None,
             budget: dict[str, Any] | None = None) -> RequestHistory:
-    seq = (ctx.session.scalar(
-        select(RequestHistory.seq).where(RequestHistory.request_id == req.id)
-        .order_by(RequestHistory.seq.desc()).limit(1)
-    ) or 0) + 1
+    # The request row is locked, so the last seq read once stays the last; count on.
+    seqs = ctx.cache.setdefault("history_seq", {})
+    if req.id not in seqs:
+        seqs[req.id] = ctx.session.scalar(
+            select(RequestHistory.seq).where(RequestHistory.request_id == req.id)
+            .order_by(RequestHistory.seq.desc()).limit(1)
+        ) or 0
+    seqs[req.id] += 1
+    seq = seqs[req.id]
     row = RequestHistory(
         request_id=req.id, seq=seq, action=action, actor=actor or ctx.actor,
         on_behalf_of=ctx.on_behalf_of if actor is None else None,

@@ -31,7 +31,7 @@ TASK_ACTIONS = ("approve", "reject", "send_back", "transfer", "add_approver")
 
 
 def _definition(session: Session, req: ApprovalRequest) -> Definition:
-    return definitions.stored(session, req.workflow, req.workflow_version)
+    return definitions.stored(session, req.workflow, req.workflow_version, req.workflow_hash)
 
 
 def _department_of(session: Session, user: str) -> str | None:
@@ -65,7 +65,7 @@ def submit(session: Session, workflow: str, *, requester: str, company: str, tit
     d = definitions.current(session, workflow, directory)
     form = budgeting.normalise_form(form, now.date())
     req = ApprovalRequest(
-        idempotency_key=key, workflow=d.name, workflow_version=d.version,
+        idempotency_key=key, workflow=d.name, workflow_version=d.version, workflow_hash=d.content_hash,
         document_type=d.document_type, title=str(title)[:200], requester=requester, company=company,
         department=department or _department_of(session, requester), form=form, state=d.initial,
         route=[], round=0, action_seq=0, created_at=now, updated_at=now,

@@ -28,7 +28,6 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from yinfin_flow.budget.service import Budgets
 from yinfin_flow.db.models.engine import ApprovalRequest, ApprovalTask, EngineTimer
 from yinfin_flow.domain.workflow import State, Step
 
@@ -69,10 +68,15 @@ def current_step(ctx: ActionContext, req: ApprovalRequest) -> Step | None:
 
 
 def tasks_of(ctx: ActionContext, req: ApprovalRequest, step_id: str | None = None) -> list[ApprovalTask]:
-    q = select(ApprovalTask).where(ApprovalTask.request_id == req.id, ApprovalTask.round == req.round)
-    if step_id is not None:
-        q = q.where(ApprovalTask.step_id == step_id)
-    return list(ctx.session.scalars(q.order_by(ApprovalTask.position, ApprovalTask.id)))
+    """The tasks of the request's current round (read once per action, then kept up to date)."""
+    key = (req.id, req.round)
+    tasks = ctx.cache.get("tasks", {}).get(key)
+    if tasks is None:
+        tasks = list(ctx.session.scalars(
+            select(ApprovalTask).where(ApprovalTask.request_id == req.id, ApprovalTask.round == req.round)))
+        ctx.cache.setdefault("tasks", {})[key] = tasks
+    out = [t for t in tasks if step_id is None or t.step_id == step_id]
+    return sorted(out, key=lambda t: (t.position, t.id))
 
 
 def enter(ctx: ActionContext, req: ApprovalRequest, resume_at: str | None = None) -> None:
@@ -139,8 +143,7 @@ def _create_tasks(ctx: ActionContext, req: ApprovalRequest, step: Step) -> None:
                 data={"policy": "admin", "assigned": d.admin})
     done = _approved_before(ctx, req, step) if d.auto_approve_repeat and not step.override else set()
     # Soft-control warnings go on the task for the approver to see (re-checked now).
-    held = budgeting.open_reservations(ctx, req)
-    warnings = budgeting.warnings_of(Budgets(ctx.session).recheck([h.id for h in held])) if held else []
+    warnings = budgeting.warnings_of(budgeting.current_checks(ctx, req))
     for pos, person in enumerate(people):
         auto = person in done
         make_task(ctx, req, step, person, position=pos,
@@ -165,6 +168,9 @@ def make_task(ctx: ActionContext, req: ApprovalRequest, step: Step, person: str,
     )
     ctx.session.add(task)
     ctx.session.flush()
+    cached = ctx.cache.get("tasks", {}).get((req.id, req.round))
+    if cached is not None:
+        cached.append(task)
     if status == "auto_approved":
         history(ctx, req, "auto_approve", task=task, actor=assignee,
                 data={"reason": "already approved an earlier step"})

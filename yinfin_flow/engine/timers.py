@@ -81,7 +81,8 @@ def fire_one(session: Session, timer_id: int, request_id: int, now: datetime) ->
                           .execution_options(populate_existing=True))
     result = "task no longer pending"
     if task is not None and task.status == "pending":
-        ctx = ActionContext(session, definitions.stored(session, req.workflow, req.workflow_version),
+        ctx = ActionContext(session, definitions.stored(session, req.workflow, req.workflow_version,
+                                                                req.workflow_hash),
                             SYSTEM, now=now, task=task)
         result = _ACTIONS[timer.kind](ctx, req, task)
     timer.result = result

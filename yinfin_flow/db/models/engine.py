@@ -44,6 +44,7 @@ class ApprovalRequest(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
     workflow: Mapped[str] = mapped_column(String(64))
     workflow_version: Mapped[int] = mapped_column(Integer)
+    workflow_hash: Mapped[str] = mapped_column(String(64))  # sha256 of the definition text
     document_type: Mapped[str] = mapped_column(String(32))
     title: Mapped[str] = mapped_column(String(200))
     requester: Mapped[str] = mapped_column(String(64))
