@@ -24,6 +24,7 @@ from types import ModuleType
 BENCHMARKS: dict[str, str] = {
     "baseline": "bench.baseline",
     "budget": "bench.budget",
+    "engine": "bench.engine",
 }
 
 
