@@ -16,7 +16,7 @@ from typing import Any
 
 import requests
 
-from .base import RetryableError
+from .base import PermanentError, RetryableError
 
 #: (connect, read) seconds; a vendor that takes longer is retried later, not waited for.
 DEFAULT_TIMEOUT = (5.0, 30.0)
@@ -41,6 +41,10 @@ class Http:
             resp = self.session.request(method, url, **kwargs)
         except requests.Timeout as err:
             raise RetryableError(f"timeout calling {url}: {err}", connector=self.connector) from err
+        except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
+                requests.exceptions.InvalidSchema) as err:
+            # a configuration mistake: retrying cannot help, dead-letter and say why
+            raise PermanentError(f"bad URL {url!r}: {err}", connector=self.connector) from err
         except requests.RequestException as err:
             raise RetryableError(f"cannot reach {url}: {err}", connector=self.connector) from err
         if resp.status_code == 429 or resp.status_code >= 500:
@@ -64,11 +68,17 @@ def loads(text: str | bytes) -> Any:
 
 
 def body_json(resp: requests.Response, connector: str) -> Any:
-    """The response's JSON; a body that is not JSON is the vendor's gateway in trouble."""
+    """The response's JSON.
+
+    A 4xx that is not JSON (a wrong path, a proxy refusing us) is permanent: retrying
+    the same request cannot help. A 2xx/3xx that is not JSON is a gateway in trouble
+    (a maintenance page) and is retried.
+    """
     try:
         return loads(resp.content)
     except ValueError:
-        raise RetryableError(
+        cls = PermanentError if 400 <= resp.status_code < 500 else RetryableError
+        raise cls(
             f"HTTP {resp.status_code}: not JSON: {resp.text[:300]!r}", connector=connector,
             status=resp.status_code,
         ) from None

@@ -92,3 +92,31 @@ def test_push_status_is_signed_and_classified(start_stub) -> None:
     stub.fail_next(("status", 422, "amount: unknown cost centre"))
     with pytest.raises(PermanentError, match="unknown cost centre"):
         oa.push_status(msg, "idem-1")
+
+
+def test_transport_classification_refused_bad_url_and_html(start_stub) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    msg = StatusMessage(kind="status", request_id="R1", title="t", status="approved",
+                        occurred_at=NOW)
+    refused = GenericWebhookConnector(secret="x", status_url=f"http://127.0.0.1:{closed}/s")
+    with pytest.raises(RetryableError, match="cannot reach"):
+        refused.push_status(msg, "k")
+    with pytest.raises(PermanentError, match="bad URL"):
+        GenericWebhookConnector(secret="x", status_url="htp:/nowhere").push_status(msg, "k")
+
+
+def test_non_json_answers(start_stub) -> None:
+    from connectors.http import Http, body_json
+
+    stub = start_stub(StubServer())
+    stub.routes[("GET", "/maint")] = lambda req: (200, "<html>维护中</html>")
+    stub.routes[("GET", "/wrong")] = lambda req: (404, "<html>Not Found</html>")
+    http = Http("t", stub.url)
+    with pytest.raises(RetryableError):
+        body_json(http.request("GET", "/maint"), "t")
+    with pytest.raises(PermanentError, match="404"):
+        body_json(http.request("GET", "/wrong"), "t")
