@@ -30,7 +30,8 @@ Two kinds of outside system, two protocols:
     ``changed_master_data(kind, watermark) -> (records, new_watermark)``
         Records of ``kind`` (:data:`MASTER_DATA_KINDS`) changed since
         ``watermark`` (``None`` = from the start). Pass the returned watermark next
-        time. Unsupported kinds raise :class:`PermanentError`.
+        time. ``master_data_kinds`` lists the kinds a connector supports; others
+        raise :class:`PermanentError`.
 
 Errors: every failure to talk to the outside system is a :class:`ConnectorError`.
     :class:`RetryableError` network, timeout, HTTP 5xx, rate limit (``retry_after``
@@ -229,6 +230,8 @@ class Voucher:
 @runtime_checkable
 class ERPConnector(Protocol):
     name: str
+    #: the :data:`MASTER_DATA_KINDS` this ERP can answer (the sync schedules only these)
+    master_data_kinds: tuple[str, ...]
 
     def post_voucher(self, voucher: Voucher, idempotency_key: str) -> str: ...
 

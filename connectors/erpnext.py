@@ -80,6 +80,7 @@ def frappe_message(data: Mapping[str, Any], fallback: str) -> str:
 
 class ERPNextConnector:
     name = NAME
+    master_data_kinds = tuple(MASTER_DOCTYPES)
 
     def __init__(self, *, url: str, api_key: str, api_secret: str, company: str,
                  key_field: str = "", party_type: str = "Supplier",

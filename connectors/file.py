@@ -67,6 +67,7 @@ def voucher_rows_of(v: Voucher, key: str) -> list[VoucherRow]:
 
 class FileConnector:
     name = NAME
+    master_data_kinds = MASTER_DATA_KINDS
 
     def __init__(self, *, directory: str | Path, formats: str = "csv,xlsx,beancount") -> None:
         self.dir = Path(directory)

@@ -80,6 +80,7 @@ def _quote(value: str) -> str:
 
 class KingdeeConnector:
     name = NAME
+    master_data_kinds = tuple(MASTER_FORMS)
 
     def __init__(self, *, url: str, acct_id: str, username: str, book: str,
                  app_id: str = "", app_secret: str = "", password: str = "",

@@ -60,6 +60,7 @@ class _SessionExpired(Exception):
 
 class OdooConnector:
     name = NAME
+    master_data_kinds = tuple(MASTER_MODELS)
 
     def __init__(self, *, url: str, db: str, username: str, api_key: str, journal: str = "MISC",
                  timeout: float | tuple[float, float] = (5.0, 60.0)) -> None:

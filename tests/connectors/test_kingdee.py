@@ -61,6 +61,12 @@ def test_session_lost_relogs_in_once_and_bad_login_is_permanent(kd, stub) -> Non
     assert kd.read_voucher("je:1").number == "记-0001"
     assert len(stub.calls(
         "/Kingdee.BOS.WebApi.ServicesStub.AuthService.LoginByAppSecret.common.kdsvc")) == 2
+    by_password = KingdeeConnector(url=stub.url, acct_id="dc1", username="api", book="001",
+                                   password="pw")
+    assert by_password.read_voucher("记-0001").number == "记-0001"
+    assert stub.calls(
+        "/Kingdee.BOS.WebApi.ServicesStub.AuthService.ValidateUser.common.kdsvc")[0].json() == {
+        "acctID": "dc1", "username": "api", "password": "pw", "lcid": 2052}
     wrong = KingdeeConnector(url=stub.url, acct_id="dc1", username="api", book="001",
                              password="nope")
     with pytest.raises(PermanentError, match="用户名或密码错误"):

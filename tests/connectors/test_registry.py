@@ -38,6 +38,9 @@ def test_every_connector_builds_and_implements_its_protocol() -> None:
         assert c.name == name
         protocol = OAConnector if registry.kind(name) == "oa" else ERPConnector
         assert isinstance(c, protocol), name
+        if protocol is ERPConnector:
+            assert set(c.master_data_kinds) <= {"accounts", "cost_centres", "projects",
+                                                "partners", "budgets"}
     assert isinstance(registry.get("dingtalk", SETTINGS), DingTalkConnector)
     assert isinstance(registry.get("weaver", SETTINGS), GenericWebhookConnector)
 
