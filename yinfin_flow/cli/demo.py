@@ -12,7 +12,7 @@ from sqlalchemy import select
 from yinfin_flow.db.models import Company
 from yinfin_flow.demo import loaders
 
-from .budget import handle_errors, unit_of_work
+from .common import handle_errors, unit_of_work
 
 
 @click.group("demo")

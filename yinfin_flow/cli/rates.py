@@ -8,7 +8,7 @@ import click
 
 from yinfin_flow.budget.io_rates import import_rates
 
-from .budget import handle_errors, unit_of_work
+from .common import handle_errors, unit_of_work
 
 
 @click.group("rates")

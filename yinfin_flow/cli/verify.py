@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from yinfin_flow import verify as checks
 from yinfin_flow.db.models import BudgetEntry, BudgetLine, Reservation
 
-from .budget import handle_errors, unit_of_work
+from .common import handle_errors, unit_of_work
 
 
 @click.command("verify")

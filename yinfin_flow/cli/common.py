@@ -1,0 +1,128 @@
+"""Plumbing every ``yinfin-flow`` command shares: the database, errors, actors, tables.
+
+- :func:`unit_of_work`: one transaction on ``Settings.from_env().database_url``.
+- :func:`handle_errors`: a :class:`DomainError` prints ``error <code>: <message>`` and its
+  details on stderr and exits 1 (no traceback); a database without tables says to run
+  ``yinfin-flow db upgrade``.
+- :func:`actor_option`: ``--actor``, defaulting to ``$USER``.
+- :func:`table`: a plain text table that lines up Chinese text too.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import unicodedata
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import click
+from sqlalchemy import select
+from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.orm import Session
+
+from yinfin_flow.config import ConfigError, Settings
+from yinfin_flow.db.engine import Database
+from yinfin_flow.db.models import BudgetLine
+from yinfin_flow.domain.budget import DEFAULT_RULE, ControlRule, Mode
+from yinfin_flow.domain.errors import DomainError, ValidationError
+from yinfin_flow.domain.money import MINOR_UNITS
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def settings() -> Settings:
+    return Settings.from_env()
+
+
+@contextmanager
+def unit_of_work(readonly: bool = False) -> Iterator[Session]:
+    """One transaction on the configured database; the engine is disposed after."""
+    db = Database(settings().database_url)
+    try:
+        with db.unit_of_work(readonly=readonly) as session:
+            yield session
+    finally:
+        db.dispose()
+
+
+def default_rule() -> ControlRule:
+    mode = settings().default_control_mode
+    return DEFAULT_RULE if mode == "hard" else ControlRule(mode=Mode(mode))
+
+
+def handle_errors(fn: F) -> F:
+    """Turn domain and configuration errors into a clear message and exit status 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except DomainError as err:
+            click.echo(f"error {err.code}: {err.message}", err=True)
+            for key, value in err.details.items():
+                if key == "errors" and isinstance(value, list):
+                    for e in value:
+                        click.echo(f"  row {e['row']}, {e['column']}: {e['problem']}", err=True)
+                elif key not in ("problem",):
+                    click.echo(f"  {key}: {value}", err=True)
+            raise SystemExit(1) from None
+        except ConfigError as err:
+            click.echo(f"error config: {err}", err=True)
+            raise SystemExit(1) from None
+        except (OperationalError, ProgrammingError) as err:
+            text = str(err.orig if err.orig is not None else err)
+            if "no such table" in text or "does not exist" in text:
+                click.echo("error no_schema: the database has no tables yet; "
+                           "run `yinfin-flow db upgrade` first", err=True)
+                raise SystemExit(1) from None
+            raise
+
+    return wrapper  # type: ignore[return-value]
+
+
+def actor_option(fn: F) -> F:
+    return click.option(
+        "--actor", default=lambda: os.environ.get("USER") or os.environ.get("USERNAME") or "",
+        show_default="$USER", help="Who is acting (recorded on every budget movement).",
+    )(fn)
+
+
+def require_actor(actor: str) -> None:
+    if not actor or not actor.strip():
+        raise ValidationError("actor", "who is acting is required (--actor or $USER)")
+
+
+def find_line(session: Session, ref: str, field: str = "line") -> BudgetLine:
+    """A line by code, or by numeric id when no line has that code."""
+    line = session.scalar(select(BudgetLine).where(BudgetLine.code == ref))
+    if line is None and ref.isdigit():
+        line = session.get(BudgetLine, int(ref))
+    if line is None:
+        raise ValidationError(field, f"no budget line {ref!r}")
+    return line
+
+
+def money(value: Decimal, currency: str) -> str:
+    return f"{value.quantize(Decimal(1).scaleb(-MINOR_UNITS.get(currency, 2))):,}"
+
+
+def width(text: str) -> int:
+    """Terminal columns ``text`` takes (CJK characters take two)."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[int] = ()) -> str:
+    cols = list(zip(header, *rows, strict=False)) if rows else [(h,) for h in header]
+    widths = [max(width(c) for c in col) for col in cols]
+
+    def fmt(row: Sequence[str]) -> str:
+        cells = []
+        for i, c in enumerate(row):
+            pad = " " * (widths[i] - width(c))
+            cells.append(pad + c if i in right else c + pad)
+        return "  ".join(cells).rstrip()
+
+    return "\n".join([fmt(header), fmt(["-" * w for w in widths]), *(fmt(r) for r in rows)])
