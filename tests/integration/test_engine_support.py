@@ -55,10 +55,7 @@ def world(db: Database) -> Org:
     handlers.register()
     org = org_in(db)
     with db.unit_of_work() as s:
-        for uid, dept, _mgr, _roles in PEOPLE:
-            directory.upsert_user(s, UserSpec(id=uid, name=uid.title(), company="ACME", department=dept),
-                                  actor="test")
-        for uid, dept, mgr, roles in PEOPLE:
+        for uid, dept, mgr, roles in PEOPLE:  # managers come before their reports
             directory.upsert_user(s, UserSpec(id=uid, name=uid.title(), company="ACME", department=dept,
                                               manager=mgr), actor="test")
             for r in roles:

@@ -17,6 +17,12 @@ from yinfin_flow.engine.timers import fire_due_timers
 from .test_engine_support import clean, expense_form, flow, held, pending, state, world
 
 
+@pytest.fixture
+def db(sqlite_db):
+    """Timer logic runs on SQLite; the exactly-once race is proven on PostgreSQL below."""
+    return sqlite_db
+
+
 def timed(tmp, action, extra="", version=1):
     return flow(tmp, f"      - {{id: a, approvers: [{{type: user, user: pat}}], "
                      f"timeout: {{hours: 2, action: {action}{extra}}}}}\n", version=version)
