@@ -483,3 +483,36 @@ def test_a_rule_change_that_exposes_an_over_line_to_hard_control_is_refused(db, 
     with db.unit_of_work() as s:
         setup.set_rule(s, org.child_line, mode="hard", actor="cfo", tolerance_amount="100")
     assert_clean(db)
+
+
+def test_oversized_identifiers_are_validation_errors_not_database_errors(db, org):
+    long = "x" * 300
+    cases = [
+        ("document_id", lambda b: b.reserve("k", ("expense", "9" * 65), [line_req(org.child_line, "1")], actor="amy")),
+        ("document_type", lambda b: b.reserve("k", ("e" * 33, "1"), [line_req(org.child_line, "1")], actor="amy")),
+        ("actor", lambda b: b.reserve("k", ("expense", "1"), [line_req(org.child_line, "1")], actor="a" * 65)),
+        ("idempotency_key", lambda b: b.adjust(long, org.child_line, "1", actor="cfo", reason="r")),
+        ("lines[0].ref", lambda b: b.reserve("k", ("expense", "1"), [line_req(org.child_line, "1", ref="r" * 65)], actor="amy")),
+        ("lines[0].ref", lambda b: b.reserve("k" * 200, ("expense", "1"), [line_req(org.child_line, "1", ref="r" * 30)], actor="amy")),
+        ("lines[0].ref", lambda b: b.reserve("k", ("expense", "1"), [line_req(org.child_line, "1", ref="")], actor="amy")),
+    ]
+    for field, call in cases:
+        with refused(db, ValidationError) as err, db.unit_of_work() as s:
+            call(Budgets(s))
+        assert err.value.details["field"] == field
+
+
+def test_the_same_line_twice_in_one_request_is_checked_as_a_whole(db, org):
+    with refused(db, OverBudget), db.unit_of_work() as s:
+        Budgets(s).reserve("k", ("expense", "1"), [line_req(org.office_line, "60", ref="1"),
+                                                   line_req(org.office_line, "40.01", ref="2")], actor="amy")
+    r = reserve(db, "k2", line_req(org.office_line, "60", ref="1"), line_req(org.office_line, "40", ref="2"))
+    assert len(r.reservations) == 2
+    assert_clean(db)
+
+
+def test_a_block_threshold_above_100_is_refused(db, org):
+    with refused(db, ValidationError) as err, db.unit_of_work() as s:
+        setup.set_rule(s, org.office_line, mode="hard", actor="cfo",
+                       thresholds=[{"percent": "80", "action": "warn"}, {"percent": "110", "action": "block"}])
+    assert err.value.details["field"] == "thresholds[1].percent"

@@ -135,6 +135,11 @@ class MovementResult:
     checks: list[LineCheck] = field(default_factory=list)
 
 
+def _max_len(value: str | None, limit: int, field: str) -> None:
+    if value is not None and len(value) > limit:
+        raise ValidationError(field, f"at most {limit} characters")
+
+
 def _view(res: Reservation, line_code: str) -> ReservationView:
     return ReservationView(
         id=res.id,
@@ -181,6 +186,13 @@ class Budgets:
     ) -> int:
         if not actor:
             raise ValidationError("actor", "who is acting is required")
+        # The column sizes: PostgreSQL would refuse longer values with a raw DataError.
+        _max_len(key, 200, "idempotency_key")
+        _max_len(actor, 64, "actor")
+        _max_len(step, 64, "step")
+        if document:
+            _max_len(document[0], 32, "document_type")
+            _max_len(document[1], 64, "document_id")
         return int(
             self.session.execute(
                 _INSERT_MOVEMENT,
@@ -330,6 +342,10 @@ class Budgets:
         refs = [r.ref for r in lines]
         if len(set(refs)) != len(refs):
             raise ValidationError("lines", "each line needs its own ref")
+        for i, ref in enumerate(refs):
+            if not ref:
+                raise ValidationError(f"lines[{i}].ref", "is required")
+            _max_len(ref, 64, f"lines[{i}].ref")
         out = []
         for i, req in enumerate(lines):
             f = f"lines[{i}]"
@@ -365,6 +381,8 @@ class Budgets:
         if prior is not None:
             return self._replayed_reserve(prior, document)
         resolved = self._resolve(lines)
+        for i, req in enumerate(lines):  # each reservation's own key is "<key>:<ref>"
+            _max_len(f"{idempotency_key}:{req.ref}", 220, f"lines[{i}].ref")
         ctx = ControlContext(self.session, self.default_rule)
         ctx.prepare([ln for ln, *_ in resolved])
         prior = self._replay(idempotency_key)  # a concurrent retry may have committed while we waited

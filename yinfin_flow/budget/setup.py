@@ -242,6 +242,13 @@ def parse_thresholds(raw: Sequence[dict[str, Any]] | None, field: str = "thresho
             action = Action(t.get("action", "warn")).value
         except ValueError:
             raise ValidationError(f"{field}[{i}].action", "must be info, warn or block") from None
+        if action == Action.BLOCK.value and pct > 100:
+            # Control blocks at 100 % plus the tolerance; a block threshold above 100 %
+            # would read as an allowance it does not give.
+            raise ValidationError(
+                f"{field}[{i}].percent",
+                "a block threshold above 100 is not an allowance: set tolerance_percent instead",
+            )
         out.append({"percent": str(pct), "action": action, "notify": bool(t.get("notify", False))})
     return sorted(out, key=lambda t: Decimal(t["percent"]))
 
