@@ -278,9 +278,25 @@ def lower_keys(headers: Mapping[str, str]) -> dict[str, str]:
     return {k.lower(): v for k, v in headers.items()}
 
 
+class RedisSeen:
+    """A ``seen`` callable on Redis: ``SET key 1 NX EX ttl`` is atomic, so two web
+    processes handed the same delivery at once cannot both accept it.
+
+    The TTL only has to outlive the vendor's re-deliveries of one event (DingTalk and
+    WeCom retry for hours at most); the engine commands behind the events are
+    idempotent by ``event_id`` anyway, so this is the fast first line, not the last.
+    """
+
+    def __init__(self, client: Any, ttl: timedelta = timedelta(days=7),
+                 prefix: str = "yinfin:seen:") -> None:
+        self.client, self.ttl, self.prefix = client, int(ttl.total_seconds()), prefix
+
+    def __call__(self, event_id: str) -> bool:
+        return not self.client.set(self.prefix + event_id, 1, nx=True, ex=self.ttl)
+
+
 class MemorySeen:
-    """A ``seen`` callable backed by a set (tests, single process). Production passes
-    one backed by the database or Redis ``SET NX``."""
+    """A ``seen`` callable backed by a set (tests, single process)."""
 
     def __init__(self) -> None:
         self.ids: set[str] = set()

@@ -120,3 +120,23 @@ def test_non_json_answers(start_stub) -> None:
         body_json(http.request("GET", "/maint"), "t")
     with pytest.raises(PermanentError, match="404"):
         body_json(http.request("GET", "/wrong"), "t")
+
+
+@pytest.mark.redis
+def test_redis_seen_accepts_an_event_once(redis_url, oa) -> None:
+    import uuid
+
+    import redis
+
+    from connectors.base import RedisSeen
+
+    client = redis.Redis.from_url(redis_url)
+    seen = RedisSeen(client, prefix=f"test:{uuid.uuid4().hex}:")
+    other_process = RedisSeen(redis.Redis.from_url(redis_url), prefix=seen.prefix)
+    headers, raw = signed({"kind": "instance_status", "instance_id": "WF-9", "status": "approved"},
+                          event_id="e-redis")
+    oa.verify_and_parse(headers, {}, raw, now=NOW, seen=seen)
+    with pytest.raises(SignatureError, match="replayed"):
+        oa.verify_and_parse(headers, {}, raw, now=NOW, seen=other_process)
+    assert 0 < client.ttl(seen.prefix + "weaver:e-redis") <= 7 * 86400
+    client.delete(seen.prefix + "weaver:e-redis")
