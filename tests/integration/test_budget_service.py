@@ -95,3 +95,19 @@ def test_entries_are_append_only_in_the_database(db):
     with db.unit_of_work(readonly=True) as s:
         assert s.scalar(select(func.count()).select_from(BudgetEntry)) == 4
     assert org
+
+
+def test_balances_never_pass_the_largest_amount(db):
+    """Eleven near-maximal adjustments would overflow SQLite's scaled integers: refused."""
+    from yinfin_flow.domain.errors import ValidationError
+
+    org = org_in(db)
+    big = "99999999999999.99"
+    with pytest.raises(ValidationError) as err:
+        for i in range(11):
+            with db.unit_of_work() as s:
+                Budgets(s).adjust(f"big-{i}", org.office_line, big, actor="cfo", reason="too much")
+    assert err.value.details["field"] == "amount"
+    with db.unit_of_work(readonly=True) as s:
+        assert verify(s) == []
+        assert s.get(BudgetBalance, org.office_line).budget < Decimal(10) ** 14

@@ -32,7 +32,8 @@ from yinfin_flow.domain.budget import (
     controlling_lines,
     effective_rule,
 )
-from yinfin_flow.domain.errors import Conflict
+from yinfin_flow.domain.errors import Conflict, ValidationError
+from yinfin_flow.domain.money import MAX_AMOUNT
 
 
 def path_ids(line: BudgetLine) -> list[int]:
@@ -134,7 +135,13 @@ def read_balances(session: Session, line_ids: Iterable[int]) -> dict[int, Bucket
 
 
 def apply_to_balances(session: Session, deltas: dict[tuple[int, Bucket], Decimal]) -> None:
-    """Add ``deltas`` (already rolled up to ancestors) to the balance rows."""
+    """Add ``deltas`` (already rolled up to ancestors) to the balance rows.
+
+    A bucket may never leave ``±MAX_AMOUNT``: past it SQLite's scaled integers
+    would overflow (silently, into floats) and PostgreSQL's ``Numeric(20, 4)``
+    would refuse. The check reads back what the UPDATE wrote, so the caller's
+    transaction rolls the whole action back.
+    """
     by_line: dict[int, dict[str, Decimal]] = defaultdict(dict)
     for (line_id, bucket), amount in deltas.items():
         if amount:
@@ -144,7 +151,18 @@ def apply_to_balances(session: Session, deltas: dict[tuple[int, Bucket], Decimal
     for line_id, changes in sorted(by_line.items()):
         values: dict[str, Any] = {k: table.c[k] + v for k, v in changes.items()}
         values["updated_at"] = now
-        session.execute(update(table).where(table.c.line_id == line_id).values(**values))
+        cols = [table.c[k] for k in changes]
+        row = session.execute(
+            update(table).where(table.c.line_id == line_id).values(**values).returning(*cols)
+        ).one()
+        for name, value in zip(changes, row, strict=True):
+            if abs(value) >= MAX_AMOUNT:
+                raise ValidationError(
+                    "amount",
+                    f"the {name} of budget line {line_id} would reach {value}, "
+                    f"beyond the largest amount kept ({MAX_AMOUNT})",
+                    line_id=line_id,
+                )
 
 
 def rollup(path: list[int], bucket: Bucket, amount: Decimal) -> dict[tuple[int, Bucket], Decimal]:
