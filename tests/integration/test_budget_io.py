@@ -235,3 +235,27 @@ def test_rates_import_then_correct_then_refuse_bad_file(db, tmp_path):
         (3, "to_currency"), (4, "date"), (5, "from_currency"), (5, "rate"),
     }
     assert count(db, ExchangeRate) == 3
+
+
+def test_tree_problems_are_refused(db, tmp_path):
+    org_in(db)
+    path = tmp_path / "tree.csv"
+    path.write_text(
+        "company,period,cost_centre,item,parent,amount,code\n"
+        "ACME,2026-05,RD,TRAVEL,ACME/2026-05/RD-APP/TRAVEL,10,\n"  # A under B ...
+        "ACME,2026-05,RD-APP,TRAVEL,ACME/2026-05/RD/TRAVEL,10,\n"  # ... and B under A
+        "ACME,2026-05,RD-WEB,TRAVEL,RD-WEB/TRAVEL,10,\n"  # its own parent
+        "ACME,2026-01,RD-APP,TRAVEL,RD/OFFICE,600,\n"  # moving an existing line
+        "ACME,2026-05,RD,OFFICE,,10,ACME/2026-01/RD/OFFICE\n"  # a code another line has
+        "ACME,2026-01,RD,OFFICE,,100,RENAMED\n",  # renaming an existing line
+        encoding="utf-8",
+    )
+    lines = count(db, BudgetLine)
+    with pytest.raises(ImportFailed) as err:
+        do_import(db, path)
+    assert {(e.row, e.column) for e in err.value.errors} == {
+        (2, "parent"), (3, "parent"), (4, "parent"), (5, "parent"), (6, "code"), (7, "code"),
+    }
+    problems = {e.row: e.problem for e in err.value.errors if e.column == "parent"}
+    assert "loops" in problems[2] and "own parent" in problems[4] and "does not move" in problems[5]
+    assert count(db, BudgetLine) == lines

@@ -195,6 +195,8 @@ def _check_codes_and_parents(cache: _MasterData, planned: list[PlannedRow]) -> l
                     "import does not move lines in the tree")))
     # A parent chain among new rows must end somewhere (no cycles).
     for p in planned:
+        if p.parent_ref == p.code:
+            continue  # reported above as its own parent
         chain, cur = {p.code}, p
         while cur.parent_ref in in_file and in_file[cur.parent_ref].existing is None:
             cur = in_file[cur.parent_ref]
