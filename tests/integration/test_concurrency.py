@@ -15,6 +15,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -275,3 +276,27 @@ def test_a_rule_made_hard_while_a_reservation_waits_is_obeyed(pg_db: Database) -
     assert outcome == ["over"]
     assert available(db, org.office_line) == 100
     assert_verified(db)
+
+
+def test_cumulative_control_holds_when_january_and_february_reserve_at_once(cdb: Database) -> None:
+    """February (hard, cumulative) counts January: requests on both, concurrently,
+    never spend more than January's + February's budget, nor January more than its own."""
+    org = org_in(cdb)  # office_line: January, budget 100
+    with cdb.unit_of_work() as s:
+        feb = setup.create_line(s, company_code="ACME", period_code="2026-02", cost_centre="RD", item="OFFICE")
+        Budgets(s).adjust(None, feb.id, "50", actor="cfo", reason="feb")
+        for line in (org.office_line, feb.id):
+            setup.set_rule(s, line, mode="hard", actor="cfo", basis="cumulative")
+        feb_id = feb.id
+    on_feb = date(2026, 2, 5)
+    calls = [
+        (lambda b, i=i: b.reserve(f"k{i}", ("expense", str(i)),
+                                  [line_req(org.office_line, "1.00") if i % 2 else line_req(feb_id, "1.00", on=on_feb)],
+                                  actor="amy"))
+        for i in range(200)
+    ]
+    outcome = hammer(cdb, calls)
+    assert outcome == Counter(ok=150, over=50)
+    assert available(cdb, org.office_line) >= 0
+    assert available(cdb, org.office_line) + available(cdb, feb_id) == 0
+    assert_verified(cdb)
