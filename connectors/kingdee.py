@@ -10,8 +10,9 @@ Posting a voucher (form ``GL_VOUCHER``): ``DynamicFormService.Save`` with a
 ``Model`` (FAccountBookID, FDate, FVOUCHERGROUPID, FEntity rows with FEXPLANATION,
 FACCOUNTID, FCURRENCYID, FEXCHANGERATE, FAMOUNTFOR, FDEBIT, FCREDIT and the
 FDetailID dimensions), then ``Submit`` and ``Audit`` by id. The idempotency key is
-written into every entry's 摘要 as a marker ``[yf:<16 hex of sha256(key)>]``
-(fixed length, so it never overflows the column) and looked up with
+written into every entry's 摘要 as a marker ``(yf:<16 hex of sha256(key)>)``
+(fixed length, so it never overflows the column; no ``[ ] _ %``, which SQL Server's
+LIKE would read as wildcards) and looked up with
 ``ExecuteBillQuery`` before saving; a voucher found half-way (saved but not
 audited) is taken on from where it stopped, so a retry never makes a second one.
 
@@ -62,7 +63,7 @@ class _SessionLost(Exception):
 
 
 def marker(key: str) -> str:
-    return f"[yf:{hashlib.sha256(key.encode()).hexdigest()[:16]}]"
+    return f"(yf:{hashlib.sha256(key.encode()).hexdigest()[:16]})"
 
 
 def _pairs(text: str, default: dict[str, str]) -> dict[str, str]:
@@ -209,7 +210,7 @@ class KingdeeConnector:
             account=str(r[5]), currency=next((iso for iso, k in self.currencies.items()
                                               if k == r[6]), str(r[6])),
             rate=Decimal(str(r[7])), amount=Decimal(str(r[8])), debit=Decimal(str(r[9])),
-            credit=Decimal(str(r[10])), memo=re.sub(r"\s*\[yf:[0-9a-f]{16}\]$", "", str(r[4])),
+            credit=Decimal(str(r[10])), memo=re.sub(r"\s*\(yf:[0-9a-f]{16}\)$", "", str(r[4])),
         ) for r in rows)
         return Voucher(company=self.book, date=date.fromisoformat(str(rows[0][2])[:10]),
                        memo=lines[0].memo, lines=lines, number=str(rows[0][1]))

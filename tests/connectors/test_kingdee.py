@@ -115,3 +115,11 @@ def test_master_data_by_watermark_with_ties(kd, stub) -> None:
     assert [r["code"] for r in new] == ["6602", "6603"]
     with pytest.raises(PermanentError, match="budgets"):
         kd.changed_master_data("budgets", None)
+
+
+def test_marker_has_no_like_wildcards() -> None:
+    # K3Cloud runs on SQL Server, whose LIKE treats [ ] _ % as patterns
+    for key in ("je:1", "a_b%c[d]", "expense:1:approved"):
+        m = marker(key)
+        assert not set(m) & set("[]_%'") and len(m) == 21
+    assert marker("je:1") != marker("je:2")
