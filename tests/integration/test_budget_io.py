@@ -259,3 +259,19 @@ def test_tree_problems_are_refused(db, tmp_path):
     problems = {e.row: e.problem for e in err.value.errors if e.column == "parent"}
     assert "loops" in problems[2] and "own parent" in problems[4] and "does not move" in problems[5]
     assert count(db, BudgetLine) == lines
+
+
+def test_existing_line_in_another_currency_is_checked_in_its_currency(db, tmp_path):
+    org_in(db)
+    with db.unit_of_work() as s:
+        setup.create_line(s, company_code="ACME", period_code="2026-06", cost_centre="RD", item="TRAVEL",
+                          currency="JPY")
+    path = tmp_path / "jpy.csv"
+    path.write_text("company,period,cost_centre,item,amount\nACME,2026-06,RD,TRAVEL,100.50\n", encoding="utf-8")
+    with pytest.raises(ImportFailed) as err:
+        do_import(db, path)
+    assert [(e.row, e.column) for e in err.value.errors] == [(2, "amount")]
+    assert "JPY" in err.value.errors[0].problem
+    path.write_text("company,period,cost_centre,item,amount\nACME,2026-06,RD,TRAVEL,10000\n", encoding="utf-8")
+    do_import(db, path)
+    assert budget_of(db, "ACME/2026-06/RD/TRAVEL") == Decimal("10000")

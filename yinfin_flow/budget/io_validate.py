@@ -142,10 +142,15 @@ def validate(session: Session, rows: list[Row]) -> tuple[list[PlannedRow], list[
                 bad("currency", f"line {existing.code} is in {existing.currency}")
             currency = existing.currency
             code = existing.code
+        try:  # again: an existing line's currency may not be the company's
+            amount = parse_amount(cells["amount"], currency, "amount")
+        except ValidationError as err:
+            bad("amount", err.details["problem"])
+            continue
         planned.append(PlannedRow(
             row=number, company=comp, period_code=period_code, period=period,
             cost_centre=cells["cost_centre"], item=cells["item"], project=cells.get("project") or None,
-            currency=currency, amount=parse_amount(cells["amount"], currency, "amount"),
+            currency=currency, amount=amount,
             owner=cells.get("owner") or None, reason=cells.get("reason") or None,
             code=code, existing=existing, parent_ref=cells.get("parent") or None,
         ))
