@@ -40,9 +40,11 @@ What a row does (so re-importing the same file is a no-op):
   periods at that granularity (calendar fiscal year), like ``setup.create_periods``.
   Companies, cost centres, items and projects must exist.
 
-Validation is a separate pass that reports EVERY bad row at once (row number as the
-spreadsheet shows it, column, problem); when any row is bad :class:`ImportFailed` is
-raised and, because everything happens in the caller's one transaction, nothing is
+Validation (:mod:`.io_validate`) is a separate pass that reports EVERY bad row at once
+(row number as the spreadsheet shows it, column, problem). Refusals only the budget
+service can decide (a cut below what a hard-controlled line has consumed, a closed
+line) are collected the same way while applying. When any row is bad
+:class:`ImportFailed` is raised and, because everything happens in the caller's one transaction, nothing is
 imported. All budget changes go through :func:`setup.create_line` and
 :meth:`Budgets.adjust`, never by writing balances.
 """
