@@ -178,7 +178,8 @@ class KingdeeConnector:
                 ("cost_centre", ln.cost_centre), ("project", ln.project),
                 ("partner", ln.partner)) if code and dim in self.flex}
             entries.append({
-                "FEXPLANATION": f"{ln.memo or v.memo} {mark}",
+                # the memo is cut, never the marker: K3Cloud's 摘要 column is 255 wide
+                "FEXPLANATION": f"{(ln.memo or v.memo)[:200]} {mark}",
                 "FACCOUNTID": {"FNumber": ln.account},
                 "FCURRENCYID": {"FNumber": self.currencies.get(ln.currency, ln.currency)},
                 "FEXCHANGERATETYPE": {"FNumber": "HLTX01_SYS"},

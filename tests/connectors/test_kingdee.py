@@ -123,3 +123,14 @@ def test_marker_has_no_like_wildcards() -> None:
         m = marker(key)
         assert not set(m) & set("[]_%'") and len(m) == 21
     assert marker("je:1") != marker("je:2")
+
+
+def test_a_long_memo_never_pushes_the_marker_out(kd, stub) -> None:
+    from dataclasses import replace
+
+    v = sample_voucher()
+    long = replace(v, lines=tuple(replace(ln, memo="长" * 400) for ln in v.lines))
+    kd.post_voucher(long, "je:long")
+    text = stub.vouchers[100001]["model"]["FEntity"][0]["FEXPLANATION"]
+    assert len(text) <= 255 and text.endswith(marker("je:long"))
+    assert kd.post_voucher(long, "je:long") == "记-0001" and len(stub.vouchers) == 1
