@@ -199,3 +199,11 @@ def test_round_never_moves_more_than_half_a_minor_unit(a: Decimal) -> None:
     # half up: an exact half always moves away from zero
     if abs(a * 100 - (a * 100).to_integral_value(rounding="ROUND_DOWN")) == Decimal("0.5"):
         assert abs(rounded) > abs(a)
+
+
+def test_money_normalises_its_currency_code() -> None:
+    m = Money(Decimal("1.005"), " cny")
+    assert m.currency == "CNY"
+    assert m.round().amount == Decimal("1.01")
+    assert m + Money(Decimal(1), "CNY") == Money(Decimal("2.005"), "CNY")
+    assert str(Money(Decimal(5), "jpy")) == "5 JPY"

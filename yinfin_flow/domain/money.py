@@ -100,7 +100,8 @@ class Money:
             raise TypeError("Money.amount must be a Decimal")
         if not self.amount.is_finite():
             raise ValueError("Money.amount must be finite")
-        check_currency(self.currency)
+        # Normalise (" cny" -> "CNY"): the minor-units table and comparisons key on it.
+        object.__setattr__(self, "currency", check_currency(self.currency))
 
     @classmethod
     def of(cls, value: object, currency: str) -> Money:
