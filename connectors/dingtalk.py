@@ -14,7 +14,8 @@ requires, also for ``check_url``. Events handled:
   refuse → reject, redirect → transfer; ``remark`` is the comment).
 
 Outbound (``push_status``): a ``status`` message on an instance started in DingTalk
-becomes an approval comment (``POST /v1.0/workflow/processInstances/comments``); a
+becomes an approval comment (``POST /v1.0/workflow/processInstances/comments``; one
+for a request that never lived in DingTalk is skipped, answered ``{"skipped": …}``); a
 ``task`` message becomes a DingTalk to-do (``POST /v1.0/todo/users/{unionId}/tasks``)
 whose ``sourceId`` is the idempotency key. The access token comes from
 ``POST /v1.0/oauth2/accessToken`` and is fetched again once when DingTalk says it
@@ -161,6 +162,10 @@ class DingTalkConnector:
             return self._api("POST", "/v1.0/workflow/processInstances/comments", json={
                 "processInstanceId": message.external_instance_id, "text": text,
                 "commentUserId": (message.user_ids or [self.operator_id or ""])[0]})
+        if message.kind != "task":
+            # a request that never lived in DingTalk has no instance to comment on;
+            # its people learn of it through their to-dos
+            return {"skipped": "no DingTalk instance for this request"}
         if not self.operator_id:
             raise PermanentError("YINFIN_DINGTALK_OPERATOR_ID is needed to create to-dos",
                                  connector=NAME)

@@ -118,6 +118,9 @@ def test_push_status_comment_and_todo_relogin_once(ding, stub) -> None:
     assert out["sourceId"] == "outbox-42" and stub.todos["outbox-42"]["executorIds"] == ["u9"]
     assert len(stub.calls("/v1.0/oauth2/accessToken")) == 2
     assert stub.comments[0]["text"].startswith("[approved]")
+    ours = StatusMessage(kind="status", request_id="R3", title="t", status="approved",
+                         occurred_at=NOW)
+    assert "skipped" in ding.push_status(ours, "k3") and len(stub.comments) == 1
 
 
 def test_push_errors_are_classified(ding, stub) -> None:
