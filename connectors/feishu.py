@@ -57,7 +57,7 @@ from .base import (
     lower_keys,
 )
 from .crypto import feishu_decrypt, feishu_signature
-from .http import Http, body_json, loads
+from .http import Http, body_json, loads, retry_after
 
 NAME = "feishu"
 TOKEN_CODES = {99991661, 99991663, 99991664, 99991668}
@@ -242,6 +242,7 @@ class FeishuConnector:
         msg = str(data.get("msg") or data)
         if code in TOKEN_CODES:
             raise _TokenExpired(msg)
-        if code in RATE_CODES:
-            raise RetryableError(msg, connector=NAME, status=resp.status_code)
+        if code in RATE_CODES:  # Feishu says when the window resets
+            raise RetryableError(msg, connector=NAME, status=resp.status_code,
+                                 retry_after=retry_after(resp.headers.get("x-ogw-ratelimit-reset")))
         raise PermanentError(msg, connector=NAME, status=resp.status_code)

@@ -8,7 +8,13 @@ from decimal import Decimal
 
 import pytest
 
-from connectors.base import MemorySeen, PermanentError, SignatureError, StatusMessage
+from connectors.base import (
+    MemorySeen,
+    PermanentError,
+    RetryableError,
+    SignatureError,
+    StatusMessage,
+)
 from connectors.feishu import FeishuConnector
 
 from .conftest import NOW
@@ -120,3 +126,15 @@ def test_validation_error_keeps_feishus_message(stub) -> None:
                             approval_code="EXT-CODE", api_url=stub.url)
     with pytest.raises(PermanentError, match="app secret invalid"):
         wrong.push_status(msg, "k")
+
+
+def test_rate_limit_carries_the_reset_time(feishu, stub) -> None:
+    msg = StatusMessage(kind="status", request_id="R", title="t", status="approved",
+                        occurred_at=NOW)
+    feishu.tenant_token()
+    stub.routes[("POST", "/open-apis/approval/v4/external_instances")] = lambda req: (
+        400, {"code": 99991400, "msg": "request trigger frequency limit"},
+        {"x-ogw-ratelimit-reset": "3"})
+    with pytest.raises(RetryableError) as err:
+        feishu.push_status(msg, "k")
+    assert err.value.retry_after == 3.0 and "frequency limit" in err.value.message
