@@ -120,6 +120,10 @@ def test_non_json_answers(start_stub) -> None:
         body_json(http.request("GET", "/maint"), "t")
     with pytest.raises(PermanentError, match="404"):
         body_json(http.request("GET", "/wrong"), "t")
+    stub.routes[("GET", "/busy")] = lambda req: (429, "slow down", {"Retry-After": "7"})
+    with pytest.raises(RetryableError) as err:
+        http.request("GET", "/busy")
+    assert (err.value.status, err.value.retry_after) == (429, 7.0)
 
 
 @pytest.mark.redis
