@@ -22,6 +22,7 @@ import yaml
 from marshmallow import INCLUDE, Schema, fields, validate, validates_schema
 from marshmallow import ValidationError as MmError
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from yinfin_flow.config import Settings
@@ -305,10 +306,16 @@ def current(session: Session, name: str, directory: Path | str | None = None) ->
     row = session.scalar(select(WorkflowDefinition).where(
         WorkflowDefinition.name == d.name, WorkflowDefinition.version == d.version))
     if row is None:
-        session.add(WorkflowDefinition(name=d.name, version=d.version, content_hash=d.content_hash,
-                                       content=d.source, created_at=utcnow()))
-        session.flush()
-    elif row.content_hash != d.content_hash:
+        # Several first submits of a new version can race: the loser's insert fails on
+        # the unique (name, version) inside a savepoint, and it reads the winner's row.
+        try:
+            with session.begin_nested():
+                session.add(WorkflowDefinition(name=d.name, version=d.version, content_hash=d.content_hash,
+                                               content=d.source, created_at=utcnow()))
+        except IntegrityError:
+            row = session.scalar(select(WorkflowDefinition).where(
+                WorkflowDefinition.name == d.name, WorkflowDefinition.version == d.version))
+    if row is not None and row.content_hash != d.content_hash:
         raise DefinitionChanged(
             f"{f.name} changed but its version is still {d.version}: raise the version "
             "so running requests keep the old one", field="version", file=f.name)

@@ -206,8 +206,10 @@ def _activate_next(ctx: ActionContext, req: ApprovalRequest, step: Step) -> None
 def close_task(ctx: ActionContext, req: ApprovalRequest, task: ApprovalTask, status: str) -> None:
     task.status = status
     task.decided_at = ctx.now
-    ctx.session.execute(update(EngineTimer).where(EngineTimer.task_id == task.id, EngineTimer.status == "pending")
-                        .values(status="cancelled"))
+    if task.due_at is not None:  # timers are only made for tasks with a due time
+        ctx.session.execute(update(EngineTimer)
+                            .where(EngineTimer.task_id == task.id, EngineTimer.status == "pending")
+                            .values(status="cancelled"))
     task_event(ctx, req, task, status)
 
 
