@@ -42,7 +42,8 @@ FORMATS = ("csv", "xlsx", "beancount")
 
 
 def file_name(key: str) -> str:
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", key).strip("._")[:80] or "voucher"
+    """At most 64 characters: it is the voucher number, kept in journal_syncs.erp_voucher_id."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", key).strip("._")[:55] or "voucher"
     return f"{safe}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
 
 

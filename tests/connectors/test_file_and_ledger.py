@@ -63,6 +63,7 @@ def test_unwritable_directory_is_retryable(tmp_path) -> None:
     with pytest.raises(RetryableError):
         FileConnector(directory=blocker / "sub").post_voucher(sample_voucher(), "k")
     assert file_name("a/b:c") != file_name("a_b_c")
+    assert len(file_name("x" * 300)) == 64  # fits JournalSync.erp_voucher_id
 
 
 def test_voucher_from_a_posted_entry(db, tmp_path) -> None:
