@@ -53,3 +53,22 @@ def test_demo_has_every_state_of_every_workflow_and_verifies(sqlite_db):
         assert verify(s) == []
     want = {(name, state) for name, d in load_dir(PROJECT_ROOT / "workflows").items() for state in d.states}
     assert want <= have
+
+
+def test_engine_invariants_hold_on_the_demo_and_catch_a_leak(sqlite_db):
+    from sqlalchemy import update
+
+    from yinfin_flow.db.models.engine import ApprovalTask
+    from yinfin_flow.engine import verify as engine_verify
+
+    with sqlite_db.unit_of_work() as s:
+        for _name, load in loaders():
+            load(s)
+    with sqlite_db.unit_of_work(readonly=True) as s:
+        assert engine_verify.verify(s) == []
+    with sqlite_db.unit_of_work() as s:
+        rejected = s.scalar(select(ApprovalRequest.id).where(ApprovalRequest.state == "rejected").limit(1))
+        s.execute(update(ApprovalTask).where(ApprovalTask.request_id == rejected).values(status="pending"))
+    with sqlite_db.unit_of_work(readonly=True) as s:
+        [problem] = {p.check for p in engine_verify.verify(s)}
+    assert problem == "ended_requests_have_no_open_tasks"

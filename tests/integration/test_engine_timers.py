@@ -142,3 +142,26 @@ def test_two_any_mode_approvers_at_the_same_moment_produce_one_outcome(pg_db, tm
     assert held(pg_db, org.child_line) == (0, 0, 0)
     assert count(pg_db, "approve") == 10  # per request: one task approval + the state's approve
     clean(pg_db)
+
+
+@pytest.mark.postgres
+def test_first_submits_of_a_new_version_at_once_all_succeed(pg_db, tmp_path):
+    org = world(pg_db)
+    wf = flow(tmp_path, "      - {id: a, approvers: [{type: user, user: pat}]}\n")
+    barrier = threading.Barrier(4)
+    errors: list[Exception] = []
+
+    def submit():
+        barrier.wait()
+        try:
+            go(pg_db, org, wf, "10.00")
+        except Exception as err:  # noqa: BLE001 - collected and asserted below
+            errors.append(err)
+
+    threads = [threading.Thread(target=submit) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert held(pg_db, org.child_line)[0] == 40
