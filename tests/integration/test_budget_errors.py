@@ -516,3 +516,10 @@ def test_a_block_threshold_above_100_is_refused(db, org):
         setup.set_rule(s, org.office_line, mode="hard", actor="cfo",
                        thresholds=[{"percent": "80", "action": "warn"}, {"percent": "110", "action": "block"}])
     assert err.value.details["field"] == "thresholds[1].percent"
+
+
+@pytest.mark.parametrize("rate", ["0", "-1", "NaN", "abc", 7.1, "7.12345678901", "10000000000"])
+def test_bad_exchange_rates_are_refused(db, org, rate):
+    with refused(db, ValidationError) as err, db.unit_of_work() as s:
+        setup.add_rate(s, "USD", "CNY", date(2026, 1, 1), rate)
+    assert err.value.details["field"] == "rate"

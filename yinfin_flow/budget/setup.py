@@ -8,7 +8,7 @@ from __future__ import annotations
 import calendar
 from collections.abc import Sequence
 from datetime import date
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from sqlalchemy import insert, select
@@ -126,9 +126,18 @@ def create_project(session: Session, company_code: str, code: str, name: str) ->
 
 
 def add_rate(session: Session, from_currency: str, to_currency: str, on: date, rate: Decimal | str) -> ExchangeRate:
-    value = Decimal(str(rate)) if not isinstance(rate, Decimal) else rate
+    if isinstance(rate, (bool, float)):
+        raise ValidationError("rate", "send rates as strings or Decimals, not floating point")
+    try:
+        value = rate if isinstance(rate, Decimal) else Decimal(str(rate).strip())
+    except InvalidOperation:
+        raise ValidationError("rate", f"{rate!r} is not a number") from None
     if not value.is_finite() or value <= 0:
         raise ValidationError("rate", "must be a positive number")
+    # The column is Numeric(20, 10): PostgreSQL would round a finer rate silently, and
+    # conversions must use exactly the rate that is stored.
+    if value != value.quantize(Decimal("1e-10")) or value >= Decimal(10) ** 10:
+        raise ValidationError("rate", "at most 10 decimal places and below 10,000,000,000")
     row = ExchangeRate(
         from_currency=check_currency(from_currency, "from_currency"),
         to_currency=check_currency(to_currency, "to_currency"),
