@@ -135,6 +135,10 @@ def reserve(ctx: ActionContext, req: ApprovalRequest, key: str, step: str) -> di
     ctx.budget_changed()
     if not held:
         res = b.reserve(key, doc, wanted, actor=ctx.actor, step=step)
+        if not res.replayed:
+            # What was just reserved and its checks are what the first tasks show.
+            ctx.cache["held"] = (req.id, list(res.reservations))
+            ctx.cache["checks"] = (req.id, list(res.checks))
         return {"action": "reserve", "reserved": [r.to_dict() for r in res.reservations],
                 "warnings": res.warnings}
     by_ref: dict[str, list[ReservationView]] = defaultdict(list)

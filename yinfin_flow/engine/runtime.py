@@ -112,8 +112,7 @@ def history(ctx: ActionContext, req: ApprovalRequest, action: str, *,
         from_state=from_state, to_state=to_state, comment=ctx.comment if actor is None else None,
         budget=budget, data=data, created_at=ctx.now,
     )
-    ctx.session.add(row)
-    ctx.session.flush()
+    ctx.session.add(row)  # written at the next flush, batched with the others
     return row
 
 

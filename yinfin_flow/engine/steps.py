@@ -187,7 +187,6 @@ def activate(ctx: ActionContext, req: ApprovalRequest, task: ApprovalTask, step:
         task.due_at = ctx.now + timedelta(hours=step.timeout.hours)
         ctx.session.add(EngineTimer(request_id=req.id, task_id=task.id, kind=step.timeout.action,
                                     due_at=task.due_at, status="pending", created_at=ctx.now))
-    ctx.session.flush()
     publish(ctx, "task.created", task_id=task.id, request_id=req.id, workflow=req.workflow,
             step=task.step_id, assignee=task.assignee, on_behalf_of=task.on_behalf_of,
             kind=task.kind, due_at=task.due_at.isoformat() if task.due_at else None)
