@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
-from yinfin_flow.db.models.engine import ApprovalRequest
+from yinfin_flow.db.models.engine import ApprovalRequest, RequestCc
 from yinfin_flow.db.models.ledger import JournalEntry
 from yinfin_flow.db.types import utcnow
 from yinfin_flow.domain.budget import OverBudget
@@ -19,10 +19,11 @@ from yinfin_flow.engine.errors import Forbidden, InvalidAction, TaskClosed, With
 from .test_engine_support import actions, clean, expense_form, held, pending, state, world
 
 
-def submit(db, org, amount="250.00", requester="amy", **kw):
+def submit(db, org, amount="250.00", requester="amy", cc=None, **kw):
     with db.unit_of_work() as s:
+        extra = {"cc": cc} if cc else {}
         req = service.submit(s, "expense", requester=requester, company="ACME", title="Beijing trip",
-                             form=expense_form(org.child_line, amount), **kw)
+                             form=expense_form(org.child_line, amount, **extra), **kw)
         return req.id
 
 
@@ -33,7 +34,7 @@ def act(db, task_id, actor, action="approve", **kw):
 
 def test_expense_goes_manager_finance_then_posts_and_pays(db):
     org = world(db)
-    rid = submit(db, org)
+    rid = submit(db, org, cc="pat")
     assert state(db, rid) == "approval"
     assert held(db, org.child_line) == (Decimal("250"), 0, 0)
     [(t1, step, who)] = pending(db, rid)
@@ -44,6 +45,8 @@ def test_expense_goes_manager_finance_then_posts_and_pays(db):
     act(db, tasks[1][0], "fred")  # 或签: one finance approval is enough
     assert state(db, rid) == "approved"
     assert pending(db, rid) == []
+    with db.unit_of_work(readonly=True) as s:  # the definition CCs the form's cc at finish
+        assert [(c.user, c.at) for c in s.scalars(select(RequestCc))] == [("pat", "finish")]
     # The ledger posted expense.approved and moved the reservation to actual.
     assert held(db, org.child_line) == (0, 0, Decimal("250"))
     with db.unit_of_work() as s:
