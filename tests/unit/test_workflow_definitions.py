@@ -116,3 +116,23 @@ def test_invalid_expression_is_reported_where_it_is() -> None:
 def test_unknown_state_in_a_transition() -> None:
     err = _err(MINIMAL.replace("to: rejected,", "to: nowhere,"))
     assert err.details["path"] == "transitions[2].to"
+
+
+def test_one_shared_machine_per_version_holding_no_rows() -> None:
+    from types import SimpleNamespace
+
+    from yinfin_flow.engine.errors import InvalidAction
+    from yinfin_flow.engine.machine import fire, machine_for
+
+    d1 = parse(MINIMAL, "tiny.yaml")
+    again = parse(MINIMAL, "tiny.yaml")
+    v2 = parse(MINIMAL.replace("version: 1", "version: 2"), "tiny.yaml")
+    m = machine_for(d1)
+    assert machine_for(again) is m
+    assert machine_for(v2) is not m
+    assert m.models == []  # rows are never added to the machine
+    row = SimpleNamespace(state="done")
+    with pytest.raises(InvalidAction):
+        fire(d1, row, "submit")  # not from a final state; nothing changes
+    assert row.state == "done"
+    assert m.models == []
