@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from datetime import date
@@ -16,21 +17,29 @@ from yinfin_flow.db.migrate import upgrade
 from yinfin_flow.demo.budgets import fiscal_year
 
 
+def _invoke(*args: str, ok: bool = True) -> str:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    assert (result.exit_code == 0) is ok, result.output
+    return result.output
+
+
+@pytest.fixture(scope="module")
+def demo_template(tmp_path_factory):
+    """Migrate and load the demo once (it is the slow part); each test gets a copy."""
+    path = tmp_path_factory.mktemp("ledger_cli") / "demo.sqlite"
+    upgrade(f"sqlite:///{path}")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("YINFIN_DATABASE_URL", f"sqlite:///{path}")
+        _invoke("demo", "load")
+    return path
+
+
 @pytest.fixture
-def cli(tmp_path, monkeypatch):
-    url = f"sqlite:///{tmp_path / 'cli.sqlite'}"
-    upgrade(url)
-    monkeypatch.setenv("YINFIN_DATABASE_URL", url)
+def cli(demo_template, tmp_path, monkeypatch):
+    shutil.copy(demo_template, tmp_path / "cli.sqlite")
+    monkeypatch.setenv("YINFIN_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.sqlite'}")
     monkeypatch.chdir(tmp_path)
-    runner = CliRunner()
-
-    def run(*args: str, ok: bool = True):
-        result = runner.invoke(main, list(args), catch_exceptions=False)
-        assert (result.exit_code == 0) is ok, result.output
-        return result.output
-
-    run("demo", "load")
-    return run
+    return _invoke
 
 
 def test_post_reverse_export_report_close(cli, tmp_path):
