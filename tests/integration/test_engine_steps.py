@@ -211,6 +211,8 @@ def test_urge_comment_and_cc_publish_events(db, tmp_path):
             service.copy_to(s, rid, "amy", ["quinn"])
         with pytest.raises(Forbidden), db.unit_of_work() as s:
             service.urge(s, rid, "bob")
+        with pytest.raises(Forbidden), db.unit_of_work() as s:
+            service.comment(s, rid, "bob", "not mine")
     finally:
         events._handlers["task.urged"].clear()
         events._handlers["request.cc"].clear()

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from yinfin_flow.db.models.engine import ApprovalRequest, ApprovalTask
+from yinfin_flow.db.models.engine import ApprovalRequest, ApprovalTask, RequestCc
 from yinfin_flow.db.types import utcnow
 from yinfin_flow.domain.errors import NotFound, ValidationError
 from yinfin_flow.domain.workflow import Definition
@@ -329,12 +329,27 @@ def perform(session: Session, request_id: int, event: str, actor: str, *, commen
     return req
 
 
+def _involved(session: Session, req: ApprovalRequest, actor: str) -> None:
+    """The requester, anyone who has or had a task on it, or anyone copied on it."""
+    if actor == req.requester:
+        return
+    has_task = session.scalar(select(ApprovalTask.id).where(
+        ApprovalTask.request_id == req.id,
+        (ApprovalTask.assignee == actor) | (ApprovalTask.on_behalf_of == actor)).limit(1))
+    copied = session.scalar(select(RequestCc.id).where(RequestCc.request_id == req.id,
+                                                       RequestCc.user == actor).limit(1))
+    if has_task is None and copied is None:
+        raise Forbidden(f"{actor} is not involved in request {req.id}", field="actor")
+
+
 def comment(session: Session, request_id: int, actor: str, text: str,
             now: datetime | None = None) -> None:
-    """Add a comment (评论) to the request's history; anyone involved may."""
+    """Add a comment (评论) to the request's history: the requester, its approvers and
+    the people copied on it may."""
     if not text or not text.strip():
         raise ValidationError("text", "is empty")
     req = lock_request(session, request_id)
+    _involved(session, req, actor)
     ctx = ActionContext(session, _definition(session, req), actor, now=now or utcnow(), comment=text)
     history(ctx, req, "comment")
 
@@ -356,10 +371,11 @@ def urge(session: Session, request_id: int, actor: str, now: datetime | None = N
 
 def copy_to(session: Session, request_id: int, actor: str, users: list[str],
             now: datetime | None = None) -> list[str]:
-    """CC (抄送) people on a request by hand."""
+    """CC (抄送) people on a request by hand (the requester or its approvers)."""
     if not users:
         raise ValidationError("users", "name at least one person")
     req = lock_request(session, request_id)
+    _involved(session, req, actor)
     ctx = ActionContext(session, _definition(session, req), actor, now=now or utcnow())
     done = effects.cc(ctx, req, (), "manual", users)
     history(ctx, req, "cc", data={"users": done})
