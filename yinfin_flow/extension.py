@@ -31,7 +31,7 @@ from flask_smorest import Api
 from werkzeug.utils import ImportStringError, import_string
 
 from yinfin_flow.api.errors import ErrorSchema, register_app_handlers
-from yinfin_flow.api.identity import Identity, IdentityProvider, header_identity
+from yinfin_flow.api.identity import Identity, IdentityProvider, header_identity, no_identity
 from yinfin_flow.config import ConfigError, Settings
 from yinfin_flow.db.engine import Database
 
@@ -169,13 +169,9 @@ class YinFinFlow:
         settings.check()
         provider = identity_provider or self._defaults["identity_provider"] or _configured_provider(app)
         if provider is None:
-            if settings.production:
-                raise ConfigError(
-                    "YINFIN_ENV=production needs an identity provider: the X-Yinfin-User "
-                    "header stand-in lets anyone act as anyone. Pass identity_provider= "
-                    "to YinFinFlow (API tokens come with issue 5)."
-                )
-            provider = header_identity
+            # Production without a host provider: API tokens only (the X-Yinfin-User
+            # stand-in lets anyone act as anyone, so it is development-only).
+            provider = no_identity if settings.production else header_identity
         if provider is header_identity and settings.production:
             raise ConfigError("header_identity is for development only; refused in production")
         prefix = url_prefix if url_prefix is not None else self._defaults["url_prefix"]

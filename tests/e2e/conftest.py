@@ -35,6 +35,15 @@ def app(sqlite_db: Database) -> Iterator[Flask]:
 
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
+    """A client identified as an employee (``X-Yinfin-User: viewer``) unless a test's
+    own headers say otherwise: every API call needs an identified user."""
+    c = app.test_client()
+    c.environ_base["HTTP_X_YINFIN_USER"] = "viewer"
+    return c
+
+
+@pytest.fixture
+def anonymous(app: Flask) -> FlaskClient:
     return app.test_client()
 
 

@@ -205,11 +205,18 @@ def test_preview_of_a_closed_line_is_e3(client: FlaskClient, org: Org):
                                 "currency": "CNY", "reason": "r"}),
     ],
 )
-def test_changes_need_an_actor(client: FlaskClient, org: Org, method, path, body):
-    resp = getattr(client, method)(f"{API}{path}", json=body)
+def test_changes_need_an_actor(anonymous: FlaskClient, org: Org, method, path, body):
+    resp = getattr(anonymous, method)(f"{API}{path}", json=body)
     assert_error(resp, 401, "unauthenticated")
-    resp = getattr(client, method)(f"{API}{path}", json=body, headers={"X-Yinfin-User": "bad name!"})
+    resp = getattr(anonymous, method)(f"{API}{path}", json=body, headers={"X-Yinfin-User": "bad name!"})
     assert_error(resp, 401, "unauthenticated")
+
+
+@pytest.mark.parametrize(("method", "path"), [("put", "/lines/1/rule"), ("patch", "/lines/1"),
+                                              ("post", "/adjustments"), ("post", "/transfers")])
+def test_changes_need_the_finance_role(client: FlaskClient, org: Org, method, path):
+    resp = getattr(client, method)(f"{API}{path}", json={}, headers={"X-Yinfin-User": "amy"})
+    assert_error(resp, 403, "forbidden")
 
 
 def test_put_rule_sets_and_replaces_the_rule(client: FlaskClient, org: Org):
@@ -259,9 +266,15 @@ def test_adjustment_adds_cuts_and_is_idempotent(app: Flask, client: FlaskClient,
     first = client.post(f"{API}/adjustments", json=body, headers=headers)
     assert first.status_code == 201
     assert first.get_json()["lines"][0]["buckets"]["budget"] == "125.5000"
-    again = client.post(f"{API}/adjustments", json=body, headers=headers).get_json()
+    replay = client.post(f"{API}/adjustments", json=body, headers=headers)
+    # The first answer, as it was (status and body), and nothing done again.
+    assert replay.headers["Idempotent-Replayed"] == "true"
+    assert (replay.status_code, replay.get_json()) == (201, first.get_json())
+    assert client.get(f"{API}/lines/{org.office_line}").get_json()["buckets"]["budget"] == "125.5000"
+    # The budget service's own key still holds when the API's record is gone.
+    again = client.post(f"{API}/adjustments", json=body,
+                        headers={**headers, "X-Yinfin-User": "cfo2"}).get_json()
     assert again["replayed"] is True and again["movement_id"] == first.get_json()["movement_id"]
-    assert again["lines"][0]["buckets"]["budget"] == "125.5000"
 
     cut = client.post(f"{API}/adjustments", headers=FINANCE,
                       json={**body, "amount": "-125.50", "reason": "frozen"})
@@ -314,7 +327,9 @@ class TestOnPostgres:
     @pytest.fixture
     def pg(self, pg_db: Database) -> tuple[FlaskClient, Org]:
         app = make_app(pg_db)
-        return app.test_client(), org_in(pg_db)
+        client = app.test_client()
+        client.environ_base["HTTP_X_YINFIN_USER"] = "viewer"
+        return client, org_in(pg_db)
 
     def test_reads_and_changes(self, pg: tuple[FlaskClient, Org]):
         client, org = pg

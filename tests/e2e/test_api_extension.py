@@ -13,7 +13,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from yinfin_flow import YinFinFlow, create_app
-from yinfin_flow.api.identity import Identity
+from yinfin_flow.api.identity import Identity, header_identity
 from yinfin_flow.cli.serve import command as serve_command
 from yinfin_flow.config import PROJECT_ROOT, ConfigError, Settings
 from yinfin_flow.db.engine import Database
@@ -46,6 +46,7 @@ def test_host_mounts_the_api_under_its_own_prefix(sqlite_db: Database):
     YinFinFlow(host, url_prefix="/finance")
     org = org_in(state(host).db)
     client = host.test_client()
+    client.environ_base["HTTP_X_YINFIN_USER"] = "viewer"
 
     body = client.get("/finance/api/v1/budget/lines").get_json()
     assert body["pagination"]["total"] == 4
@@ -92,10 +93,14 @@ def test_settings_errors_are_refused_at_start(sqlite_db: Database):
 # -- identity ---------------------------------------------------------------------------
 
 
-def test_production_refuses_the_development_identity_stand_in(sqlite_db: Database):
+def test_production_ignores_the_development_identity_stand_in(sqlite_db: Database):
     prod = Settings(database_url=sqlite_db.url, env="production", secret_key="s3cret")
-    with pytest.raises(ConfigError, match="identity provider"):
-        create_app(prod)
+    app = create_app(prod)  # no host provider: API tokens only
+    state(app).db = sqlite_db
+    resp = app.test_client().get("/api/v1/budget/lines", headers=FINANCE)
+    assert resp.status_code == 401
+    with pytest.raises(ConfigError, match="development only"):
+        YinFinFlow(identity_provider=header_identity).init_app(Flask("h"), settings=prod)
     with pytest.raises(ConfigError, match="YINFIN_SECRET_KEY"):
         YinFinFlow(identity_provider=lambda req: None).init_app(
             Flask("h"), settings=Settings(database_url=sqlite_db.url, env="production"))
@@ -162,7 +167,7 @@ def test_unexpected_failures_are_500_without_a_traceback(sqlite_db: Database, ca
     # A database that refuses connections: an unexpected failure deep inside a view.
     app = create_app(Settings(database_url="postgresql+psycopg://nobody@127.0.0.1:1/none"))
     client = app.test_client()
-    resp = client.get("/api/v1/budget/lines")
+    resp = client.get("/api/v1/budget/lines", headers={"X-Yinfin-User": "amy"})
     assert resp.status_code == 500
     body = resp.get_json()
     assert body["code"] == "internal_error" and len(body["details"]["reference"]) == 12

@@ -1,9 +1,17 @@
 """Who is calling: the identity seam the API's authorization builds on.
 
-The extension asks an *identity provider*, a callable ``(request) -> Identity | None``,
-who is acting on each request. A host application passes its own provider (its
-login session, its SSO) to :class:`~yinfin_flow.extension.YinFinFlow`; API tokens and
-roles (issue 5) plug in here as another provider.
+Who is acting is decided in this order:
+
+1. ``Authorization: Bearer yf_…``: an API token (:mod:`yinfin_flow.security.tokens`);
+   the user's roles come from the organisation directory. A bad, expired or revoked
+   token is a 401 even if the host would otherwise know the caller, and failures are
+   rate limited per remote address and per token prefix (429).
+2. the *identity provider*, a callable ``(request) -> Identity | None``: a host
+   application passes its own (its login session, its SSO) to
+   :class:`~yinfin_flow.extension.YinFinFlow`. :func:`directory_roles` helps a host
+   provider use the directory's roles.
+
+Every identified user also holds ``employee``.
 
 :func:`header_identity` is a DEVELOPMENT-ONLY stand-in: it believes whatever the
 ``X-Yinfin-User`` header says. It is refused when ``YINFIN_ENV=production``, where
@@ -15,6 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from flask import Request, current_app, g, request
 
@@ -59,14 +68,68 @@ def header_identity(req: Request) -> Identity | None:
     return Identity(user, roles)
 
 
+def no_identity(req: Request) -> Identity | None:
+    """The provider when the host gives none in production: API tokens only."""
+    return None
+
+
+class RateLimited(DomainError):
+    code = "too_many_failures"
+    http_status = 429
+
+
+def directory_roles(session: Any, user_id: str) -> frozenset[str]:
+    """The role names ``user_id`` holds in the directory (scoped grants included)."""
+    from yinfin_flow.engine.directory import roles_of
+
+    return frozenset(g_.role for g_ in roles_of(session, user_id))
+
+
+def _bearer(req: Request) -> str | None:
+    auth = req.headers.get("Authorization") or ""
+    scheme, _, value = auth.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return value.strip()
+
+
+def _token_identity(token: str) -> Identity:
+    from yinfin_flow.extension import state
+    from yinfin_flow.security import tokens
+
+    st = state(current_app)
+    limiter = current_app.extensions["yinfin_flow.limiter"]
+    keys = [f"addr:{request.remote_addr or '-'}", f"token:{tokens.prefix_of(token)}"]
+    over = limiter.blocked(keys)
+    if over is not None:
+        raise RateLimited("too many failed authentications; wait a minute", field="Authorization")
+    with st.db.unit_of_work(readonly=True) as s:
+        row = tokens.authenticate(s, token)
+        if row is not None:
+            return Identity(row.user_id, directory_roles(s, row.user_id) | {"employee"})
+    limiter.failed(keys)
+    raise Unauthenticated("the API token is unknown, expired or revoked", field="Authorization")
+
+
 def current_identity() -> Identity | None:
-    """The identity for this request (asked of the provider once, then cached on ``g``)."""
+    """The identity for this request (resolved once, then cached on ``g``).
+
+    Raises :class:`Unauthenticated` for a bad bearer token, :class:`RateLimited` when
+    its address or token prefix failed too often.
+    """
     if "yinfin_identity" not in g:
         from yinfin_flow.extension import state
 
-        g.yinfin_identity = state(current_app).identity_provider(request)
-    ident: Identity | None = g.yinfin_identity
-    return ident
+        token = _bearer(request)
+        if token is not None:
+            ident: Identity | None = _token_identity(token)
+        else:
+            ident = state(current_app).identity_provider(request)
+            if ident is not None and "employee" not in ident.roles:
+                ident = Identity(ident.id, ident.roles | {"employee"})
+        g.yinfin_identity = ident
+    found: Identity | None = g.yinfin_identity
+    return found
 
 
 def require_actor() -> Identity:

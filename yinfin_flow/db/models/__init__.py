@@ -7,6 +7,8 @@ Each area owns one module; add a new area's module to the imports below.
 from . import engine as _engine  # noqa: F401
 from . import ledger as _ledger  # noqa: F401
 from . import org as _org  # noqa: F401
+from . import outbox as _outbox  # noqa: F401
+from . import security as _security  # noqa: F401
 from .base import Base
 from .budget import (
     BudgetAlert,

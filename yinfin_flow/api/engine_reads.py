@@ -1,0 +1,137 @@
+"""Read side for the request and task resources: visibility and budget impact.
+
+Who sees a request: its requester, anyone with a task on it (or delegated one),
+finance and admins. Anyone else gets 404 (not 403: ids are not confirmed to exist).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import exists, func, or_, select
+from sqlalchemy.orm import Session
+
+from yinfin_flow.budget.service import Budgets
+from yinfin_flow.db.models.engine import ApprovalRequest, ApprovalTask
+from yinfin_flow.db.types import utcnow
+from yinfin_flow.domain.errors import NotFound
+from yinfin_flow.engine import queries, routing
+from yinfin_flow.security.policy import ADMIN, FINANCE
+
+from .identity import Identity
+
+SEES_ALL = frozenset({FINANCE, ADMIN})
+
+
+def _delegators(session: Session, user: str) -> list[str]:
+    """Users whose approvals ``user`` holds today (any workflow)."""
+    from yinfin_flow.db.models.org import Delegation
+
+    today = utcnow().date()
+    return list(session.scalars(select(Delegation.user_id).where(
+        Delegation.deputy_id == user, Delegation.revoked_at.is_(None),
+        Delegation.start_date <= today, Delegation.end_date >= today)))
+
+
+def may_see(session: Session, ident: Identity, req: ApprovalRequest) -> bool:
+    if ident.roles & SEES_ALL or req.requester == ident.id:
+        return True
+    people = [ident.id, *_delegators(session, ident.id)]
+    return bool(session.scalar(select(exists().where(
+        ApprovalTask.request_id == req.id, ApprovalTask.assignee.in_(people)))))
+
+
+def visible_request(session: Session, ident: Identity, request_id: int) -> ApprovalRequest:
+    req = session.get(ApprovalRequest, request_id)
+    if req is None or not may_see(session, ident, req):
+        raise NotFound(f"no request {request_id}", field="request_id")
+    return req
+
+
+def my_task(session: Session, ident: Identity, task_id: int) -> ApprovalTask:
+    """The task if it is the caller's or delegated to them today (else 404)."""
+    task = session.get(ApprovalTask, task_id)
+    if task is not None and task.assignee != ident.id:
+        req = session.get(ApprovalRequest, task.request_id)
+        deputy = req and routing.delegate_for(session, task.assignee, utcnow().date(), req.workflow)
+        if deputy != ident.id:
+            task = None
+    if task is None:
+        raise NotFound(f"no task {task_id} for you", field="task_id")
+    return task
+
+
+def list_requests(session: Session, ident: Identity, *, page: int, page_size: int,
+                  state: str | None, workflow: str | None, requester: str | None,
+                  submitted_from: Any, submitted_to: Any) -> dict[str, Any]:
+    stmt = select(ApprovalRequest)
+    if not ident.roles & SEES_ALL:
+        people = [ident.id, *_delegators(session, ident.id)]
+        stmt = stmt.where(or_(ApprovalRequest.requester == ident.id, exists().where(
+            ApprovalTask.request_id == ApprovalRequest.id, ApprovalTask.assignee.in_(people))))
+    if state:
+        stmt = stmt.where(ApprovalRequest.state == state)
+    if workflow:
+        stmt = stmt.where(ApprovalRequest.workflow == workflow)
+    if requester:
+        stmt = stmt.where(ApprovalRequest.requester == requester)
+    if submitted_from:
+        stmt = stmt.where(ApprovalRequest.submitted_at >= datetime.combine(submitted_from, time(), UTC))
+    if submitted_to:
+        end = datetime.combine(submitted_to, time(), UTC) + timedelta(days=1)
+        stmt = stmt.where(ApprovalRequest.submitted_at < end)
+    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+    rows = session.scalars(stmt.order_by(ApprovalRequest.id.desc())
+                           .offset((page - 1) * page_size).limit(page_size))
+    return {"items": [queries.request_summary(r) for r in rows],
+            "pagination": {"page": page, "page_size": page_size, "total": total,
+                           "pages": (total + page_size - 1) // page_size}}
+
+
+def impact(session: Session, req: ApprovalRequest) -> dict[str, Any]:
+    """What the request holds per line, and ``available`` on each line and controlling
+    ancestor now and once this step approves.
+
+    While the request holds budget, an approval only re-checks it and (at the last
+    step) moves it on to encumbered or actual, which leaves ``available`` as it is; a
+    request holding nothing (a draft, a sent-back one after release) would reserve
+    its form, so the figures are those of a reservation preview.
+    """
+    b = Budgets(session)
+    views = [v for v in b.reservations_for(req.document_type, str(req.id))]
+    open_ = [v for v in views if v.status == "open"]
+    held_by_line: dict[int, Decimal] = {}
+    for v in open_:
+        held_by_line[v.line_id] = held_by_line.get(v.line_id, Decimal(0)) + v.pre_encumbered + v.encumbered
+    lines = []
+    if open_:
+        for c in b.recheck([v.id for v in open_]):
+            lines.append(_line(c, held_by_line.get(c.line_id, Decimal(0)), c.basis_buckets.available))
+    elif req.finished_at is None:
+        from yinfin_flow.engine.budgeting import lines_of
+
+        try:
+            wanted = lines_of(req)
+            checks = b.preview(wanted) if wanted else []
+        except Exception:  # noqa: BLE001 - a form that cannot be reserved shows no impact
+            checks = []
+        for c in checks:
+            lines.append(_line(c, Decimal(0), c.available_after))
+    return {"holds_budget": bool(open_), "reservations": [v.to_dict() for v in views], "lines": lines}
+
+
+def _line(c: Any, held: Decimal, after: Decimal) -> dict[str, Any]:
+    d = c.to_dict()
+    return {"line_id": c.line_id, "line": c.line_label, "rule_line_id": c.rule.line_id,
+            "mode": d["mode"], "currency": c.currency, "held": str(held),
+            "available": d["available"], "available_if_approved": str(after),
+            "blocked": c.blocked, "level": d["level"], "usage_percent": d["usage_percent"]}
+
+
+def request_detail(session: Session, req: ApprovalRequest) -> dict[str, Any]:
+    out = queries.get_request(session, req.id)
+    out.pop("budget", None)
+    out["budget_impact"] = impact(session, req)
+    return out

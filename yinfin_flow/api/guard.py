@@ -1,0 +1,183 @@
+"""The gate every API call passes: authorization, idempotency, audit, CORS.
+
+Installed on the app for the API's own paths only (a host's other routes are left
+alone), as ``before_request`` / ``after_request`` hooks:
+
+before the view
+    1. the endpoint's access from :data:`yinfin_flow.security.policy.POLICY`; an
+       endpoint without an entry is refused (deny by default);
+    2. the caller's identity (token, host provider, or the development header) and
+       roles: 401 without one, 403 without a role the endpoint needs;
+    3. ``Idempotency-Key`` on a mutating call: claim it, or replay the first answer
+       (:mod:`yinfin_flow.security.idempotency`).
+after the view
+    4. store the answer under the claimed key;
+    5. append a row to the hash-chained audit log for every mutating call, refused
+       ones included (who, what, when, remote address, user agent, status);
+    6. CORS headers, only for origins in ``YINFIN_CORS_ORIGINS`` (off by default).
+
+The audit row is written in its own transaction right after the action's: a process
+killed between the two loses that row (the action's own history, budget entries and
+vouchers still record it); a failed audit write is logged, never turned into an
+error for a call that already happened.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from typing import Any
+
+from flask import Flask, Response, current_app, g, request
+
+from yinfin_flow.domain.errors import DomainError, ValidationError
+from yinfin_flow.security import audit, idempotency
+from yinfin_flow.security.policy import access_for
+from yinfin_flow.security.ratelimit import FailureLimiter
+
+from .errors import error_response, handle_domain_error
+from .identity import Unauthenticated, current_identity
+
+log = logging.getLogger("yinfin_flow.api")
+
+MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+#: POSTs that change nothing (they compute an answer): not audited, no key needed.
+READ_ONLY_POSTS = frozenset({"budget.preview", "workflows.validate_workflow"})
+_KEY = re.compile(r"^[\x20-\x7e]{1,160}$")
+LIMITER_KEY = "yinfin_flow.limiter"
+
+
+def _cors_origins(app: Flask) -> frozenset[str]:
+    raw = app.config.get("YINFIN_CORS_ORIGINS") or os.environ.get("YINFIN_CORS_ORIGINS") or ""
+    if isinstance(raw, (list, tuple, set, frozenset)):
+        return frozenset(str(o).strip().rstrip("/") for o in raw if str(o).strip())
+    return frozenset(o.strip().rstrip("/") for o in str(raw).split(",") if o.strip())
+
+
+def install(app: Flask, api_prefix: str, redis_url: str | None) -> None:
+    """Hook the gate into ``app`` for paths under ``api_prefix``."""
+    prefix = api_prefix.rstrip("/")
+    app.extensions[LIMITER_KEY] = FailureLimiter.from_url(redis_url)
+    origins = _cors_origins(app)
+
+    def ours() -> bool:
+        return request.path == prefix or request.path.startswith(prefix + "/")
+
+    def before() -> Response | None:
+        if not ours() or request.endpoint is None or request.method == "OPTIONS":
+            return None
+        try:
+            return _authorize()
+        except DomainError as err:
+            g.yinfin_refused = err.code
+            return handle_domain_error(err)
+
+    def after(response: Response) -> Response:
+        if not ours():
+            return response
+        _finish_idempotency(response)
+        if request.method in MUTATING and request.endpoint not in READ_ONLY_POSTS:
+            _audit(response)
+        if origins:
+            _cors(response, origins)
+        return response
+
+    app.before_request(before)
+    app.after_request(after)
+
+
+def _authorize() -> Response | None:
+    access = access_for(request.endpoint)
+    if access is None:
+        return error_response(403, "forbidden", "this endpoint has no access rule; refused",
+                              {"endpoint": request.endpoint})
+    if access.kind in ("public", "signed"):
+        return None
+    ident = current_identity()
+    if ident is None:
+        raise Unauthenticated("this call needs an identified user",
+                              hint="send Authorization: Bearer <token>")
+    if not access.allows(ident.roles):
+        g.yinfin_refused = "forbidden"
+        return error_response(403, "forbidden",
+                              f"needs the role {' or '.join(sorted(access.roles))}",
+                              {"roles": sorted(access.roles)})
+    if request.method in MUTATING and request.endpoint not in READ_ONLY_POSTS:
+        return _claim(ident.id)
+    return None
+
+
+def _claim(user: str) -> Response | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not _KEY.match(key):
+        raise ValidationError("Idempotency-Key", "1 to 160 printable ASCII characters")
+    from yinfin_flow.extension import state
+
+    st = state(current_app)
+    got = idempotency.claim(st.db, user, key, request.method, request.path,
+                            request.get_data(cache=True))
+    if isinstance(got, idempotency.Stored):
+        g.yinfin_replayed = True
+        resp = Response(got.body, status=got.status, content_type=got.content_type)
+        resp.headers["Idempotent-Replayed"] = "true"
+        return resp
+    g.yinfin_idem = got
+    return None
+
+
+def _finish_idempotency(response: Response) -> None:
+    record = g.pop("yinfin_idem", None)
+    if record is None:
+        return
+    from yinfin_flow.extension import state
+
+    try:
+        idempotency.complete(state(current_app).db, record, response.status_code,
+                             response.content_type or "application/json",
+                             response.get_data(as_text=True))
+    except Exception:  # noqa: BLE001 - the call happened; a lost record is logged, not raised
+        log.exception("could not store the answer for idempotency record %s", record)
+
+
+def _actor() -> str | None:
+    ident: Any = g.get("yinfin_identity")
+    if ident is not None:
+        return str(ident.id)
+    if request.endpoint == "oa.inbound_events":
+        return f"oa:{(request.view_args or {}).get('connector', '?')}"
+    return None
+
+
+def _audit(response: Response) -> None:
+    from yinfin_flow.extension import state
+
+    detail = None
+    if g.get("yinfin_replayed"):
+        detail = "replayed"
+    elif response.status_code >= 400 and response.is_json:
+        body = response.get_json(silent=True)
+        detail = body.get("code") if isinstance(body, dict) else None
+    event = audit.AuditEvent(
+        method=request.method, path=request.path, status=response.status_code, actor=_actor(),
+        endpoint=request.endpoint, remote_addr=request.remote_addr,
+        user_agent=request.headers.get("User-Agent"),
+        idempotency_key=request.headers.get("Idempotency-Key"), detail=detail,
+    )
+    try:
+        with state(current_app).db.unit_of_work() as s:
+            audit.append(s, event)
+    except Exception:  # noqa: BLE001 - see the module docstring
+        log.exception("audit append failed for %s %s", request.method, request.path)
+
+
+def _cors(response: Response, origins: frozenset[str]) -> None:
+    origin = (request.headers.get("Origin") or "").rstrip("/")
+    if origin and origin in origins:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Vary"] = "Origin"
+        response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type, Idempotency-Key"
+        response.headers["Access-Control-Allow-Methods"] = "GET, POST, PUT, PATCH, DELETE"
+        response.headers["Access-Control-Max-Age"] = "600"

@@ -1,0 +1,155 @@
+"""``POST /api/v1/oa/<connector>/events``: signed events from OA systems.
+
+The connector (``connectors.registry``) checks the vendor's signature, refuses stale
+timestamps (> 5 min) and replays, and parses the delivery; event ids are remembered
+in the database (``inbound_seen``) in the same transaction that applies the events,
+so a delivery that fails can be retried by the vendor and one that succeeded is
+applied once. Then, per event:
+
+``form_submitted``
+    the form's mapping (:mod:`.oa_mapping`) gives workflow, title, form and lines; the
+    OA user becomes ours through the directory's external ids; the request is
+    submitted with key ``oa:<connector>:<instance id>`` (created once).
+``task_acted``
+    the OA user's pending task on that request takes the action (approve, reject,
+    send_back, transfer, comment).
+``instance_withdrawn``
+    the requester withdraws the request.
+``instance_status``
+    informational (our state is the source of truth); nothing changes.
+
+The answer is exactly what the vendor expects (the connector builds it). Bad
+signature, stale or replayed: 401 ``bad_signature``; unknown connector: 404;
+an authentic but malformed delivery: 422.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, current_app, request
+from flask_smorest import Blueprint
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from yinfin_flow.db.models.engine import ApprovalTask
+from yinfin_flow.db.models.security import InboundSeen, OAInstance
+from yinfin_flow.db.types import utcnow
+from yinfin_flow.domain.errors import DomainError, NotFound, ValidationError
+from yinfin_flow.engine import directory, service
+
+from ..extension import state
+from . import oa_mapping
+from .errors import error_response, register_blueprint_handlers
+
+blp = Blueprint("oa", __name__, url_prefix="/oa", description="Signed events from OA systems.")
+register_blueprint_handlers(blp)
+
+ACTIONS = {"approve": "approve", "agree": "approve", "reject": "reject", "refuse": "reject",
+           "send_back": "send_back", "redirect": "send_back", "transfer": "transfer"}
+
+
+class BadSignature(DomainError):
+    code = "bad_signature"
+    http_status = 401
+
+
+def _seen(session: Session) -> Any:
+    def seen(event_id: str) -> bool:
+        if session.get(InboundSeen, event_id) is not None:
+            return True
+        session.add(InboundSeen(id=event_id[:240], created_at=utcnow()))
+        session.flush()  # a concurrent twin blocks here, then fails on the key
+        return False
+    return seen
+
+
+def _user(session: Session, users: str, external: str | None) -> str:
+    if not external:
+        raise ValidationError("user_id", "the event names no OA user")
+    if users == "same":
+        return directory.get_user(session, external, "user_id").id
+    found = directory.user_by_external_id(session, users, external)
+    if found is None:
+        raise NotFound(f"no user with {users} id {external!r} in the directory", field="user_id")
+    return found.id
+
+
+def _request_of(session: Session, connector: str, instance: str) -> int:
+    rid = session.scalar(select(OAInstance.request_id).where(
+        OAInstance.connector == connector, OAInstance.external_id == instance))
+    if rid is None:
+        raise NotFound(f"no request for {connector} instance {instance!r}", field="instance_id")
+    return rid
+
+
+def _apply(session: Session, connector: str, mapping: oa_mapping.ConnectorMapping, ev: Any) -> None:
+    if ev.kind == "instance_status":
+        return
+    user = _user(session, mapping.users, ev.external_user_id)
+    if ev.kind == "form_submitted":
+        m = mapping.forms.get(ev.template or "")
+        if m is None:
+            raise ValidationError("template", f"no mapping for OA form {ev.template!r}")
+        title, form = oa_mapping.to_request(m, dict(ev.form))
+        req = service.submit(session, m.workflow, requester=user, company=m.company, title=title,
+                             form=form, key=f"oa:{connector}:{ev.external_instance_id}",
+                             directory=state(current_app).settings.workflows_dir)
+        if session.scalar(select(OAInstance.id).where(OAInstance.connector == connector,
+                                                      OAInstance.external_id == ev.external_instance_id)) is None:
+            session.add(OAInstance(connector=connector, external_id=ev.external_instance_id,
+                                   request_id=req.id))
+        return
+    rid = _request_of(session, connector, ev.external_instance_id)
+    if ev.kind == "instance_withdrawn":
+        service.withdraw(session, rid, user, comment=ev.comment)
+        return
+    if ev.action == "comment":
+        service.comment(session, rid, user, ev.comment or "")
+        return
+    action = ACTIONS.get(ev.action or "")
+    if action is None:
+        raise ValidationError("action", f"unknown OA action {ev.action!r}")
+    task_id = session.scalar(select(ApprovalTask.id).where(
+        ApprovalTask.request_id == rid, ApprovalTask.assignee == user, ApprovalTask.status == "pending"))
+    if task_id is None:
+        raise NotFound(f"{user} has no pending task on request {rid}", field="task_id")
+    to = _user(session, mapping.users, ev.raw.get("to")) if action == "transfer" else None
+    service.act(session, task_id, user, action, comment=ev.comment, to=to)
+
+
+@blp.post("/<string(maxlength=64):connector>/events")
+@blp.response(200, description="the vendor's expected answer (connector-specific body)")
+@blp.alt_response(401, description="bad signature, stale timestamp or replayed event")
+def inbound_events(connector: str) -> Response:
+    """Receive a signed OA delivery (see the connector's module for its headers)."""
+    from connectors import registry
+    from connectors.base import ConnectorError, PermanentError, SignatureError
+
+    st = state(current_app)
+    try:
+        conn = registry.get(connector)
+    except registry.ConnectorNotConfigured:
+        return error_response(404, "unknown_connector", f"no configured OA connector {connector!r}",
+                              {"field": "connector"})
+    if registry.kind(connector) != "oa" or not hasattr(conn, "verify_and_parse"):
+        return error_response(404, "unknown_connector", f"{connector!r} is not an OA connector",
+                              {"field": "connector"})
+    mapping = oa_mapping.load(oa_mapping.mapping_dir(current_app), connector)
+    body = request.get_data(cache=True)
+    try:
+        with st.db.unit_of_work() as s:
+            result = conn.verify_and_parse(dict(request.headers), request.args.to_dict(), body,
+                                           now=utcnow(), seen=_seen(s))
+            for ev in result.events:
+                _apply(s, connector, mapping, ev)
+    except SignatureError as err:
+        raise BadSignature(err.message, field="signature") from None
+    except IntegrityError:
+        raise BadSignature("replayed event", field="event_id") from None
+    except PermanentError as err:
+        return error_response(422, "invalid_event", err.message, {"field": "body"})
+    except ConnectorError as err:
+        return error_response(503, "oa_unavailable", err.message, {"connector": connector})
+    return Response(result.body, status=result.status, content_type=result.content_type)

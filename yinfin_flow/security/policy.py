@@ -1,0 +1,116 @@
+"""Who may call what: one table from endpoint to the access it needs.
+
+Roles are data in the organisation directory (``user_roles``); the four the API knows
+are :data:`ROLES`. Every identified user is an ``employee``; ``approver`` is whoever
+has a task (tasks are checked one by one, not by role). Finance changes budgets,
+rules, periods and postings; admins manage connectors and workflow definitions.
+Admin is *not* a superuser: segregation of duties means the person who runs the
+integration is not the one who moves money.
+
+Object-level rules (an employee sees only their own requests, an approver only their
+own or delegated tasks, nobody approves their own request) are enforced in the views
+and the engine; this table is the first gate. An endpoint missing from the table is
+refused (403) for everyone, and the authorization test fails until it is added.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+EMPLOYEE, APPROVER, FINANCE, ADMIN = "employee", "approver", "finance", "admin"
+ROLES = (EMPLOYEE, APPROVER, FINANCE, ADMIN)
+
+
+@dataclass(frozen=True)
+class Access:
+    """``kind``: ``public`` (no identity), ``signed`` (the OA connector's signature),
+    ``user`` (any identified user; the view checks ownership) or ``roles``."""
+
+    kind: str
+    roles: frozenset[str] = frozenset()
+
+    def allows(self, roles: frozenset[str]) -> bool:
+        return self.kind != "roles" or bool(self.roles & roles)
+
+
+PUBLIC = Access("public")
+SIGNED = Access("signed")
+USER = Access("user")
+
+
+def only(*roles: str) -> Access:
+    return Access("roles", frozenset(roles))
+
+
+FINANCE_ONLY = only(FINANCE)
+ADMIN_ONLY = only(ADMIN)
+BOOKS = only(FINANCE, ADMIN)  # reading the ledger: finance, and admins checking a sync
+
+#: endpoint (Flask ``blueprint.function``) -> access.
+POLICY: dict[str, Access] = {
+    # documents and liveness
+    "yinfin-api-docs.openapi_json": PUBLIC,
+    "yinfin-api-docs.openapi_swagger_ui": PUBLIC,
+    "yinfin_flow_docs_assets.asset": PUBLIC,
+    "health.health": PUBLIC,
+    # budgets: everyone may look (an employee checks what is left before asking);
+    # only finance changes them
+    "budget.list_lines": USER,
+    "budget.get_line": USER,
+    "budget.get_tree": USER,
+    "budget.list_entries": USER,
+    "budget.list_alerts": USER,
+    "budget.preview": USER,
+    "budget.put_rule": FINANCE_ONLY,
+    "budget.patch_line": FINANCE_ONLY,
+    "budget.post_adjustment": FINANCE_ONLY,
+    "budget.post_transfer": FINANCE_ONLY,
+    # requests: own ones (finance and admins see all); the engine checks each action
+    "requests.list_requests": USER,
+    "requests.submit_request": USER,
+    "requests.get_request": USER,
+    "requests.withdraw_request": USER,
+    "requests.resubmit_request": USER,
+    "requests.cancel_request": USER,
+    "requests.perform_event": USER,
+    "requests.comment_request": USER,
+    "requests.urge_request": USER,
+    "requests.request_trail": USER,
+    # tasks: the assignee's or their delegate's
+    "tasks.inbox": USER,
+    "tasks.get_task": USER,
+    "tasks.approve": USER,
+    "tasks.reject": USER,
+    "tasks.send_back": USER,
+    "tasks.transfer": USER,
+    "tasks.add_approver": USER,
+    "tasks.comment": USER,
+    "tasks.urge": USER,
+    # the books
+    "journal.list_entries": BOOKS,
+    "journal.get_entry": BOOKS,
+    "journal.reverse_entry": FINANCE_ONLY,
+    "periods.list_periods": BOOKS,
+    "periods.open_period": FINANCE_ONLY,
+    "periods.close_period": FINANCE_ONLY,
+    "reports.trial_balance": BOOKS,
+    "reports.budget_vs_actual": BOOKS,
+    # definitions: anyone may read what applies to them; admins check drafts
+    "workflows.list_workflows": USER,
+    "workflows.get_workflow": USER,
+    "workflows.validate_workflow": ADMIN_ONLY,
+    # integration
+    "connectors.list_connectors": ADMIN_ONLY,
+    "connectors.list_dead_letters": ADMIN_ONLY,
+    "connectors.replay_dead_letter": ADMIN_ONLY,
+    "oa.inbound_events": SIGNED,
+    # tokens: one's own (admins issue and revoke anyone's)
+    "tokens.list_tokens": USER,
+    "tokens.create_token": USER,
+    "tokens.revoke_token": USER,
+}
+
+
+def access_for(endpoint: str | None) -> Access | None:
+    """The access ``endpoint`` needs; None means "not in the table": refuse."""
+    return POLICY.get(endpoint or "")

@@ -1,0 +1,101 @@
+"""API tokens: random, shown once, stored as a sha256 hash, with expiry and revocation.
+
+A token is ``yf_`` + 43 URL-safe characters (256 bits from :mod:`secrets`). Only
+``sha256(token)`` is stored: a stolen database does not give working tokens, and the
+high entropy makes a salt or a slow hash unnecessary. Lookup is by the hash (unique
+index); the stored hash is then compared in constant time all the same.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from yinfin_flow.db.models.org import User
+from yinfin_flow.db.models.security import ApiToken
+from yinfin_flow.db.types import utcnow
+from yinfin_flow.domain.errors import NotFound, ValidationError
+
+TOKEN_PREFIX = "yf_"
+#: Characters of the token kept in clear (``yf_`` + 8): enough to tell tokens apart,
+#: far too few to guess the rest.
+SHOWN = len(TOKEN_PREFIX) + 8
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def prefix_of(token: str) -> str:
+    """The public part of a token (also what rate limiting counts failures by)."""
+    return token[:SHOWN]
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    id: int
+    user_id: str
+    name: str
+    prefix: str
+    expires_at: datetime | None
+    token: str  # the secret: shown once, never stored
+
+
+def create_token(session: Session, user_id: str, *, name: str, created_by: str,
+                 expires_at: datetime | None = None, now: datetime | None = None) -> IssuedToken:
+    """Issue a token for an active directory user. The plain token is in the result only."""
+    now = now or utcnow()
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound(f"no user {user_id!r} in the directory", field="user")
+    if not user.active:
+        raise ValidationError("user", f"{user_id} is deactivated")
+    name = (name or "").strip() or "api"
+    if len(name) > 100:
+        raise ValidationError("name", "at most 100 characters")
+    if expires_at is not None and expires_at <= now:
+        raise ValidationError("expires", "must be in the future")
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    row = ApiToken(user_id=user_id, name=name, prefix=prefix_of(token), token_hash=hash_token(token),
+                   created_by=created_by, created_at=now, expires_at=expires_at)
+    session.add(row)
+    session.flush()
+    return IssuedToken(row.id, user_id, name, row.prefix, expires_at, token)
+
+
+def authenticate(session: Session, token: str, now: datetime | None = None) -> ApiToken | None:
+    """The live token row for ``token``, or None (unknown, expired, revoked, user inactive)."""
+    if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
+        return None
+    digest = hash_token(token)
+    row = session.scalar(select(ApiToken).where(ApiToken.token_hash == digest))
+    if row is None or not hmac.compare_digest(row.token_hash, digest):
+        return None
+    now = now or utcnow()
+    if row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
+        return None
+    active = session.scalar(select(User.active).where(User.id == row.user_id))
+    return row if active else None
+
+
+def revoke(session: Session, token_id: int, now: datetime | None = None) -> ApiToken:
+    """Revoke a token (the row stays, for the audit trail). Revoking twice is harmless."""
+    row = session.get(ApiToken, token_id)
+    if row is None:
+        raise NotFound(f"no token {token_id}", field="token_id")
+    if row.revoked_at is None:
+        row.revoked_at = now or utcnow()
+    return row
+
+
+def tokens_of(session: Session, user_id: str | None = None) -> list[ApiToken]:
+    stmt = select(ApiToken).order_by(ApiToken.id)
+    if user_id is not None:
+        stmt = stmt.where(ApiToken.user_id == user_id)
+    return list(session.scalars(stmt))
