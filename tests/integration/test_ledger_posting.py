@@ -198,6 +198,8 @@ def test_foreign_currency_is_converted_with_an_explicit_rounding_line(db):
         ({"amount": "-5"}, "lines[0].amount"),
         ({"amount": 1.5}, "lines[0].amount"),
         ({"item": "NOPE"}, "lines[0].item"),
+        ({"reservation_id": "abc"}, "lines[0].reservation_id"),
+        ({"reservation_id": 999}, "lines[0].reservation_id"),
     ],
 )
 def test_bad_input_names_the_field_and_posts_nothing(db, change, field):

@@ -195,6 +195,8 @@ def post(
             rates[currency] = rate_for(session, currency, comp.base_currency, on, f"{f}.currency")
         res_id = raw.get("reservation_id")
         if res_id is not None:
+            if isinstance(res_id, bool) or not str(res_id).isdigit():
+                raise ValidationError(f"{f}.reservation_id", f"{res_id!r} is not a reservation id")
             res = session.get(Reservation, int(res_id))
             if res is None:
                 raise ValidationError(f"{f}.reservation_id", f"no reservation {res_id}")
