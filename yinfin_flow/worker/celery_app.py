@@ -1,0 +1,154 @@
+"""The Celery app: ``celery -A yinfin_flow.worker.celery_app worker`` / ``beat``.
+
+Broker: ``YINFIN_REDIS_URL``. Results are not kept. The database is the source of
+truth: a task only says "look at the outbox now"; what to send is whatever rows are
+due there. So a task lost from Redis (a Redis restart without persistence) loses
+nothing: the beat ``sweep`` every few seconds finds the rows again.
+
+Reliability settings: ``acks_late`` (a task is acknowledged only after it ran) and
+``task_reject_on_worker_lost`` (a worker killed mid-task puts the task back), prefetch
+of one; the rows a killed worker had claimed are retried once their lease runs out
+(``YINFIN_OUTBOX_LEASE``), and the connector's idempotency key makes that safe.
+Database or broker hiccups inside a task are retried by Celery with exponential
+backoff and jitter; a connector's own failures are retried per message in the
+outbox (backoff with jitter, ``YINFIN_OUTBOX_MAX_ATTEMPTS``), and the task re-queues
+itself with a countdown for the earliest retry.
+
+Beat schedule (:data:`yinfin_flow.worker.jobs.SCHEDULE`, seconds; ``YINFIN_SWEEP_SECONDS``
+overrides the sweep): ``sweep`` (outbox), ``timers`` (approval timeouts/reminders),
+``sync`` (master data), ``reconcile``. Every job is safe when two beats run.
+Queue name: ``YINFIN_CELERY_QUEUE`` (default ``yinfin``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from celery import Celery, signals
+from sqlalchemy.exc import DBAPIError
+
+from yinfin_flow.db.engine import Database
+
+from . import dispatcher, jobs, logs, outbox
+from .config import DeliverySettings
+
+log = logging.getLogger("yinfin_flow.worker.celery")
+
+QUEUE = os.environ.get("YINFIN_CELERY_QUEUE", "yinfin")
+#: at most this many drain tasks are queued by one sweep (each takes a batch)
+FAN_OUT = 16
+
+app = Celery("yinfin_flow")
+app.conf.update(
+    broker_url=os.environ.get("YINFIN_REDIS_URL") or "redis://127.0.0.1:6379/0",
+    task_default_queue=QUEUE,
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    task_ignore_result=True,
+    broker_connection_retry_on_startup=True,
+    broker_connection_timeout=3,
+    # an unacked task comes back after this long if its worker vanished without a word
+    broker_transport_options={"visibility_timeout": 600, "socket_connect_timeout": 3},
+    worker_hijack_root_logger=False,
+    timezone="UTC",
+    beat_schedule={
+        "outbox-sweep": {"task": "yinfin.sweep",
+                         "schedule": float(os.environ.get("YINFIN_SWEEP_SECONDS")
+                                           or jobs.SCHEDULE["sweep"])},
+        "engine-timers": {"task": "yinfin.timers", "schedule": jobs.SCHEDULE["timers"]},
+        "masterdata-sync": {"task": "yinfin.sync", "schedule": jobs.SCHEDULE["sync"]},
+        "reconcile": {"task": "yinfin.reconcile", "schedule": jobs.SCHEDULE["reconcile"]},
+    },
+)
+
+_db: Database | None = None
+
+
+def database() -> Database:
+    """This process's Database (made on first use, so each forked child has its own)."""
+    global _db
+    if _db is None:
+        from yinfin_flow.config import Settings
+
+        _db = Database(Settings.from_env().database_url)
+    return _db
+
+
+@signals.worker_process_init.connect
+def _after_fork(**_: Any) -> None:
+    global _db
+    _db = None  # never share a parent's connections with a forked child
+
+
+@signals.setup_logging.connect
+def _logging(**_: Any) -> None:
+    logs.setup()
+
+
+def kick() -> None:
+    """Ask a worker to look at the outbox (after a commit that wrote rows)."""
+    deliver.apply_async(retry=False)
+
+
+RETRY = {"autoretry_for": (DBAPIError,), "retry_backoff": True, "retry_backoff_max": 300,
+         "retry_jitter": True, "max_retries": 10}
+
+
+@app.task(name="yinfin.deliver", bind=True, acks_late=True, reject_on_worker_lost=True, **RETRY)
+def deliver(self: Any, ids: list[int] | None = None) -> dict[str, int]:
+    """One dispatcher pass; re-queues itself while there is more to do."""
+    settings = DeliverySettings.from_env()
+    db = database()
+    r = dispatcher.run_once(db, settings, ids=ids)
+    if r.attempted >= settings.batch:
+        deliver.apply_async()  # a full batch: probably more waiting
+    if r.retried:
+        due = dispatcher.next_due(db)
+        if due is not None:
+            from yinfin_flow.db.types import utcnow
+
+            deliver.apply_async(countdown=max((due - utcnow()).total_seconds(), 0.05))
+    return {"delivered": len(r.delivered), "retried": len(r.retried), "dead": len(r.dead)}
+
+
+@app.task(name="yinfin.sweep", **RETRY)
+def sweep() -> int:
+    """Queue drain tasks for whatever is due (the safety net: lost tasks, crashed workers)."""
+    from sqlalchemy import func, select
+
+    from yinfin_flow.db.models.outbox import OutboxMessage
+    from yinfin_flow.db.types import utcnow
+
+    settings = DeliverySettings.from_env()
+    with database().unit_of_work(readonly=True) as s:
+        due = s.scalar(select(func.count()).select_from(OutboxMessage).where(
+            OutboxMessage.status.in_(("pending", "in_flight")),
+            OutboxMessage.next_attempt_at <= utcnow())) or 0
+    n = min(FAN_OUT, -(-int(due) // settings.batch))
+    for _ in range(n):
+        deliver.apply_async()
+    return n
+
+
+@app.task(name="yinfin.timers", **RETRY)
+def timers() -> int:
+    return jobs.timers(database())
+
+
+@app.task(name="yinfin.sync", **RETRY)
+def sync() -> dict[str, Any]:
+    return jobs.sync(database())
+
+
+@app.task(name="yinfin.reconcile", **RETRY)
+def reconcile(period: str | None = None) -> dict[str, Any]:
+    return jobs.reconcile(database(), period=period)
+
+
+@signals.worker_init.connect
+def _kick_from_worker(**_: Any) -> None:
+    # rows written by the worker itself (a timer that escalates a task) are kicked too
+    outbox.on_new_messages(kick)

@@ -1,0 +1,234 @@
+"""The dispatcher: claim due messages, call connectors outside any transaction, record.
+
+One pass (:func:`run_once`) is three steps, each safe to die in:
+
+1. **claim** (one short transaction): pick due rows in id order, at most one per
+   target+document (a row waits while an earlier row of its target and document is
+   not delivered), and mark them ``in_flight`` with a lease (``next_attempt_at`` =
+   now + lease) and a fresh ``claim_token``. PostgreSQL takes the rows with
+   ``FOR UPDATE SKIP LOCKED``, so concurrent dispatchers never claim the same row and
+   never wait on each other; SQLite's ``BEGIN IMMEDIATE`` serialises the claim.
+2. **call** the connector with the message's idempotency key, no transaction open.
+   A worker killed here leaves the row ``in_flight``; once the lease runs out any
+   dispatcher claims it again, and the key makes the second call find the first
+   voucher instead of making another.
+3. **record** (one short transaction): delivered (with the outside id; a voucher's
+   ledger sync state becomes ``synced``), or back to ``pending`` after an exponential
+   backoff with jitter (at least the vendor's ``retry_after``), or ``dead`` after a
+   :class:`~connectors.base.PermanentError` or the last allowed try.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import aliased
+
+from connectors.base import ConnectorError, PermanentError, RetryableError
+from yinfin_flow.db.engine import Database
+from yinfin_flow.db.models.outbox import OutboxMessage
+from yinfin_flow.db.types import utcnow
+
+from . import messages
+from .config import DeliverySettings
+from .logs import document_context
+
+log = logging.getLogger("yinfin_flow.worker.dispatcher")
+
+#: name -> connector; tests and the bench pass their own
+ConnectorLookup = Callable[[str], Any]
+
+
+def registry_lookup(name: str) -> Any:
+    from connectors import registry
+
+    return registry.get(name)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    target: str
+    kind: str
+    document_key: str
+    idempotency_key: str
+    payload: dict[str, Any]
+    attempts: int
+    token: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    claimed: Claimed
+    external_id: str | None = None
+    error: str | None = None
+    permanent: bool = False
+    retry_after: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class PassResult:
+    """What one pass did: ids delivered, retried later, dead-lettered."""
+
+    delivered: list[int]
+    retried: list[int]
+    dead: list[int]
+
+    @property
+    def attempted(self) -> int:
+        return len(self.delivered) + len(self.retried) + len(self.dead)
+
+
+def backoff(attempts: int, settings: DeliverySettings, retry_after: float | None = None,
+            rng: Callable[[], float] = random.random) -> float:
+    """Seconds before the next try after ``attempts`` tries: base·2^(n-1), capped, with
+    "equal jitter" (between half and all of it) so a crowd of failures spreads out;
+    never sooner than the vendor's ``retry_after``."""
+    ceiling = min(settings.backoff_max, settings.backoff * 2 ** max(attempts - 1, 0))
+    delay = ceiling / 2 + rng() * ceiling / 2
+    return max(delay, retry_after or 0.0)
+
+
+def claim(db: Database, settings: DeliverySettings, *, now: datetime | None = None,
+          limit: int | None = None, ids: Iterable[int] | None = None,
+          targets: Iterable[str] | None = None) -> list[Claimed]:
+    """Mark up to ``limit`` due messages ``in_flight`` for this caller and return them."""
+    at = now or utcnow()
+    m, earlier = OutboxMessage, aliased(OutboxMessage)
+    blocked = (select(earlier.id)
+               .where(earlier.target == m.target, earlier.document_key == m.document_key,
+                      earlier.id < m.id, earlier.status != "delivered")
+               .exists())
+    stmt = (select(m).where(m.status.in_(("pending", "in_flight")), m.next_attempt_at <= at,
+                            ~blocked)
+            .order_by(m.id).limit(limit or settings.batch))
+    if ids is not None:
+        stmt = stmt.where(m.id.in_(list(ids)))
+    if targets is not None:
+        stmt = stmt.where(m.target.in_(list(targets)))
+    lease_until = at + timedelta(seconds=settings.lease)
+    out: list[Claimed] = []
+    with db.unit_of_work() as s:
+        if db.dialect == "postgresql":
+            stmt = stmt.with_for_update(skip_locked=True, of=m)
+        for row in s.scalars(stmt):
+            token = uuid.uuid4().hex
+            row.status, row.claim_token, row.next_attempt_at = "in_flight", token, lease_until
+            row.attempts += 1
+            row.updated_at = at
+            out.append(Claimed(row.id, row.target, row.kind, row.document_key,
+                               row.idempotency_key, dict(row.payload), row.attempts, token))
+    return out
+
+
+def call(claimed: Claimed, lookup: ConnectorLookup = registry_lookup) -> Outcome:
+    """Send one claimed message (no transaction open); never raises for connector errors."""
+    with document_context(claimed.document_key, message_id=claimed.id, target=claimed.target):
+        try:
+            connector = lookup(claimed.target)
+            external = messages.send(connector, claimed.kind, claimed.payload,
+                                     claimed.idempotency_key)
+        except RetryableError as err:
+            log.warning("delivery failed, will retry: %s", err.message,
+                        extra={"attempt": claimed.attempts})
+            return Outcome(claimed, error=err.message or type(err).__name__,
+                           retry_after=err.retry_after)
+        except PermanentError as err:
+            log.error("delivery refused: %s", err.message, extra={"attempt": claimed.attempts})
+            return Outcome(claimed, error=err.message or type(err).__name__, permanent=True)
+        except ConnectorError as err:
+            return Outcome(claimed, error=err.message or type(err).__name__, permanent=True)
+        except LookupError as err:  # not configured: retrying will not help until an admin acts
+            return Outcome(claimed, error=str(err), permanent=True)
+        except Exception as err:  # noqa: BLE001 - a bug or an odd network failure: retry, bounded
+            log.exception("delivery crashed")
+            return Outcome(claimed, error=f"{type(err).__name__}: {err}"[:2000])
+        log.info("delivered", extra={"attempt": claimed.attempts, "external_id": external})
+        return Outcome(claimed, external_id=external)
+
+
+def record(db: Database, outcomes: list[Outcome], settings: DeliverySettings, *,
+           now: datetime | None = None, rng: Callable[[], float] = random.random) -> PassResult:
+    """Write the outcomes in one transaction (see the module docstring)."""
+    from yinfin_flow.ledger import sync
+
+    at = now or utcnow()
+    result = PassResult([], [], [])
+    if not outcomes:
+        return result
+    with db.unit_of_work() as s:
+        rows = {r.id: r for r in s.scalars(
+            select(OutboxMessage).where(OutboxMessage.id.in_([o.claimed.id for o in outcomes]))
+            .order_by(OutboxMessage.id).with_for_update())}
+        for o in outcomes:
+            row = rows.get(o.claimed.id)
+            if row is None or row.status == "delivered":
+                continue  # another worker (a lease takeover) already recorded it
+            voucher = row.kind == "erp_voucher"
+            if o.ok:
+                row.status, row.delivered_at, row.external_id = "delivered", at, o.external_id
+                row.last_error, row.claim_token, row.updated_at = None, None, at
+                if voucher and o.external_id:
+                    sync.mark(s, int(row.payload["entry_id"]), "synced",
+                              erp_voucher_id=o.external_id[:64], target=row.target)
+                result.delivered.append(row.id)
+                continue
+            if row.status != "in_flight" or row.claim_token != o.claimed.token:
+                continue  # our lease ran out and someone else holds the row now
+            row.last_error, row.claim_token, row.updated_at = (o.error or "")[:4000], None, at
+            if o.permanent or row.attempts >= settings.max_attempts:
+                row.status = "dead"
+                if voucher:
+                    sync.mark(s, int(row.payload["entry_id"]), "failed",
+                              message=(o.error or "")[:1000], target=row.target)
+                result.dead.append(row.id)
+            else:
+                row.status = "pending"
+                row.next_attempt_at = at + timedelta(
+                    seconds=backoff(row.attempts, settings, o.retry_after, rng))
+                result.retried.append(row.id)
+    return result
+
+
+def run_once(db: Database, settings: DeliverySettings | None = None, *,
+             lookup: ConnectorLookup = registry_lookup, now: datetime | None = None,
+             limit: int | None = None, ids: Iterable[int] | None = None) -> PassResult:
+    """One claim → call → record pass. Returns what happened."""
+    settings = settings or DeliverySettings.from_env()
+    claimed = claim(db, settings, now=now, limit=limit, ids=ids)
+    outcomes = [call(c, lookup) for c in claimed]
+    return record(db, outcomes, settings, now=None if now is None else now)
+
+
+def drain(db: Database, settings: DeliverySettings | None = None, *,
+          lookup: ConnectorLookup = registry_lookup, max_passes: int = 1000) -> PassResult:
+    """Passes until nothing is due (messages waiting for a backoff are left for later)."""
+    settings = settings or DeliverySettings.from_env()
+    total = PassResult([], [], [])
+    for _ in range(max_passes):
+        r = run_once(db, settings, lookup=lookup)
+        if not r.attempted:
+            break
+        total.delivered += r.delivered
+        total.retried += r.retried
+        total.dead += r.dead
+    return total
+
+
+def next_due(db: Database) -> datetime | None:
+    """When the earliest pending message becomes due (None: nothing waits)."""
+    with db.unit_of_work(readonly=True) as s:
+        return s.scalar(select(OutboxMessage.next_attempt_at)
+                        .where(OutboxMessage.status.in_(("pending", "in_flight")))
+                        .order_by(OutboxMessage.next_attempt_at).limit(1))

@@ -1,0 +1,182 @@
+"""Event handlers that write outbox rows, in the publisher's transaction.
+
+Subscribed by :func:`register` (listed in :mod:`yinfin_flow.bootstrap`):
+
+* ``journal.posted`` → one ``erp_voucher`` per configured ERP (ordering scope
+  ``voucher:<entry id>``, key ``yf-<company>-je<entry id>``), and the voucher's ledger
+  sync state becomes ``pending`` (closing its period waits until it is ``synced``).
+* ``request.status_changed`` → ``oa_status`` per configured OA (scope
+  ``request:<id>``: the OA sees a request's statuses and tasks in the order they
+  happened).
+* ``task.created`` / ``task.completed`` / ``task.urged`` → ``oa_task`` (the to-do is
+  created, closed, or re-sent).
+* ``request.cc`` → ``notify`` to the people copied.
+
+Which systems are targets is configuration (:mod:`yinfin_flow.worker.config`):
+with no ``YINFIN_ERP_CONNECTOR`` / ``YINFIN_OA_CONNECTOR`` nothing is written.
+Settings are read at each event so a test or an operator can change them without
+re-wiring.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from connectors.base import StatusMessage
+from yinfin_flow import events
+from yinfin_flow.db.models import Company
+from yinfin_flow.db.models.engine import ApprovalRequest
+from yinfin_flow.db.models.ledger import JournalEntry
+from yinfin_flow.db.types import utcnow
+
+from . import messages
+from .config import DeliverySettings
+from .outbox import enqueue
+
+#: engine state names → the OA's words; anything else is still ``pending``
+_FINAL = {"approved": "approved", "done": "approved", "paid": "approved", "closed": "approved",
+          "completed": "approved", "rejected": "rejected", "withdrawn": "withdrawn",
+          "cancelled": "cancelled", "canceled": "cancelled"}
+#: task outcomes → the to-do's status (anything but ``pending`` closes it)
+_TASK = {"approved": "approved", "auto_approved": "approved", "rejected": "rejected",
+         "sent_back": "rejected", "transferred": "cancelled", "cancelled": "cancelled",
+         "withdrawn": "withdrawn", "skipped": "cancelled"}
+#: where each OA keeps its own id for one of our users
+_OA_USER_COLUMN = {"dingtalk": "dingtalk_userid", "feishu": "feishu_open_id", "wecom": "wecom_userid"}
+
+
+def _settings() -> DeliverySettings:
+    return DeliverySettings.from_env()
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.-]", "-", text)[:40]
+
+
+# -- vouchers -------------------------------------------------------------------------
+
+
+def on_journal_posted(session: Session, event: events.Event) -> None:
+    targets = _settings().erp
+    if not targets:
+        return
+    from connectors.ledger import voucher_from_rows
+    from yinfin_flow.ledger import sync
+    from yinfin_flow.ledger.exports import voucher_rows
+
+    entry_id = int(event.payload["entry_id"])
+    session.flush()
+    entry = session.get(JournalEntry, entry_id)
+    assert entry is not None  # published right after it was written
+    company = session.get(Company, entry.company_id)
+    assert company is not None
+    v = voucher_from_rows(voucher_rows(session, company.code, entry_id=entry_id))
+    key = f"yf-{_safe(company.code)}-je{entry_id}"
+    from dataclasses import replace
+
+    voucher = messages.voucher_to_json(replace(v, company=company.code, key=key))
+    for target in targets:
+        enqueue(session, target=target, kind="erp_voucher", document_key=f"voucher:{entry_id}",
+                payload={"entry_id": entry_id, "voucher": voucher, "label": v.number},
+                idempotency_key=key)
+        sync.mark(session, entry_id, "pending", target=target)
+
+
+# -- the OA -----------------------------------------------------------------------------
+
+
+def _oa_users(session: Session, target: str, user_ids: list[str]) -> list[str]:
+    column = _OA_USER_COLUMN.get(target)
+    if column is None or not user_ids:
+        return [u for u in user_ids if u]
+    from yinfin_flow.db.models.org import User
+
+    found = dict(session.execute(select(User.id, getattr(User, column)).where(User.id.in_(user_ids))).all())
+    # someone not linked to the OA is left out: the OA cannot address them
+    return [found[u] for u in user_ids if found.get(u)]
+
+
+def _queue_oa(session: Session, *, kind: str, req_id: int, key: str, build: Any) -> None:
+    targets = _settings().oa
+    if not targets:
+        return
+    req = session.get(ApprovalRequest, req_id)
+    if req is None:
+        return
+    for target in targets:
+        message: StatusMessage = build(req, target)
+        enqueue(session, target=target, kind=kind, document_key=f"request:{req_id}",
+                payload={"message": messages.status_to_json(message)}, idempotency_key=key)
+
+
+def _now() -> datetime:
+    return utcnow()
+
+
+def on_status_changed(session: Session, event: events.Event) -> None:
+    p = event.payload
+    state = str(p.get("new_state"))
+
+    def build(req: ApprovalRequest, target: str) -> StatusMessage:
+        return StatusMessage(kind="status", request_id=str(req.id), title=req.title,
+                             status=_FINAL.get(state, "pending"), occurred_at=_now(),
+                             user_ids=tuple(_oa_users(session, target, [req.requester])),
+                             comment=f"{p.get('event')}: {p.get('old_state')} → {state}")
+
+    _queue_oa(session, kind="oa_status", req_id=int(p["request_id"]), build=build,
+              key=f"yf-req{p['request_id']}-{p.get('event')}-{state}-{uuid.uuid4().hex[:12]}")
+
+
+def _task_message(session: Session, event: events.Event, status: str, suffix: str) -> None:
+    p = event.payload
+
+    def build(req: ApprovalRequest, target: str) -> StatusMessage:
+        return StatusMessage(kind="task", request_id=str(req.id), title=req.title, status=status,
+                             occurred_at=_now(), task_id=str(p["task_id"]),
+                             user_ids=tuple(_oa_users(session, target, [str(p.get("assignee") or "")])),
+                             comment=str(p.get("step") or "") or None)
+
+    _queue_oa(session, kind="oa_task", req_id=int(p["request_id"]), build=build,
+              key=f"yf-task{p['task_id']}-{suffix}")
+
+
+def on_task_created(session: Session, event: events.Event) -> None:
+    _task_message(session, event, "pending", "created")
+
+
+def on_task_completed(session: Session, event: events.Event) -> None:
+    outcome = str(event.payload.get("outcome") or "")
+    _task_message(session, event, _TASK.get(outcome, "approved"), f"done-{outcome}")
+
+
+def on_task_urged(session: Session, event: events.Event) -> None:
+    # each reminder is its own message (same to-do, pushed again)
+    _task_message(session, event, "pending", f"urged-{uuid.uuid4().hex[:12]}")
+
+
+def on_cc(session: Session, event: events.Event) -> None:
+    p = event.payload
+
+    def build(req: ApprovalRequest, target: str) -> StatusMessage:
+        return StatusMessage(kind="status", request_id=str(req.id), title=req.title,
+                             status=_FINAL.get(req.state, "pending"), occurred_at=_now(),
+                             user_ids=tuple(_oa_users(session, target, list(p.get("users") or []))),
+                             comment=f"cc ({p.get('at')})")
+
+    _queue_oa(session, kind="notify", req_id=int(p["request_id"]), build=build,
+              key=f"yf-req{p['request_id']}-cc-{p.get('at')}-{uuid.uuid4().hex[:12]}")
+
+
+def register() -> None:
+    events.subscribe("journal.posted", on_journal_posted)
+    events.subscribe("request.status_changed", on_status_changed)
+    events.subscribe("task.created", on_task_created)
+    events.subscribe("task.completed", on_task_completed)
+    events.subscribe("task.urged", on_task_urged)
+    events.subscribe("request.cc", on_cc)

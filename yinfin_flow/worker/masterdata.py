@@ -1,0 +1,163 @@
+"""Master-data sync from the ERP, incrementally by watermark per connector and kind.
+
+For each kind the connector supports (``accounts``, ``cost_centres``, ``projects``,
+``partners``) :func:`sync_connector` asks ``changed_master_data(kind, watermark)``
+(outside any transaction), then upserts the records through the ledger's own
+import (:func:`yinfin_flow.ledger.masterdata.import_rows`: the same checks as a CSV
+import) and stores the new watermark in the same transaction, so a failed apply is
+read again next time. A record the ERP disabled or deleted arrives with
+``active: false`` and becomes inactive here; nothing is ever deleted, so vouchers
+that reference it stay readable.
+
+``budgets`` are read but not applied: an ERP's budget header carries no amounts we
+could book without a person choosing the lines, so the count is reported and
+budgets stay with ``yinfin-flow budget import``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy import select
+
+from connectors.base import ConnectorError
+from yinfin_flow.db.engine import Database
+from yinfin_flow.db.models import Company
+from yinfin_flow.db.models.outbox import SyncWatermark
+from yinfin_flow.db.types import utcnow
+from yinfin_flow.domain.errors import DomainError, ValidationError
+
+from .dispatcher import ConnectorLookup, registry_lookup
+
+log = logging.getLogger("yinfin_flow.worker.masterdata")
+
+APPLIED = ("accounts", "cost_centres", "projects", "partners")
+_NAME_FIELDS = ("account_name", "cost_center_name", "project_name", "supplier_name", "name",
+                "display_name")
+_TYPES = {"asset": "asset", "liability": "liability", "equity": "equity", "income": "income",
+          "expense": "expense", "资产": "asset", "负债": "liability", "权益": "equity",
+          "收入": "income", "损益": "expense", "费用": "expense", "成本": "expense"}
+MAX_PAGES = 100
+
+
+def _company(db: Database, code: str | None) -> str:
+    with db.unit_of_work(readonly=True) as s:
+        codes = list(s.scalars(select(Company.code).order_by(Company.code)))
+    if code:
+        if code not in codes:
+            raise ValidationError("company", f"unknown company {code!r}")
+        return code
+    if len(codes) != 1:
+        raise ValidationError("company", "set YINFIN_SYNC_COMPANY: there is not exactly one company")
+    return codes[0]
+
+
+def to_row(kind: str, rec: dict[str, Any]) -> dict[str, str] | None:
+    """An import row for one upstream record (None: nothing we can use)."""
+    code = str(rec.get("code") or "").strip()
+    if not code or len(code) > 64:
+        return None
+    row = {"code": code, "active": "true" if rec.get("active", True) else "false"}
+    name = next((str(rec[f]) for f in _NAME_FIELDS if rec.get(f)), "")
+    if name:
+        row["name"] = name[:200]
+    if kind == "accounts":
+        raw = str(rec.get("type") or rec.get("root_type") or rec.get("account_type") or "").strip()
+        t = _TYPES.get(raw.lower()) or _TYPES.get(raw.split("_")[0].lower()) or _TYPES.get(raw)
+        if t:
+            row["type"] = t
+    if kind == "partners":
+        row["kind"] = str(rec.get("kind") or "vendor")
+    return row
+
+
+def _apply(db: Database, connector: str, kind: str, company: str, rows: list[dict[str, Any]],
+           watermark: str | None) -> dict[str, int]:
+    from yinfin_flow.db.models.ledger import Account
+    from yinfin_flow.ledger import masterdata
+
+    counts = {"created": 0, "updated": 0, "skipped": 0}
+    with db.unit_of_work() as s:
+        usable = []
+        existing: set[str] = set()
+        if kind == "accounts":
+            comp = s.scalar(select(Company).where(Company.code == company))
+            assert comp is not None
+            existing = set(s.scalars(select(Account.code).where(Account.company_id == comp.id)))
+        for rec in rows:
+            row = None if kind not in APPLIED else to_row(kind, rec)
+            # a new account needs a type and a name; an upstream one without is left out
+            if row is not None and kind == "accounts" and row["code"] not in existing and (
+                    "type" not in row or "name" not in row):
+                row = None
+            if row is None:
+                counts["skipped"] += 1
+                continue
+            usable.append(row)
+        # the last change to a code wins (a page may hold several versions of one record)
+        by_code = {r["code"]: r for r in usable}
+        if by_code and kind in APPLIED:
+            done = masterdata.import_rows(s, company, kind, list(by_code.values()))
+            counts["created"], counts["updated"] = done["created"], done["updated"]
+        wm = s.get(SyncWatermark, (connector, kind), with_for_update=True)
+        if wm is None:
+            wm = SyncWatermark(connector=connector, kind=kind, records=0)
+            s.add(wm)
+        wm.watermark, wm.synced_at, wm.last_error = watermark, utcnow(), None
+        wm.records = (wm.records or 0) + len(rows)
+    return counts
+
+
+def _fail(db: Database, connector: str, kind: str, error: str) -> None:
+    with db.unit_of_work() as s:
+        wm = s.get(SyncWatermark, (connector, kind), with_for_update=True)
+        if wm is None:
+            wm = SyncWatermark(connector=connector, kind=kind, records=0)
+            s.add(wm)
+        wm.last_error = error[:2000]
+
+
+def sync_kind(db: Database, name: str, kind: str, company: str, connector: Any) -> dict[str, Any]:
+    """Read ``kind`` page by page from its stored watermark; apply and advance each page."""
+    total = {"records": 0, "created": 0, "updated": 0, "skipped": 0}
+    for _ in range(MAX_PAGES):
+        with db.unit_of_work(readonly=True) as s:
+            wm = s.get(SyncWatermark, (name, kind))
+            watermark = wm.watermark if wm else None
+        try:
+            records, new_mark = connector.changed_master_data(kind, watermark)
+        except ConnectorError as err:
+            _fail(db, name, kind, err.message)
+            log.warning("master data %s from %s failed: %s", kind, name, err.message)
+            return {**total, "error": err.message}
+        try:
+            counts = _apply(db, name, kind, company, list(records), new_mark)
+        except DomainError as err:
+            _fail(db, name, kind, f"{err.code}: {err.message}")
+            log.warning("master data %s from %s refused: %s", kind, name, err.message)
+            return {**total, "error": err.message}
+        total["records"] += len(records)
+        for k, v in counts.items():
+            total[k] += v
+        if not records or new_mark == watermark:
+            break
+    return total
+
+
+def sync_connector(db: Database, name: str, *, company: str | None = None,
+                   kinds: tuple[str, ...] | None = None,
+                   lookup: ConnectorLookup = registry_lookup) -> dict[str, Any]:
+    """Sync every kind ``name`` supports (or ``kinds``) into ``company``; per-kind counts."""
+    comp = _company(db, company)
+    connector = lookup(name)
+    wanted = kinds or tuple(getattr(connector, "master_data_kinds", ()))
+    return {kind: sync_kind(db, name, kind, comp, connector) for kind in wanted}
+
+
+def watermarks(db: Database) -> list[dict[str, Any]]:
+    with db.unit_of_work(readonly=True) as s:
+        return [{"connector": w.connector, "kind": w.kind, "watermark": w.watermark,
+                 "synced_at": w.synced_at, "records": w.records, "last_error": w.last_error}
+                for w in s.scalars(select(SyncWatermark).order_by(SyncWatermark.connector,
+                                                                  SyncWatermark.kind))]

@@ -1,0 +1,79 @@
+"""What each outbox ``kind`` carries and how it is sent.
+
+Payloads are plain JSON (money as strings, dates ISO 8601), written when the change
+commits, so the message is exactly what the change meant even if master data moves
+on before delivery.
+
+=============  =======  ===========================================================
+kind           target   sent with
+=============  =======  ===========================================================
+erp_voucher    ERP      ``post_voucher(Voucher, key)``; the ERP's number is kept as
+                        the message's ``external_id`` and in the ledger's sync state
+oa_status      OA       ``push_status(StatusMessage(kind="status"), key)``
+oa_task        OA       ``push_status(StatusMessage(kind="task"), key)``
+notify         OA       ``push_status(StatusMessage(kind="status"), key)`` to cc'd people
+=============  =======  ===========================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from connectors.base import StatusMessage, Voucher, VoucherLine
+
+ERP_KINDS = ("erp_voucher",)
+OA_KINDS = ("oa_status", "oa_task", "notify")
+
+
+def voucher_to_json(v: Voucher) -> dict[str, Any]:
+    data = asdict(v)
+    data["date"] = v.date.isoformat()
+    data["lines"] = [{k: (str(x) if isinstance(x, Decimal) else x) for k, x in asdict(ln).items()}
+                     for ln in v.lines]
+    return data
+
+
+def voucher_from_json(data: Mapping[str, Any]) -> Voucher:
+    lines = tuple(VoucherLine(**{k: (Decimal(x) if k in ("debit", "credit", "amount", "rate") else x)
+                                 for k, x in ln.items()}) for ln in data["lines"])
+    return Voucher(company=data["company"], date=date.fromisoformat(data["date"]),
+                   memo=data["memo"], lines=lines, currency=data["currency"], word=data["word"],
+                   number=data.get("number"), key=data.get("key"))
+
+
+def status_to_json(m: StatusMessage) -> dict[str, Any]:
+    data = asdict(m)
+    data["occurred_at"] = m.occurred_at.isoformat()
+    data["user_ids"] = list(m.user_ids)
+    data["form"] = {str(k): str(v) for k, v in m.form.items()}
+    return data
+
+
+def status_from_json(data: Mapping[str, Any]) -> StatusMessage:
+    d = dict(data)
+    d["occurred_at"] = datetime.fromisoformat(d["occurred_at"])
+    d["user_ids"] = tuple(d.get("user_ids") or ())
+    return StatusMessage(**d)
+
+
+def send(connector: Any, kind: str, payload: Mapping[str, Any], key: str) -> str | None:
+    """Deliver one message; returns the outside system's id for it (if any).
+
+    Raises the connector's :class:`~connectors.base.RetryableError` /
+    :class:`~connectors.base.PermanentError` unchanged; an unknown kind is permanent.
+    """
+    from connectors.base import PermanentError
+
+    if kind == "erp_voucher":
+        return str(connector.post_voucher(voucher_from_json(payload["voucher"]), key))
+    if kind in OA_KINDS:
+        answer = connector.push_status(status_from_json(payload["message"]), key)
+        for name in ("id", "instance_code", "taskId", "id_", "msgid"):
+            if isinstance(answer, Mapping) and answer.get(name):
+                return str(answer[name])[:128]
+        return None
+    raise PermanentError(f"unknown outbox message kind {kind!r}", connector=getattr(connector, "name", ""))

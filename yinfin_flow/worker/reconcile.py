@@ -1,0 +1,159 @@
+"""Reconciliation: every voucher we posted in a period vs the ERP's copy.
+
+For each journal entry of the period (every company, or one) the report says whether
+the ERP has it and whether it matches: same base-currency totals and the same lines
+(account, debit, credit) as a multiset — order and line splitting aside, an ERP
+that books 1 line of 100 where we booked 2 of 50 is reported too, because the
+books then differ in detail. Problems:
+
+``not_queued``  no outbox message for this ERP (posted before it was configured)
+``pending``     queued, not delivered yet (``in_flight`` included)
+``dead``        given up on: see the dead letters
+``missing``     delivered, but the ERP no longer finds it (deleted there?)
+``amounts``     totals differ
+``accounts``    totals agree but the lines do not
+``unreadable``  the ERP could not be asked (network): try again later
+
+Reading from the ERP happens outside any transaction.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import Counter
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+
+from connectors.base import ConnectorError, Voucher
+from yinfin_flow.db.engine import Database
+from yinfin_flow.db.models import Company
+from yinfin_flow.db.models.ledger import AccountingPeriod, JournalEntry
+from yinfin_flow.db.models.outbox import OutboxMessage
+
+from . import messages
+from .dispatcher import ConnectorLookup, registry_lookup
+
+
+@dataclass(frozen=True)
+class Difference:
+    entry_id: int
+    voucher: str | None
+    problem: str
+    detail: str
+    erp_voucher_id: str | None = None
+    ours_debit: Decimal | None = None
+    erp_debit: Decimal | None = None
+
+
+@dataclass
+class Report:
+    period: str
+    target: str
+    checked: int = 0
+    matched: int = 0
+    differences: list[Difference] = field(default_factory=list)
+
+    def to_csv(self) -> str:
+        out = io.StringIO()
+        w = csv.writer(out)
+        w.writerow(["period", "target", "entry_id", "voucher", "problem", "detail",
+                    "erp_voucher_id", "ours_debit", "erp_debit"])
+        for d in self.differences:
+            w.writerow([self.period, self.target, d.entry_id, d.voucher or "", d.problem, d.detail,
+                        d.erp_voucher_id or "", "" if d.ours_debit is None else d.ours_debit,
+                        "" if d.erp_debit is None else d.erp_debit])
+        return out.getvalue()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"period": self.period, "target": self.target, "checked": self.checked,
+                "matched": self.matched,
+                "differences": [{**d.__dict__, "ours_debit": _s(d.ours_debit),
+                                 "erp_debit": _s(d.erp_debit)} for d in self.differences]}
+
+
+def _s(v: Decimal | None) -> str | None:
+    return None if v is None else str(v)
+
+
+def _lines(v: Voucher) -> Counter[tuple[str, Decimal, Decimal]]:
+    q = Decimal("0.01")
+    return Counter((ln.account, ln.debit.quantize(q), ln.credit.quantize(q)) for ln in v.lines)
+
+
+def compare(ours: Voucher, theirs: Voucher) -> tuple[str, str] | None:
+    """``(problem, detail)`` when the ERP's voucher differs from ours, else None."""
+    (od, oc), (td, tc) = ours.totals(), theirs.totals()
+    q = Decimal("0.01")
+    if od.quantize(q) != td.quantize(q) or oc.quantize(q) != tc.quantize(q):
+        return "amounts", f"ours debit {od} credit {oc}, ERP debit {td} credit {tc}"
+    mine, erp = _lines(ours), _lines(theirs)
+    if mine != erp:
+        only_ours = sorted(f"{a} {d}/{c}" for a, d, c in (mine - erp).elements())
+        only_erp = sorted(f"{a} {d}/{c}" for a, d, c in (erp - mine).elements())
+        return "accounts", f"only ours: {', '.join(only_ours) or '-'}; only ERP: {', '.join(only_erp) or '-'}"
+    return None
+
+
+def reconcile(db: Database, period: str, target: str, *, company: str | None = None,
+              lookup: ConnectorLookup = registry_lookup) -> Report:
+    """Compare every voucher of ``period`` (``YYYY-MM``) with ``target``'s copy."""
+    from yinfin_flow.ledger.periods import parse_code
+    from yinfin_flow.ledger.posting import voucher_label
+
+    parse_code(period)
+    with db.unit_of_work(readonly=True) as s:
+        stmt = (select(JournalEntry.id, JournalEntry.voucher_word, JournalEntry.voucher_number)
+                .join(AccountingPeriod, AccountingPeriod.id == JournalEntry.period_id)
+                .where(AccountingPeriod.code == period).order_by(JournalEntry.id))
+        if company:
+            stmt = stmt.join(Company, Company.id == JournalEntry.company_id).where(Company.code == company)
+        entries = s.execute(stmt).all()
+        ids = [e[0] for e in entries]
+        sent: dict[int, OutboxMessage] = {}
+        for m in s.scalars(select(OutboxMessage).where(
+                OutboxMessage.target == target, OutboxMessage.kind == "erp_voucher")):
+            eid = int(m.payload.get("entry_id", 0))
+            if eid in ids:
+                sent[eid] = m
+        plan = [(eid, voucher_label(word, period, num), sent.get(eid)) for eid, word, num in entries]
+        plan_data = [(eid, label, None if m is None else (m.status, m.external_id, m.idempotency_key,
+                                                          dict(m.payload), m.last_error))
+                     for eid, label, m in plan]
+    report = Report(period, target)
+    connector = None
+    for eid, label, info in plan_data:
+        report.checked += 1
+        if info is None:
+            report.differences.append(Difference(eid, label, "not_queued", f"never sent to {target}"))
+            continue
+        status, external, key, payload, last_error = info
+        label = payload.get("label") or label
+        if status in ("pending", "in_flight"):
+            report.differences.append(Difference(eid, label, "pending", f"{status}, not delivered yet"))
+            continue
+        if status == "dead":
+            report.differences.append(Difference(eid, label, "dead", last_error or "dead letter"))
+            continue
+        ours = messages.voucher_from_json(payload["voucher"])
+        try:
+            connector = connector or lookup(target)
+            theirs = connector.read_voucher(external or key)
+        except (ConnectorError, LookupError) as err:
+            report.differences.append(Difference(eid, label, "unreadable", str(err)[:500], external))
+            continue
+        if theirs is None:
+            report.differences.append(Difference(eid, label, "missing",
+                                                 f"{target} has no voucher {external or key}",
+                                                 external, ours.totals()[0]))
+            continue
+        diff = compare(ours, theirs)
+        if diff is None:
+            report.matched += 1
+        else:
+            report.differences.append(Difference(eid, label, diff[0], diff[1], external,
+                                                 ours.totals()[0], theirs.totals()[0]))
+    return report
