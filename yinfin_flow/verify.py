@@ -13,13 +13,14 @@ from sqlalchemy.orm import Session
 
 from yinfin_flow.budget import verify as budget_verify
 from yinfin_flow.budget.verify import Problem
+from yinfin_flow.engine import verify as engine_verify
 from yinfin_flow.ledger import verify as ledger_verify
 
 Check = Callable[[Session], list[Problem]]
 
 
 def all_checks() -> list[Check]:
-    return [*budget_verify.CHECKS, *ledger_verify.CHECKS]
+    return [*budget_verify.CHECKS, *engine_verify.CHECKS, *ledger_verify.CHECKS]
 
 
 def verify(session: Session) -> list[Problem]:
