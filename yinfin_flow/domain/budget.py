@@ -411,7 +411,12 @@ def plan_advance(hold: StageHold, target: Bucket, amount: Decimal) -> StagePlan:
 
 
 def plan_release(hold: StageHold, amount: Decimal | None = None) -> list[Move]:
-    """Plan releasing ``amount`` (default: all) of what is held open, latest stage first."""
+    """Plan releasing ``amount`` (default: all) of what is held open.
+
+    The least committed stage goes first: pre-encumbered (still in approval) before
+    encumbered (ordered), so a partial release never gives back an order's commitment
+    while an unordered remainder is still held.
+    """
     total = hold.open_amount
     if amount is None:
         amount = total
