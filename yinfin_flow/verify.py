@@ -15,12 +15,13 @@ from yinfin_flow.budget import verify as budget_verify
 from yinfin_flow.budget.verify import Problem
 from yinfin_flow.engine import verify as engine_verify
 from yinfin_flow.ledger import verify as ledger_verify
+from yinfin_flow.security import audit
 
 Check = Callable[[Session], list[Problem]]
 
 
 def all_checks() -> list[Check]:
-    return [*budget_verify.CHECKS, *engine_verify.CHECKS, *ledger_verify.CHECKS]
+    return [*budget_verify.CHECKS, *engine_verify.CHECKS, *ledger_verify.CHECKS, *audit.CHECKS]
 
 
 def verify(session: Session) -> list[Problem]:

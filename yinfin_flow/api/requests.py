@@ -100,6 +100,7 @@ def withdraw_request(body: dict[str, Any], request_id: int) -> dict[str, Any]:
     """The requester takes the request back; what it holds is released."""
     ident = require_actor()
     with state(current_app).db.unit_of_work() as s:
+        visible_request(s, ident, request_id)
         service.withdraw(s, request_id, ident.id, comment=body["comment"])
         return _detail(s, request_id)
 
@@ -112,6 +113,7 @@ def resubmit_request(body: dict[str, Any], request_id: int) -> dict[str, Any]:
     """Send a sent-back request on again, optionally with form changes."""
     ident = require_actor()
     with state(current_app).db.unit_of_work() as s:
+        visible_request(s, ident, request_id)
         service.resubmit(s, request_id, ident.id, changes=body["changes"] or None,
                          comment=body["comment"], override_reason=body["override_reason"])
         return _detail(s, request_id)
@@ -126,6 +128,7 @@ def cancel_request(body: dict[str, Any], request_id: int) -> dict[str, Any]:
     by the buyer); what it holds is released. 409 ``invalid_action`` otherwise."""
     ident = require_actor()
     with state(current_app).db.unit_of_work() as s:
+        visible_request(s, ident, request_id)
         service.perform(s, request_id, "cancel", ident.id, comment=body["comment"])
         return _detail(s, request_id)
 
@@ -139,6 +142,7 @@ def perform_event(body: dict[str, Any], request_id: int) -> dict[str, Any]:
     (``issue_po``, ``receive``, ``pay``, ``close``…)."""
     ident = require_actor()
     with state(current_app).db.unit_of_work() as s:
+        visible_request(s, ident, request_id)
         service.perform(s, request_id, body["event"], ident.id, comment=body["comment"])
         return _detail(s, request_id)
 
@@ -163,6 +167,7 @@ def urge_request(request_id: int) -> dict[str, Any]:
     """The requester reminds (催办) whoever is waiting to act."""
     ident = require_actor()
     with state(current_app).db.unit_of_work() as s:
+        visible_request(s, ident, request_id)
         return {"urged_tasks": service.urge(s, request_id, ident.id)}
 
 

@@ -1,0 +1,145 @@
+"""Requests and tasks over HTTP: submit, inbox, budget impact, approve, send back,
+resubmit, withdraw; who sees and acts on what; segregation of duties."""
+
+from __future__ import annotations
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from yinfin_flow.extension import state
+
+from ..factories import Org
+from ..integration.test_engine_support import expense_form, world
+
+API = "/api/v1"
+
+
+def as_(user: str, *roles: str) -> dict[str, str]:
+    return {"X-Yinfin-User": user, "X-Yinfin-Roles": ",".join(roles)}
+
+
+@pytest.fixture
+def org(app: Flask) -> Org:
+    return world(state(app).db)
+
+
+def submit(client: FlaskClient, org: Org, amount: str = "250.00", who: str = "amy", **headers: str):
+    return client.post(f"{API}/requests", headers={**as_(who), **headers}, json={
+        "workflow": "expense", "title": "Beijing trip", "company": "ACME",
+        "form": expense_form(org.child_line, amount)})
+
+
+def pending_task(client: FlaskClient, user: str, *roles: str) -> dict:
+    [item] = client.get(f"{API}/tasks", headers=as_(user, *roles)).get_json()["items"]
+    return item
+
+
+def test_submit_shows_the_budget_held_and_what_approval_leaves(client: FlaskClient, org: Org):
+    resp = submit(client, org)
+    assert resp.status_code == 201, resp.get_json()
+    req = resp.get_json()
+    assert (req["requester"], req["state"], req["current_step"]) == ("amy", "approval", "manager")
+    impact = req["budget_impact"]
+    assert impact["holds_budget"] is True
+    assert [r["pre_encumbered"] for r in impact["reservations"]] == ["250.0000"]
+    by_line = {ln["line_id"]: ln for ln in impact["lines"]}
+    # The line asked for and its controlling parent both show what is left.
+    assert by_line[org.child_line]["held"] == "250.0000"
+    assert by_line[org.child_line]["available"] == "350.0000"
+    assert by_line[org.child_line]["available_if_approved"] == "350.0000"
+    assert by_line[org.parent_line]["available"] == "750.0000"
+
+    task = pending_task(client, "wang")
+    detail = client.get(f"{API}/tasks/{task['id']}", headers=as_("wang")).get_json()
+    assert detail["request"]["budget_impact"]["lines"] == impact["lines"]
+
+
+def test_approve_moves_on_and_the_requester_never_approves(client: FlaskClient, org: Org):
+    rid = submit(client, org).get_json()["id"]
+    task = pending_task(client, "wang")
+    # Not amy's task, so amy cannot even see it; nor can bob.
+    assert client.post(f"{API}/tasks/{task['id']}/approve", json={}, headers=as_("amy")).status_code == 404
+    assert client.get(f"{API}/tasks/{task['id']}", headers=as_("bob")).status_code == 404
+    resp = client.post(f"{API}/tasks/{task['id']}/approve", json={"comment": "ok"}, headers=as_("wang"))
+    assert resp.status_code == 200, resp.get_json()
+    assert resp.get_json()["status"] == "approved"
+    again = client.post(f"{API}/tasks/{task['id']}/approve", json={}, headers=as_("wang"))
+    assert again.status_code == 409 and again.get_json()["code"] == "task_closed"
+    fin = pending_task(client, "fay", "finance")
+    assert fin["request"]["id"] == rid
+    resp = client.post(f"{API}/tasks/{fin['id']}/approve", json={}, headers=as_("fay", "finance"))
+    assert resp.get_json()["request"]["state"] == "approved"
+
+
+def test_nobody_approves_their_own_request(client: FlaskClient, org: Org):
+    # wang asks; his own manager step goes to lee; transfer it to wang: refused.
+    resp = submit(client, org, who="wang")
+    task = pending_task(client, "lee")
+    refused = client.post(f"{API}/tasks/{task['id']}/transfer", json={"to": "wang"}, headers=as_("lee"))
+    assert refused.status_code == 422 and refused.get_json()["details"]["field"] == "to"
+    assert resp.status_code == 201
+
+
+def test_employees_see_only_their_own_requests(client: FlaskClient, org: Org):
+    rid = submit(client, org).get_json()["id"]
+    submit(client, org, amount="10.00", who="bob")
+    assert client.get(f"{API}/requests/{rid}", headers=as_("bob")).status_code == 404
+    mine = client.get(f"{API}/requests", headers=as_("bob")).get_json()
+    assert [r["requester"] for r in mine["items"]] == ["bob"]
+    # wang has a task on amy's request, so he sees it; finance sees everything.
+    assert client.get(f"{API}/requests/{rid}", headers=as_("wang")).status_code == 200
+    everyone = client.get(f"{API}/requests?state=approval", headers=as_("fay", "finance")).get_json()
+    assert everyone["pagination"]["total"] == 2
+    only_amy = client.get(f"{API}/requests?requester=amy&page_size=1", headers=as_("fay", "finance"))
+    assert [r["id"] for r in only_amy.get_json()["items"]] == [rid]
+    assert client.get(f"{API}/requests?submitted_from=2999-01-01",
+                      headers=as_("fay", "finance")).get_json()["items"] == []
+
+
+def test_send_back_resubmit_and_withdraw_release_budget(client: FlaskClient, org: Org):
+    rid = submit(client, org).get_json()["id"]
+    task = pending_task(client, "wang")
+    back = client.post(f"{API}/tasks/{task['id']}/send-back", json={"comment": "receipts?"},
+                       headers=as_("wang"))
+    assert back.get_json()["request"]["state"] == "sent_back"
+    changes = {"lines": expense_form(org.child_line, "100.00")["lines"]}
+    again = client.post(f"{API}/requests/{rid}/resubmit", json={"changes": changes}, headers=as_("amy"))
+    assert again.status_code == 200, again.get_json()
+    held = {ln["line_id"]: ln["held"] for ln in again.get_json()["budget_impact"]["lines"]}
+    assert held[org.child_line] == "100.0000"
+    assert client.post(f"{API}/requests/{rid}/withdraw", json={}, headers=as_("bob")).status_code == 404
+    gone = client.post(f"{API}/requests/{rid}/withdraw", json={"comment": "not needed"}, headers=as_("amy"))
+    assert gone.get_json()["state"] == "withdrawn"
+    assert gone.get_json()["budget_impact"]["holds_budget"] is False
+
+
+def test_over_budget_is_409_naming_the_line_and_writes_nothing(client: FlaskClient, org: Org):
+    resp = submit(client, org, amount="600.01")
+    assert resp.status_code == 409
+    body = resp.get_json()
+    assert body["code"].endswith("over_budget") and {"line", "asked", "available"} <= set(body["details"])
+    assert client.get(f"{API}/requests", headers=as_("amy")).get_json()["items"] == []
+
+
+def test_a_retried_submit_creates_one_request(client: FlaskClient, org: Org):
+    first = submit(client, org, **{"Idempotency-Key": "trip-1"})
+    again = submit(client, org, **{"Idempotency-Key": "trip-1"})
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    assert (again.status_code, again.get_json()) == (first.status_code, first.get_json())
+    other = submit(client, org, amount="1.00", **{"Idempotency-Key": "trip-1"})
+    assert other.status_code == 422 and other.get_json()["code"] == "idempotency_key_reused"
+    assert client.get(f"{API}/requests", headers=as_("amy")).get_json()["pagination"]["total"] == 1
+
+
+def test_comments_and_urge(client: FlaskClient, org: Org):
+    rid = submit(client, org).get_json()["id"]
+    task = pending_task(client, "wang")
+    resp = client.post(f"{API}/tasks/{task['id']}/comment", json={"text": "checking"}, headers=as_("wang"))
+    assert resp.status_code == 201
+    assert resp.get_json()["request"]["history"][-1]["action"] == "comment"
+    urged = client.post(f"{API}/tasks/{task['id']}/urge", headers=as_("amy")).get_json()
+    assert urged == {"urged_tasks": [task["id"]]}
+    assert client.post(f"{API}/requests/{rid}/urge", headers=as_("bob")).status_code == 404
+    trail = client.get(f"{API}/requests/{rid}/trail", headers=as_("amy")).get_json()["trail"]
+    assert trail["budget_movements"][0]["entries"][0]["amount"] == "250.00"
