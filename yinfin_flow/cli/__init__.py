@@ -10,7 +10,7 @@ import importlib
 
 import click
 
-GROUPS = ["db", "demo", "budget", "rates", "verify", "serve", "workflows", "journal", "org", "token"]
+GROUPS = ["db", "demo", "budget", "rates", "verify", "serve", "workflows", "journal", "org", "token", "outbox"]
 
 
 @click.group()

@@ -157,3 +157,15 @@ def reconcile(db: Database, period: str, target: str, *, company: str | None = N
             report.differences.append(Difference(eid, label, diff[0], diff[1], external,
                                                  ours.totals()[0], theirs.totals()[0]))
     return report
+
+
+def write_xlsx(report: Report, path: Any) -> None:
+    """The differences as a one-sheet workbook (same columns as :meth:`Report.to_csv`)."""
+    from openpyxl import Workbook
+
+    wb = Workbook()
+    ws = wb.active
+    ws.title = f"reconcile {report.period}"[:31]
+    for row in csv.reader(io.StringIO(report.to_csv())):
+        ws.append(row)
+    wb.save(path)

@@ -1,0 +1,202 @@
+"""Integration commands: ``outbox`` (list, status, dead-letters, replay, deliver),
+``sync`` (master data from the ERP) and ``reconcile`` (our vouchers vs the ERP's).
+
+``outbox`` is registered through :data:`yinfin_flow.cli.GROUPS`; ``sync`` and
+``reconcile`` attach themselves to the main command when this module is imported.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from yinfin_flow.db.engine import Database
+from yinfin_flow.domain.errors import ValidationError
+
+from .common import handle_errors, settings, table, unit_of_work
+
+
+def _db() -> Database:
+    return Database(settings().database_url)
+
+
+def _when(value: object) -> str:
+    return "" if value is None else str(value)[:19]
+
+
+@click.group("outbox")
+def command() -> None:
+    """Messages owed to the OA and ERP: see them, replay dead letters, deliver now."""
+
+
+@command.command("list")
+@click.option("--status", type=click.Choice(["pending", "in_flight", "delivered", "dead"]))
+@click.option("--target", help="Connector name, e.g. kingdee.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@handle_errors
+def list_cmd(status: str | None, target: str | None, limit: int, as_json: bool) -> None:
+    """Messages, oldest first."""
+    from yinfin_flow.worker import outbox
+
+    with unit_of_work(readonly=True) as s:
+        found = outbox.messages(s, status=status, target=target, limit=limit)
+    _show(found, as_json)
+
+
+def _show(found: list, as_json: bool) -> None:
+    if as_json:
+        for m in found:
+            click.echo(json.dumps(m.__dict__, default=str, ensure_ascii=False))
+        return
+    click.echo(table(["id", "target", "kind", "document", "status", "tries", "next/at", "error"],
+                     [[str(m.id), m.target, m.kind, m.document_key, m.status, str(m.attempts),
+                       _when(m.delivered_at or m.next_attempt_at), (m.last_error or "")[:60]]
+                      for m in found], right=[0, 5]))
+
+
+@command.command("dead-letters")
+@click.option("--target", help="Connector name.")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--json", "as_json", is_flag=True)
+@handle_errors
+def dead_letters_cmd(target: str | None, limit: int, as_json: bool) -> None:
+    """Messages given up on, with the outside system's last error."""
+    from yinfin_flow.worker import outbox
+
+    with unit_of_work(readonly=True) as s:
+        found = outbox.dead_letters(s, target=target, limit=limit)
+    _show(found, as_json)
+
+
+@command.command("replay")
+@click.argument("message_id", required=False, type=int)
+@click.option("--all", "everything", is_flag=True, help="Every dead letter (of --target).")
+@click.option("--target", help="With --all: only this connector's.")
+@handle_errors
+def replay_cmd(message_id: int | None, everything: bool, target: str | None) -> None:
+    """Give a dead letter (or all) fresh tries. A delivered message stays delivered."""
+    from yinfin_flow.worker import outbox
+
+    if (message_id is None) == (not everything):
+        raise ValidationError("message_id", "give a message id or --all (not both)")
+    with unit_of_work() as s:
+        if everything:
+            click.echo(f"replayed {outbox.replay_all(s, target=target)} dead letter(s)")
+            return
+        view = outbox.replay(s, message_id)  # type: ignore[arg-type]
+    click.echo(f"message {view.id}: {view.status}"
+               + (" (already delivered: nothing to do)" if view.status == "delivered" else ""))
+
+
+@command.command("status")
+@handle_errors
+def status_cmd() -> None:
+    """Backlog, dead letters and last success per connector."""
+    from yinfin_flow.worker import outbox
+    from yinfin_flow.worker.config import DeliverySettings
+
+    with unit_of_work(readonly=True) as s:
+        found = outbox.target_status(s, DeliverySettings.from_env().targets)
+    click.echo(table(["target", "backlog", "in flight", "dead", "delivered", "last success"],
+                     [[t.target, str(t.backlog), str(t.in_flight), str(t.dead_letters),
+                       str(t.delivered), _when(t.last_success)] for t in found], right=[1, 2, 3, 4]))
+
+
+@command.command("deliver")
+@click.option("--once", is_flag=True, help="One pass only (default: until nothing is due).")
+@handle_errors
+def deliver_cmd(once: bool) -> None:
+    """Run the dispatcher in this process now (what the worker does)."""
+    from yinfin_flow.worker import dispatcher
+
+    db = _db()
+    try:
+        r = dispatcher.run_once(db) if once else dispatcher.drain(db)
+    finally:
+        db.dispose()
+    click.echo(f"delivered {len(r.delivered)}, retry later {len(r.retried)}, dead {len(r.dead)}")
+
+
+@click.command("sync")
+@click.option("--connector", "names", multiple=True, help="ERP connector (default: YINFIN_ERP_CONNECTOR).")
+@click.option("--company", envvar="YINFIN_SYNC_COMPANY", help="Company to sync into.")
+@click.option("--kind", "kinds", multiple=True,
+              type=click.Choice(["accounts", "cost_centres", "projects", "partners", "budgets"]))
+@handle_errors
+def sync_cmd(names: tuple[str, ...], company: str | None, kinds: tuple[str, ...]) -> None:
+    """Pull changed master data from the ERP (incremental, from the stored watermark)."""
+    from yinfin_flow.worker import leases, masterdata
+    from yinfin_flow.worker.config import DeliverySettings
+
+    targets = names or DeliverySettings.from_env().erp
+    if not targets:
+        raise ValidationError("connector", "name one with --connector or set YINFIN_ERP_CONNECTOR")
+    db = _db()
+    try:
+        with leases.held(db, "masterdata-sync", ttl=1800) as mine:
+            if not mine:
+                raise ValidationError("sync", "another master-data sync is running")
+            for name in targets:
+                done = masterdata.sync_connector(db, name, company=company, kinds=kinds or None)
+                for kind, counts in done.items():
+                    click.echo(f"{name} {kind}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    finally:
+        db.dispose()
+
+
+@click.command("reconcile")
+@click.option("--period", required=True, help="YYYY-MM")
+@click.option("--connector", "name", help="ERP connector (default: the first of YINFIN_ERP_CONNECTOR).")
+@click.option("--company", help="Only this company's vouchers.")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the differences as CSV.")
+@click.option("--xlsx", "xlsx_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the differences as XLSX.")
+@handle_errors
+def reconcile_cmd(period: str, name: str | None, company: str | None, csv_path: Path | None,
+                  xlsx_path: Path | None) -> None:
+    """Compare every voucher of a period with the ERP's copy; list the differences.
+
+    Exits 0 when everything matches, 3 when there are differences.
+    """
+    from yinfin_flow.worker import reconcile
+    from yinfin_flow.worker.config import DeliverySettings
+
+    target = name or next(iter(DeliverySettings.from_env().erp), None)
+    if not target:
+        raise ValidationError("connector", "name one with --connector or set YINFIN_ERP_CONNECTOR")
+    db = _db()
+    try:
+        report = reconcile.reconcile(db, period, target, company=company)
+    finally:
+        db.dispose()
+    click.echo(f"{period} vs {target}: {report.checked} voucher(s), {report.matched} match, "
+               f"{len(report.differences)} difference(s)")
+    if report.differences:
+        click.echo(table(["entry", "voucher", "problem", "detail"],
+                         [[str(d.entry_id), d.voucher or "", d.problem, d.detail[:80]]
+                          for d in report.differences], right=[0]))
+    if csv_path:
+        csv_path.write_text(report.to_csv(), encoding="utf-8")
+    if xlsx_path:
+        reconcile.write_xlsx(report, xlsx_path)
+    if report.differences:
+        raise SystemExit(3)
+
+
+def _attach() -> None:
+    from yinfin_flow import cli
+
+    main = getattr(cli, "main", None)
+    if main is None:
+        return
+    for c in (sync_cmd, reconcile_cmd):
+        if c.name not in main.commands:
+            main.add_command(c)
+
+
+_attach()
+__all__ = ["command"]
