@@ -79,7 +79,7 @@ def create_token(body: dict[str, Any]) -> dict[str, Any]:
         issued = tokens.create_token(s, user, name=body["name"], created_by=ident.id,
                                      expires_at=utcnow() + timedelta(days=days) if days else None)
         row = s.get(tokens.ApiToken, issued.id)
-        return {**TokenSchema().dump(row), "token": issued.token}
+        return {**{k: getattr(row, k) for k in TokenSchema().fields}, "token": issued.token}
 
 
 @blp.delete("/<int(min=1, max=2147483647):token_id>")

@@ -70,12 +70,19 @@ def _clip(value: str | None, n: int) -> str | None:
 
 
 def _head(session: Session) -> AuditHead:
-    head = session.scalar(select(AuditHead).where(AuditHead.id == 1).with_for_update())
+    stmt = select(AuditHead).where(AuditHead.id == 1).with_for_update()
+    head = session.scalar(stmt)
     if head is None:
-        # Only a brand-new (or truncated test) database lacks the head row.
-        head = AuditHead(id=1, last_id=0, last_hash=GENESIS)
-        session.add(head)
-        session.flush()
+        # The migration creates the row; only a truncated database lacks it. Two
+        # processes may find it missing at once: insert-if-absent, then lock it.
+        if session.get_bind().dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as upsert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as upsert
+        session.execute(upsert(AuditHead).values(id=1, last_id=0, last_hash=GENESIS)
+                        .on_conflict_do_nothing(index_elements=["id"]))
+        head = session.scalar(stmt)
+        assert head is not None
     return head
 
 
