@@ -1,0 +1,100 @@
+"""OA inbound over HTTP with the generic signed webhook: a form becomes a request
+through the form's mapping, an OA approval acts on the task, and forged, stale or
+replayed deliveries are refused."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from connectors.generic import sign
+from yinfin_flow.db.models.engine import ApprovalRequest
+from yinfin_flow.extension import state
+
+from ..factories import Org
+from ..integration.test_engine_support import world
+
+SECRET = "oa-shared-secret"
+URL = "/api/v1/oa/weaver/events"
+MAPPING = """
+users: same
+forms:
+  EXP-01:
+    workflow: expense
+    company: ACME
+    title: reason
+    lines:
+      - {ref: "=1", line_id: budget_line, amount: amount, currency: "=CNY",
+         budget_date: date, memo: reason}
+"""
+
+
+@pytest.fixture
+def oa(app: Flask, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Org:
+    monkeypatch.setenv("YINFIN_WEAVER_SECRET", SECRET)
+    (tmp_path / "weaver.yaml").write_text(MAPPING, encoding="utf-8")
+    app.config["YINFIN_OA_MAPPING_DIR"] = str(tmp_path)
+    return world(state(app).db)
+
+
+def deliver(client: FlaskClient, payload: dict, event_id: str, *, ts: int | None = None,
+            secret: str = SECRET):
+    body = json.dumps(payload).encode()
+    stamp = str(ts if ts is not None else int(time.time()))
+    return client.post(URL, data=body, content_type="application/json", headers={
+        "X-Yinfin-Timestamp": stamp, "X-Yinfin-Event-Id": event_id,
+        "X-Yinfin-Signature": sign(secret, stamp, body)})
+
+
+def form(org: Org, amount: str = "120.00") -> dict:
+    return {"kind": "form_submitted", "instance_id": "WF-1", "user_id": "amy", "template": "EXP-01",
+            "form": {"reason": "Shanghai visit", "amount": amount, "budget_line": str(org.child_line),
+                     "date": "2026-01-15"}}
+
+
+def test_a_form_becomes_a_request_and_an_oa_approval_acts(anonymous: FlaskClient, app: Flask, oa: Org):
+    resp = deliver(anonymous, form(oa), "e1")
+    assert (resp.status_code, resp.get_json()) == (200, {"ok": True})  # what the OA expects
+    db = state(app).db
+    with db.unit_of_work(readonly=True) as s:
+        req = s.scalar(select(ApprovalRequest))
+        assert (req.requester, req.title, req.state) == ("amy", "Shanghai visit", "approval")
+        assert req.form["lines"][0]["amount"] == "120.00"
+    act = {"kind": "task_acted", "instance_id": "WF-1", "user_id": "wang", "action": "approve"}
+    assert deliver(anonymous, act, "e2").status_code == 200
+    with db.unit_of_work(readonly=True) as s:
+        req = s.scalar(select(ApprovalRequest))
+        assert req.route[req.step_index] == "finance"  # wang's manager step is done
+
+
+def test_forged_stale_and_replayed_deliveries_are_refused(anonymous: FlaskClient, app: Flask, oa: Org):
+    forged = deliver(anonymous, form(oa), "e1", secret="guess")
+    assert (forged.status_code, forged.get_json()["code"]) == (401, "bad_signature")
+    stale = deliver(anonymous, form(oa), "e1", ts=int(time.time()) - 301)
+    assert stale.status_code == 401
+    assert deliver(anonymous, form(oa), "e1").status_code == 200
+    replay = deliver(anonymous, form(oa), "e1")
+    assert (replay.status_code, replay.get_json()["code"]) == (401, "bad_signature")
+    # A new event id for the same OA instance still makes one request (keyed by instance).
+    assert deliver(anonymous, form(oa), "e1-redelivered").status_code == 200
+    with state(app).db.unit_of_work(readonly=True) as s:
+        assert len(s.scalars(select(ApprovalRequest)).all()) == 1
+
+
+def test_a_failed_delivery_can_be_retried(anonymous: FlaskClient, app: Flask, oa: Org):
+    over = deliver(anonymous, form(oa, amount="900.00"), "e9")
+    assert over.status_code == 409  # over budget: nothing written, the id not remembered
+    bad = deliver(anonymous, {**form(oa), "template": "NOPE"}, "e9")
+    assert bad.status_code == 422 and bad.get_json()["details"]["field"] == "template"
+    assert deliver(anonymous, form(oa), "e9").status_code == 200
+
+
+def test_unknown_connectors_are_404(anonymous: FlaskClient, oa: Org):
+    resp = anonymous.post("/api/v1/oa/nobody/events", data=b"{}")
+    assert (resp.status_code, resp.get_json()["code"]) == (404, "unknown_connector")
