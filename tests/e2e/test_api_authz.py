@@ -72,6 +72,11 @@ EXPECTED: dict[str, frozenset[str]] = {
     f"GET {P}/connectors/dead-letters": ADMIN,
     f"POST {P}/connectors/dead-letters/{{letter_id}}/replay": ADMIN,
     f"POST {P}/oa/{{connector}}/events": ANY,  # the OA's signature, not a user, decides
+    f"GET {P}/connectors/status": ADMIN,
+    f"GET {P}/dead-letters": BOOKS,
+    f"POST {P}/dead-letters/{{message_id}}/replay": BOOKS,
+    f"POST {P}/dead-letters/replay": BOOKS,
+    f"GET {P}/reconciliation": BOOKS,
     f"GET {P}/tokens": USERS,
     f"POST {P}/tokens": USERS,
     f"DELETE {P}/tokens/{{token_id}}": USERS,

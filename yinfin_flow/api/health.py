@@ -26,6 +26,8 @@ register_blueprint_handlers(blp)
 class PartSchema(Schema):
     ok = fields.Boolean(required=True)
     problem = fields.String(required=True, allow_none=True)
+    details = fields.Dict(metadata={"description": "what a check chose to report (e.g. a "
+                                                   "connector's backlog and last success)"})
 
 
 class HealthSchema(Schema):
@@ -42,8 +44,10 @@ def health() -> tuple[dict[str, Any], int]:
     checks: dict[str, dict[str, Any]] = {}
     for name, check in st.health_checks.items():
         try:
-            check(st)
+            found = check(st)
             checks[name] = {"ok": True, "problem": None}
+            if isinstance(found, dict):  # a check may also report figures
+                checks[name]["details"] = found
         except Exception as err:  # noqa: BLE001 - any failure means "not usable"
             log.warning("health check %s failed: %s", name, err)
             # The class name only: connection strings and hosts stay in the server log.

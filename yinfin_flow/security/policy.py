@@ -104,6 +104,12 @@ POLICY: dict[str, Access] = {
     "connectors.list_dead_letters": ADMIN_ONLY,
     "connectors.replay_dead_letter": ADMIN_ONLY,
     "oa.inbound_events": SIGNED,
+    # delivery (the outbox): admins watch connectors; finance chases what did not arrive
+    "delivery.connector_statuses": ADMIN_ONLY,
+    "delivery.list_dead_letters": BOOKS,
+    "delivery.replay_dead_letter": BOOKS,
+    "delivery.replay_all_dead_letters": BOOKS,
+    "delivery.reconciliation": BOOKS,
     # tokens: one's own (admins issue and revoke anyone's)
     "tokens.list_tokens": USER,
     "tokens.create_token": USER,
