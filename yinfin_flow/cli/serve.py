@@ -14,9 +14,13 @@ import click
 @click.option("--debug/--no-debug", default=False, help="reloader and debugger (never in production)")
 def command(host: str, port: int, debug: bool) -> None:
     """Serve the API (development server) on HOST:PORT, database from YINFIN_DATABASE_URL."""
+    import os
+
     from yinfin_flow.app import create_app
     from yinfin_flow.config import ConfigError
 
+    # without Redis, outbox delivery and approval timers run in a thread of this process
+    os.environ.setdefault("YINFIN_INPROCESS_WORKER", "1")
     try:
         app = create_app()
     except ConfigError as err:

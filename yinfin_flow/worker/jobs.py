@@ -35,7 +35,8 @@ def timers(db: Database) -> int:
     return len(fire_due_timers(db))
 
 
-def sync(db: Database, settings: DeliverySettings | None = None) -> dict[str, Any]:
+def sync(db: Database, settings: DeliverySettings | None = None,
+         lookup: dispatcher.ConnectorLookup = dispatcher.registry_lookup) -> dict[str, Any]:
     """Master-data sync from every configured ERP, under the ``masterdata-sync`` lease."""
     from . import masterdata
 
@@ -43,7 +44,8 @@ def sync(db: Database, settings: DeliverySettings | None = None) -> dict[str, An
     with leases.held(db, "masterdata-sync", ttl=1800) as mine:
         if not mine:
             return {"skipped": "another sync is running"}
-        return {t: masterdata.sync_connector(db, t, company=settings.sync_company) for t in settings.erp}
+        return {t: masterdata.sync_connector(db, t, company=settings.sync_company, lookup=lookup)
+                for t in settings.erp}
 
 
 def reconcile(db: Database, settings: DeliverySettings | None = None,
