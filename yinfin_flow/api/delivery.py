@@ -23,6 +23,7 @@ the in-process delivery thread when ``YINFIN_INPROCESS_WORKER=1`` and there is n
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from flask import Response, current_app
@@ -275,6 +276,39 @@ def _connector_check(name: str) -> Any:
     return check
 
 
+def _request_ids(app: Any) -> None:
+    """Every log line written while serving a request carries its ``request_id`` (the
+    caller's ``X-Request-Id`` if it is sane, else a new one), echoed in the response."""
+    import re
+    import uuid
+
+    from flask import g, request
+
+    from yinfin_flow.worker import logs
+
+    def begin() -> None:
+        given = request.headers.get("X-Request-Id", "")
+        rid = given if re.fullmatch(r"[A-Za-z0-9._-]{1,64}", given) else uuid.uuid4().hex
+        g.yinfin_request_id, g.yinfin_log_token = rid, logs.bind(request_id=rid)
+
+    def echo(response: Response) -> Response:
+        rid = g.get("yinfin_request_id")
+        if rid:
+            response.headers.setdefault("X-Request-Id", rid)
+        return response
+
+    def end(_: BaseException | None) -> None:
+        token = g.pop("yinfin_log_token", None)
+        if token is not None:
+            logs.reset(token)
+
+    app.before_request(begin)
+    app.after_request(echo)
+    app.teardown_request(end)
+    if os.environ.get("YINFIN_LOG_FORMAT") or os.environ.get("YINFIN_INPROCESS_WORKER"):
+        logs.setup()
+
+
 @blp.record_once
 def _install(setup: Any) -> None:
     from yinfin_flow.extension import EXTENSION_KEY
@@ -288,6 +322,7 @@ def _install(setup: Any) -> None:
     except (ImportError, AttributeError):
         pass
     st.add_health_check("redis", _check_redis)
+    _request_ids(app)
     for name in DeliverySettings.from_env().targets:
         st.add_health_check(f"connector:{name}", _connector_check(name))
     if st.settings.redis_url:

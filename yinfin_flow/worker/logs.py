@@ -50,6 +50,14 @@ def bind(**ids: Any) -> contextvars.Token[dict[str, Any] | None]:
     return _context.set({**current_ids(), **ids})
 
 
+def reset(token: contextvars.Token[dict[str, Any] | None]) -> None:
+    """Undo a :func:`bind`."""
+    try:
+        _context.reset(token)
+    except ValueError:  # bound in another context (a thread handed over): just clear
+        _context.set(None)
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per record; non-JSON values are written with ``str()``."""
 
