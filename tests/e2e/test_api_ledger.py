@@ -1,0 +1,99 @@
+"""The books, definitions and connectors over HTTP: vouchers (list, get, reverse),
+periods, reports, workflow definitions (read, validate a draft), connector status
+and the dead-letter seam."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from yinfin_flow.extension import state
+
+from ..factories import Org
+from ..integration.test_engine_support import expense_form, world
+
+API = "/api/v1"
+FIN = {"X-Yinfin-User": "fay", "X-Yinfin-Roles": "finance"}
+ADMIN = {"X-Yinfin-User": "admin", "X-Yinfin-Roles": "admin"}
+
+
+@pytest.fixture
+def org(app: Flask) -> Org:
+    return world(state(app).db)
+
+
+def approved_expense(client: FlaskClient, org: Org) -> int:
+    rid = client.post(f"{API}/requests", headers={"X-Yinfin-User": "amy"}, json={
+        "workflow": "expense", "title": "trip", "company": "ACME",
+        "form": expense_form(org.child_line, "80.00")}).get_json()["id"]
+    for who, roles in (("wang", ""), ("fay", "finance")):
+        h = {"X-Yinfin-User": who, "X-Yinfin-Roles": roles}
+        [task] = client.get(f"{API}/tasks", headers=h).get_json()["items"]
+        assert client.post(f"{API}/tasks/{task['id']}/approve", json={}, headers=h).status_code == 200
+    return rid
+
+
+def test_vouchers_list_get_and_reverse_once(client: FlaskClient, org: Org):
+    rid = approved_expense(client, org)
+    page = client.get(f"{API}/journal/entries?company=ACME", headers=FIN).get_json()
+    [entry] = [e for e in page["items"] if e["document"] == f"expense:{rid}"]
+    assert entry["total"] == "80.0000"
+    one = client.get(f"{API}/journal/entries/{entry['id']}", headers=FIN).get_json()
+    assert sum(Decimal(ln["debit"]) for ln in one["lines"]) == Decimal("80")
+    assert sum(Decimal(ln["credit"]) for ln in one["lines"]) == Decimal("80")
+    rev = client.post(f"{API}/journal/entries/{entry['id']}/reverse", json={"reason": "duplicate"},
+                      headers=FIN)
+    assert rev.status_code == 201, rev.get_json()
+    again = client.post(f"{API}/journal/entries/{entry['id']}/reverse", json={"reason": "again"},
+                        headers=FIN)
+    # One reversal per voucher: a second request answers with the first reversal.
+    assert again.status_code == 201 and again.get_json()["entry_id"] == rev.get_json()["entry_id"]
+    assert client.get(f"{API}/journal/entries/999999", headers=FIN).status_code == 404
+
+
+def test_periods_and_reports(client: FlaskClient, org: Org):
+    approved_expense(client, org)
+    periods = client.get(f"{API}/periods?company=ACME", headers=FIN).get_json()["items"]
+    assert periods[0]["code"] == "2026-01" and periods[0]["status"] == "open"
+    closed = client.post(f"{API}/periods/2026-02/close", json={"company": "ACME"}, headers=FIN)
+    assert closed.status_code == 200 and closed.get_json()["closed_by"] == "fay"
+    reopened = client.post(f"{API}/periods/2026-02/open", json={"company": "ACME"}, headers=FIN)
+    assert reopened.get_json()["status"] == "open"
+    bad = client.post(f"{API}/periods/2026-13/open", json={"company": "ACME"}, headers=FIN)
+    assert bad.status_code == 422
+    tb = client.get(f"{API}/reports/trial-balance?company=ACME&period=2026-01", headers=FIN).get_json()
+    assert tb["report"]
+    bva = client.get(f"{API}/reports/budget-vs-actual?company=ACME&year=2026", headers=ADMIN)
+    assert bva.status_code == 200 and bva.get_json()["report"]
+
+
+def test_workflow_definitions_are_read_and_drafts_validated(client: FlaskClient):
+    names = [w["name"] for w in client.get(f"{API}/workflows").get_json()["items"]]
+    assert "expense" in names
+    expense = client.get(f"{API}/workflows/expense").get_json()
+    assert expense["problems"] == [] and "manager" in [s["id"] for st in expense["states"] for s in st["steps"]]
+    assert client.get(f"{API}/workflows/nope").status_code == 404
+    ok = client.post(f"{API}/workflows/validate", json={"yaml": expense["source"]}, headers=ADMIN)
+    assert ok.get_json()["valid"] is True
+    broken = client.post(f"{API}/workflows/validate", json={"yaml": "name: x\nstates: 3\n"}, headers=ADMIN)
+    body = broken.get_json()
+    assert broken.status_code == 200 and body["valid"] is False and body["errors"][0]["problem"]
+
+
+def test_connectors_status_and_the_dead_letter_seam(app: Flask, client: FlaskClient,
+                                                    monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("YINFIN_WEAVER_SECRET", "x")
+    items = {c["name"]: c for c in client.get(f"{API}/connectors", headers=ADMIN).get_json()["items"]}
+    assert items["weaver"] == {"name": "weaver", "kind": "oa", "configured": True}
+    assert items["kingdee"]["configured"] is False
+    # The outbox plugs itself in; without it the seam says so instead of pretending.
+    letters = client.get(f"{API}/connectors/dead-letters", headers=ADMIN).get_json()
+    assert letters["replay_available"] is True and letters["items"] == []
+    monkeypatch.delitem(app.extensions, "yinfin_flow.dead_letters")
+    letters = client.get(f"{API}/connectors/dead-letters", headers=ADMIN).get_json()
+    assert letters["replay_available"] is False
+    replay = client.post(f"{API}/connectors/dead-letters/1/replay", headers=ADMIN)
+    assert (replay.status_code, replay.get_json()["code"]) == (501, "outbox_not_available")
