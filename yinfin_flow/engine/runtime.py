@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, event, insert, select
+from sqlalchemy.orm import ORMExecuteState, Session
 
 from yinfin_flow import events
 from yinfin_flow.db.models.engine import ApprovalRequest, ApprovalTask, RequestHistory
@@ -73,11 +73,40 @@ def lock_request(session: Session, request_id: int, expected_version: int | None
     )
     if req is None:
         raise NotFound(f"no request {request_id}", field="request_id")
+    _check_version(req, expected_version)
+    return req
+
+
+def _check_version(req: ApprovalRequest, expected_version: int | None) -> None:
     if expected_version is not None and req.version != expected_version:
         raise StaleRequest(
-            f"request {request_id} changed (version {req.version}, you saw {expected_version}); "
+            f"request {req.id} changed (version {req.version}, you saw {expected_version}); "
             "reload it and try again", field="version", version=req.version,
         )
+
+
+# Built once: the request row under its lock, found through one of its tasks.
+# populate_existing: what we waited for must overwrite a copy the session already had.
+_LOCK_BY_TASK = (
+    select(ApprovalRequest)
+    .where(ApprovalRequest.id == select(ApprovalTask.request_id)
+           .where(ApprovalTask.id == bindparam("task_id")).scalar_subquery())
+    .with_for_update().execution_options(populate_existing=True)
+)
+
+
+def lock_request_of_task(session: Session, task_id: int,
+                         expected_version: int | None = None) -> ApprovalRequest:
+    """Load the request a task belongs to, under the request's row lock, in one statement.
+
+    The same lock :func:`lock_request` takes (the request row first), found through the
+    task's ``request_id`` in a subquery instead of a separate read of the task. Raises
+    :class:`NotFound` (field ``task_id``) when there is no such task.
+    """
+    req = session.scalar(_LOCK_BY_TASK, {"task_id": task_id})
+    if req is None:
+        raise NotFound(f"no task {task_id}", field="task_id")
+    _check_version(req, expected_version)
     return req
 
 
@@ -95,25 +124,64 @@ def history(ctx: ActionContext, req: ApprovalRequest, action: str, *,
             from_state: str | None = None, to_state: str | None = None,
             step_id: str | None = None, task: ApprovalTask | None = None,
             actor: str | None = None, data: dict[str, Any] | None = None,
-            budget: dict[str, Any] | None = None) -> RequestHistory:
+            budget: dict[str, Any] | None = None) -> None:
+    """Record one history row (written with the action's other rows; see below)."""
     # The request row is locked, so the last seq read once stays the last; count on.
     seqs = ctx.cache.setdefault("history_seq", {})
     if req.id not in seqs:
-        seqs[req.id] = ctx.session.scalar(
-            select(RequestHistory.seq).where(RequestHistory.request_id == req.id)
-            .order_by(RequestHistory.seq.desc()).limit(1)
-        ) or 0
+        # Only history rows matter to this read, and pending ones are written first
+        # (the hook below), so the action's other changes need not be flushed for it.
+        with ctx.session.no_autoflush:
+            seqs[req.id] = ctx.session.scalar(_LAST_SEQ, {"request_id": req.id}) or 0
     seqs[req.id] += 1
-    seq = seqs[req.id]
-    row = RequestHistory(
-        request_id=req.id, seq=seq, action=action, actor=actor or ctx.actor,
-        on_behalf_of=ctx.on_behalf_of if actor is None else None,
-        step_id=step_id or (task.step_id if task else None), task_id=task.id if task else None,
-        from_state=from_state, to_state=to_state, comment=ctx.comment if actor is None else None,
-        budget=budget, data=data, created_at=ctx.now,
-    )
-    ctx.session.add(row)  # written at the next flush, batched with the others
-    return row
+    ctx.session.info.setdefault(_PENDING, []).append({
+        "request_id": req.id, "seq": seqs[req.id], "action": action, "actor": actor or ctx.actor,
+        "on_behalf_of": ctx.on_behalf_of if actor is None else None,
+        "step_id": step_id or (task.step_id if task else None), "task_id": task.id if task else None,
+        "from_state": from_state, "to_state": to_state, "comment": ctx.comment if actor is None else None,
+        "budget": budget, "data": data, "created_at": ctx.now,
+    })
+
+
+# History rows are plain Core inserts, not ORM objects: the ORM sends one INSERT …
+# RETURNING per object, while a list of rows goes as one statement. Pending rows are
+# written at the moments the ORM would have flushed them (before any statement the
+# session runs, before a flush, before commit), so every read, in the action or after
+# it in the same transaction, sees them. A rollback forgets them.
+_PENDING = "yinfin_engine_history"
+_INSERT_HISTORY = insert(RequestHistory.__table__)
+_LAST_SEQ = (select(RequestHistory.seq).where(RequestHistory.request_id == bindparam("request_id"))
+             .order_by(RequestHistory.seq.desc()).limit(1))
+
+
+def write_history(session: Session) -> None:
+    """Write the history rows recorded in ``session`` and not written yet."""
+    rows = session.info.pop(_PENDING, None)
+    if rows:
+        session.connection().execute(_INSERT_HISTORY, rows)
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _before_execute(state: ORMExecuteState) -> None:
+    if _PENDING in state.session.info:
+        write_history(state.session)
+
+
+@event.listens_for(Session, "before_flush")
+def _before_flush(session: Session, *_: Any) -> None:
+    if _PENDING in session.info:
+        write_history(session)
+
+
+@event.listens_for(Session, "before_commit")
+def _before_commit(session: Session) -> None:
+    if _PENDING in session.info:
+        write_history(session)
+
+
+@event.listens_for(Session, "after_rollback")
+def _after_rollback(session: Session) -> None:
+    session.info.pop(_PENDING, None)
 
 
 def publish(ctx: ActionContext, name: str, **payload: Any) -> None:

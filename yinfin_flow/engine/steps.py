@@ -26,7 +26,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from yinfin_flow.db.models.engine import ApprovalRequest, ApprovalTask, EngineTimer
 from yinfin_flow.domain.workflow import State, Step
@@ -79,6 +79,22 @@ def tasks_of(ctx: ActionContext, req: ApprovalRequest, step_id: str | None = Non
     return sorted(out, key=lambda t: (t.position, t.id))
 
 
+def load_round(ctx: ActionContext, req: ApprovalRequest) -> list[ApprovalTask]:
+    """Read the current round's tasks afresh (the request row is locked) and keep them
+    for :func:`tasks_of` for the rest of the action."""
+    tasks = list(ctx.session.scalars(_ROUND_TASKS, {"request_id": req.id, "round": req.round}))
+    ctx.cache.setdefault("tasks", {})[(req.id, req.round)] = tasks
+    return tasks
+
+
+# Built once; populate_existing so a copy from before the lock is overwritten.
+_ROUND_TASKS = (
+    select(ApprovalTask)
+    .where(ApprovalTask.request_id == bindparam("request_id"), ApprovalTask.round == bindparam("round"))
+    .execution_options(populate_existing=True)
+)
+
+
 def enter(ctx: ActionContext, req: ApprovalRequest, resume_at: str | None = None) -> None:
     """Start (or resume) approval: plan the route and open the first step that needs people."""
     route = plan(ctx, req)
@@ -89,6 +105,8 @@ def enter(ctx: ActionContext, req: ApprovalRequest, resume_at: str | None = None
     else:
         req.round = (req.round or 0) + 1
         idx = 0
+        # Rounds only go up and tasks take the request's round: a new round has none yet.
+        ctx.cache.setdefault("tasks", {})[(req.id, req.round)] = []
     req.route = route
     req.step_index = idx
     open_current(ctx, req)
@@ -131,7 +149,10 @@ def _approved_before(ctx: ActionContext, req: ApprovalRequest, step: Step) -> se
 
 def _create_tasks(ctx: ActionContext, req: ApprovalRequest, step: Step) -> None:
     d = ctx.definition
-    people = routing.resolve(ctx.session, step.approvers, req, ctx.now.date())
+    # Directory reads do not depend on this action's unflushed changes; not flushing
+    # before them lets the action's changes go out together (fewer UPDATEs).
+    with ctx.session.no_autoflush:
+        people = routing.resolve(ctx.session, step.approvers, req, ctx.now.date())
     if not people:
         if d.no_approver == "fail":
             raise NoApprover(
@@ -158,7 +179,8 @@ def make_task(ctx: ActionContext, req: ApprovalRequest, step: Step, person: str,
               warnings: list[dict[str, Any]] | None = None, on_behalf_of: str | None = None) -> ApprovalTask:
     deputy = None
     if status in ("pending", "waiting") and on_behalf_of is None:
-        deputy = routing.delegate_for(ctx.session, person, ctx.now.date(), req.workflow)
+        with ctx.session.no_autoflush:  # a directory read (see _create_tasks)
+            deputy = routing.delegate_for(ctx.session, person, ctx.now.date(), req.workflow)
     assignee, behalf = (deputy, person) if deputy and deputy != req.requester else (person, on_behalf_of)
     task = ApprovalTask(
         request_id=req.id, state_name=req.state, step_id=step.id, round=req.round, position=position,
@@ -214,9 +236,14 @@ def close_task(ctx: ActionContext, req: ApprovalRequest, task: ApprovalTask, sta
 
 def close_open(ctx: ActionContext, req: ApprovalRequest) -> None:
     """Cancel every open task of the request (it left approval, or was withdrawn)."""
-    for t in ctx.session.scalars(select(ApprovalTask).where(
-            ApprovalTask.request_id == req.id, ApprovalTask.status.in_(OPEN))):
-        close_task(ctx, req, t, "cancelled")
+    # No autoflush: a task closed earlier in this action may still read as open in the
+    # database, but the session's copy (what this loop sees) has its new status.
+    with ctx.session.no_autoflush:
+        found = list(ctx.session.scalars(select(ApprovalTask).where(
+            ApprovalTask.request_id == req.id, ApprovalTask.status.in_(OPEN))))
+    for t in found:
+        if t.status in OPEN:
+            close_task(ctx, req, t, "cancelled")
 
 
 def _completed(ctx: ActionContext, req: ApprovalRequest, step: Step) -> bool:
