@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -19,6 +20,47 @@ from yinfin_flow.db.models import (
 )
 from yinfin_flow.domain.budget import NoBudgetLine, NoExchangeRate, OutsidePeriod
 from yinfin_flow.domain.errors import ValidationError
+
+
+@dataclass(frozen=True, slots=True)
+class LineRow:
+    """A snapshot of the ``budget_lines`` columns consumption and control read.
+
+    Attribute names match :class:`BudgetLine`, so either may be passed where a
+    line is read (never written). Reading plain rows skips the ORM's entity
+    loading on the reservation hot path.
+    """
+
+    id: int
+    code: str
+    path: str
+    currency: str
+    status: str
+    series_key: str
+    granularity: str
+    fiscal_year: int
+    period_start: date
+    period_end: date
+
+    @classmethod
+    def from_row(cls, row: Any) -> LineRow:
+        return cls(*(row._mapping[name] for name in LINE_ROW_COLUMNS))
+
+
+#: The columns of a :class:`LineRow`, in order, for a Core ``select``.
+LINE_ROW_COLUMNS = tuple(LineRow.__slots__)  # type: ignore[attr-defined]
+
+
+def check_in_period(line: BudgetLine | LineRow, budget_date: date, field: str) -> None:
+    """E6 unless ``budget_date`` falls inside the line's period."""
+    if not (line.period_start <= budget_date <= line.period_end):
+        raise OutsidePeriod(
+            f"{budget_date} is outside the budget period of {line.code} "
+            f"({line.period_start} to {line.period_end})",
+            field=f"{field}.budget_date",
+            line=line.code,
+            budget_date=str(budget_date),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,14 +140,7 @@ def find_line(
                 field=field,
                 line=line_id if line_id is not None else line_code,
             )
-        if not (line.period_start <= budget_date <= line.period_end):
-            raise OutsidePeriod(
-                f"{budget_date} is outside the budget period of {line.code} "
-                f"({line.period_start} to {line.period_end})",
-                field=f"{field}.budget_date",
-                line=line.code,
-                budget_date=str(budget_date),
-            )
+        check_in_period(line, budget_date, field)
         return line
     if dims is None:
         raise ValidationError(field, "name a budget line by id, code or dimensions")

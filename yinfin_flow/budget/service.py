@@ -16,7 +16,8 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from yinfin_flow.db.models import (
@@ -48,20 +49,38 @@ from yinfin_flow.domain.budget import (
     plan_release,
     raise_if_blocked,
 )
-from yinfin_flow.domain.errors import Conflict, NotFound, ValidationError
+from yinfin_flow.domain.errors import Conflict, DomainError, NotFound, ValidationError
 from yinfin_flow.domain.money import MAX_AMOUNT, Money, check_currency, parse_amount
 
 from .control import ControlContext, apply_to_balances, path_ids, rollup
-from .lookup import Dims, find_line, rate_for
+from .lookup import LINE_ROW_COLUMNS, Dims, LineRow, check_in_period, find_line, rate_for
 
 # Core statements, built once, with values passed at execute time. The ORM's
 # bulk-insert path and a fresh ``.values(...)`` per call cost about a fifth of a
 # reservation's CPU (bench/README.md); the SQL sent is the same.
 _movements = BudgetMovement.__table__
-_INSERT_MOVEMENT = insert(_movements).returning(_movements.c.id)
-_INSERT_RESERVATION = insert(Reservation.__table__).returning(Reservation.__table__.c.id)
+_lines = BudgetLine.__table__
+# ON CONFLICT DO NOTHING: when a retry with the same key commits first, the insert
+# (on PostgreSQL after waiting for it) returns no row instead of failing, and the
+# caller replays. A unique violation would abort the whole PostgreSQL transaction.
+_INSERT_MOVEMENT = {
+    name: dialect.insert(_movements)
+    .on_conflict_do_nothing(index_elements=[_movements.c.idempotency_key])
+    .returning(_movements.c.id)
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}
+_INSERT_RESERVATION = insert(Reservation.__table__).returning(
+    Reservation.__table__.c.id, sort_by_parameter_order=True
+)
 _INSERT_ENTRIES = insert(BudgetEntry.__table__)
 _INSERT_ALERTS = insert(BudgetAlert.__table__)
+_SELECT_REPLAY = select(_movements.c.id).where(_movements.c.idempotency_key == bindparam("key"))
+# A reservation's first line and the replay check in one trip; the line is read
+# as a plain row (see LineRow).
+_SELECT_LINE = select(*(_lines.c[name] for name in LINE_ROW_COLUMNS)).where(
+    _lines.c.id == bindparam("line_id")
+)
+_LINE_AND_REPLAY = _SELECT_LINE.add_columns(_SELECT_REPLAY.scalar_subquery().label("prior"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,16 +182,18 @@ class Budgets:
 
     def __init__(self, session: Session, *, default_mode: str = "hard") -> None:
         self.session = session
+        self._dialect = session.get_bind().dialect.name
         self.default_rule = DEFAULT_RULE if default_mode == "hard" else DEFAULT_RULE.__class__(
             mode=Mode(default_mode)
         )
 
     # -- helpers -------------------------------------------------------------------
 
-    def _replay(self, key: str | None) -> BudgetMovement | None:
+    def _replay(self, key: str | None) -> int | None:
+        """The id of the movement already made with ``key``, if any."""
         if key is None:
             return None
-        return self.session.scalar(select(BudgetMovement).where(BudgetMovement.idempotency_key == key))
+        return self.session.scalar(_SELECT_REPLAY, {"key": key})
 
     def _movement(
         self,
@@ -183,7 +204,8 @@ class Budgets:
         document: tuple[str, str] | None = None,
         step: str | None = None,
         reason: str | None = None,
-    ) -> int:
+    ) -> int | None:
+        """Insert the movement; ``None`` when a movement with ``key`` exists (replay it)."""
         if not actor:
             raise ValidationError("actor", "who is acting is required")
         # The column sizes: PostgreSQL would refuse longer values with a raw DataError.
@@ -193,21 +215,26 @@ class Budgets:
         if document:
             _max_len(document[0], 32, "document_type")
             _max_len(document[1], 64, "document_id")
-        return int(
-            self.session.execute(
-                _INSERT_MOVEMENT,
-                {
+        return self.session.scalar(
+            _INSERT_MOVEMENT[self._dialect],
+            {
                     "kind": kind,
                     "idempotency_key": key,
                     "document_type": document[0] if document else None,
                     "document_id": document[1] if document else None,
                     "step": step,
                     "actor": actor,
-                    "reason": reason,
-                    "created_at": utcnow(),
-                },
-            ).scalar_one()
+                "reason": reason,
+                "created_at": utcnow(),
+            },
         )
+
+    def _new_movement(self, kind: str, key: str | None, actor: str, **kw: Any) -> int:
+        """:meth:`_movement` where a replay was ruled out under the same locks."""
+        movement_id = self._movement(kind, key, actor, **kw)
+        if movement_id is None:  # only a different action reusing the key can get here
+            raise Conflict(f"idempotency key {key!r} is in use by another action", field="idempotency_key")
+        return movement_id
 
     def _entries(
         self,
@@ -255,7 +282,7 @@ class Budgets:
         if values:
             self.session.execute(_INSERT_ALERTS, values)
 
-    def _line_amount(self, req: LineRequest, line: BudgetLine, field: str) -> tuple[Decimal, Decimal, Decimal, str]:
+    def _line_amount(self, req: LineRequest, line: BudgetLine | LineRow, field: str) -> tuple[Decimal, Decimal, Decimal, str]:
         """(amount in line currency, rate, source amount, source currency), all validated."""
         currency = check_currency(req.currency, f"{field}.currency")
         source = parse_amount(req.amount, currency, f"{field}.amount", positive=True)
@@ -268,7 +295,7 @@ class Budgets:
         return amount, rate, source, currency
 
     @staticmethod
-    def _require_consumable(line: BudgetLine, field: str) -> None:
+    def _require_consumable(line: BudgetLine | LineRow, field: str) -> None:
         if line.status == LineStatus.CLOSED.value:
             raise LineClosed(f"budget line {line.code} is closed", line=line.code, field=field)
         if line.status == LineStatus.HOLD.value:
@@ -336,7 +363,10 @@ class Budgets:
 
     # -- consumption -----------------------------------------------------------------
 
-    def _resolve(self, lines: Sequence[LineRequest]) -> list[tuple[BudgetLine, Decimal, Decimal, Decimal, str, LineRequest]]:
+    def _resolve(
+        self, lines: Sequence[LineRequest], known: dict[int, LineRow] | None = None,
+    ) -> list[tuple[BudgetLine | LineRow, Decimal, Decimal, Decimal, str, LineRequest]]:
+        """Validate ``lines`` and find each one's budget line (``known``: rows already read)."""
         if not lines:
             raise ValidationError("lines", "at least one line is required")
         refs = [r.ref for r in lines]
@@ -349,18 +379,28 @@ class Budgets:
         out = []
         for i, req in enumerate(lines):
             f = f"lines[{i}]"
-            line = find_line(
-                self.session,
-                budget_date=req.budget_date,
-                line_id=req.line_id,
-                line_code=req.line_code,
-                dims=req.dims,
-                field=f,
-            )
+            line: BudgetLine | LineRow | None = None
+            if req.line_id is not None:  # the common case: a plain row, no ORM entity
+                line = (known or {}).get(req.line_id) or self._line_row(req.line_id)
+            if line is not None:
+                check_in_period(line, req.budget_date, f)
+            else:  # by code or dimensions, or an unknown id (find_line says which error)
+                line = find_line(
+                    self.session,
+                    budget_date=req.budget_date,
+                    line_id=req.line_id,
+                    line_code=req.line_code,
+                    dims=req.dims,
+                    field=f,
+                )
             self._require_consumable(line, f)
             amount, rate, source, currency = self._line_amount(req, line, f)
             out.append((line, amount, rate, source, currency, req))
         return out
+
+    def _line_row(self, line_id: int) -> LineRow | None:
+        row = self.session.execute(_SELECT_LINE, {"line_id": line_id}).first()
+        return None if row is None else LineRow.from_row(row)
 
     def reserve(
         self,
@@ -377,52 +417,70 @@ class Budgets:
         ancestor; a hard-control refusal raises :class:`OverBudget` naming the line
         that decided, the amount asked and the amount available.
         """
-        prior = self._replay(idempotency_key)
+        known: dict[int, LineRow] = {}
+        first_id = lines[0].line_id if lines else None
+        if first_id is not None:  # the replay check and the first line in one trip
+            row = self.session.execute(_LINE_AND_REPLAY, {"line_id": first_id, "key": idempotency_key}).first()
+            prior = row.prior if row is not None else self._replay(idempotency_key)
+            if row is not None:
+                known[first_id] = LineRow.from_row(row)
+        else:
+            prior = self._replay(idempotency_key)
         if prior is not None:
             return self._replayed_reserve(prior, document)
-        resolved = self._resolve(lines)
+        resolved = self._resolve(lines, known)
         for i, req in enumerate(lines):  # each reservation's own key is "<key>:<ref>"
             _max_len(f"{idempotency_key}:{req.ref}", 220, f"lines[{i}].ref")
         ctx = ControlContext(self.session, self.default_rule)
         ctx.prepare([ln for ln, *_ in resolved])
-        prior = self._replay(idempotency_key)  # a concurrent retry may have committed while we waited
-        if prior is not None:
-            return self._replayed_reserve(prior, document)
         checks: list[LineCheck] = []
-        for line, amount, *_rest in resolved:
-            line_checks = ctx.check(line, amount)
-            raise_if_blocked(line_checks, line.code)
-            checks.extend(line_checks)
-            ctx.add_pending(line, Bucket.PRE_ENCUMBERED, amount)
-
+        try:
+            for line, amount, *_rest in resolved:
+                line_checks = ctx.check(line, amount)
+                raise_if_blocked(line_checks, line.code)
+                checks.extend(line_checks)
+                ctx.add_pending(line, Bucket.PRE_ENCUMBERED, amount)
+        except DomainError:
+            # A retry with this key may have committed while we waited for the locks
+            # (and used the budget): its result is the answer, not a refusal.
+            prior = self._replay(idempotency_key)
+            if prior is not None:
+                return self._replayed_reserve(prior, document)
+            raise
         movement_id = self._movement("reserve", idempotency_key, actor, document=document, step=step)
+        if movement_id is None:  # ... or commits now: the insert waited for it
+            prior = self._replay(idempotency_key)
+            assert prior is not None
+            return self._replayed_reserve(prior, document)
         now = utcnow()
+        # One INSERT for every line (insertmanyvalues), ids back in the lines' order.
+        res_ids = self.session.scalars(
+            _INSERT_RESERVATION,
+            [
+                {
+                    "idempotency_key": f"{idempotency_key}:{req.ref}",
+                    "document_type": document[0],
+                    "document_id": document[1],
+                    "document_line": req.ref,
+                    "line_id": line.id,
+                    "currency": line.currency,
+                    "source_amount": source,
+                    "source_currency": currency,
+                    "rate": rate,
+                    "budget_date": req.budget_date,
+                    "pre_encumbered": amount,
+                    "encumbered": Decimal(0),
+                    "actual": Decimal(0),
+                    "status": "open",
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for line, amount, rate, source, currency, req in resolved
+            ],
+        ).all()
         views = []
         entries = []
-        for line, amount, rate, source, currency, req in resolved:
-            res_id = int(
-                self.session.execute(
-                    _INSERT_RESERVATION,
-                    {
-                        "idempotency_key": f"{idempotency_key}:{req.ref}",
-                        "document_type": document[0],
-                        "document_id": document[1],
-                        "document_line": req.ref,
-                        "line_id": line.id,
-                        "currency": line.currency,
-                        "source_amount": source,
-                        "source_currency": currency,
-                        "rate": rate,
-                        "budget_date": req.budget_date,
-                        "pre_encumbered": amount,
-                        "encumbered": Decimal(0),
-                        "actual": Decimal(0),
-                        "status": "open",
-                        "created_at": now,
-                        "updated_at": now,
-                    },
-                ).scalar_one()
-            )
+        for (line, amount, rate, source, currency, req), res_id in zip(resolved, res_ids, strict=True):
             entries.append((line.id, res_id, Bucket.PRE_ENCUMBERED, amount, line.currency))
             views.append(
                 ReservationView(
@@ -435,10 +493,10 @@ class Budgets:
         self._alerts(movement_id, checks)
         return ReserveResult(movement_id, views, checks)
 
-    def _replayed_reserve(self, prior: BudgetMovement, document: tuple[str, str]) -> ReserveResult:
-        mine = self._movement_reservations(prior.id)
+    def _replayed_reserve(self, prior: int, document: tuple[str, str]) -> ReserveResult:
+        mine = self._movement_reservations(prior)
         return ReserveResult(
-            prior.id, [v for v in self.reservations_for(*document) if v.id in mine], replayed=True
+            prior, [v for v in self.reservations_for(*document) if v.id in mine], replayed=True
         )
 
     def _movement_reservations(self, movement_id: int) -> set[int]:
@@ -473,11 +531,31 @@ class Budgets:
             raise ValidationError("target", "must be encumbered or actual")
         prior = self._replay(idempotency_key)
         if prior is not None:
-            return MovementResult(prior.id, replayed=True)
+            return MovementResult(prior, replayed=True)
         (res,) = self._lock_reservations([reservation_id])
-        prior = self._replay(idempotency_key)  # a concurrent retry may have committed while we waited
-        if prior is not None:
-            return MovementResult(prior.id, replayed=True)
+        try:
+            line, moves, checks = self._plan_advance(res, target, amount, currency)
+        except DomainError:
+            # A retry with this key may have committed while we waited for the lock
+            # (and moved what we meant to move): its result is the answer.
+            prior = self._replay(idempotency_key)
+            if prior is not None:
+                return MovementResult(prior, replayed=True)
+            raise
+        movement_id = self._movement(
+            f"to_{target.value}", idempotency_key, actor,
+            document=(res.document_type, res.document_id), step=step,
+        )
+        if movement_id is None:  # ... or commits now: the insert waited for it
+            return MovementResult(self._replay(idempotency_key) or 0, replayed=True)
+        self._apply(movement_id, res, line, moves)
+        self._alerts(movement_id, checks)
+        return MovementResult(movement_id, checks=checks)
+
+    def _plan_advance(
+        self, res: Reservation, target: Bucket, amount: Decimal | str | int | None, currency: str | None,
+    ) -> tuple[LineRow, Sequence[Move], list[LineCheck]]:
+        """What advancing the locked ``res`` moves, checked under control (writes nothing)."""
         if res.status != "open":
             raise Conflict(f"reservation {res.id} is closed", reservation=res.id)
         hold = StageHold(res.pre_encumbered, res.encumbered, res.actual)
@@ -488,8 +566,8 @@ class Budgets:
         if line_amount <= 0:
             raise ValidationError("amount", "nothing left to move")
         plan = plan_advance(hold, target, line_amount)
-        line = self.session.get(BudgetLine, res.line_id)
-        assert line is not None
+        line = self._line_row(res.line_id)
+        assert line is not None  # a reservation's line is never deleted (foreign key)
         ctx = ControlContext(self.session, self.default_rule)
         ctx.prepare([line])
         checks: list[LineCheck] = []
@@ -497,13 +575,7 @@ class Budgets:
             self._require_consumable(line, "amount")
             checks = ctx.check(line, plan.extra_consumption)
             raise_if_blocked(checks, line.code)
-        movement_id = self._movement(
-            f"to_{target.value}", idempotency_key, actor,
-            document=(res.document_type, res.document_id), step=step,
-        )
-        self._apply(movement_id, res, line, plan.moves)
-        self._alerts(movement_id, checks)
-        return MovementResult(movement_id, checks=checks)
+        return line, plan.moves, checks
 
     def _amount_in_line_currency(self, res: Reservation, amount: Decimal | str | int, currency: str | None) -> Decimal:
         cur = check_currency(currency or res.currency)
@@ -517,7 +589,7 @@ class Budgets:
             field="currency",
         )
 
-    def _apply(self, movement_id: int, res: Reservation, line: BudgetLine, moves: Sequence[Move]) -> None:
+    def _apply(self, movement_id: int, res: Reservation, line: BudgetLine | LineRow, moves: Sequence[Move]) -> None:
         new = apply_moves(StageHold(res.pre_encumbered, res.encumbered, res.actual), moves)
         res.pre_encumbered, res.encumbered, res.actual = new.pre_encumbered, new.encumbered, new.actual
         res.updated_at = utcnow()
@@ -548,7 +620,7 @@ class Budgets:
         """
         prior = self._replay(idempotency_key)
         if prior is not None:
-            return MovementResult(prior.id, replayed=True)
+            return MovementResult(prior, replayed=True)
         if amount is not None and len(reservation_ids) != 1:
             raise ValidationError("amount", "a partial release names exactly one reservation")
         rows = self._lock_reservations(reservation_ids)
@@ -557,14 +629,14 @@ class Budgets:
         ctx.prepare(lines.values())  # lock balances in the global order
         prior = self._replay(idempotency_key)  # a concurrent retry may have committed while we waited
         if prior is not None:
-            return MovementResult(prior.id, replayed=True)
+            return MovementResult(prior, replayed=True)
         movement_id: int | None = None
         for res in rows:
             hold = StageHold(res.pre_encumbered, res.encumbered, res.actual)
             part = None if amount is None else self._amount_in_line_currency(res, amount, None)
             moves = plan_release(hold, part)
             if moves and movement_id is None:
-                movement_id = self._movement(
+                movement_id = self._new_movement(
                     "close" if close else "release", idempotency_key, actor,
                     document=(res.document_type, res.document_id), step=step, reason=reason,
                 )
@@ -575,7 +647,7 @@ class Budgets:
                 res.status = "closed"
                 res.updated_at = utcnow()
         if movement_id is None:
-            movement_id = self._movement(
+            movement_id = self._new_movement(
                 "close" if close else "release", idempotency_key, actor,
                 document=(rows[0].document_type, rows[0].document_id) if rows else None,
                 step=step, reason=reason,
@@ -600,10 +672,11 @@ class Budgets:
         if not ids:
             prior = self._replay(idempotency_key)
             if prior is not None:
-                return MovementResult(prior.id, replayed=True)
-            return MovementResult(
-                self._movement("close", idempotency_key, actor, document=document, step=step, reason=reason)
-            )
+                return MovementResult(prior, replayed=True)
+            movement_id = self._movement("close", idempotency_key, actor, document=document, step=step, reason=reason)
+            if movement_id is None:  # a retry with this key committed meanwhile
+                return MovementResult(self._replay(idempotency_key) or 0, replayed=True)
+            return MovementResult(movement_id)
         return self.release(idempotency_key, ids, actor=actor, close=True, step=step, reason=reason)
 
     # -- budget journals -----------------------------------------------------------
@@ -635,7 +708,7 @@ class Budgets:
             raise ValidationError("reason", "a reason is required")
         prior = self._replay(idempotency_key)
         if prior is not None:
-            return MovementResult(prior.id, replayed=True)
+            return MovementResult(prior, replayed=True)
         line = self._journal_line(line_id, "line_id")
         value = parse_amount(amount, line.currency, "amount", allow_zero=False)
         if line.status == LineStatus.CLOSED.value:
@@ -644,10 +717,10 @@ class Budgets:
         ctx.prepare([line])
         prior = self._replay(idempotency_key)  # a concurrent retry may have committed while we waited
         if prior is not None:
-            return MovementResult(prior.id, replayed=True)
+            return MovementResult(prior, replayed=True)
         if value < 0:
             self._check_cut(ctx, line, -value)
-        movement_id = self._movement(kind, idempotency_key, actor, reason=reason)
+        movement_id = self._new_movement(kind, idempotency_key, actor, reason=reason)
         self._entries(movement_id, [(line.id, None, Bucket.BUDGET, value, line.currency)])
         apply_to_balances(self.session, {(line.id, Bucket.BUDGET): value})
         return MovementResult(movement_id)
@@ -703,7 +776,7 @@ class Budgets:
             raise ValidationError("to_line_id", "must differ from from_line_id")
         prior = self._replay(idempotency_key)
         if prior is not None:
-            return MovementResult(prior.id, replayed=True)
+            return MovementResult(prior, replayed=True)
         src = self._journal_line(from_line_id, "from_line_id")
         dst = self._journal_line(to_line_id, "to_line_id")
         if src.currency != dst.currency:
@@ -719,9 +792,9 @@ class Budgets:
         ctx.prepare([src, dst])
         prior = self._replay(idempotency_key)  # a concurrent retry may have committed while we waited
         if prior is not None:
-            return MovementResult(prior.id, replayed=True)
+            return MovementResult(prior, replayed=True)
         self._check_cut(ctx, src, value)
-        movement_id = self._movement("transfer", idempotency_key, actor, reason=reason)
+        movement_id = self._new_movement("transfer", idempotency_key, actor, reason=reason)
         self._entries(
             movement_id,
             [
@@ -749,11 +822,11 @@ class Budgets:
         """
         prior = self._replay(idempotency_key)
         if prior is not None:
-            return MovementResult(prior.id, replayed=True)
+            return MovementResult(prior, replayed=True)
         (res,) = self._lock_reservations([reservation_id])
         prior = self._replay(idempotency_key)  # a concurrent retry may have committed while we waited
         if prior is not None:
-            return MovementResult(prior.id, replayed=True)
+            return MovementResult(prior, replayed=True)
         value = parse_amount(amount, res.currency, "amount", positive=True)
         if value > res.actual:
             raise InsufficientHold(
@@ -763,7 +836,7 @@ class Budgets:
         line = self.session.get(BudgetLine, res.line_id)
         assert line is not None
         ControlContext(self.session, self.default_rule).prepare([line])  # lock in global order
-        movement_id = self._movement(
+        movement_id = self._new_movement(
             "reverse_actual", idempotency_key, actor,
             document=(res.document_type, res.document_id), step=step,
         )
