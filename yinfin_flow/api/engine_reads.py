@@ -14,7 +14,7 @@ from sqlalchemy import exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from yinfin_flow.budget.service import Budgets
-from yinfin_flow.db.models.engine import ApprovalRequest, ApprovalTask
+from yinfin_flow.db.models.engine import ApprovalRequest, ApprovalTask, RequestCc, RequestHistory
 from yinfin_flow.db.types import utcnow
 from yinfin_flow.domain.errors import NotFound
 from yinfin_flow.engine import queries, routing
@@ -131,7 +131,30 @@ def _line(c: Any, held: Decimal, after: Decimal) -> dict[str, Any]:
 
 
 def request_detail(session: Session, req: ApprovalRequest) -> dict[str, Any]:
-    out = queries.get_request(session, req.id)
-    out.pop("budget", None)
-    out["budget_impact"] = impact(session, req)
-    return out
+    """The request as :func:`yinfin_flow.engine.queries.get_request` shows it, with
+    :func:`impact` instead of its budget part (so held budget is re-checked once)."""
+    tasks = session.scalars(select(ApprovalTask).where(ApprovalTask.request_id == req.id)
+                            .order_by(ApprovalTask.id))
+    hist = session.scalars(select(RequestHistory).where(RequestHistory.request_id == req.id)
+                           .order_by(RequestHistory.seq))
+    cc = session.scalars(select(RequestCc).where(RequestCc.request_id == req.id).order_by(RequestCc.id))
+    step = req.route[req.step_index] if req.step_index is not None and req.step_index < len(req.route) else None
+    return {
+        **queries.request_summary(req), "form": req.form, "route": req.route, "current_step": step,
+        "round": req.round, "override": req.override,
+        "tasks": [queries.task_dict(t) for t in tasks],
+        "history": [{
+            "seq": h.seq, "action": h.action, "actor": h.actor, "on_behalf_of": h.on_behalf_of,
+            "step": h.step_id, "task_id": h.task_id, "from_state": h.from_state, "to_state": h.to_state,
+            "comment": h.comment, "budget": h.budget, "data": h.data,
+            "at": h.created_at.isoformat() if h.created_at else None,
+        } for h in hist],
+        "cc": [{"user": c.user, "at": c.at} for c in cc],
+        "budget_impact": impact(session, req),
+    }
+
+
+def request_outcome(session: Session, req: ApprovalRequest) -> dict[str, Any]:
+    """The request's summary, current step and budget impact (what an action answers)."""
+    step = req.route[req.step_index] if req.step_index is not None and req.step_index < len(req.route) else None
+    return {**queries.request_summary(req), "current_step": step, "budget_impact": impact(session, req)}

@@ -161,6 +161,18 @@ class TaskDetailSchema(TaskSchema):
     request = fields.Nested(RequestDetailSchema, required=True)
 
 
+class RequestOutcomeSchema(RequestSummarySchema):
+    current_step = fields.String(allow_none=True)
+    budget_impact = fields.Nested(ImpactSchema, required=True)
+
+
+class TaskOutcomeSchema(TaskSchema):
+    """What an action left: the task, its request's state and budget impact (the full
+    history is one ``GET /tasks/<id>`` away)."""
+
+    request = fields.Nested(RequestOutcomeSchema, required=True)
+
+
 class InboxQuery(PageQuery):
     status = fields.String(load_default="pending",
                            validate=validate.OneOf(["pending", "waiting", "held", "approved", "rejected",

@@ -16,10 +16,12 @@ after the view
        ones included (who, what, when, remote address, user agent, status);
     6. CORS headers, only for origins in ``YINFIN_CORS_ORIGINS`` (off by default).
 
-The audit row is written in its own transaction right after the action's: a process
-killed between the two loses that row (the action's own history, budget entries and
-vouchers still record it); a failed audit write is logged, never turned into an
-error for a call that already happened.
+The audit row of a call that succeeds is written *in the action's own transaction*
+(a ``before_commit`` listener on the app's writing sessions appends it with the
+endpoint's success status), so the change and its audit row commit together or not
+at all, at the cost of one commit, not two. A call that fails (nothing committed)
+gets its row in a transaction of its own after the response is known; a failed
+write there is logged, never turned into an error for the caller.
 """
 
 from __future__ import annotations
@@ -29,8 +31,11 @@ import os
 import re
 from typing import Any
 
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Response, current_app, g, has_request_context, request
+from sqlalchemy import event
+from sqlalchemy.orm import Session
 
+from yinfin_flow.db.engine import READONLY
 from yinfin_flow.domain.errors import DomainError, ValidationError
 from yinfin_flow.security import audit, idempotency
 from yinfin_flow.security.policy import access_for
@@ -76,9 +81,10 @@ def install(app: Flask, api_prefix: str, redis_url: str | None) -> None:
     def after(response: Response) -> Response:
         if not ours():
             return response
-        _finish_idempotency(response)
+        g.pop("yinfin_audit_status", None)  # no more in-transaction rows for this call
         if request.method in MUTATING and request.endpoint not in READ_ONLY_POSTS:
             _audit(response)
+        _finish_idempotency(response)
         if origins:
             _cors(response, origins)
         return response
@@ -87,12 +93,63 @@ def install(app: Flask, api_prefix: str, redis_url: str | None) -> None:
     app.after_request(after)
 
 
+def _success_status(endpoint: str | None) -> int:
+    view = current_app.view_functions.get(endpoint or "")
+    responses = getattr(view, "_apidoc", {}).get("response", {}).get("responses", {})
+    ok = [int(k) for k in responses if 200 <= int(k) < 300]
+    return min(ok) if ok else 200
+
+
+def _event(status: int, detail: str | None = None) -> audit.AuditEvent:
+    return audit.AuditEvent(
+        method=request.method, path=request.path, status=status, actor=_actor(),
+        endpoint=request.endpoint, remote_addr=request.remote_addr,
+        user_agent=request.headers.get("User-Agent"),
+        idempotency_key=request.headers.get("Idempotency-Key"), detail=detail,
+    )
+
+
+def _ours(session: Session) -> bool:
+    from yinfin_flow.extension import EXTENSION_KEY
+
+    st = current_app.extensions.get(EXTENSION_KEY)
+    bind = session.get_bind()
+    return (st is not None and bind.pool is st.db.engine.pool
+            and not bind.get_execution_options().get(READONLY))
+
+
+@event.listens_for(Session, "before_commit")
+def _audit_in_transaction(session: Session) -> None:
+    if not has_request_context() or g.get("yinfin_audit_status") is None:
+        return
+    if g.get("yinfin_audit_tx") is not None or g.get("yinfin_audited") or not _ours(session):
+        return
+    audit.append(session, _event(g.yinfin_audit_status))
+    g.yinfin_audit_tx = session
+
+
+@event.listens_for(Session, "after_commit")
+def _audit_committed(session: Session) -> None:
+    if has_request_context() and g.get("yinfin_audit_tx") is session:
+        g.yinfin_audited = True
+        g.yinfin_audit_tx = None
+
+
+@event.listens_for(Session, "after_rollback")
+def _audit_rolled_back(session: Session) -> None:
+    if has_request_context() and g.get("yinfin_audit_tx") is session:
+        g.yinfin_audit_tx = None
+
+
 def _authorize() -> Response | None:
     access = access_for(request.endpoint)
     if access is None:
         return error_response(403, "forbidden", "this endpoint has no access rule; refused",
                               {"endpoint": request.endpoint})
-    if access.kind in ("public", "signed"):
+    if access.kind == "signed":
+        g.yinfin_audit_status = _success_status(request.endpoint)
+        return None
+    if access.kind == "public":
         return None
     ident = current_identity()
     if ident is None:
@@ -104,7 +161,10 @@ def _authorize() -> Response | None:
                               f"needs the role {' or '.join(sorted(access.roles))}",
                               {"roles": sorted(access.roles)})
     if request.method in MUTATING and request.endpoint not in READ_ONLY_POSTS:
-        return _claim(ident.id)
+        replay = _claim(ident.id)
+        if replay is None:  # from here on, the action's commit carries its audit row
+            g.yinfin_audit_status = _success_status(request.endpoint)
+        return replay
     return None
 
 
@@ -152,23 +212,22 @@ def _actor() -> str | None:
 
 
 def _audit(response: Response) -> None:
+    """The row for a call whose action did not commit one (refused, failed, replayed)."""
     from yinfin_flow.extension import state
 
     detail = None
-    if g.get("yinfin_replayed"):
+    if g.get("yinfin_audited"):
+        if response.status_code < 300:
+            return  # committed with the action
+        detail = "response failed after the action committed"
+    elif g.get("yinfin_replayed"):
         detail = "replayed"
     elif response.status_code >= 400 and response.is_json:
         body = response.get_json(silent=True)
         detail = body.get("code") if isinstance(body, dict) else None
-    event = audit.AuditEvent(
-        method=request.method, path=request.path, status=response.status_code, actor=_actor(),
-        endpoint=request.endpoint, remote_addr=request.remote_addr,
-        user_agent=request.headers.get("User-Agent"),
-        idempotency_key=request.headers.get("Idempotency-Key"), detail=detail,
-    )
     try:
         with state(current_app).db.unit_of_work() as s:
-            audit.append(s, event)
+            audit.append(s, _event(response.status_code, detail))
     except Exception:  # noqa: BLE001 - see the module docstring
         log.exception("audit append failed for %s %s", request.method, request.path)
 

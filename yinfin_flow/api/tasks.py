@@ -17,7 +17,7 @@ from yinfin_flow.db.models.engine import ApprovalRequest, ApprovalTask
 from yinfin_flow.engine import queries, service
 
 from ..extension import state
-from .engine_reads import my_task, request_detail
+from .engine_reads import my_task, request_detail, request_outcome
 from .engine_schemas import (
     ActInSchema,
     AddApproverInSchema,
@@ -26,6 +26,7 @@ from .engine_schemas import (
     RejectInSchema,
     SendBackInSchema,
     TaskDetailSchema,
+    TaskOutcomeSchema,
     TaskTransferInSchema,
     TextInSchema,
     UrgeSchema,
@@ -75,13 +76,14 @@ def _act(task_id: int, action: str, **kw: Any) -> dict[str, Any]:
     ident = require_actor()
     with state(current_app).db.unit_of_work() as s:
         task = my_task(s, ident, task_id)
-        service.act(s, task.id, ident.id, action, **kw)
-        return _task_detail(s, task)
+        req = service.act(s, task.id, ident.id, action, **kw)
+        s.flush()
+        return {**queries.task_dict(task), "request": request_outcome(s, req)}
 
 
 @blp.post(f"/{TID}/approve")
 @blp.arguments(ActInSchema)
-@blp.response(200, TaskDetailSchema)
+@blp.response(200, TaskOutcomeSchema)
 @blp.doc(**AUTH)
 def approve(body: dict[str, Any], task_id: int) -> dict[str, Any]:
     """Approve: the budget held is re-checked first (a hard overrun is 409 ``over_budget``)."""
@@ -90,7 +92,7 @@ def approve(body: dict[str, Any], task_id: int) -> dict[str, Any]:
 
 @blp.post(f"/{TID}/reject")
 @blp.arguments(RejectInSchema)
-@blp.response(200, TaskDetailSchema)
+@blp.response(200, TaskOutcomeSchema)
 @blp.doc(**AUTH)
 def reject(body: dict[str, Any], task_id: int) -> dict[str, Any]:
     """Reject (a comment saying why is required); the request's budget is released."""
@@ -99,7 +101,7 @@ def reject(body: dict[str, Any], task_id: int) -> dict[str, Any]:
 
 @blp.post(f"/{TID}/send-back")
 @blp.arguments(SendBackInSchema)
-@blp.response(200, TaskDetailSchema)
+@blp.response(200, TaskOutcomeSchema)
 @blp.doc(**AUTH)
 def send_back(body: dict[str, Any], task_id: int) -> dict[str, Any]:
     """Send back to the submitter, the previous step, or an earlier step by id."""
@@ -109,7 +111,7 @@ def send_back(body: dict[str, Any], task_id: int) -> dict[str, Any]:
 
 @blp.post(f"/{TID}/transfer")
 @blp.arguments(TaskTransferInSchema)
-@blp.response(200, TaskDetailSchema)
+@blp.response(200, TaskOutcomeSchema)
 @blp.doc(**AUTH)
 def transfer(body: dict[str, Any], task_id: int) -> dict[str, Any]:
     """Hand the task to someone else (never to the requester)."""
@@ -119,7 +121,7 @@ def transfer(body: dict[str, Any], task_id: int) -> dict[str, Any]:
 
 @blp.post(f"/{TID}/add-approver")
 @blp.arguments(AddApproverInSchema)
-@blp.response(200, TaskDetailSchema)
+@blp.response(200, TaskOutcomeSchema)
 @blp.doc(**AUTH)
 def add_approver(body: dict[str, Any], task_id: int) -> dict[str, Any]:
     """Add approvers (加签) before, after or beside you on this step."""
