@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, literal, or_, select
 from sqlalchemy.orm import Session
 
 from yinfin_flow.db.models import BudgetBalance, BudgetEntry, BudgetLine, Reservation
@@ -62,19 +62,44 @@ def balances_match_entries(session: Session) -> list[Problem]:
 
 
 def reservations_match_entries(session: Session) -> list[Problem]:
-    sums: dict[tuple[int, str], Decimal] = defaultdict(Decimal)
-    for res_id, bucket, total in session.execute(
-        select(BudgetEntry.reservation_id, BudgetEntry.bucket, func.sum(BudgetEntry.amount))
+    """Each reservation's stages equal its entries; closed ones hold nothing; none negative.
+
+    The comparison runs in the database, which returns only the reservations that
+    fail it: loading every reservation took most of a minute at a million entries.
+    """
+    sums = (
+        select(
+            BudgetEntry.reservation_id.label("id"),
+            *(
+                # NULL, not 0, where a reservation has no entry in a bucket (as before)
+                func.sum(case((BudgetEntry.bucket == b.value, BudgetEntry.amount))).label(b.value)
+                for b in CONSUMING
+            ),
+        )
         .where(BudgetEntry.reservation_id.isnot(None))
-        .group_by(BudgetEntry.reservation_id, BudgetEntry.bucket)
-    ):
-        sums[(res_id, bucket)] = Decimal(total)
+        .group_by(BudgetEntry.reservation_id)
+        .subquery()
+    )
+    zero = literal(Decimal(0), Reservation.pre_encumbered.type)
+    stages = [(getattr(Reservation, b.value), sums.c[b.value]) for b in CONSUMING]
+    suspects = session.execute(
+        select(Reservation, *(total for _, total in stages))
+        .outerjoin(sums, sums.c.id == Reservation.id)
+        .where(or_(
+            *(held != func.coalesce(total, zero) for held, total in stages),
+            (Reservation.status == "closed")
+            & ((Reservation.pre_encumbered != zero) | (Reservation.encumbered != zero)),
+            *(held < zero for held, _ in stages),
+        ))
+        .order_by(Reservation.id)
+    )
     problems = []
-    for res in session.scalars(select(Reservation)):
-        for b in CONSUMING:
-            if getattr(res, b.value) != sums[(res.id, b.value)]:
+    for res, *totals in suspects:
+        for b, total in zip(CONSUMING, totals, strict=True):
+            summed = Decimal(total) if total is not None else Decimal(0)
+            if getattr(res, b.value) != summed:
                 problems.append(Problem("reservations", f"reservation {res.id}",
-                                        f"{b.value} is {getattr(res, b.value)} but entries sum to {sums[(res.id, b.value)]}"))
+                                        f"{b.value} is {getattr(res, b.value)} but entries sum to {summed}"))
         if res.status == "closed" and (res.pre_encumbered or res.encumbered):
             problems.append(Problem("ended_requests_hold_nothing", f"reservation {res.id}",
                                     f"closed but still holds {res.pre_encumbered + res.encumbered}"))
