@@ -25,6 +25,7 @@ BENCHMARKS: dict[str, str] = {
     "baseline": "bench.baseline",
     "budget": "bench.budget",
     "engine": "bench.engine",
+    "http": "bench.http",
 }
 
 
