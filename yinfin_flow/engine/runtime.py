@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, event, insert, select
+from sqlalchemy import bindparam, event, func, insert, select
 from sqlalchemy.orm import ORMExecuteState, Session
 
 from yinfin_flow import events
@@ -108,6 +108,20 @@ def lock_request_of_task(session: Session, task_id: int,
         raise NotFound(f"no task {task_id}", field="task_id")
     _check_version(req, expected_version)
     return req
+
+
+#: The request's last history seq, as a column to add to a statement about the request.
+#: Never put it in the locking statement itself: on PostgreSQL a statement that waited
+#: for the row lock still reads other tables as they were when it started, so rows
+#: written by the transaction it waited for would be missed. Read it after the lock.
+LAST_SEQ = (select(func.max(RequestHistory.seq)).where(RequestHistory.request_id == bindparam("request_id"))
+            .scalar_subquery())
+
+
+def start_history(ctx: ActionContext, req: ApprovalRequest, last_seq: int | None) -> None:
+    """Tell :func:`history` the request's last seq (None: no row yet), read by this action
+    after taking the request's lock, before recording any history row itself."""
+    ctx.cache.setdefault("history_seq", {})[req.id] = last_seq or 0
 
 
 def next_key(req: ApprovalRequest, action: str) -> str:

@@ -33,7 +33,7 @@ from yinfin_flow.domain.workflow import State, Step
 
 from . import budgeting, routing
 from .errors import NoApprover
-from .runtime import ActionContext, history, publish, task_event
+from .runtime import LAST_SEQ, ActionContext, history, publish, start_history, task_event
 
 OPEN = ("pending", "waiting", "held")
 APPROVED = ("approved", "auto_approved")
@@ -80,16 +80,20 @@ def tasks_of(ctx: ActionContext, req: ApprovalRequest, step_id: str | None = Non
 
 
 def load_round(ctx: ActionContext, req: ApprovalRequest) -> list[ApprovalTask]:
-    """Read the current round's tasks afresh (the request row is locked) and keep them
-    for :func:`tasks_of` for the rest of the action."""
-    tasks = list(ctx.session.scalars(_ROUND_TASKS, {"request_id": req.id, "round": req.round}))
+    """Read the current round's tasks afresh and keep them for :func:`tasks_of` for the
+    rest of the action. Call it after locking the request and before recording history:
+    the same statement reads the request's last history seq for :func:`history`."""
+    rows = ctx.session.execute(_ROUND_TASKS, {"request_id": req.id, "round": req.round}).all()
+    tasks = [t for t, _ in rows]
     ctx.cache.setdefault("tasks", {})[(req.id, req.round)] = tasks
+    if rows:  # with no task in the round, history() reads the seq itself
+        start_history(ctx, req, rows[0][1])
     return tasks
 
 
 # Built once; populate_existing so a copy from before the lock is overwritten.
 _ROUND_TASKS = (
-    select(ApprovalTask)
+    select(ApprovalTask, LAST_SEQ)
     .where(ApprovalTask.request_id == bindparam("request_id"), ApprovalTask.round == bindparam("round"))
     .execution_options(populate_existing=True)
 )

@@ -1,0 +1,95 @@
+"""What the engine's fast paths must keep: history numbering under concurrency, history
+visible in the action's own transaction, nothing left behind by a rollback."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from sqlalchemy import select
+
+from yinfin_flow.db.models.engine import RequestHistory
+from yinfin_flow.engine import queries, service
+from yinfin_flow.engine.errors import NoApprover
+
+from .test_engine_support import expense_form, flow, pending, state, world
+
+
+def go(db, org, wf_dir, amount="100.00"):
+    with db.unit_of_work() as s:
+        return service.submit(s, "flow", requester="amy", company="ACME", title="t",
+                              form=expense_form(org.child_line, amount), directory=wf_dir).id
+
+
+def seqs(db, rid):
+    with db.unit_of_work(readonly=True) as s:
+        return list(s.scalars(select(RequestHistory.seq).where(RequestHistory.request_id == rid)
+                              .order_by(RequestHistory.seq)))
+
+
+@pytest.mark.postgres
+def test_two_all_mode_approvers_at_the_same_moment_both_count(pg_db, tmp_path):
+    # Each approver's action waits for the other's lock on the request; the one that
+    # waited must number its history after the rows the first one wrote.
+    org = world(pg_db)
+    wf = flow(tmp_path, "      - {id: fin, mode: all, approvers: [{type: user, user: pat}, {type: user, user: quinn}]}\n")
+    for _ in range(4):
+        rid = go(pg_db, org, wf)
+        tasks = pending(pg_db, rid)
+        assert len(tasks) == 2
+        barrier = threading.Barrier(2)
+        errors: list[Exception] = []
+
+        def approve(task_id, who, barrier=barrier, errors=errors):
+            barrier.wait()
+            try:
+                with pg_db.unit_of_work() as s:
+                    service.act(s, task_id, who, "approve")
+            except Exception as err:  # noqa: BLE001 - collected and asserted below
+                errors.append(err)
+
+        threads = [threading.Thread(target=approve, args=(t, w)) for t, _, w in tasks]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert state(pg_db, rid) == "approved"
+        got = seqs(pg_db, rid)
+        assert got == list(range(1, len(got) + 1))
+
+
+def test_history_is_readable_in_the_actions_own_transaction(db, tmp_path):
+    org = world(db)
+    wf = flow(tmp_path, "      - {id: a, approvers: [{type: user, user: pat}]}\n")
+    rid = go(db, org, wf)
+    with db.unit_of_work() as s:
+        service.comment(s, rid, "amy", "receipt attached")
+        # the API reads the detail in the same transaction, before it commits
+        assert queries.get_request(s, rid)["history"][-1]["action"] == "comment"
+    [(task, _, _)] = pending(db, rid)
+    with db.unit_of_work() as s:
+        service.act(s, task, "pat", "approve")
+        assert [h["action"] for h in queries.get_request(s, rid)["history"]][-3:] == [
+            "approve", "step_completed", "approve"]
+    assert seqs(db, rid) == list(range(1, len(seqs(db, rid)) + 1))
+
+
+def test_a_rolled_back_action_leaves_no_history_behind(db, tmp_path):
+    org = world(db)
+    # The second step names nobody and the definition says fail: approving the first
+    # step records history, then raises; the session is rolled back and used again.
+    wf = flow(tmp_path, "      - {id: a, approvers: [{type: user, user: pat}]}\n"
+                        "      - {id: b, approvers: [{type: form_field, field: nobody}]}\n", no_approver="fail")
+    rid = go(db, org, wf)
+    before = seqs(db, rid)
+    [(task, _, _)] = pending(db, rid)
+    s = db.session()
+    try:
+        with pytest.raises(NoApprover), s.begin():
+            service.act(s, task, "pat", "approve")
+        with s.begin():
+            service.comment(s, rid, "amy", "why did it fail?")
+    finally:
+        s.close()
+    assert seqs(db, rid) == before + [len(before) + 1]
