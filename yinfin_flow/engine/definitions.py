@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import threading
+import weakref
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,7 @@ from typing import Any
 import yaml
 from marshmallow import INCLUDE, Schema, fields, validate, validates_schema
 from marshmallow import ValidationError as MmError
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -303,6 +305,11 @@ def current(session: Session, name: str, directory: Path | str | None = None) ->
     if not f.exists():
         raise NotFound(f"no workflow {name!r} in {directory}", field="workflow")
     d = _parse_cached(f.read_text(encoding="utf-8"), f.name)
+    known = _known_stored(session)
+    ident = (d.name, d.version, d.content_hash)
+    if ident in known:
+        _by_hash[d.content_hash] = d
+        return d
     row = session.scalar(select(WorkflowDefinition).where(
         WorkflowDefinition.name == d.name, WorkflowDefinition.version == d.version))
     if row is None:
@@ -312,9 +319,14 @@ def current(session: Session, name: str, directory: Path | str | None = None) ->
             with session.begin_nested():
                 session.add(WorkflowDefinition(name=d.name, version=d.version, content_hash=d.content_hash,
                                                content=d.source, created_at=utcnow()))
+            session.info.setdefault(_INSERTED, set()).add(ident)
         except IntegrityError:
             row = session.scalar(select(WorkflowDefinition).where(
                 WorkflowDefinition.name == d.name, WorkflowDefinition.version == d.version))
+    elif row.content_hash == d.content_hash and ident not in session.info.get(_INSERTED, ()):
+        # Read back and not written by this session: committed, and stored versions
+        # are never changed or removed, so this database need not be asked again.
+        known.add(ident)
     if row is not None and row.content_hash != d.content_hash:
         raise DefinitionChanged(
             f"{f.name} changed but its version is still {d.version}: raise the version "
@@ -324,6 +336,20 @@ def current(session: Session, name: str, directory: Path | str | None = None) ->
 
 
 _by_hash: dict[str, Definition] = {}
+
+#: Per database engine, the (name, version, hash) known to be committed in its
+#: ``workflow_definitions``: a submit on a known version skips that read. Keyed weakly by
+#: the engine, so a new engine (another database) starts empty.
+_stored: weakref.WeakKeyDictionary[Engine, set[tuple[str, int, str]]] = weakref.WeakKeyDictionary()
+_stored_lock = threading.Lock()
+_INSERTED = "yinfin_definitions_inserted"  # session.info: versions this session inserted
+
+
+def _known_stored(session: Session) -> set[tuple[str, int, str]]:
+    bind = session.get_bind()
+    engine = bind if isinstance(bind, Engine) else bind.engine
+    with _stored_lock:
+        return _stored.setdefault(engine, set())
 
 
 def stored(session: Session, name: str, version: int, content_hash: str | None = None) -> Definition:
