@@ -9,7 +9,9 @@ expense workflow) in ONE process, one client, and prints per action:
 * the client's CPU time (``time.process_time()``), which does not depend on what else
   the machine is doing (the server's CPU is not in it),
 * with ``--sql``, each statement's text once per action (what to cut next),
-* with ``--profile FILE``, a cProfile of the whole run (``python -m pstats FILE``).
+* with ``--profile FILE``, a cProfile of the whole run (``python -m pstats FILE``),
+* the same figures for the benchmark's SpiffWorkflow client (3-step BPMN approval, its
+  JSON state saved to a PostgreSQL row after each step), the comparison's yardstick.
 
 It runs on a scratch PostgreSQL database and on a SQLite file. Usage::
 
@@ -27,7 +29,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, select
+from sqlalchemy import Engine, event, select
 
 from yinfin_flow.db.engine import Database
 from yinfin_flow.db.migrate import upgrade
@@ -35,7 +37,7 @@ from yinfin_flow.db.models.engine import ApprovalTask
 from yinfin_flow.engine import service
 
 from .common import DEFAULT_PG_URL, scratch_database
-from .engine import COMPANY, ON, WORKFLOW, build
+from .engine import COMPANY, ON, WORKFLOW, _meta, _spiff_client, build
 
 
 class Counter_:
@@ -105,6 +107,30 @@ def run(url: str, wf_dir: Path, requests: int, show_sql: bool, profiler: cProfil
     return out
 
 
+def run_spiff(url: str, requests: int) -> tuple[float, float]:
+    """(statements, client CPU ms) per SpiffWorkflow request (4 transactions)."""
+    setup_db = Database(url)
+    _meta.create_all(setup_db.engine)
+    setup_db.dispose()
+    transaction = _spiff_client(0, {"url": url})
+    count = [0]
+
+    def on(*_: Any) -> None:
+        count[0] += 1
+
+    for n in range(3):
+        transaction(n)
+    event.listen(Engine, "before_cursor_execute", on)
+    try:
+        t0 = time.process_time()
+        for n in range(requests):
+            assert transaction(n) == "ok"
+        cpu = time.process_time() - t0
+    finally:
+        event.remove(Engine, "before_cursor_execute", on)
+    return count[0] / requests, cpu / requests * 1000
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.profile_engine", description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=60, help="timed requests per database (default 60)")
@@ -124,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
                 upgrade(url)
                 print("PostgreSQL")
                 results["PostgreSQL"] = run(url, wf_dir, args.requests, args.sql, prof)
+                spiff = run_spiff(url, args.requests)
         if args.only in (None, "sqlite"):
             url = f"sqlite:///{tmp}/prof.sqlite"
             upgrade(url)
@@ -139,6 +166,9 @@ def main(argv: list[str] | None = None) -> int:
             tot_n += n
             tot_c += c
         print(f"{dbname:<11} {'request':<9} {tot_n:>10.1f} {tot_c:>14.2f}")
+    if args.only in (None, "postgresql"):
+        print(f"{'PostgreSQL':<11} {'Spiff req':<9} {spiff[0]:>10.1f} {spiff[1]:>14.2f}"
+              "   (SpiffWorkflow 3-step, JSON state in a row; no budget)")
     if prof:
         prof.dump_stats(args.profile)
         print(f"\ncProfile written to {args.profile} (python -m pstats {args.profile})")
