@@ -35,4 +35,24 @@ def register_resources(app: Flask, st: FlowState) -> None:
         module = importlib.import_module(f"yinfin_flow.api.{name}")
         for blp in getattr(module, "blps", None) or [module.blp]:
             st.api.register_blueprint(blp, url_prefix=st.api_prefix + (blp.url_prefix or ""))
+    _document_idempotency(st)
     install(app, st.api_prefix, st.settings.redis_url)
+
+
+IDEMPOTENCY_HEADER = {
+    "in": "header", "name": "Idempotency-Key", "required": False,
+    "description": "retry-safe key (per user): a replay answers the first response and does "
+                   "nothing again; the same key with another body is 422; kept at least 24 h",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 160, "pattern": "^[ -~]+$"},
+}
+
+
+def _document_idempotency(st: FlowState) -> None:
+    """Every mutating operation accepts ``Idempotency-Key`` (the gate handles it)."""
+    for ops in st.api.spec._paths.values():  # noqa: SLF001 - apispec keeps no public view
+        for method, op in ops.items():
+            if method not in ("post", "put", "patch", "delete"):
+                continue
+            params = op.setdefault("parameters", [])
+            if not any(isinstance(p, dict) and p.get("name") == "Idempotency-Key" for p in params):
+                params.append(dict(IDEMPOTENCY_HEADER))
