@@ -26,6 +26,7 @@ BENCHMARKS: dict[str, str] = {
     "budget": "bench.budget",
     "engine": "bench.engine",
     "http": "bench.http",
+    "outbox": "bench.outbox",
 }
 
 

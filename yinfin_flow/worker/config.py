@@ -13,6 +13,9 @@ YINFIN_OUTBOX_BACKOFF_MAX      3600      longest retry delay in seconds
 YINFIN_OUTBOX_LEASE            300       seconds a claimed message stays ``in_flight``
                                          before another worker may take it over
 YINFIN_OUTBOX_BATCH            50        messages one dispatcher pass claims at once
+YINFIN_OUTBOX_CONCURRENCY      1         connector calls one dispatcher makes at once
+                                         (threads; a batch never holds two messages
+                                         of one document, so order is kept)
 YINFIN_SYNC_COMPANY            (only)    company master data is synced into (needed only
                                          when there is more than one)
 =============================  ========  ===================================================
@@ -56,6 +59,7 @@ class DeliverySettings:
     backoff_max: float = 3600.0
     lease: float = 300.0
     batch: int = 50
+    concurrency: int = 1
     sync_company: str | None = None
 
     @classmethod
@@ -70,6 +74,7 @@ class DeliverySettings:
             backoff_max=_number(e, "YINFIN_OUTBOX_BACKOFF_MAX", 3600.0, 0),
             lease=_number(e, "YINFIN_OUTBOX_LEASE", 300.0, 1),
             batch=int(_number(e, "YINFIN_OUTBOX_BATCH", 50, 1)),
+            concurrency=int(_number(e, "YINFIN_OUTBOX_CONCURRENCY", 1, 1)),
             sync_company=e.get("YINFIN_SYNC_COMPANY") or None,
         )
 

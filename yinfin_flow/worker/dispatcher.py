@@ -24,6 +24,7 @@ import logging
 import random
 import uuid
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -175,12 +176,13 @@ def record(db: Database, outcomes: list[Outcome], settings: DeliverySettings, *,
             row = rows.get(o.claimed.id)
             if row is None or row.status == "delivered":
                 continue  # another worker (a lease takeover) already recorded it
-            voucher = row.kind == "erp_voucher"
+            # a voucher from our ledger carries its entry id; its sync state follows the message
+            entry = row.payload.get("entry_id") if row.kind == "erp_voucher" else None
             if o.ok:
                 row.status, row.delivered_at, row.external_id = "delivered", at, o.external_id
                 row.last_error, row.claim_token, row.updated_at = None, None, at
-                if voucher and o.external_id:
-                    sync.mark(s, int(row.payload["entry_id"]), "synced",
+                if entry and o.external_id:
+                    sync.mark(s, int(entry), "synced",
                               erp_voucher_id=o.external_id[:64], target=row.target)
                 result.delivered.append(row.id)
                 continue
@@ -189,8 +191,8 @@ def record(db: Database, outcomes: list[Outcome], settings: DeliverySettings, *,
             row.last_error, row.claim_token, row.updated_at = (o.error or "")[:4000], None, at
             if o.permanent or row.attempts >= settings.max_attempts:
                 row.status = "dead"
-                if voucher:
-                    sync.mark(s, int(row.payload["entry_id"]), "failed",
+                if entry:
+                    sync.mark(s, int(entry), "failed",
                               message=(o.error or "")[:1000], target=row.target)
                 result.dead.append(row.id)
             else:
@@ -207,8 +209,21 @@ def run_once(db: Database, settings: DeliverySettings | None = None, *,
     """One claim → call → record pass. Returns what happened."""
     settings = settings or DeliverySettings.from_env()
     claimed = claim(db, settings, now=now, limit=limit, ids=ids)
-    outcomes = [call(c, lookup) for c in claimed]
+    if settings.concurrency > 1 and len(claimed) > 1:
+        outcomes = list(_pool(settings.concurrency).map(lambda c: call(c, lookup), claimed))
+    else:
+        outcomes = [call(c, lookup) for c in claimed]
     return record(db, outcomes, settings, now=None if now is None else now)
+
+
+_pools: dict[int, ThreadPoolExecutor] = {}
+
+
+def _pool(size: int) -> ThreadPoolExecutor:
+    # one pool per size per process, kept: a pass must not pay for starting threads
+    if size not in _pools:
+        _pools[size] = ThreadPoolExecutor(max_workers=size, thread_name_prefix="yinfin-call")
+    return _pools[size]
 
 
 def drain(db: Database, settings: DeliverySettings | None = None, *,

@@ -146,7 +146,7 @@ def replay_all(session: Session, *, target: str | None = None, now: datetime | N
 def _revive(session: Session, row: OutboxMessage, at: datetime) -> None:
     row.status, row.attempts, row.next_attempt_at, row.updated_at = "pending", 0, at, at
     row.claim_token = None
-    if row.kind == "erp_voucher":
+    if row.kind == "erp_voucher" and row.payload.get("entry_id"):
         from yinfin_flow.ledger import sync
 
         sync.mark(session, int(row.payload["entry_id"]), "pending", target=row.target,
