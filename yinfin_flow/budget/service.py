@@ -16,12 +16,10 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from yinfin_flow.db.models import (
-    BudgetAlert,
     BudgetBalance,
     BudgetEntry,
     BudgetLine,
@@ -54,26 +52,16 @@ from yinfin_flow.domain.money import MAX_AMOUNT, Money, check_currency, parse_am
 
 from .control import ControlContext, apply_to_balances, path_ids, rollup
 from .lookup import LINE_ROW_COLUMNS, Dims, LineRow, check_in_period, find_line, rate_for
+from .writes import (
+    NewReservation,
+    insert_alerts,
+    insert_entries,
+    insert_movement,
+    insert_reservations,
+)
 
-# Core statements, built once, with values passed at execute time. The ORM's
-# bulk-insert path and a fresh ``.values(...)`` per call cost about a fifth of a
-# reservation's CPU (bench/README.md); the SQL sent is the same.
 _movements = BudgetMovement.__table__
 _lines = BudgetLine.__table__
-# ON CONFLICT DO NOTHING: when a retry with the same key commits first, the insert
-# (on PostgreSQL after waiting for it) returns no row instead of failing, and the
-# caller replays. A unique violation would abort the whole PostgreSQL transaction.
-_INSERT_MOVEMENT = {
-    name: dialect.insert(_movements)
-    .on_conflict_do_nothing(index_elements=[_movements.c.idempotency_key])
-    .returning(_movements.c.id)
-    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
-}
-_INSERT_RESERVATION = insert(Reservation.__table__).returning(
-    Reservation.__table__.c.id, sort_by_parameter_order=True
-)
-_INSERT_ENTRIES = insert(BudgetEntry.__table__)
-_INSERT_ALERTS = insert(BudgetAlert.__table__)
 _SELECT_REPLAY = select(_movements.c.id).where(_movements.c.idempotency_key == bindparam("key"))
 # A reservation's first line and the replay check in one trip; the line is read
 # as a plain row (see LineRow).
@@ -195,92 +183,12 @@ class Budgets:
             return None
         return self.session.scalar(_SELECT_REPLAY, {"key": key})
 
-    def _movement(
-        self,
-        kind: str,
-        key: str | None,
-        actor: str,
-        *,
-        document: tuple[str, str] | None = None,
-        step: str | None = None,
-        reason: str | None = None,
-    ) -> int | None:
-        """Insert the movement; ``None`` when a movement with ``key`` exists (replay it)."""
-        if not actor:
-            raise ValidationError("actor", "who is acting is required")
-        # The column sizes: PostgreSQL would refuse longer values with a raw DataError.
-        _max_len(key, 200, "idempotency_key")
-        _max_len(actor, 64, "actor")
-        _max_len(step, 64, "step")
-        if document:
-            _max_len(document[0], 32, "document_type")
-            _max_len(document[1], 64, "document_id")
-        return self.session.scalar(
-            _INSERT_MOVEMENT[self._dialect],
-            {
-                    "kind": kind,
-                    "idempotency_key": key,
-                    "document_type": document[0] if document else None,
-                    "document_id": document[1] if document else None,
-                    "step": step,
-                    "actor": actor,
-                "reason": reason,
-                "created_at": utcnow(),
-            },
-        )
-
     def _new_movement(self, kind: str, key: str | None, actor: str, **kw: Any) -> int:
-        """:meth:`_movement` where a replay was ruled out under the same locks."""
-        movement_id = self._movement(kind, key, actor, **kw)
+        """:func:`insert_movement` where a replay was ruled out under the same locks."""
+        movement_id = insert_movement(self.session, kind, key, actor, **kw)
         if movement_id is None:  # only a different action reusing the key can get here
             raise Conflict(f"idempotency key {key!r} is in use by another action", field="idempotency_key")
         return movement_id
-
-    def _entries(
-        self,
-        movement_id: int,
-        rows: Sequence[tuple[int, int | None, Bucket, Decimal, str]],
-    ) -> None:
-        now = utcnow()
-        values = [
-            {
-                "movement_id": movement_id,
-                "line_id": line_id,
-                "reservation_id": res_id,
-                "bucket": bucket.value,
-                "amount": amount,
-                "currency": currency,
-                "created_at": now,
-            }
-            for line_id, res_id, bucket, amount, currency in rows
-            if amount != 0
-        ]
-        if values:
-            self.session.execute(_INSERT_ENTRIES, values)
-
-    def _alerts(self, movement_id: int, checks: Sequence[LineCheck]) -> None:
-        now = utcnow()
-        values = [
-            {
-                "movement_id": movement_id,
-                "line_id": c.line_id,
-                "mode": c.rule.mode.value,
-                "level": "over" if c.over else c.level.value if c.level else "over",
-                "usage_percent": c.usage_percent,
-                "asked": c.delta,
-                "available_after": c.available_after,
-                "notify": c.notify,
-                "message": (
-                    f"{c.line_label}: {c.usage_percent}% used after this request "
-                    f"({c.rule.mode.value} control, available after {c.available_after} {c.currency})"
-                ),
-                "created_at": now,
-            }
-            for c in checks
-            if c.level is not None and not c.blocked
-        ]
-        if values:
-            self.session.execute(_INSERT_ALERTS, values)
 
     def _line_amount(self, req: LineRequest, line: BudgetLine | LineRow, field: str) -> tuple[Decimal, Decimal, Decimal, str]:
         """(amount in line currency, rate, source amount, source currency), all validated."""
@@ -447,50 +355,28 @@ class Budgets:
             if prior is not None:
                 return self._replayed_reserve(prior, document)
             raise
-        movement_id = self._movement("reserve", idempotency_key, actor, document=document, step=step)
-        if movement_id is None:  # ... or commits now: the insert waited for it
+        written = insert_reservations(
+            self.session, idempotency_key, document,
+            [
+                NewReservation(req.ref, line.id, line.currency, amount, source, currency, rate, req.budget_date)
+                for line, amount, rate, source, currency, req in resolved
+            ],
+            actor=actor, step=step,
+        )
+        if written is None:  # a retry with this key commits now: the insert waited for it
             prior = self._replay(idempotency_key)
             assert prior is not None
             return self._replayed_reserve(prior, document)
-        now = utcnow()
-        # One INSERT for every line (insertmanyvalues), ids back in the lines' order.
-        res_ids = self.session.scalars(
-            _INSERT_RESERVATION,
-            [
-                {
-                    "idempotency_key": f"{idempotency_key}:{req.ref}",
-                    "document_type": document[0],
-                    "document_id": document[1],
-                    "document_line": req.ref,
-                    "line_id": line.id,
-                    "currency": line.currency,
-                    "source_amount": source,
-                    "source_currency": currency,
-                    "rate": rate,
-                    "budget_date": req.budget_date,
-                    "pre_encumbered": amount,
-                    "encumbered": Decimal(0),
-                    "actual": Decimal(0),
-                    "status": "open",
-                    "created_at": now,
-                    "updated_at": now,
-                }
-                for line, amount, rate, source, currency, req in resolved
-            ],
-        ).all()
-        views = []
-        entries = []
-        for (line, amount, rate, source, currency, req), res_id in zip(resolved, res_ids, strict=True):
-            entries.append((line.id, res_id, Bucket.PRE_ENCUMBERED, amount, line.currency))
-            views.append(
-                ReservationView(
-                    res_id, line.id, line.code, req.ref, line.currency, amount, source,
-                    currency, rate, amount, Decimal(0), Decimal(0), "open",
-                )
+        movement_id, res_ids = written
+        views = [
+            ReservationView(
+                res_id, line.id, line.code, req.ref, line.currency, amount, source,
+                currency, rate, amount, Decimal(0), Decimal(0), "open",
             )
-        self._entries(movement_id, entries)
+            for (line, amount, rate, source, currency, req), res_id in zip(resolved, res_ids, strict=True)
+        ]
         apply_to_balances(self.session, {k: v for k, v in ctx.pending.items() if v})
-        self._alerts(movement_id, checks)
+        insert_alerts(self.session, movement_id, checks)
         return ReserveResult(movement_id, views, checks)
 
     def _replayed_reserve(self, prior: int, document: tuple[str, str]) -> ReserveResult:
@@ -542,14 +428,14 @@ class Budgets:
             if prior is not None:
                 return MovementResult(prior, replayed=True)
             raise
-        movement_id = self._movement(
+        movement_id = insert_movement(self.session,
             f"to_{target.value}", idempotency_key, actor,
             document=(res.document_type, res.document_id), step=step,
         )
         if movement_id is None:  # ... or commits now: the insert waited for it
             return MovementResult(self._replay(idempotency_key) or 0, replayed=True)
         self._apply(movement_id, res, line, moves)
-        self._alerts(movement_id, checks)
+        insert_alerts(self.session, movement_id, checks)
         return MovementResult(movement_id, checks=checks)
 
     def _plan_advance(
@@ -593,7 +479,7 @@ class Budgets:
         new = apply_moves(StageHold(res.pre_encumbered, res.encumbered, res.actual), moves)
         res.pre_encumbered, res.encumbered, res.actual = new.pre_encumbered, new.encumbered, new.actual
         res.updated_at = utcnow()
-        self._entries(movement_id, [(line.id, res.id, m.bucket, m.amount, line.currency) for m in moves])
+        insert_entries(self.session, movement_id, [(line.id, res.id, m.bucket, m.amount, line.currency) for m in moves])
         deltas: dict[tuple[int, Bucket], Decimal] = {}
         path = path_ids(line)
         for m in moves:
@@ -673,7 +559,7 @@ class Budgets:
             prior = self._replay(idempotency_key)
             if prior is not None:
                 return MovementResult(prior, replayed=True)
-            movement_id = self._movement("close", idempotency_key, actor, document=document, step=step, reason=reason)
+            movement_id = insert_movement(self.session, "close", idempotency_key, actor, document=document, step=step, reason=reason)
             if movement_id is None:  # a retry with this key committed meanwhile
                 return MovementResult(self._replay(idempotency_key) or 0, replayed=True)
             return MovementResult(movement_id)
@@ -721,7 +607,7 @@ class Budgets:
         if value < 0:
             self._check_cut(ctx, line, -value)
         movement_id = self._new_movement(kind, idempotency_key, actor, reason=reason)
-        self._entries(movement_id, [(line.id, None, Bucket.BUDGET, value, line.currency)])
+        insert_entries(self.session, movement_id, [(line.id, None, Bucket.BUDGET, value, line.currency)])
         apply_to_balances(self.session, {(line.id, Bucket.BUDGET): value})
         return MovementResult(movement_id)
 
@@ -795,7 +681,7 @@ class Budgets:
             return MovementResult(prior, replayed=True)
         self._check_cut(ctx, src, value)
         movement_id = self._new_movement("transfer", idempotency_key, actor, reason=reason)
-        self._entries(
+        insert_entries(self.session,
             movement_id,
             [
                 (src.id, None, Bucket.BUDGET, -value, src.currency),
