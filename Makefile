@@ -38,8 +38,11 @@ bench: $(VENV)/.bench
 worker: $(VENV)/.installed
 	$(VENV)/bin/celery -A yinfin_flow.worker.celery_app worker --loglevel=INFO
 
+## make beat: periodic jobs (outbox sweep, approval timers, master-data sync, reconciliation);
+## its schedule state goes to instance/ (not the repository root)
 beat: $(VENV)/.installed
-	$(VENV)/bin/celery -A yinfin_flow.worker.celery_app beat --loglevel=INFO
+	mkdir -p instance
+	$(VENV)/bin/celery -A yinfin_flow.worker.celery_app beat --loglevel=INFO -s instance/celerybeat-schedule
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache .hypothesis
