@@ -249,3 +249,19 @@ def test_concurrent_dispatchers_never_claim_the_same_row(pg_db, lookup, settings
     for doc in range(40):
         keys = [f"k{i:03d}" for i in range(120) if i % 40 == doc]
         assert [k for k in seen if k in keys] == keys
+
+
+def test_concurrent_calls_within_a_pass_keep_document_order(db, lookup, erp):
+    with db.unit_of_work() as s:
+        for i in range(12):
+            outbox.enqueue(s, target="fake", kind="oa_status", document_key=f"request:{i % 3}",
+                           payload={"message": _status(i)}, idempotency_key=f"k{i:02d}")
+    parallel = DeliverySettings(erp=("fake",), batch=10, concurrency=4)
+    r = dispatcher.run_once(db, parallel, lookup=lookup)
+    assert sorted(r.delivered) == [1, 2, 3]  # one per document per pass
+    dispatcher.drain(db, parallel, lookup=lookup)
+    seen = [k for k, _ in erp.statuses]
+    for doc in range(3):
+        keys = [f"k{i:02d}" for i in range(12) if i % 3 == doc]
+        assert [k for k in seen if k in keys] == keys
+    assert len(seen) == 12
