@@ -29,6 +29,10 @@ def test_request_statuses_tasks_and_voucher_flow_out_in_order(db, monkeypatch, e
     monkeypatch.setenv("YINFIN_ERP_CONNECTOR", "fake")
     org = world(db)
     rid = submit(db, org)
+    from yinfin_flow.db.models.security import OAInstance
+
+    with db.unit_of_work() as s:  # as if the request had come in from that OA
+        s.add(OAInstance(connector="fake", external_id="WF-9", request_id=rid))
     [(t1, _, _)] = pending(db, rid)
     act(db, t1, "wang")
     finance = pending(db, rid)
@@ -46,6 +50,9 @@ def test_request_statuses_tasks_and_voucher_flow_out_in_order(db, monkeypatch, e
     assert pushed.index(("task", str(t1), "pending")) < pushed.index(("task", str(t1), "approved"))
     assert pushed.index(("task", str(t1), "approved")) < pushed.index(("task", str(finance[0][0]), "pending"))
     assert ("status", None, "approved") in pushed
+    # once the OA's instance is known, our messages name it
+    ext = [m.external_instance_id for _, m in erp.statuses]
+    assert ext[0] is None and ext[-1] == "WF-9"
     # both finance approvers (或签) got their to-do
     assert ("task", str(finance[1][0]), "pending") in pushed
     # and the one nobody needed any more was closed in the OA too

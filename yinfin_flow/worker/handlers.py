@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -78,8 +79,6 @@ def on_journal_posted(session: Session, event: events.Event) -> None:
     assert company is not None
     v = voucher_from_rows(voucher_rows(session, company.code, entry_id=entry_id))
     key = f"yf-{_safe(company.code)}-je{entry_id}"
-    from dataclasses import replace
-
     voucher = messages.voucher_to_json(replace(v, company=company.code, key=key))
     for target in targets:
         enqueue(session, target=target, kind="erp_voucher", document_key=f"voucher:{entry_id}",
@@ -111,8 +110,21 @@ def _queue_oa(session: Session, *, kind: str, req_id: int, key: str, build: Any)
         return
     for target in targets:
         message: StatusMessage = build(req, target)
+        ext = _external_instance(session, target, req_id)
+        if ext:
+            message = replace(message, external_instance_id=ext)
         enqueue(session, target=target, kind=kind, document_key=f"request:{req_id}",
                 payload={"message": messages.status_to_json(message)}, idempotency_key=key)
+
+
+def _external_instance(session: Session, target: str, req_id: int) -> str | None:
+    """The OA's own id for a request that was started in that OA (else None)."""
+    try:
+        from yinfin_flow.db.models.security import OAInstance
+    except ImportError:  # the inbound OA endpoint is not installed
+        return None
+    return session.scalar(select(OAInstance.external_id).where(
+        OAInstance.connector == target, OAInstance.request_id == req_id).limit(1))
 
 
 def _now() -> datetime:
