@@ -161,3 +161,30 @@ def test_two_syncs_at_once_run_one(db, monkeypatch):
     t.join(10)
     assert "fake" in out[0]
     assert leases.acquire(db, "masterdata-sync", 10, "after")  # released when done
+
+
+def test_users_from_an_oa_directory(db, monkeypatch):
+    from yinfin_flow.db.models.org import User
+
+    books(db)
+    oa = FakeERP()
+    oa.master_data_kinds = ("users",)
+    oa.master["users"] = [
+        {"code": "zhang", "name": "张三", "department": "RD", "email": "z@example.com",
+         "external_id": "ding-001", "active": True, "modified": "1"},
+        {"code": "li", "name": "李四", "manager": "zhang", "external_id": "ding-002",
+         "active": True, "modified": "2"},
+        {"code": "", "name": "nobody", "modified": "3"}]
+    monkeypatch.setenv("YINFIN_OA_CONNECTOR", "dingtalk")
+    monkeypatch.delenv("YINFIN_ERP_CONNECTOR", raising=False)
+    done = jobs.sync(db, lookup=lambda n: oa)
+    assert done["dingtalk"]["users"] == {"records": 3, "created": 2, "updated": 0, "skipped": 1}
+    with db.unit_of_work(readonly=True) as s:
+        li = s.get(User, "li")
+        assert (li.manager_id, li.dingtalk_userid, li.active) == ("zhang", "ding-002", True)
+    oa.master["users"].append({"code": "li", "name": "李四", "external_id": "ding-002",
+                               "active": False, "modified": "4"})
+    again = jobs.sync(db, lookup=lambda n: oa)
+    assert again["dingtalk"]["users"]["records"] == 1
+    with db.unit_of_work(readonly=True) as s:
+        assert s.get(User, "li").active is False  # left, never deleted

@@ -44,8 +44,15 @@ def sync(db: Database, settings: DeliverySettings | None = None,
     with leases.held(db, "masterdata-sync", ttl=1800) as mine:
         if not mine:
             return {"skipped": "another sync is running"}
-        return {t: masterdata.sync_connector(db, t, company=settings.sync_company, lookup=lookup)
-                for t in settings.erp}
+        out: dict[str, Any] = {}
+        for t in settings.erp:
+            out[t] = masterdata.sync_connector(db, t, company=settings.sync_company, lookup=lookup)
+        for t in settings.oa:  # an OA that offers its directory (``users``)
+            connector = lookup(t)
+            if "users" in getattr(connector, "master_data_kinds", ()):
+                out[t] = masterdata.sync_connector(db, t, company=settings.sync_company,
+                                                   kinds=("users",), lookup=lookup)
+        return out
 
 
 def reconcile(db: Database, settings: DeliverySettings | None = None,

@@ -9,6 +9,13 @@ read again next time. A record the ERP disabled or deleted arrives with
 ``active: false`` and becomes inactive here; nothing is ever deleted, so vouchers
 that reference it stay readable.
 
+``users`` (a connector, usually an OA, that lists it in ``master_data_kinds``) go
+through the organisation directory's own import
+(:func:`yinfin_flow.engine.directory.import_users`, all or none per page): records
+``{code, name, email, department, manager, active}``; the connector's own user id is
+kept in its column (``dingtalk_userid``, ``feishu_open_id``, ``wecom_userid``) so
+tasks reach the right person there. A user the OA removed arrives inactive.
+
 ``budgets`` are read but not applied: an ERP's budget header carries no amounts we
 could book without a person choosing the lines, so the count is reported and
 budgets stay with ``yinfin-flow budget import``.
@@ -78,6 +85,8 @@ def _apply(db: Database, connector: str, kind: str, company: str, rows: list[dic
     from yinfin_flow.ledger import masterdata
 
     counts = {"created": 0, "updated": 0, "skipped": 0}
+    if kind == "users":
+        return _apply_users(db, connector, company, rows, watermark)
     with db.unit_of_work() as s:
         usable = []
         existing: set[str] = set()
@@ -107,6 +116,38 @@ def _apply(db: Database, connector: str, kind: str, company: str, rows: list[dic
         wm.watermark, wm.synced_at, wm.last_error = watermark, utcnow(), None
         wm.records = (wm.records or 0) + len(rows)
     return counts
+
+
+_USER_COLUMN = {"dingtalk": "dingtalk_userid", "feishu": "feishu_open_id", "wecom": "wecom_userid"}
+
+
+def _apply_users(db: Database, connector: str, company: str, rows: list[dict[str, Any]],
+                 watermark: str | None) -> dict[str, int]:
+    from yinfin_flow.domain.org import UserSpec
+    from yinfin_flow.engine import directory
+
+    column = _USER_COLUMN.get(connector)
+    specs, skipped = [], 0
+    latest = {str(r.get("code") or "").strip(): r for r in rows}  # the last change wins
+    for i, (code, r) in enumerate(latest.items(), start=1):
+        if not code or not r.get("name"):
+            skipped += 1
+            continue
+        external = {column: str(r.get("external_id") or code)} if column else {}
+        specs.append((i, UserSpec(id=code[:64], name=str(r["name"])[:200], company=company,
+                                  department=r.get("department") or None,
+                                  manager=r.get("manager") or None, email=r.get("email") or None,
+                                  active=bool(r.get("active", True)), external=external)))
+    with db.unit_of_work() as s:
+        result = directory.import_users(s, specs, actor=f"sync:{connector}") if specs else None
+        wm = s.get(SyncWatermark, (connector, "users"), with_for_update=True)
+        if wm is None:
+            wm = SyncWatermark(connector=connector, kind="users", records=0)
+            s.add(wm)
+        wm.watermark, wm.synced_at, wm.last_error = watermark, utcnow(), None
+        wm.records = (wm.records or 0) + len(rows)
+    return {"created": len(result.created) if result else 0,
+            "updated": len(result.updated) if result else 0, "skipped": skipped}
 
 
 def _fail(db: Database, connector: str, kind: str, error: str) -> None:
