@@ -247,3 +247,35 @@ def test_cors_is_off_unless_origins_are_listed(sqlite_db: Database):
     assert ok.headers["Access-Control-Allow-Origin"] == "https://oa.example.com"
     other = c.get(f"{API}/health", headers={"Origin": "https://evil.example.com"})
     assert "Access-Control-Allow-Origin" not in other.headers
+
+
+def test_claims_purge_old_records_as_they_go(sqlite_db: Database, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(idempotency, "PURGE_EVERY", 2)
+    idempotency.claim(sqlite_db, "amy", "old", "POST", "/x", b"{}", now=utcnow() - timedelta(days=3))
+    idempotency.claim(sqlite_db, "amy", "new", "POST", "/x", b"{}")  # id 2: purges
+    with sqlite_db.unit_of_work(readonly=True) as s:
+        assert s.scalars(select(IdempotencyRecord.key)).all() == ["new"]
+
+
+def test_the_token_command_prints_the_token_once(sqlite_db: Database, monkeypatch: pytest.MonkeyPatch):
+    from click.testing import CliRunner
+
+    from yinfin_flow.cli import main
+
+    org_in(sqlite_db)
+    add_user(sqlite_db, "amy")
+    monkeypatch.setenv("YINFIN_DATABASE_URL", sqlite_db.url)
+    result = CliRunner().invoke(main, ["token", "create", "amy", "--name", "oa", "--expires", "30",
+                                       "--actor", "admin"])
+    assert result.exit_code == 0, result.output
+    token = result.stdout.strip()
+    with sqlite_db.unit_of_work(readonly=True) as s:
+        row = tokens.authenticate(s, token)
+        assert row is not None and row.user_id == "amy" and row.name == "oa"
+    listed = CliRunner().invoke(main, ["token", "list"])
+    assert token not in listed.output and token[:11] in listed.output
+    assert CliRunner().invoke(main, ["token", "revoke", str(row.id)]).exit_code == 0
+    with sqlite_db.unit_of_work(readonly=True) as s:
+        assert tokens.authenticate(s, token) is None
+    missing = CliRunner().invoke(main, ["token", "create", "nobody", "--actor", "admin"])
+    assert missing.exit_code != 0 and "nobody" in missing.output

@@ -14,7 +14,8 @@ Server errors (5xx) are not kept: the claim is dropped so a retry runs again (th
 action rolled back). A claim left by a process that died between committing its
 action and storing the answer is taken over after :data:`STALE_CLAIM`; the engine's
 and the budget service's own keys (the same ``Idempotency-Key`` is passed on) make
-that retry a replay too. Records are kept :data:`RETENTION` (≥ 24 h), then purged.
+that retry a replay too. Records are kept :data:`RETENTION` (≥ 24 h), then purged
+(by every :data:`PURGE_EVERY`-th claim, or by calling :func:`purge`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from yinfin_flow.domain.errors import Conflict, ValidationError
 
 RETENTION = timedelta(hours=48)
 STALE_CLAIM = timedelta(minutes=5)
+#: Every this-many-th new key also purges records past :data:`RETENTION`.
+PURGE_EVERY = 500
 
 
 class KeyReused(ValidationError):
@@ -75,6 +78,10 @@ def claim(db: Database, user: str, key: str, method: str, path: str, body: bytes
                                         body_hash=digest, created_at=now)
                 s.add(row)
                 s.flush()
+                if row.id % PURGE_EVERY == 0:
+                    # Housekeeping rides on every PURGE_EVERY-th claim: no scheduler
+                    # needed, and the delete is indexed by created_at.
+                    purge(s, now)
                 return row.id
         except IntegrityError:
             pass
