@@ -84,8 +84,31 @@ def test_app_starts_the_runner_only_when_asked_and_without_redis(sqlite_db, monk
         assert runner._thread.is_alive()  # noqa: SLF001
     finally:
         runner.stop()
-    app = create_app(Settings(database_url=sqlite_db.url, redis_url="redis://127.0.0.1:6379/0"))
-    assert "yinfin_flow.runner" not in app.extensions
+    from yinfin_flow.worker import celery_app, outbox
+
+    try:
+        app = create_app(Settings(database_url=sqlite_db.url, redis_url="redis://127.0.0.1:6379/0"))
+        assert "yinfin_flow.runner" not in app.extensions
+        assert celery_app.kick in outbox._kickers  # noqa: SLF001 - commits wake Celery instead
+    finally:
+        outbox.forget_kickers()
+
+
+def test_a_dead_broker_is_not_asked_again_at_every_commit(monkeypatch):
+    from yinfin_flow.worker import celery_app
+
+    calls = []
+
+    def refuse(**kw):
+        calls.append(kw)
+        raise ConnectionRefusedError("broker down")
+
+    monkeypatch.setattr(celery_app.deliver, "apply_async", refuse)
+    monkeypatch.setattr(celery_app, "_kicks_paused_until", 0.0)
+    with pytest.raises(ConnectionRefusedError):
+        celery_app.kick()
+    celery_app.kick()  # paused: returns at once, the sweep will deliver
+    assert len(calls) == 1
 
 
 @pytest.fixture

@@ -265,3 +265,16 @@ def test_concurrent_calls_within_a_pass_keep_document_order(db, lookup, erp):
         keys = [f"k{i:02d}" for i in range(12) if i % 3 == doc]
         assert [k for k in seen if k in keys] == keys
     assert len(seen) == 12
+
+
+def test_a_message_whose_worker_always_dies_is_dead_lettered(db, erp_env, erp, lookup, settings):
+    books(db)
+    [entry] = post(db)
+    now = utcnow()
+    for i in range(settings.max_attempts):  # claimed, then the worker is lost each time
+        assert len(dispatcher.claim(db, settings, now=now + timedelta(minutes=i))) == 1
+    assert dispatcher.claim(db, settings, now=now + timedelta(hours=1)) == []
+    [row] = rows(db)
+    assert row.status == "dead" and "worker lost during delivery 3 times" in row.last_error
+    assert sync_state(db, entry)[0] == "failed"
+    assert erp.calls == []

@@ -88,9 +88,24 @@ def _logging(**_: Any) -> None:
     logs.setup()
 
 
+_kicks_paused_until = 0.0
+#: after a failed kick (broker down) skip kicks this long: a web request must not wait
+#: on a dead broker at every commit, and the beat sweep delivers the rows anyway
+KICK_PAUSE = 30.0
+
+
 def kick() -> None:
     """Ask a worker to look at the outbox (after a commit that wrote rows)."""
-    deliver.apply_async(retry=False)
+    global _kicks_paused_until
+    import time
+
+    if time.monotonic() < _kicks_paused_until:
+        return
+    try:
+        deliver.apply_async(retry=False)
+    except Exception:
+        _kicks_paused_until = time.monotonic() + KICK_PAUSE
+        raise
 
 
 RETRY = {"autoretry_for": (DBAPIError,), "retry_backoff": True, "retry_backoff_max": 300,

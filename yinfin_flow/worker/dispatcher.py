@@ -124,6 +124,12 @@ def claim(db: Database, settings: DeliverySettings, *, now: datetime | None = No
         if db.dialect == "postgresql":
             stmt = stmt.with_for_update(skip_locked=True, of=m)
         for row in s.scalars(stmt):
+            if row.status == "in_flight" and row.attempts >= settings.max_attempts:
+                # its worker vanished on every try (a message that kills the process?):
+                # stop feeding it to workers and let a person look
+                _give_up(s, row, f"worker lost during delivery {row.attempts} times; "
+                                 f"last error: {row.last_error or '-'}", at)
+                continue
             token = uuid.uuid4().hex
             row.status, row.claim_token, row.next_attempt_at = "in_flight", token, lease_until
             row.attempts += 1
@@ -131,6 +137,14 @@ def claim(db: Database, settings: DeliverySettings, *, now: datetime | None = No
             out.append(Claimed(row.id, row.target, row.kind, row.document_key,
                                row.idempotency_key, dict(row.payload), row.attempts, token))
     return out
+
+
+def _give_up(s: Any, row: OutboxMessage, error: str, at: datetime) -> None:
+    from yinfin_flow.ledger import sync
+
+    row.status, row.last_error, row.claim_token, row.updated_at = "dead", error[:4000], None, at
+    if row.kind == "erp_voucher" and row.payload.get("entry_id"):
+        sync.mark(s, int(row.payload["entry_id"]), "failed", message=error[:1000], target=row.target)
 
 
 def call(claimed: Claimed, lookup: ConnectorLookup = registry_lookup) -> Outcome:

@@ -31,8 +31,12 @@ def on_new_messages(kicker: Callable[[], None]) -> None:
         _kickers.append(kicker)
 
 
-def forget_kickers() -> None:
-    _kickers.clear()
+def forget_kickers(kicker: Callable[[], None] | None = None) -> None:
+    """Stop calling ``kicker`` (or every kicker)."""
+    if kicker is None:
+        _kickers.clear()
+    elif kicker in _kickers:
+        _kickers.remove(kicker)
 
 
 @event.listens_for(Session, "after_commit")

@@ -55,6 +55,7 @@ class Runner:
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
+        outbox.forget_kickers(self.kick)
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
