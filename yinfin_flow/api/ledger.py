@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app, request
+from flask import current_app
 from flask_smorest import Blueprint
 from marshmallow import EXCLUDE, Schema, fields, validate
 from sqlalchemy import func, select
@@ -192,9 +192,10 @@ def get_entry(entry_id: int) -> dict[str, Any]:
 def reverse_entry(body: dict[str, Any], entry_id: int) -> dict[str, Any]:
     """Post the reversing voucher (红字冲销) of a voucher; once per voucher."""
     ident = require_actor()
-    key = request.headers.get("Idempotency-Key") or f"reverse:{entry_id}"
+    # One reversal per voucher whatever the caller's key: a second try answers the first.
+    key = f"api:reverse:{entry_id}"
     with state(current_app).db.unit_of_work() as s:
-        result = reversal.reverse(s, entry_id, key=f"api:{key}", actor=ident.id, reason=body["reason"],
+        result = reversal.reverse(s, entry_id, key=key, actor=ident.id, reason=body["reason"],
                                   posting_date=body["posting_date"])
         return result.to_dict()
 

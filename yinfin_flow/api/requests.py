@@ -9,6 +9,7 @@ role); visibility (who may read it) is :mod:`.engine_reads`.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from flask import current_app, request
@@ -40,6 +41,12 @@ register_blueprint_handlers(blp)
 
 RID = "<int(min=1, max=2147483647):request_id>"
 AUTH = {"security": [{"bearerAuth": []}, {"devUser": []}]}
+
+
+def _engine_key(user: str, key: str) -> str:
+    """The engine's own creation key for ``Idempotency-Key``: per user, fixed length
+    (the column holds 200 characters; a user id plus a 160-character key would not fit)."""
+    return "api:" + hashlib.sha256(f"{user}\x1f{key}".encode()).hexdigest()
 
 
 def _detail(s: Any, request_id: int) -> dict[str, Any]:
@@ -78,7 +85,7 @@ def submit_request(body: dict[str, Any]) -> dict[str, Any]:
             s, body["workflow"], requester=ident.id, company=body["company"], title=body["title"],
             form=body["form"], department=body["department"], draft=body["draft"],
             override_reason=body["override_reason"], directory=st.settings.workflows_dir,
-            key=f"api:{ident.id}:{key}" if key else None,
+            key=_engine_key(ident.id, key) if key else None,
         )
         return _detail(s, req.id)
 

@@ -14,6 +14,7 @@ from flask import current_app
 from flask_smorest import Blueprint
 
 from yinfin_flow.db.models.engine import ApprovalRequest, ApprovalTask
+from yinfin_flow.domain.errors import NotFound
 from yinfin_flow.engine import queries, service
 
 from ..extension import state
@@ -153,7 +154,5 @@ def urge(task_id: int) -> dict[str, Any]:
         task = s.get(ApprovalTask, task_id)
         req = s.get(ApprovalRequest, task.request_id) if task else None
         if task is None or req is None or req.requester != ident.id:
-            from yinfin_flow.domain.errors import NotFound
-
             raise NotFound(f"no task {task_id} on a request of yours", field="task_id")
         return {"urged_tasks": service.urge(s, task.request_id, ident.id)}
