@@ -114,11 +114,12 @@ def reconcile(db: Database, period: str, target: str, *, company: str | None = N
         entries = s.execute(stmt).all()
         ids = [e[0] for e in entries]
         sent: dict[int, OutboxMessage] = {}
-        for m in s.scalars(select(OutboxMessage).where(
-                OutboxMessage.target == target, OutboxMessage.kind == "erp_voucher")):
-            eid = int(m.payload.get("entry_id", 0))
-            if eid in ids:
-                sent[eid] = m
+        for i in range(0, len(ids), 500):  # the period's vouchers only, by ordering scope
+            keys = [f"voucher:{eid}" for eid in ids[i:i + 500]]
+            for m in s.scalars(select(OutboxMessage).where(
+                    OutboxMessage.target == target, OutboxMessage.kind == "erp_voucher",
+                    OutboxMessage.document_key.in_(keys)).order_by(OutboxMessage.id)):
+                sent[int(m.payload.get("entry_id", 0))] = m
         plan = [(eid, voucher_label(word, period, num), sent.get(eid)) for eid, word, num in entries]
         plan_data = [(eid, label, None if m is None else (m.status, m.external_id, m.idempotency_key,
                                                           dict(m.payload), m.last_error))
