@@ -114,7 +114,7 @@ def _ours(session: Session) -> bool:
 
     st = current_app.extensions.get(EXTENSION_KEY)
     bind = session.get_bind()
-    return (st is not None and bind.pool is st.db.engine.pool
+    return (st is not None and getattr(bind, "pool", None) is st.db.engine.pool
             and not bind.get_execution_options().get(READONLY))
 
 

@@ -75,11 +75,10 @@ def _head(session: Session) -> AuditHead:
     if head is None:
         # The migration creates the row; only a truncated database lacks it. Two
         # processes may find it missing at once: insert-if-absent, then lock it.
-        if session.get_bind().dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as upsert
-        else:
-            from sqlalchemy.dialects.sqlite import insert as upsert
-        session.execute(upsert(AuditHead).values(id=1, last_id=0, last_hash=GENESIS)
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+        session.execute(dialect.insert(AuditHead).values(id=1, last_id=0, last_hash=GENESIS)
                         .on_conflict_do_nothing(index_elements=["id"]))
         head = session.scalar(stmt)
         assert head is not None
