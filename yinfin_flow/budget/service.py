@@ -68,6 +68,17 @@ _SELECT_REPLAY = select(_movements.c.id).where(_movements.c.idempotency_key == b
 _SELECT_LINE = select(*(_lines.c[name] for name in LINE_ROW_COLUMNS)).where(
     _lines.c.id == bindparam("line_id")
 )
+_SELECT_LINES = select(*(_lines.c[name] for name in LINE_ROW_COLUMNS)).where(
+    _lines.c.id.in_(bindparam("ids", expanding=True))
+)
+_reservations = Reservation.__table__
+# The line of each reservation, in reservation order (what recheck reads).
+_RESERVED_LINES = (
+    select(*(_lines.c[name] for name in LINE_ROW_COLUMNS))
+    .join(_reservations, _reservations.c.line_id == _lines.c.id)
+    .where(_reservations.c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(_reservations.c.id)
+)
 _LINE_AND_REPLAY = _SELECT_LINE.add_columns(_SELECT_REPLAY.scalar_subquery().label("prior"))
 
 
@@ -256,14 +267,17 @@ class Budgets:
         """Re-check what reservations already hold against today's balances (no write)."""
         if not reservation_ids:
             return []
-        rows = self.session.scalars(select(Reservation).where(Reservation.id.in_(reservation_ids))).all()
-        lines = {ln.id: ln for ln in self.session.scalars(select(BudgetLine).where(BudgetLine.id.in_({r.line_id for r in rows})))}
+        lines: dict[int, LineRow] = {}
+        held_on = [  # one line per reservation, in reservation order
+            lines.setdefault(row.id, LineRow.from_row(row))
+            for row in self.session.execute(_RESERVED_LINES, {"ids": list(reservation_ids)})
+        ]
         ctx = ControlContext(self.session, self.default_rule)
         ctx.prepare(lines.values(), lock=False)
         checks = []
         seen: set[int] = set()
-        for r in rows:
-            for c in ctx.check(lines[r.line_id], Decimal(0)):
+        for line in held_on:
+            for c in ctx.check(line, Decimal(0)):
                 if c.line_id not in seen:
                     seen.add(c.line_id)
                     checks.append(c)
@@ -309,6 +323,10 @@ class Budgets:
     def _line_row(self, line_id: int) -> LineRow | None:
         row = self.session.execute(_SELECT_LINE, {"line_id": line_id}).first()
         return None if row is None else LineRow.from_row(row)
+
+    def _line_rows(self, line_ids: set[int]) -> dict[int, LineRow]:
+        rows = self.session.execute(_SELECT_LINES, {"ids": sorted(line_ids)})
+        return {row.id: LineRow.from_row(row) for row in rows}
 
     def reserve(
         self,
@@ -510,7 +528,7 @@ class Budgets:
         if amount is not None and len(reservation_ids) != 1:
             raise ValidationError("amount", "a partial release names exactly one reservation")
         rows = self._lock_reservations(reservation_ids)
-        lines = {ln.id: ln for ln in self.session.scalars(select(BudgetLine).where(BudgetLine.id.in_({r.line_id for r in rows})))}
+        lines = self._line_rows({r.line_id for r in rows})
         ctx = ControlContext(self.session, self.default_rule)
         ctx.prepare(lines.values())  # lock balances in the global order
         prior = self._replay(idempotency_key)  # a concurrent retry may have committed while we waited
@@ -719,8 +737,8 @@ class Budgets:
                 f"cannot reverse {value}: reservation {res.id} has {res.actual} actual",
                 asked=str(value), held=str(res.actual), field="amount",
             )
-        line = self.session.get(BudgetLine, res.line_id)
-        assert line is not None
+        line = self._line_row(res.line_id)
+        assert line is not None  # a reservation's line is never deleted (foreign key)
         ControlContext(self.session, self.default_rule).prepare([line])  # lock in global order
         movement_id = self._new_movement(
             "reverse_actual", idempotency_key, actor,
