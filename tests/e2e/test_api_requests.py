@@ -143,3 +143,26 @@ def test_comments_and_urge(client: FlaskClient, org: Org):
     assert client.post(f"{API}/requests/{rid}/urge", headers=as_("bob")).status_code == 404
     trail = client.get(f"{API}/requests/{rid}/trail", headers=as_("amy")).get_json()["trail"]
     assert trail["budget_movements"][0]["entries"][0]["amount"] == "250.00"
+
+
+def test_a_deputy_sees_and_acts_on_delegated_tasks(client: FlaskClient, app: Flask, org: Org):
+    from datetime import timedelta
+
+    from yinfin_flow.db.types import utcnow
+    from yinfin_flow.engine import directory
+
+    rid = submit(client, org).get_json()["id"]
+    task = pending_task(client, "wang")
+    assert client.get(f"{API}/tasks/{task['id']}", headers=as_("pat")).status_code == 404
+    today = utcnow().date()  # wang goes on leave after the task reached him
+    with state(app).db.unit_of_work() as s:
+        directory.delegate(s, "wang", "pat", today - timedelta(days=1), today + timedelta(days=1),
+                           actor="wang")
+    assert client.get(f"{API}/requests/{rid}", headers=as_("pat")).status_code == 200
+    assert client.get(f"{API}/tasks/{task['id']}", headers=as_("pat")).status_code == 200
+    assert client.get(f"{API}/tasks/{task['id']}", headers=as_("quinn")).status_code == 404
+    done = client.post(f"{API}/tasks/{task['id']}/approve", json={}, headers=as_("pat"))
+    assert done.status_code == 200, done.get_json()
+    assert done.get_json()["status"] == "approved"
+    history = client.get(f"{API}/requests/{rid}", headers=as_("amy")).get_json()["history"]
+    assert [(h["actor"], h["on_behalf_of"]) for h in history if h["action"] == "approve"] == [("pat", "wang")]
