@@ -26,7 +26,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.orm import make_transient_to_detached
 
 from yinfin_flow.db.models.engine import ApprovalRequest, ApprovalTask, EngineTimer
 from yinfin_flow.domain.workflow import State, Step
@@ -186,14 +187,19 @@ def make_task(ctx: ActionContext, req: ApprovalRequest, step: Step, person: str,
         with ctx.session.no_autoflush:  # a directory read (see _create_tasks)
             deputy = routing.delegate_for(ctx.session, person, ctx.now.date(), req.workflow)
     assignee, behalf = (deputy, person) if deputy and deputy != req.requester else (person, on_behalf_of)
-    task = ApprovalTask(
+    values = dict(
         request_id=req.id, state_name=req.state, step_id=step.id, round=req.round, position=position,
         assignee=assignee, on_behalf_of=behalf, status=status, kind=kind, added_by=added_by,
-        warnings=warnings or [], created_at=ctx.now,
+        warnings=warnings or [], comment=None, due_at=None, urged=0, created_at=ctx.now,
         decided_at=ctx.now if status == "auto_approved" else None,
     )
+    # Inserted on its own (a Core INSERT … RETURNING id), then handed to the session as a
+    # loaded row: the task id is needed now, and an ORM flush here would also write the
+    # action's other pending changes early (a second flush and UPDATE of the request).
+    # Every column is given, so the session treats the object exactly like a loaded row.
+    task = ApprovalTask(id=ctx.session.execute(_INSERT_TASK, values).scalar_one(), **values)
+    make_transient_to_detached(task)
     ctx.session.add(task)
-    ctx.session.flush()
     cached = ctx.cache.get("tasks", {}).get((req.id, req.round))
     if cached is not None:
         cached.append(task)
@@ -204,6 +210,9 @@ def make_task(ctx: ActionContext, req: ApprovalRequest, step: Step, person: str,
     elif status == "pending":
         activate(ctx, req, task, step)
     return task
+
+
+_INSERT_TASK = insert(ApprovalTask.__table__).returning(ApprovalTask.__table__.c.id)
 
 
 def activate(ctx: ActionContext, req: ApprovalRequest, task: ApprovalTask, step: Step) -> None:
@@ -243,11 +252,14 @@ def close_open(ctx: ActionContext, req: ApprovalRequest) -> None:
     # No autoflush: a task closed earlier in this action may still read as open in the
     # database, but the session's copy (what this loop sees) has its new status.
     with ctx.session.no_autoflush:
-        found = list(ctx.session.scalars(select(ApprovalTask).where(
-            ApprovalTask.request_id == req.id, ApprovalTask.status.in_(OPEN))))
+        found = list(ctx.session.scalars(_OPEN_TASKS, {"request_id": req.id}))
     for t in found:
         if t.status in OPEN:
             close_task(ctx, req, t, "cancelled")
+
+
+_OPEN_TASKS = select(ApprovalTask).where(ApprovalTask.request_id == bindparam("request_id"),
+                                         ApprovalTask.status.in_(OPEN))
 
 
 def _completed(ctx: ActionContext, req: ApprovalRequest, step: Step) -> bool:
