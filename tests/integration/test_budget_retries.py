@@ -51,3 +51,17 @@ def test_retries_of_a_move_to_actual_all_replay(db):
     assert _count(db, BudgetMovement, kind="to_actual") == 1
     assert available(db, org.office_line) == 60
     assert_verified(db)
+
+
+def test_retries_of_a_partial_release_all_replay(db):
+    org = org_in(db)
+    calls = [lambda b: b.reserve("r", ("expense", "1"), [line_req(org.office_line, "40.00")], actor="amy")]
+    assert hammer(db, calls) == Counter(ok=1)
+    with db.unit_of_work(readonly=True) as s:
+        res_id = s.scalar(select(Reservation.id))
+    # 30.00 of the 40.00: a second release of 30.00 would be more than is left.
+    calls = [(lambda b: b.release("give-back", [res_id], "30.00", actor="amy")) for _ in range(8)]
+    assert hammer(db, calls) == Counter(ok=8)
+    assert _count(db, BudgetMovement, kind="release") == 1
+    assert available(db, org.office_line) == 90
+    assert_verified(db)

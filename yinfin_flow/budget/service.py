@@ -452,7 +452,7 @@ class Budgets:
         )
         if movement_id is None:  # ... or commits now: the insert waited for it
             return MovementResult(self._replay(idempotency_key) or 0, replayed=True)
-        self._apply(movement_id, res, line, moves)
+        self._apply(movement_id, [(res, line, moves)])
         insert_alerts(self.session, movement_id, checks)
         return MovementResult(movement_id, checks=checks)
 
@@ -493,16 +493,23 @@ class Budgets:
             field="currency",
         )
 
-    def _apply(self, movement_id: int, res: Reservation, line: BudgetLine | LineRow, moves: Sequence[Move]) -> None:
-        new = apply_moves(StageHold(res.pre_encumbered, res.encumbered, res.actual), moves)
-        res.pre_encumbered, res.encumbered, res.actual = new.pre_encumbered, new.encumbered, new.actual
-        res.updated_at = utcnow()
-        insert_entries(self.session, movement_id, [(line.id, res.id, m.bucket, m.amount, line.currency) for m in moves])
+    def _apply(
+        self, movement_id: int, items: Sequence[tuple[Reservation, BudgetLine | LineRow, Sequence[Move]]],
+    ) -> None:
+        """Move reservations' stages; write every entry and balance change at once."""
+        now = utcnow()
+        entries: list[tuple[int, int | None, Bucket, Decimal, str]] = []
         deltas: dict[tuple[int, Bucket], Decimal] = {}
-        path = path_ids(line)
-        for m in moves:
-            for k, v in rollup(path, m.bucket, m.amount).items():
-                deltas[k] = deltas.get(k, Decimal(0)) + v
+        for res, line, moves in items:
+            new = apply_moves(StageHold(res.pre_encumbered, res.encumbered, res.actual), moves)
+            res.pre_encumbered, res.encumbered, res.actual = new.pre_encumbered, new.encumbered, new.actual
+            res.updated_at = now
+            entries += [(line.id, res.id, m.bucket, m.amount, line.currency) for m in moves]
+            path = path_ids(line)
+            for m in moves:
+                for k, v in rollup(path, m.bucket, m.amount).items():
+                    deltas[k] = deltas.get(k, Decimal(0)) + v
+        insert_entries(self.session, movement_id, entries)
         apply_to_balances(self.session, deltas)
         self.session.flush()
 
@@ -531,31 +538,37 @@ class Budgets:
         lines = self._line_rows({r.line_id for r in rows})
         ctx = ControlContext(self.session, self.default_rule)
         ctx.prepare(lines.values())  # lock balances in the global order
-        prior = self._replay(idempotency_key)  # a concurrent retry may have committed while we waited
-        if prior is not None:
+        try:
+            plans = [
+                (res, plan_release(
+                    StageHold(res.pre_encumbered, res.encumbered, res.actual),
+                    None if amount is None else self._amount_in_line_currency(res, amount, None),
+                ))
+                for res in rows
+            ]
+        except DomainError:
+            # A retry with this key may have committed while we waited for the locks
+            # (and released what we meant to release): its result is the answer.
+            prior = self._replay(idempotency_key)
+            if prior is not None:
+                return MovementResult(prior, replayed=True)
+            raise
+        # The movement names the document of the first reservation that gives anything back.
+        first = next((res for res, moves in plans if moves), rows[0] if rows else None)
+        movement_id = insert_movement(
+            self.session, "close" if close else "release", idempotency_key, actor,
+            document=(first.document_type, first.document_id) if first else None,
+            step=step, reason=reason,
+        )
+        if movement_id is None:  # ... or commits now: the insert waited for it (nothing changed yet)
+            prior = self._replay(idempotency_key)
+            assert prior is not None
             return MovementResult(prior, replayed=True)
-        movement_id: int | None = None
-        for res in rows:
-            hold = StageHold(res.pre_encumbered, res.encumbered, res.actual)
-            part = None if amount is None else self._amount_in_line_currency(res, amount, None)
-            moves = plan_release(hold, part)
-            if moves and movement_id is None:
-                movement_id = self._new_movement(
-                    "close" if close else "release", idempotency_key, actor,
-                    document=(res.document_type, res.document_id), step=step, reason=reason,
-                )
-            if moves:
-                assert movement_id is not None
-                self._apply(movement_id, res, lines[res.line_id], moves)
-            if close:
-                res.status = "closed"
-                res.updated_at = utcnow()
-        if movement_id is None:
-            movement_id = self._new_movement(
-                "close" if close else "release", idempotency_key, actor,
-                document=(rows[0].document_type, rows[0].document_id) if rows else None,
-                step=step, reason=reason,
-            )
+        self._apply(movement_id, [(res, lines[res.line_id], moves) for res, moves in plans if moves])
+        if close:
+            now = utcnow()
+            for res in rows:
+                res.status, res.updated_at = "closed", now
         self.session.flush()
         return MovementResult(movement_id)
 
@@ -744,7 +757,7 @@ class Budgets:
             "reverse_actual", idempotency_key, actor,
             document=(res.document_type, res.document_id), step=step,
         )
-        self._apply(movement_id, res, line, [Move(Bucket.ACTUAL, -value)])
+        self._apply(movement_id, [(res, line, [Move(Bucket.ACTUAL, -value)])])
         return MovementResult(movement_id)
 
     def balance(self, line_id: int) -> BudgetBalance:
