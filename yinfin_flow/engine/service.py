@@ -11,10 +11,11 @@ order). Stale or racing actions get :class:`~yinfin_flow.domain.errors.Conflict`
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from functools import cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import Session
 
 from yinfin_flow.db.models.engine import ApprovalRequest, ApprovalTask, RequestCc
@@ -22,10 +23,17 @@ from yinfin_flow.db.types import utcnow
 from yinfin_flow.domain.errors import NotFound, ValidationError
 from yinfin_flow.domain.workflow import Definition
 
-from . import budgeting, definitions, effects, routing, steps
+from . import budgeting, definitions, effects, routing, steps, task_actions
 from .errors import Forbidden, InvalidAction, TaskClosed, WithdrawWindowClosed
 from .machine import fire
-from .runtime import ActionContext, history, lock_request, lock_request_of_task, publish
+from .runtime import (
+    ActionContext,
+    history,
+    lock_request,
+    lock_request_of_task,
+    publish,
+    write_history,
+)
 
 TASK_ACTIONS = ("approve", "reject", "send_back", "transfer", "add_approver")
 
@@ -35,11 +43,17 @@ def _definition(session: Session, req: ApprovalRequest) -> Definition:
 
 
 def _department_of(session: Session, user: str) -> str | None:
+    return session.scalar(_department_stmt(), {"user": user})
+
+
+@cache
+def _department_stmt() -> Select[tuple[str]]:
+    """Built once (on first use, the directory's models being imported then)."""
     from yinfin_flow.db.models import CostCentre
     from yinfin_flow.db.models.org import User
 
-    return session.scalar(select(CostCentre.code).join(User, User.cost_centre_id == CostCentre.id)
-                          .where(User.id == user))
+    return (select(CostCentre.code).join(User, User.cost_centre_id == CostCentre.id)
+            .where(User.id == bindparam("user")))
 
 
 def submit(session: Session, workflow: str, *, requester: str, company: str, title: str,
@@ -163,11 +177,11 @@ def act(session: Session, task_id: int, actor: str, action: str, *, comment: str
         if steps.rejected(step, steps.tasks_of(ctx, req, step.id)):
             fire(d, req, "reject", ctx=ctx)
     elif action == "send_back":
-        _send_back(ctx, req, task, target or "submitter")
+        task_actions.send_back(ctx, req, task, target or "submitter")
     elif action == "transfer":
-        _transfer(ctx, req, task, to)
+        task_actions.transfer(ctx, req, task, to)
     else:
-        _add_approvers(ctx, req, task, users or [], position or "after")
+        task_actions.add_approvers(ctx, req, task, users or [], position or "after")
     session.flush()
     return req
 
@@ -184,66 +198,6 @@ def _may_act(ctx: ActionContext, req: ApprovalRequest, task: ApprovalTask) -> No
         ctx.on_behalf_of = task.assignee
         return
     raise Forbidden(f"task {task.id} is {task.assignee}'s; {ctx.actor} may not act on it", field="actor")
-
-
-def _send_back(ctx: ActionContext, req: ApprovalRequest, task: ApprovalTask, target: str) -> None:
-    idx = req.step_index or 0
-    if target == "submitter":
-        steps.close_task(ctx, req, task, "sent_back")
-        history(ctx, req, "send_back_task", task=task, data={"target": "submitter"})
-        req.sent_back_by = task.step_id
-        fire(ctx.definition, req, "send_back", ctx=ctx)
-        return
-    if target == "previous":
-        if idx == 0:
-            raise ValidationError("target", "this is the first step: send back to the submitter instead")
-        new = idx - 1
-    elif target in req.route[:idx]:
-        new = req.route.index(target)
-    else:
-        raise ValidationError("target", f"must be previous, submitter or an earlier step of {req.route[:idx]}")
-    steps.close_task(ctx, req, task, "sent_back")
-    history(ctx, req, "send_back_task", task=task, data={"target": req.route[new]})
-    steps.void_from(ctx, req, req.route[new:])
-    req.step_index = new
-    steps.open_current(ctx, req)
-
-
-def _transfer(ctx: ActionContext, req: ApprovalRequest, task: ApprovalTask, to: str | None) -> None:
-    if not to:
-        raise ValidationError("to", "name who takes the task over")
-    if to == req.requester:
-        raise ValidationError("to", "the requester cannot approve their own request")
-    if to == task.assignee:
-        raise ValidationError("to", "the task is already theirs")
-    steps.close_task(ctx, req, task, "transferred")
-    step = steps.steps_of(ctx, req)[task.step_id]
-    new = steps.make_task(ctx, req, step, to, position=task.position, status="pending", kind=task.kind,
-                          added_by=task.added_by, warnings=task.warnings)
-    history(ctx, req, "transfer", task=task, data={"to": to, "new_task": new.id})
-
-
-def _add_approvers(ctx: ActionContext, req: ApprovalRequest, task: ApprovalTask, users: list[str],
-                   position: str) -> None:
-    if position not in ("before", "after", "parallel"):
-        raise ValidationError("position", "must be before, after or parallel")
-    if not users:
-        raise ValidationError("users", "name at least one approver to add")
-    for i, u in enumerate(users):
-        if u == req.requester:
-            raise ValidationError(f"users[{i}]", "the requester cannot approve their own request")
-        if u == task.assignee:
-            raise ValidationError(f"users[{i}]", "you are already on this step")
-    step = steps.steps_of(ctx, req)[task.step_id]
-    history(ctx, req, "add_approver", task=task, data={"users": users, "position": position})
-    if position == "before":
-        task.status = "held"  # waits until the added people approve
-    for u in users:
-        steps.make_task(ctx, req, step, u, position=task.position, status="pending", kind=position,
-                        added_by=ctx.actor, warnings=task.warnings)
-    if position == "after":
-        steps.close_task(ctx, req, task, "approved")
-        steps.after_approval(ctx, req, task)
 
 
 def withdraw(session: Session, request_id: int, actor: str, *, comment: str | None = None,
@@ -369,6 +323,7 @@ def comment(session: Session, request_id: int, actor: str, text: str,
     _involved(session, req, actor)
     ctx = ActionContext(session, _definition(session, req), actor, now=now or utcnow(), comment=text)
     history(ctx, req, "comment")
+    write_history(session)  # nothing else is left to flush: write it now, not at commit
 
 
 def urge(session: Session, request_id: int, actor: str, now: datetime | None = None) -> list[int]:
@@ -396,4 +351,5 @@ def copy_to(session: Session, request_id: int, actor: str, users: list[str],
     ctx = ActionContext(session, _definition(session, req), actor, now=now or utcnow())
     done = effects.cc(ctx, req, (), "manual", users)
     history(ctx, req, "cc", data={"users": done})
+    write_history(session)  # as in comment(): the rest was flushed already
     return done
