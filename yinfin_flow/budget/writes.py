@@ -74,7 +74,8 @@ SELECT m.id AS movement_id, r.id AS reservation_id, r.document_line FROM m JOIN 
 """)
 
 
-def _max_len(value: str | None, limit: int, field: str) -> None:
+def check_length(value: str | None, limit: int, field: str) -> None:
+    """Refuse a string longer than its column (``field`` names it in the error)."""
     if value is not None and len(value) > limit:
         raise ValidationError(field, f"at most {limit} characters")
 
@@ -84,12 +85,12 @@ def check_movement(key: str | None, actor: str, document: tuple[str, str] | None
     """Refuse what the columns cannot hold (PostgreSQL would raise a raw DataError)."""
     if not actor:
         raise ValidationError("actor", "who is acting is required")
-    _max_len(key, 200, "idempotency_key")
-    _max_len(actor, 64, "actor")
-    _max_len(step, 64, "step")
+    check_length(key, 200, "idempotency_key")
+    check_length(actor, 64, "actor")
+    check_length(step, 64, "step")
     if document:
-        _max_len(document[0], 32, "document_type")
-        _max_len(document[1], 64, "document_id")
+        check_length(document[0], 32, "document_type")
+        check_length(document[1], 64, "document_id")
 
 
 def insert_movement(
