@@ -194,10 +194,13 @@ def make_task(ctx: ActionContext, req: ApprovalRequest, step: Step, person: str,
         decided_at=ctx.now if status == "auto_approved" else None,
     )
     # Inserted on its own (a Core INSERT … RETURNING id), then handed to the session as a
-    # loaded row: the task id is needed now, and an ORM flush here would also write the
-    # action's other pending changes early (a second flush and UPDATE of the request).
-    # Every column is given, so the session treats the object exactly like a loaded row.
-    task = ApprovalTask(id=ctx.session.execute(_INSERT_TASK, values).scalar_one(), **values)
+    # loaded row: the task id is needed now, and the ORM's flush machinery for one new
+    # object cost more than the insert. The action's other pending changes wait for its
+    # single flush at the end (the request row this refers to exists already). Every
+    # column is given, so the session treats the object exactly like a loaded row.
+    with ctx.session.no_autoflush:
+        task_id = ctx.session.execute(_INSERT_TASK, values).scalar_one()
+    task = ApprovalTask(id=task_id, **values)
     make_transient_to_detached(task)
     ctx.session.add(task)
     cached = ctx.cache.get("tasks", {}).get((req.id, req.round))
