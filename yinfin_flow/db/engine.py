@@ -3,7 +3,7 @@
 SQLite (the embedded default) runs in WAL mode with a busy timeout, and every
 writing transaction starts with ``BEGIN IMMEDIATE`` so writers queue up instead of
 failing half-way with "database is locked". PostgreSQL writers take row locks in a
-fixed order (see :mod:`yinfin_flow.budget.locking`).
+fixed order (see :mod:`yinfin_flow.budget.control`).
 """
 
 from __future__ import annotations
