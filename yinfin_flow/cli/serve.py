@@ -14,13 +14,10 @@ import click
 @click.option("--debug/--no-debug", default=False, help="reloader and debugger (never in production)")
 def command(host: str, port: int, debug: bool) -> None:
     """Serve the API (development server) on HOST:PORT, database from YINFIN_DATABASE_URL."""
-    import os
-
     from yinfin_flow.app import create_app
     from yinfin_flow.config import ConfigError
+    from yinfin_flow.worker.runner import start_for_app
 
-    # without Redis, outbox delivery and approval timers run in a thread of this process
-    os.environ.setdefault("YINFIN_INPROCESS_WORKER", "1")
     try:
         app = create_app()
     except ConfigError as err:
@@ -31,4 +28,6 @@ def command(host: str, port: int, debug: bool) -> None:
                    "'yinfin_flow.app:create_app()'", err=True)
     click.echo(f"yinfin-flow API on http://{host}:{port}/api/v1 (docs: /api/v1/docs), "
                f"database {st.db.engine.url.render_as_string(hide_password=True)}")
+    # without Redis, outbox delivery and approval timers run in a thread of this process
+    start_for_app(app)
     app.run(host=host, port=port, debug=debug, use_reloader=debug)
