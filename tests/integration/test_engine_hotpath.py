@@ -1,16 +1,19 @@
 """What the engine's fast paths must keep: history numbering under concurrency, history
-visible in the action's own transaction, nothing left behind by a rollback."""
+visible in the action's own transaction, nothing left behind by a rollback, rows recorded
+before a savepoint kept when the savepoint rolls back."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import pytest
 from sqlalchemy import select
 
 from yinfin_flow.db.models.engine import RequestHistory
-from yinfin_flow.engine import queries, service
+from yinfin_flow.engine import definitions, queries, service
 from yinfin_flow.engine.errors import NoApprover
+from yinfin_flow.engine.runtime import ActionContext, history, lock_request
 
 from .test_engine_support import expense_form, flow, pending, state, world
 
@@ -90,6 +93,44 @@ def test_a_rolled_back_action_leaves_no_history_behind(db, tmp_path):
             service.act(s, task, "pat", "approve")
         with s.begin():
             service.comment(s, rid, "amy", "why did it fail?")
+    finally:
+        s.close()
+    assert seqs(db, rid) == before + [len(before) + 1]
+
+
+def _comment_ctx(s, rid):
+    req = lock_request(s, rid)
+    d = definitions.stored(s, req.workflow, req.workflow_version, req.workflow_hash)
+    return req, ActionContext(s, d, "amy", comment="note")
+
+
+def test_history_recorded_before_a_savepoint_outlives_the_savepoints_rollback(db, tmp_path):
+    org = world(db)
+    rid = go(db, org, flow(tmp_path, "      - {id: a, approvers: [{type: user, user: pat}]}\n"))
+    before = seqs(db, rid)
+    with db.unit_of_work() as s:
+        req, ctx = _comment_ctx(s, rid)
+        history(ctx, req, "comment")  # pending: nothing has run since
+        # e.g. the first use of a definition version racing another (definitions.current)
+        with contextlib.suppress(ValueError), s.begin_nested():
+            raise ValueError
+        history(ctx, req, "comment")
+    assert seqs(db, rid) == before + [len(before) + 1, len(before) + 2]
+
+
+def test_history_pending_at_a_rollback_is_forgotten(db, tmp_path):
+    org = world(db)
+    rid = go(db, org, flow(tmp_path, "      - {id: a, approvers: [{type: user, user: pat}]}\n"))
+    before = seqs(db, rid)
+    s = db.session()
+    try:
+        with pytest.raises(RuntimeError), s.begin():
+            req, ctx = _comment_ctx(s, rid)
+            history(ctx, req, "comment")
+            raise RuntimeError("the action failed after recording history")
+        with s.begin():
+            req, ctx = _comment_ctx(s, rid)
+            history(ctx, req, "comment")
     finally:
         s.close()
     assert seqs(db, rid) == before + [len(before) + 1]

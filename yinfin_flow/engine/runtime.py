@@ -29,7 +29,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, event, func, insert, select
-from sqlalchemy.orm import ORMExecuteState, Session
+from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
 
 from yinfin_flow import events
 from yinfin_flow.db.models.engine import ApprovalRequest, ApprovalTask, RequestHistory
@@ -148,7 +148,7 @@ def history(ctx: ActionContext, req: ApprovalRequest, action: str, *,
         # Only history rows matter to this read, and pending ones are written first
         # (the hook below), so the action's other changes need not be flushed for it.
         with ctx.session.no_autoflush:
-            seqs[req.id] = ctx.session.scalar(_LAST_SEQ, {"request_id": req.id}) or 0
+            seqs[req.id] = ctx.session.scalar(_READ_LAST_SEQ, {"request_id": req.id}) or 0
     seqs[req.id] += 1
     ctx.session.info.setdefault(_PENDING, []).append({
         "request_id": req.id, "seq": seqs[req.id], "action": action, "actor": actor or ctx.actor,
@@ -163,11 +163,13 @@ def history(ctx: ActionContext, req: ApprovalRequest, action: str, *,
 # RETURNING per object, while a list of rows goes as one statement. Pending rows are
 # written at the moments the ORM would have flushed them (before any statement the
 # session runs, before a flush, before commit), so every read, in the action or after
-# it in the same transaction, sees them. A rollback forgets them.
+# it in the same transaction, sees them. A rollback of the transaction forgets them.
+# Inside a savepoint they wait (a savepoint rolled back must not take rows recorded
+# before it along): the engine records no history inside a savepoint.
 _PENDING = "yinfin_engine_history"
 _INSERT_HISTORY = insert(RequestHistory.__table__)
-_LAST_SEQ = (select(RequestHistory.seq).where(RequestHistory.request_id == bindparam("request_id"))
-             .order_by(RequestHistory.seq.desc()).limit(1))
+_READ_LAST_SEQ = (select(RequestHistory.seq).where(RequestHistory.request_id == bindparam("request_id"))
+                  .order_by(RequestHistory.seq.desc()).limit(1))
 
 
 def write_history(session: Session) -> None:
@@ -177,27 +179,32 @@ def write_history(session: Session) -> None:
         session.connection().execute(_INSERT_HISTORY, rows)
 
 
+def _due(session: Session) -> bool:
+    return _PENDING in session.info and not session.in_nested_transaction()
+
+
 @event.listens_for(Session, "do_orm_execute")
 def _before_execute(state: ORMExecuteState) -> None:
-    if _PENDING in state.session.info:
+    if _due(state.session):
         write_history(state.session)
 
 
 @event.listens_for(Session, "before_flush")
 def _before_flush(session: Session, *_: Any) -> None:
-    if _PENDING in session.info:
+    if _due(session):
         write_history(session)
 
 
 @event.listens_for(Session, "before_commit")
 def _before_commit(session: Session) -> None:
-    if _PENDING in session.info:
+    if _due(session):
         write_history(session)
 
 
-@event.listens_for(Session, "after_rollback")
-def _after_rollback(session: Session) -> None:
-    session.info.pop(_PENDING, None)
+@event.listens_for(Session, "after_soft_rollback")
+def _after_rollback(session: Session, previous: SessionTransaction) -> None:
+    if not previous.nested:  # the whole transaction, not a savepoint
+        session.info.pop(_PENDING, None)
 
 
 def publish(ctx: ActionContext, name: str, **payload: Any) -> None:
