@@ -61,6 +61,9 @@ def test_dead_letters_and_replay_over_http(client, sqlite_db):
     r = client.post(f"/api/v1/dead-letters/{first}/replay", headers=FINANCE)
     assert r.status_code == 200 and r.get_json()["status"] == "pending"
     assert client.post("/api/v1/dead-letters/999999/replay", headers=FINANCE).status_code == 404
+    # an id past what the column holds is a 422 naming the field, not a database error
+    huge = client.get("/api/v1/dead-letters?after_id=5280901408555892998144", headers=FINANCE)
+    assert huge.status_code == 422 and "after_id" in str(huge.get_json()["details"])
     r = client.post("/api/v1/dead-letters/replay", headers=FINANCE, json={"target": "file"})
     assert r.get_json() == {"replayed": 1}
     dispatcher.drain(sqlite_db)

@@ -32,6 +32,7 @@ from marshmallow import EXCLUDE, Schema, fields, validate
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from yinfin_flow.api.fields import MAX_ID
 from yinfin_flow.worker import outbox
 from yinfin_flow.worker.config import DeliverySettings
 
@@ -71,7 +72,7 @@ class DeadLetterQuery(Schema):
 
     target = fields.String(load_default=None, validate=validate.Length(min=1, max=64))
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
-    after_id = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    after_id = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_ID))
 
 
 class ReplayAllIn(Schema):
