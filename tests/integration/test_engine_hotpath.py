@@ -134,3 +134,21 @@ def test_history_pending_at_a_rollback_is_forgotten(db, tmp_path):
     finally:
         s.close()
     assert seqs(db, rid) == before + [len(before) + 1]
+
+
+def test_history_pending_when_a_session_is_closed_is_forgotten(db, tmp_path):
+    org = world(db)
+    rid = go(db, org, flow(tmp_path, "      - {id: a, approvers: [{type: user, user: pat}]}\n"))
+    before = seqs(db, rid)
+    s = db.session()
+    try:
+        s.begin()
+        req, ctx = _comment_ctx(s, rid)
+        history(ctx, req, "comment")
+        s.close()  # no commit, no explicit rollback
+        with s.begin():
+            req, ctx = _comment_ctx(s, rid)
+            history(ctx, req, "comment")
+    finally:
+        s.close()
+    assert seqs(db, rid) == before + [len(before) + 1]

@@ -163,7 +163,8 @@ def history(ctx: ActionContext, req: ApprovalRequest, action: str, *,
 # RETURNING per object, while a list of rows goes as one statement. Pending rows are
 # written at the moments the ORM would have flushed them (before any statement the
 # session runs, before a flush, before commit), so every read, in the action or after
-# it in the same transaction, sees them. A rollback of the transaction forgets them.
+# it in the same transaction, sees them. A transaction that ends without committing
+# forgets them.
 # Inside a savepoint they wait (a savepoint rolled back must not take rows recorded
 # before it along): the engine records no history inside a savepoint.
 _PENDING = "yinfin_engine_history"
@@ -201,9 +202,11 @@ def _before_commit(session: Session) -> None:
         write_history(session)
 
 
-@event.listens_for(Session, "after_soft_rollback")
-def _after_rollback(session: Session, previous: SessionTransaction) -> None:
-    if not previous.nested:  # the whole transaction, not a savepoint
+@event.listens_for(Session, "after_transaction_end")
+def _after_transaction(session: Session, transaction: SessionTransaction) -> None:
+    # The whole transaction ended (committed: nothing is left; rolled back or closed:
+    # its rows must not reach the session's next transaction). Not a savepoint.
+    if not transaction.nested and transaction.parent is None:
         session.info.pop(_PENDING, None)
 
 
