@@ -207,12 +207,14 @@ class Budgets(BudgetJournals, BudgetQueries):
             if prior is not None:
                 return MovementResult(prior, replayed=True)
             raise
-        movement_id = insert_movement(self.session,
-            f"to_{target.value}", idempotency_key, actor,
+        movement_id = insert_movement(
+            self.session, f"to_{target.value}", idempotency_key, actor,
             document=(res.document_type, res.document_id), step=step,
         )
         if movement_id is None:  # ... or commits now: the insert waited for it
-            return MovementResult(self._replay(idempotency_key) or 0, replayed=True)
+            prior = self._replay(idempotency_key)
+            assert prior is not None
+            return MovementResult(prior, replayed=True)
         self._apply(movement_id, [(res, line, moves)])
         insert_alerts(self.session, movement_id, checks)
         return MovementResult(movement_id, checks=checks)
@@ -351,9 +353,13 @@ class Budgets(BudgetJournals, BudgetQueries):
             prior = self._replay(idempotency_key)
             if prior is not None:
                 return MovementResult(prior, replayed=True)
-            movement_id = insert_movement(self.session, "close", idempotency_key, actor, document=document, step=step, reason=reason)
+            movement_id = insert_movement(
+                self.session, "close", idempotency_key, actor, document=document, step=step, reason=reason,
+            )
             if movement_id is None:  # a retry with this key committed meanwhile
-                return MovementResult(self._replay(idempotency_key) or 0, replayed=True)
+                prior = self._replay(idempotency_key)
+                assert prior is not None
+                return MovementResult(prior, replayed=True)
             return MovementResult(movement_id)
         return self.release(idempotency_key, ids, actor=actor, close=True, step=step, reason=reason)
 
