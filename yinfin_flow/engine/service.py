@@ -154,14 +154,11 @@ def act(session: Session, task_id: int, actor: str, action: str, *, comment: str
     if action in ("approve", "reject") and actor == req.requester:
         raise Forbidden("the requester can never approve or reject their own request", field="actor")
     step = steps.steps_of(ctx, req)[task.step_id]
-    # Set before acting, not at the end: the first flush of this action then writes it
-    # with the other changes to the row (one UPDATE, one version step, instead of two).
-    req.updated_at = ctx.now
     if action == "approve":
         # Every approval re-checks what is held against today's balances (a hard
         # overrun refuses it) and records the impact the approver saw.
-        # Only updated_at is unflushed here, which the budget reads do not look at:
-        # no autoflush, so it goes out with the action's other changes in one UPDATE.
+        # Nothing of this action is unflushed yet; no autoflush all the same, so the
+        # re-check's reads never split the action's changes into two flushes.
         with session.no_autoflush:
             budget = budgeting.recheck(ctx, req) if budgeting.open_reservations(ctx, req) else None
         steps.close_task(ctx, req, task, "approved")
@@ -182,6 +179,7 @@ def act(session: Session, task_id: int, actor: str, action: str, *, comment: str
         task_actions.transfer(ctx, req, task, to)
     else:
         task_actions.add_approvers(ctx, req, task, users or [], position or "after")
+    req.updated_at = ctx.now
     session.flush()
     return req
 
