@@ -21,6 +21,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, jsonify, request
 from marshmallow import Schema, fields
+from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException, default_exceptions
 
 from yinfin_flow.domain.errors import DomainError
@@ -139,6 +140,15 @@ def handle_any(exc: Exception) -> Response:
         return handle_http_exception(exc)
     if isinstance(exc, DomainError):
         return handle_domain_error(exc)
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        # The database dropped the connection (a restart, a failover): the transaction
+        # rolled back whole and the pool has been refreshed, so a retry will work.
+        log.warning("database connection lost on %s %s; the client may retry",
+                    request.method, request.path)
+        response = error_response(503, "database_unavailable",
+                                  "the database connection was lost; nothing was saved, retry")
+        response.headers["Retry-After"] = "1"
+        return response
     return _internal(exc)
 
 
