@@ -136,3 +136,10 @@ def test_one_shared_machine_per_version_holding_no_rows() -> None:
         fire(d1, row, "submit")  # not from a final state; nothing changes
     assert row.state == "done"
     assert m.models == []
+
+
+def test_timeouts_are_whole_hours() -> None:
+    err = _err(MINIMAL.replace("- id: boss", "- id: boss\n        timeout: {hours: 1.5, action: remind}"))
+    assert err.details["path"] == "states.approval.steps[0].timeout.hours"
+    ok = parse(MINIMAL.replace("- id: boss", "- id: boss\n        timeout: {hours: 24, action: remind}"), "ok.yaml")
+    assert ok.states["approval"].steps[0].timeout.hours == 24

@@ -39,9 +39,9 @@ APPROVAL_EVENTS = ("approve", "reject", "send_back")
 
 @dataclass(frozen=True, slots=True)
 class Timeout:
-    hours: float
+    hours: int  # whole hours: a definition never needs finer, and no float enters
     action: str  # one of TIMEOUT_ACTIONS
-    remind_every_hours: float | None = None
+    remind_every_hours: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +106,7 @@ class Definition:
     initial: str
     states: dict[str, State]
     transitions: tuple[Transition, ...]
-    withdraw_window_hours: float | None = None
+    withdraw_window_hours: int | None = None
     auto_approve_repeat: bool = True
     no_approver: str = "admin"  # admin | fail
     admin: str = "admin"

@@ -77,9 +77,9 @@ class RuleSchema(Schema):
 
 
 class TimeoutSchema(Schema):
-    hours = fields.Float(required=True, validate=validate.Range(min=0, min_inclusive=False))
+    hours = fields.Integer(strict=True, required=True, validate=validate.Range(min=1))
     action = fields.String(required=True, validate=validate.OneOf(TIMEOUT_ACTIONS))
-    remind_every_hours = fields.Float(load_default=None, validate=validate.Range(min=0, min_inclusive=False))
+    remind_every_hours = fields.Integer(strict=True, load_default=None, validate=validate.Range(min=1))
 
 
 class StepSchema(Schema):
@@ -129,7 +129,7 @@ class TransitionSchema(Schema):
 
 
 class SettingsSchema(Schema):
-    withdraw_window_hours = fields.Float(load_default=None)
+    withdraw_window_hours = fields.Integer(strict=True, load_default=None, validate=validate.Range(min=0))
     auto_approve_repeat = fields.Boolean(load_default=True)
     no_approver = fields.String(load_default="admin", validate=validate.OneOf(("admin", "fail")))
     admin = fields.String(load_default="admin")
