@@ -9,11 +9,18 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from datetime import date
+from decimal import Decimal
 
 import pytest
 import redis as redis_lib
+from celery import Celery
 
+from connectors.base import Voucher, VoucherLine
 from yinfin_flow.db.models.ledger import JournalSync
+from yinfin_flow.db.models.outbox import OutboxMessage
+from yinfin_flow.db.types import utcnow
+from yinfin_flow.worker.messages import voucher_to_json
 
 from .celery_harness import (
     WorkerProcess,
@@ -145,3 +152,36 @@ def test_redis_restart_loses_nothing(pg_db, erpnext, workers):
         start_redis()
     wait_for(delivered(pg_db, 6), 60, "vouchers written while Redis was down", w.logs)
     assert set(erp_keys(erpnext).values()) == {1} and len(erpnext.docs["Journal Entry"]) == 6
+
+
+def test_one_deliver_task_drains_a_whole_document_without_the_sweep(pg_db, env, workers, tmp_path):
+    # A pass claims one message per document (the next waits until the earlier one is
+    # delivered), so after each pass the document's next message is newly due: the task
+    # must go on. It used to stop after any pass short of a full batch, stranding the
+    # rest until a sweep; the benchmark (no beat) ended with 7 of 10,000 never sent.
+    drop = tmp_path / "drop"
+    env.update({"YINFIN_ERP_CONNECTOR": "file", "YINFIN_FILE_DIR": str(drop),
+                "YINFIN_FILE_FORMATS": "csv", "YINFIN_SWEEP_SECONDS": "3600"})
+    a, now = Decimal("12.50"), utcnow()
+    with pg_db.unit_of_work() as s:
+        for i in range(5):
+            v = Voucher(company="ACME", date=date(2026, 1, 15), memo=f"part {i}", lines=(
+                VoucherLine(account="6602", debit=a, credit=Decimal(0), currency="CNY", amount=a),
+                VoucherLine(account="2202", debit=Decimal(0), credit=a, currency="CNY", amount=a)))
+            s.add(OutboxMessage(target="file", kind="erp_voucher", document_key="voucher:one",
+                                payload={"voucher": voucher_to_json(v)}, idempotency_key=f"one-{i}",
+                                status="pending", attempts=0, next_attempt_at=now,
+                                created_at=now, updated_at=now))
+    w = workers().start()
+    sender = Celery("test", broker=env["YINFIN_REDIS_URL"])
+    try:
+        sender.send_task("yinfin.deliver", queue=env["YINFIN_CELERY_QUEUE"])
+    finally:
+        sender.close()
+    wait_for(lambda: any(r.status == "delivered" for r in rows(pg_db)), 60, "the first delivery",
+             w.logs)
+    wait_for(delivered(pg_db, 5), 10, "the rest of the document from the same task", w.logs)
+    rs = rows(pg_db)
+    assert [r.attempts for r in rs] == [1] * 5
+    assert len({r.external_id for r in rs}) == 5
+    assert len(list(drop.glob("[!.]*.csv"))) == 5  # one file per voucher, no temp files left

@@ -12,7 +12,8 @@ of one; the rows a killed worker had claimed are retried once their lease runs o
 Database or broker hiccups inside a task are retried by Celery with exponential
 backoff and jitter; a connector's own failures are retried per message in the
 outbox (backoff with jitter, ``YINFIN_OUTBOX_MAX_ATTEMPTS``), and the task re-queues
-itself with a countdown for the earliest retry.
+itself with a countdown for the earliest retry. A pass that delivered anything
+re-queues itself at once: the document's next message becomes due only then.
 
 Beat schedule (:data:`yinfin_flow.worker.jobs.SCHEDULE`, seconds; ``YINFIN_SWEEP_SECONDS``
 overrides the sweep): ``sweep`` (outbox), ``timers`` (approval timeouts/reminders),
@@ -118,8 +119,13 @@ def deliver(self: Any, ids: list[int] | None = None) -> dict[str, int]:
     settings = DeliverySettings.from_env()
     db = database()
     r = dispatcher.run_once(db, settings, ids=ids)
-    if r.attempted >= settings.batch:
-        deliver.apply_async()  # a full batch: probably more waiting
+    if r.delivered or r.attempted >= settings.batch:
+        # a full batch: probably more waiting. Any delivery: the next message of each of
+        # those documents was blocked behind it (a pass claims one per document) and is
+        # due only now that this pass recorded, so no other task may have seen it yet;
+        # stopping here would leave it for the sweep (or forever, without a beat). The
+        # chain ends with the first pass that delivers nothing.
+        deliver.apply_async()
     if r.retried:
         due = dispatcher.next_due(db)
         if due is not None:
