@@ -8,6 +8,7 @@ from . import engine as _engine  # noqa: F401
 from . import ledger as _ledger  # noqa: F401
 from . import org as _org  # noqa: F401
 from . import outbox as _outbox  # noqa: F401
+from . import rule_changes as _rule_changes  # noqa: F401
 from . import security as _security  # noqa: F401
 from .base import Base
 from .budget import (

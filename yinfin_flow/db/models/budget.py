@@ -104,6 +104,10 @@ class ControlRuleRow(Base):
     subtree: Mapped[bool] = mapped_column(Boolean, default=True)
     updated_by: Mapped[str] = mapped_column(String(64))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # who approved the change that set it (four eyes; None: applied without approval)
+    approved_by: Mapped[str | None] = mapped_column(String(64))
+    # raised by every change: a proposal made against one version applies to that one only
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
 
 class BudgetMovement(Base):
