@@ -28,6 +28,7 @@ class Settings:
     env: str = "development"  # development | production
     workflows_dir: Path = PROJECT_ROOT / "workflows"
     default_control_mode: str = "hard"
+    rule_change_approval: str = "required"  # required | off: control rule changes need a second person
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -39,6 +40,7 @@ class Settings:
             env=env.get("YINFIN_ENV", "development"),
             workflows_dir=Path(env.get("YINFIN_WORKFLOWS_DIR") or PROJECT_ROOT / "workflows"),
             default_control_mode=env.get("YINFIN_DEFAULT_CONTROL_MODE", "hard"),
+            rule_change_approval=env.get("YINFIN_RULE_CHANGE_APPROVAL") or "required",
         )
         settings.check()
         return settings
@@ -58,3 +60,5 @@ class Settings:
             raise ConfigError(
                 "YINFIN_DEFAULT_CONTROL_MODE must be one of hard, soft, track, none"
             )
+        if self.rule_change_approval not in ("required", "off"):
+            raise ConfigError("YINFIN_RULE_CHANGE_APPROVAL must be required or off")

@@ -11,7 +11,7 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from yinfin_flow.db.models import (
@@ -25,6 +25,7 @@ from yinfin_flow.db.models import (
     ExchangeRate,
     Project,
 )
+from yinfin_flow.db.models.rule_changes import RuleChange
 from yinfin_flow.db.types import utcnow
 from yinfin_flow.domain.budget import Action, Basis, LineStatus, Mode
 from yinfin_flow.domain.errors import Conflict, NotFound, ValidationError
@@ -262,29 +263,29 @@ def parse_thresholds(raw: Sequence[dict[str, Any]] | None, field: str = "thresho
     return sorted(out, key=lambda t: Decimal(t["percent"]))
 
 
-def set_rule(
-    session: Session,
-    line_id: int,
+def lock_line(session: Session, line_id: int) -> BudgetLine:
+    """The line, locked against other rule changes (PostgreSQL ``FOR NO KEY UPDATE``:
+    reservations, which only reference the line, are not held up; SQLite writers are
+    serialised by ``BEGIN IMMEDIATE`` already)."""
+    line = session.scalar(
+        select(BudgetLine).where(BudgetLine.id == line_id).with_for_update(key_share=True)
+    )
+    if line is None:
+        raise NotFound(f"no budget line {line_id}", field="line_id")
+    return line
+
+
+def rule_values(
+    line: BudgetLine,
     *,
     mode: str,
-    actor: str,
     tolerance_percent: Decimal | str | None = None,
     tolerance_amount: Decimal | str | None = None,
     thresholds: Sequence[dict[str, Any]] | None = None,
     basis: str = "period",
     subtree: bool = True,
-) -> ControlRuleRow:
-    """Set (or replace) the control rule on a line.
-
-    Any rule change that leaves the line (or a line below it) under hard control
-    while it is already over budget beyond the tolerance is refused: the invariant
-    ``available >= -tolerance`` must hold from the moment the rule exists. That is
-    not only ``mode="hard"``: ``subtree=False`` hands the lines below back to the
-    (hard) default, and a smaller tolerance tightens an existing hard rule.
-    """
-    line = session.get(BudgetLine, line_id)
-    if line is None:
-        raise NotFound(f"no budget line {line_id}", field="line_id")
+) -> dict[str, Any]:
+    """Check a rule for ``line`` and normalise it: exactly the values :func:`set_rule` stores."""
     try:
         m = Mode(mode)
     except ValueError:
@@ -300,15 +301,61 @@ def set_rule(
         raise ValidationError("tolerance_percent", "must be at least 0 and below 1000")
     if ta is not None and ta < 0:
         raise ValidationError("tolerance_amount", "must not be negative")
-    row = session.scalar(select(ControlRuleRow).where(ControlRuleRow.line_id == line_id))
+    return {"mode": m.value, "basis": b.value, "subtree": bool(subtree), "tolerance_percent": tp,
+            "tolerance_amount": ta, "thresholds": parse_thresholds(thresholds)}
+
+
+def own_rule(session: Session, line_id: int) -> ControlRuleRow | None:
+    """The rule set on the line itself (None: it inherits or gets the default)."""
+    return session.scalar(select(ControlRuleRow).where(ControlRuleRow.line_id == line_id))
+
+
+def set_rule(
+    session: Session,
+    line_id: int,
+    *,
+    mode: str,
+    actor: str,
+    tolerance_percent: Decimal | str | None = None,
+    tolerance_amount: Decimal | str | None = None,
+    thresholds: Sequence[dict[str, Any]] | None = None,
+    basis: str = "period",
+    subtree: bool = True,
+    approved_by: str | None = None,
+) -> ControlRuleRow:
+    """Set (or replace) the control rule on a line.
+
+    Any rule change that leaves the line (or a line below it) under hard control
+    while it is already over budget beyond the tolerance is refused: the invariant
+    ``available >= -tolerance`` must hold from the moment the rule exists. That is
+    not only ``mode="hard"``: ``subtree=False`` hands the lines below back to the
+    (hard) default, and a smaller tolerance tightens an existing hard rule.
+
+    ``actor`` configured the rule, ``approved_by`` approved it (four eyes, see
+    :mod:`yinfin_flow.budget.rule_changes`; None when applied without approval). Every
+    change raises the rule's ``version``, and a change still pending on the line
+    becomes ``stale``: it was proposed against a rule that is gone.
+    """
+    line = lock_line(session, line_id)
+    values = rule_values(line, mode=mode, tolerance_percent=tolerance_percent,
+                         tolerance_amount=tolerance_amount, thresholds=thresholds,
+                         basis=basis, subtree=subtree)
+    row = own_rule(session, line_id)
     if row is None:
-        row = ControlRuleRow(line_id=line_id)
+        row = ControlRuleRow(line_id=line_id, version=1)
         session.add(row)
-    row.mode, row.basis, row.subtree = m.value, b.value, subtree
-    row.tolerance_percent, row.tolerance_amount = tp, ta
-    row.thresholds = parse_thresholds(thresholds)
-    row.updated_by, row.updated_at = actor, utcnow()
+    else:
+        row.version += 1
+    for key, value in values.items():
+        setattr(row, key, value)
+    row.updated_by, row.updated_at, row.approved_by = actor, utcnow(), approved_by
     session.flush()
+    session.execute(
+        update(RuleChange)
+        .where(RuleChange.line_id == line_id, RuleChange.status == "pending")
+        .values(status="stale", decided_at=utcnow(),
+                comment=f"superseded: the line's rule changed (version {row.version})")
+    )
     _refuse_if_over(session, line)
     return row
 
