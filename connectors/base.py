@@ -19,6 +19,9 @@ Two kinds of outside system, two protocols:
     ``push_status(message, idempotency_key) -> dict``
         Push a request's status, or a task, to the OA. Returns the vendor's
         answer (a small dict) for the outbox log.
+    An OA that can list its directory (DingTalk, Feishu, WeCom) also offers
+    ``changed_master_data`` for ``cost_centres`` (its departments) and ``users``, as
+    snapshots (``snapshot_kinds``, see :mod:`connectors.org`).
 
 ``ERPConnector`` (Kingdee K3Cloud, Odoo, ERPNext, file drop)
     ``post_voucher(voucher, idempotency_key) -> str``

@@ -21,11 +21,26 @@ whose ``sourceId`` is the idempotency key. The access token comes from
 ``POST /v1.0/oauth2/accessToken`` and is fetched again once when DingTalk says it
 is invalid.
 
+Organisation (``changed_master_data``, see :mod:`connectors.org`): departments from
+``POST /topapi/v2/department/get`` (the root, id 1) and ``/topapi/v2/department/listsub``
+(children, walked breadth first); people from ``POST /topapi/v2/user/list`` per
+department (``cursor``/``size`` ≤ 100, ``has_more``/``next_cursor``), fields
+``userid``, ``name``, ``org_email``/``email``, ``job_number``, ``dept_id_list`` (the
+first is taken as the main department), ``manager_userid`` and ``leader`` (head of the
+department being listed). These old-style APIs live on ``oapi.dingtalk.com`` and take
+the same internal-app token as ``access_token`` query parameter; they answer HTTP 200
+with ``errcode``/``errmsg`` (DingTalk 全局错误码: -1 busy and 90002/90006/90018 call
+limits are retried, 40014/42001 renew the token, 88 and the rest are permanent). A
+person who has not activated DingTalk yet (``active: false``) is still an employee and
+stays active here; someone who left is no longer listed and becomes inactive.
+
 Settings (environment): YINFIN_DINGTALK_APP_KEY, YINFIN_DINGTALK_APP_SECRET,
 YINFIN_DINGTALK_TOKEN (callback token), YINFIN_DINGTALK_AES_KEY (43-char
 EncodingAESKey), optional YINFIN_DINGTALK_OWNER_KEY (corpId for callbacks
 registered the legacy way; default the app key), YINFIN_DINGTALK_OPERATOR_ID (the
-unionId creating to-dos), YINFIN_DINGTALK_API_URL (default https://api.dingtalk.com).
+unionId creating to-dos), YINFIN_DINGTALK_API_URL (default https://api.dingtalk.com),
+YINFIN_DINGTALK_OAPI_URL (default https://oapi.dingtalk.com), YINFIN_DINGTALK_DEPARTMENT_MAP
+and YINFIN_DINGTALK_USER_CODE (see :mod:`connectors.org`).
 """
 
 from __future__ import annotations
@@ -33,7 +48,8 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -52,9 +68,13 @@ from .base import (
 )
 from .crypto import BizMsgCrypt
 from .http import Http, body_json, loads
+from .org import Department, OrgOptions, OrgSync, Person, merge_people, paged, text_or_none
 
 NAME = "dingtalk"
 TASK_ACTIONS = {"agree": "approve", "refuse": "reject", "redirect": "transfer"}
+ORG_RETRY = {-1, 90002, 90006, 90018}  # 系统繁忙; call volume / QPS limits
+ORG_TOKEN = {40014, 42001}  # 不合法的 / 过期的 access_token
+ROOT = "1"
 SETTINGS = ("YINFIN_DINGTALK_APP_KEY", "YINFIN_DINGTALK_APP_SECRET", "YINFIN_DINGTALK_TOKEN",
             "YINFIN_DINGTALK_AES_KEY")
 
@@ -63,18 +83,22 @@ class _TokenExpired(Exception):
     pass
 
 
-class DingTalkConnector:
+class DingTalkConnector(OrgSync):
     name = NAME
 
     def __init__(self, *, app_key: str, app_secret: str, token: str, aes_key: str,
                  owner_key: str | None = None, operator_id: str | None = None,
-                 api_url: str = "https://api.dingtalk.com", fetch_forms: bool = True,
+                 api_url: str = "https://api.dingtalk.com",
+                 oapi_url: str = "https://oapi.dingtalk.com", fetch_forms: bool = True,
+                 org_options: OrgOptions | None = None,
                  timeout: float | tuple[float, float] = (5.0, 30.0)) -> None:
         self.app_key, self.app_secret = app_key, app_secret
         self.crypto = BizMsgCrypt(NAME, token, aes_key, owner_key or app_key)
         self.operator_id = operator_id
         self.fetch_forms = fetch_forms
         self.http = Http(NAME, api_url, timeout=timeout)
+        self.oapi = Http(NAME, oapi_url, timeout=timeout)
+        self.org_options = org_options or OrgOptions()
         self._token: str | None = None
         self._token_until = 0.0
 
@@ -84,7 +108,9 @@ class DingTalkConnector:
                    token=s["YINFIN_DINGTALK_TOKEN"], aes_key=s["YINFIN_DINGTALK_AES_KEY"],
                    owner_key=s.get("YINFIN_DINGTALK_OWNER_KEY") or None,
                    operator_id=s.get("YINFIN_DINGTALK_OPERATOR_ID") or None,
-                   api_url=s.get("YINFIN_DINGTALK_API_URL") or "https://api.dingtalk.com")
+                   api_url=s.get("YINFIN_DINGTALK_API_URL") or "https://api.dingtalk.com",
+                   oapi_url=s.get("YINFIN_DINGTALK_OAPI_URL") or "https://oapi.dingtalk.com",
+                   org_options=OrgOptions.from_settings(s, "YINFIN_DINGTALK"))
 
     # -- inbound --------------------------------------------------------------------
 
@@ -176,6 +202,62 @@ class DingTalkConnector:
             "executorIds": list(message.user_ids), "isDone": done,
             "detailUrl": {"appUrl": message.url or "", "pcUrl": message.url or ""}})
 
+    # -- organisation ---------------------------------------------------------------
+
+    def org_snapshot(self) -> tuple[list[Department], list[Person]]:
+        """Every department and person the app may see; any failure raises (no half answer)."""
+        root = self._topapi("/topapi/v2/department/get", {"dept_id": int(ROOT)}).get("result") or {}
+        depts = [Department(ROOT, str(root.get("name") or ROOT))]
+        queue, seen = [ROOT], {ROOT}
+        while queue:
+            parent = queue.pop(0)
+            answer = self._topapi("/topapi/v2/department/listsub", {"dept_id": int(parent)})
+            for d in answer.get("result") or []:
+                did = str(d["dept_id"])
+                if did not in seen:
+                    seen.add(did)
+                    queue.append(did)
+                    depts.append(Department(did, str(d.get("name") or did), parent))
+        people: list[Person] = []
+        leaders: dict[str, str] = {}
+        for dept in depts:
+            for u in paged(self._user_pages(dept.id), connector=NAME,
+                           what=f"users of department {dept.id}"):
+                dept_ids = u.get("dept_id_list") or [dept.id]
+                people.append(Person(
+                    id=str(u["userid"]), name=str(u.get("name") or u["userid"]),
+                    department=str(dept_ids[0]), manager=text_or_none(u.get("manager_userid")),
+                    email=text_or_none(u.get("org_email") or u.get("email")),
+                    employee_no=text_or_none(u.get("job_number"))))
+                if u.get("leader"):
+                    leaders.setdefault(dept.id, str(u["userid"]))
+        return [replace(d, leader=leaders.get(d.id)) for d in depts], merge_people(people)
+
+    def _user_pages(self, dept_id: str) -> Callable[[str | None], tuple[list[Any], str | None]]:
+        def page(cursor: str | None) -> tuple[list[Any], str | None]:
+            result = self._topapi("/topapi/v2/user/list", {
+                "dept_id": int(dept_id), "cursor": int(cursor or 0), "size": 100,
+                "contain_access_limit": False, "language": "zh_CN"}).get("result") or {}
+            more = result.get("has_more") and result.get("next_cursor") is not None
+            return list(result.get("list") or []), str(result["next_cursor"]) if more else None
+        return page
+
+    def _topapi(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self._api("POST", path, once=self._topapi_once, json=body)
+
+    def _topapi_once(self, method: str, path: str, token: str, **kwargs: Any) -> dict[str, Any]:
+        resp = self.oapi.request(method, path, params={"access_token": token}, **kwargs)
+        data = body_json(resp, NAME)
+        code = data.get("errcode", 0) if isinstance(data, dict) else None
+        if code == 0:
+            return dict(data)
+        msg = str(data.get("errmsg") if isinstance(data, dict) else data)
+        if code in ORG_TOKEN:
+            raise _TokenExpired(msg)
+        if code in ORG_RETRY:
+            raise RetryableError(msg, connector=NAME, status=resp.status_code)
+        raise PermanentError(msg, connector=NAME, status=resp.status_code)
+
     # -- plumbing -------------------------------------------------------------------
 
     def access_token(self, *, fresh: bool = False) -> str:
@@ -192,12 +274,14 @@ class DingTalkConnector:
         assert self._token is not None
         return self._token
 
-    def _api(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+    def _api(self, method: str, path: str, *, once: Callable[..., dict[str, Any]] | None = None,
+             **kwargs: Any) -> dict[str, Any]:
+        once = once or self._once
         try:
-            return self._once(method, path, self.access_token(), **kwargs)
+            return once(method, path, self.access_token(), **kwargs)
         except _TokenExpired:
             try:
-                return self._once(method, path, self.access_token(fresh=True), **kwargs)
+                return once(method, path, self.access_token(fresh=True), **kwargs)
             except _TokenExpired as err:
                 raise PermanentError(f"token refused after a fresh login: {err}",
                                      connector=NAME) from None

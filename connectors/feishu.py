@@ -26,11 +26,25 @@ keeps the newest state whatever order retries arrive in. ``tenant_access_token``
 from ``/open-apis/auth/v3/tenant_access_token/internal`` is refreshed once when
 Feishu answers 99991663/99991661/99991664/99991668.
 
+Organisation (``changed_master_data``, see :mod:`connectors.org`), contact v3 with
+``department_id_type=open_department_id`` and ``user_id_type=open_id``: departments
+from ``GET /open-apis/contact/v3/departments/0/children?fetch_child=true`` (every
+department under the root ``0``; ``parent_department_id``, ``leader_user_id``,
+``status.is_deleted``), members from ``GET /open-apis/contact/v3/users/find_by_department``
+for the root and each department (direct members only), both paged by ``page_size``
+/ ``page_token`` (``has_more``). A person is ``open_id`` (kept in ``feishu_open_id``),
+our user id is the tenant's ``user_id`` where the app may read it (else the open_id),
+the main department is the ``orders`` entry with ``is_primary_dept`` (else the first
+of ``department_ids``), the manager ``leader_user_id``; ``status.is_resigned`` /
+``is_frozen`` / ``is_exited`` make a user inactive (not yet activated stays active).
+Members of the root itself have no department here unless ``0`` is mapped.
+
 Settings: YINFIN_FEISHU_APP_ID, YINFIN_FEISHU_APP_SECRET,
 YINFIN_FEISHU_VERIFICATION_TOKEN, YINFIN_FEISHU_ENCRYPT_KEY (optional but
 recommended), YINFIN_FEISHU_APPROVAL_CODE (the external approval definition
 created in the Feishu admin console), YINFIN_FEISHU_API_URL (default
-https://open.feishu.cn; Lark: https://open.larksuite.com).
+https://open.feishu.cn; Lark: https://open.larksuite.com), YINFIN_FEISHU_DEPARTMENT_MAP and
+YINFIN_FEISHU_USER_CODE (see :mod:`connectors.org`).
 """
 
 from __future__ import annotations
@@ -38,7 +52,7 @@ from __future__ import annotations
 import hmac
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -58,6 +72,7 @@ from .base import (
 )
 from .crypto import feishu_decrypt, feishu_signature
 from .http import Http, body_json, loads, retry_after
+from .org import Department, OrgOptions, OrgSync, Person, merge_people, paged, text_or_none
 
 NAME = "feishu"
 TOKEN_CODES = {99991661, 99991663, 99991664, 99991668}
@@ -66,6 +81,8 @@ INSTANCE_STATUS = {"APPROVED": "approved", "REJECTED": "rejected", "DELETED": "d
 TASK_ACTIONS = {"APPROVED": "approve", "REJECTED": "reject", "TRANSFERRED": "transfer"}
 OUR_STATUS = {"pending": "PENDING", "approved": "APPROVED", "rejected": "REJECTED",
               "withdrawn": "CANCELED", "cancelled": "CANCELED"}
+ROOT = "0"
+CONTACT_IDS = {"department_id_type": "open_department_id", "user_id_type": "open_id"}
 SETTINGS = ("YINFIN_FEISHU_APP_ID", "YINFIN_FEISHU_APP_SECRET", "YINFIN_FEISHU_VERIFICATION_TOKEN")
 
 
@@ -82,12 +99,13 @@ def text_value(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-class FeishuConnector:
+class FeishuConnector(OrgSync):
     name = NAME
 
     def __init__(self, *, app_id: str, app_secret: str, verification_token: str,
                  encrypt_key: str = "", approval_code: str = "",
                  api_url: str = "https://open.feishu.cn", fetch_forms: bool = True,
+                 org_options: OrgOptions | None = None,
                  timeout: float | tuple[float, float] = (5.0, 30.0)) -> None:
         self.app_id, self.app_secret = app_id, app_secret
         self.verification_token = verification_token
@@ -95,6 +113,7 @@ class FeishuConnector:
         self.approval_code = approval_code
         self.fetch_forms = fetch_forms
         self.http = Http(NAME, api_url, timeout=timeout)
+        self.org_options = org_options or OrgOptions()
         self._token: str | None = None
         self._token_until = 0.0
 
@@ -104,7 +123,8 @@ class FeishuConnector:
                    verification_token=s["YINFIN_FEISHU_VERIFICATION_TOKEN"],
                    encrypt_key=s.get("YINFIN_FEISHU_ENCRYPT_KEY", ""),
                    approval_code=s.get("YINFIN_FEISHU_APPROVAL_CODE", ""),
-                   api_url=s.get("YINFIN_FEISHU_API_URL") or "https://open.feishu.cn")
+                   api_url=s.get("YINFIN_FEISHU_API_URL") or "https://open.feishu.cn",
+                   org_options=OrgOptions.from_settings(s, "YINFIN_FEISHU"))
 
     # -- inbound --------------------------------------------------------------------
 
@@ -207,6 +227,49 @@ class FeishuConnector:
                 "create_time": ms, "end_time": "0", "update_time": ms,
             } for uid in message.user_ids]
         return self._api("POST", "/open-apis/approval/v4/external_instances", json=body)
+
+    # -- organisation ---------------------------------------------------------------
+
+    def org_snapshot(self) -> tuple[list[Department], list[Person]]:
+        """Every department and person the app may see; any failure raises (no half answer)."""
+        depts = [
+            Department(str(d["open_department_id"]), str(d.get("name") or ""),
+                       text_or_none(d.get("parent_department_id")),
+                       text_or_none(d.get("leader_user_id")))
+            for d in paged(self._pages(f"/open-apis/contact/v3/departments/{ROOT}/children",
+                                       fetch_child="true"), connector=NAME, what="departments")
+            if not (d.get("status") or {}).get("is_deleted")]
+        people: list[Person] = []
+        for dept in [ROOT] + [d.id for d in depts]:
+            for u in paged(self._pages("/open-apis/contact/v3/users/find_by_department",
+                                       department_id=dept), connector=NAME,
+                           what=f"users of department {dept}"):
+                people.append(self._person(u))
+        return depts, merge_people(people)
+
+    @staticmethod
+    def _person(u: Mapping[str, Any]) -> Person:
+        status = u.get("status") or {}
+        primary = [o.get("department_id") for o in u.get("orders") or [] if o.get("is_primary_dept")]
+        depts = primary + list(u.get("department_ids") or [])
+        return Person(
+            id=str(u["open_id"]), code=text_or_none(u.get("user_id")),
+            name=str(u.get("name") or u["open_id"]), department=text_or_none(depts[0] if depts else None),
+            manager=text_or_none(u.get("leader_user_id")),
+            email=text_or_none(u.get("enterprise_email") or u.get("email")),
+            employee_no=text_or_none(u.get("employee_no")),
+            active=not any(status.get(k) for k in ("is_resigned", "is_frozen", "is_exited")))
+
+    def _pages(self, path: str, **params: str
+               ) -> Callable[[str | None], tuple[list[Any], str | None]]:
+        def page(token: str | None) -> tuple[list[Any], str | None]:
+            query = {**CONTACT_IDS, **params, "page_size": "50"}
+            if token:
+                query["page_token"] = token
+            data = self._api("GET", path, params=query).get("data") or {}
+            more = data.get("has_more") and data.get("page_token")
+            return list(data.get("items") or []), str(data["page_token"]) if more else None
+        return page
 
     # -- plumbing -------------------------------------------------------------------
 

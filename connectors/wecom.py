@@ -22,9 +22,23 @@ Outbound (``push_status``): a ``textcard`` app message (``POST
 ``access_token`` from ``GET /cgi-bin/gettoken`` is fetched again once on errcode
 40014/42001.
 
+Organisation (``changed_master_data``, see :mod:`connectors.org`): departments from
+``GET /cgi-bin/department/list`` (the whole tree at once: ``id``, ``name``, ``parentid``,
+``department_leader``), members from ``GET /cgi-bin/user/list?department_id=`` per
+department (获取部门成员详情; one answer per department, WeCom does not page it):
+``userid``, ``name``, ``main_department``, ``biz_mail``/``email``, ``direct_leader``,
+``status`` (1 active and 4 not yet activated stay active; 2 disabled and 5 left make the
+user inactive). Apps created after 2022-06-20 get no e-mail from these answers, and
+WeCom refuses ``user/list`` to the 通讯录同步 secret from IP addresses added after
+2022-08-15 (WeCom's notice on 获取部门成员详情); use a self-built app whose visibility
+scope covers the company, or the contacts secret from an address that may still call it.
+``YINFIN_WECOM_CONTACT_SECRET`` (optional) is the secret used for these reads; its
+token is kept apart from the approval app's.
+
 Settings: YINFIN_WECOM_CORP_ID, YINFIN_WECOM_SECRET (the approval app's secret),
 YINFIN_WECOM_AGENT_ID, YINFIN_WECOM_TOKEN, YINFIN_WECOM_AES_KEY (43 chars),
-YINFIN_WECOM_API_URL (default https://qyapi.weixin.qq.com).
+YINFIN_WECOM_API_URL (default https://qyapi.weixin.qq.com), YINFIN_WECOM_CONTACT_SECRET,
+YINFIN_WECOM_DEPARTMENT_MAP and YINFIN_WECOM_USER_CODE (see :mod:`connectors.org`).
 """
 
 from __future__ import annotations
@@ -51,12 +65,14 @@ from .base import (
 )
 from .crypto import BizMsgCrypt
 from .http import Http, body_json
+from .org import Department, OrgOptions, OrgSync, Person, merge_people, text_or_none
 
 NAME = "wecom"
 TOKEN_CODES = {40014, 42001}
 RETRY_CODES = {-1, 45009, 45033}
 ACTIONS = {"2": "approve", "3": "reject", "4": "transfer", "10": "comment"}
 FINAL = {"2": "approved", "3": "rejected"}
+EMPLOYED = {1, 4}  # active, not yet activated (2 disabled, 5 left)
 SETTINGS = ("YINFIN_WECOM_CORP_ID", "YINFIN_WECOM_SECRET", "YINFIN_WECOM_AGENT_ID",
             "YINFIN_WECOM_TOKEN", "YINFIN_WECOM_AES_KEY")
 
@@ -92,25 +108,29 @@ def control_value(content: Mapping[str, Any]) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
-class WeComConnector:
+class WeComConnector(OrgSync):
     name = NAME
 
     def __init__(self, *, corp_id: str, secret: str, agent_id: str, token: str, aes_key: str,
                  api_url: str = "https://qyapi.weixin.qq.com", fetch_forms: bool = True,
+                 contact_secret: str | None = None, org_options: OrgOptions | None = None,
                  timeout: float | tuple[float, float] = (5.0, 30.0)) -> None:
         self.corp_id, self.secret, self.agent_id = corp_id, secret, agent_id
+        self.contact_secret = contact_secret or secret
         self.crypto = BizMsgCrypt(NAME, token, aes_key, corp_id)
         self.fetch_forms = fetch_forms
         self.http = Http(NAME, api_url, timeout=timeout)
-        self._token: str | None = None
-        self._token_until = 0.0
+        self.org_options = org_options or OrgOptions()
+        self._tokens: dict[str, tuple[str, float]] = {}  # secret -> (token, valid until)
 
     @classmethod
     def from_settings(cls, s: Mapping[str, str]) -> WeComConnector:
         return cls(corp_id=s["YINFIN_WECOM_CORP_ID"], secret=s["YINFIN_WECOM_SECRET"],
                    agent_id=s["YINFIN_WECOM_AGENT_ID"], token=s["YINFIN_WECOM_TOKEN"],
                    aes_key=s["YINFIN_WECOM_AES_KEY"],
-                   api_url=s.get("YINFIN_WECOM_API_URL") or "https://qyapi.weixin.qq.com")
+                   api_url=s.get("YINFIN_WECOM_API_URL") or "https://qyapi.weixin.qq.com",
+                   contact_secret=s.get("YINFIN_WECOM_CONTACT_SECRET") or None,
+                   org_options=OrgOptions.from_settings(s, "YINFIN_WECOM"))
 
     # -- inbound --------------------------------------------------------------------
 
@@ -201,32 +221,60 @@ class WeComConnector:
             "enable_duplicate_check": 1, "duplicate_check_interval": 1800,
         })
 
+    # -- organisation ---------------------------------------------------------------
+
+    def org_snapshot(self) -> tuple[list[Department], list[Person]]:
+        """Every department and person the secret may see; any failure raises."""
+        answer = self._api("GET", "/cgi-bin/department/list", secret=self.contact_secret)
+        depts = [Department(str(d["id"]), str(d.get("name") or d["id"]),
+                            str(d["parentid"]) if d.get("parentid") else None,
+                            text_or_none((d.get("department_leader") or [None])[0]))
+                 for d in answer.get("department") or []]
+        people = []
+        for dept in depts:
+            members = self._api("GET", "/cgi-bin/user/list", secret=self.contact_secret,
+                                params={"department_id": dept.id}).get("userlist") or []
+            for u in members:
+                main = u.get("main_department") or (u.get("department") or [dept.id])[0]
+                people.append(Person(
+                    id=str(u["userid"]), name=str(u.get("name") or u["userid"]),
+                    department=str(main),
+                    manager=text_or_none((u.get("direct_leader") or [None])[0]),
+                    email=text_or_none(u.get("biz_mail") or u.get("email")),
+                    active=u.get("status", 1) in EMPLOYED))
+        return depts, merge_people(people)
+
     # -- plumbing -------------------------------------------------------------------
 
-    def access_token(self, *, fresh: bool = False) -> str:
-        if fresh or self._token is None or time.monotonic() >= self._token_until:
+    def access_token(self, *, fresh: bool = False, secret: str | None = None) -> str:
+        secret = secret or self.secret
+        token, until = self._tokens.get(secret, ("", 0.0))
+        if fresh or not token or time.monotonic() >= until:
             resp = self.http.request("GET", "/cgi-bin/gettoken",
-                                     params={"corpid": self.corp_id, "corpsecret": self.secret})
+                                     params={"corpid": self.corp_id, "corpsecret": secret})
             data = body_json(resp, NAME)
             if data.get("errcode") != 0:
                 raise PermanentError(str(data.get("errmsg")), connector=NAME)
-            self._token = str(data["access_token"])
-            self._token_until = time.monotonic() + int(data.get("expires_in", 7200)) - 300
-        assert self._token is not None
-        return self._token
+            token = str(data["access_token"])
+            self._tokens[secret] = (
+                token, time.monotonic() + int(data.get("expires_in", 7200)) - 300)
+        return token
 
-    def _api(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+    def _api(self, method: str, path: str, *, secret: str | None = None,
+             **kwargs: Any) -> dict[str, Any]:
         try:
-            return self._once(method, path, self.access_token(), **kwargs)
+            return self._once(method, path, self.access_token(secret=secret), **kwargs)
         except _TokenExpired:
             try:
-                return self._once(method, path, self.access_token(fresh=True), **kwargs)
+                return self._once(method, path, self.access_token(fresh=True, secret=secret),
+                                  **kwargs)
             except _TokenExpired as err:
                 raise PermanentError(f"token refused after a fresh login: {err}",
                                      connector=NAME) from None
 
     def _once(self, method: str, path: str, token: str, **kwargs: Any) -> dict[str, Any]:
-        resp = self.http.request(method, path, params={"access_token": token}, **kwargs)
+        params = {**kwargs.pop("params", {}), "access_token": token}
+        resp = self.http.request(method, path, params=params, **kwargs)
         data = body_json(resp, NAME)
         code = data.get("errcode", 0)
         if code == 0:

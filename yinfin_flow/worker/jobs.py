@@ -47,11 +47,12 @@ def sync(db: Database, settings: DeliverySettings | None = None,
         out: dict[str, Any] = {}
         for t in settings.erp:
             out[t] = masterdata.sync_connector(db, t, company=settings.sync_company, lookup=lookup)
-        for t in settings.oa:  # an OA that offers its directory (``users``)
-            connector = lookup(t)
-            if "users" in getattr(connector, "master_data_kinds", ()):
+        for t in settings.oa:  # an OA that offers its directory (departments, ``users``)
+            kinds = tuple(k for k in getattr(lookup(t), "master_data_kinds", ())
+                          if k in ("cost_centres", "users"))
+            if "users" in kinds:
                 out[t] = masterdata.sync_connector(db, t, company=settings.sync_company,
-                                                   kinds=("users",), lookup=lookup)
+                                                   kinds=kinds, lookup=lookup)
         return out
 
 

@@ -16,6 +16,12 @@ through the organisation directory's own import
 kept in its column (``dingtalk_userid``, ``feishu_open_id``, ``wecom_userid``) so
 tasks reach the right person there. A user the OA removed arrives inactive.
 
+A connector's ``snapshot_kinds`` (the OA directories, :mod:`connectors.org`) are kinds
+whose non-empty answer is the whole upstream population: what this connector brought
+in before and the answer no longer holds (users with its id column set, cost centres
+whose ``external_code`` starts with ``<connector>:``) is deactivated in the same
+transaction. Cost-centre records may carry ``parent``, ``manager`` and ``external_code``.
+
 ``budgets`` are read but not applied: an ERP's budget header carries no amounts we
 could book without a person choosing the lines, so the count is reported and
 budgets stay with ``yinfin-flow budget import``.
@@ -76,17 +82,19 @@ def to_row(kind: str, rec: dict[str, Any]) -> dict[str, str] | None:
             row["type"] = t
     if kind == "partners":
         row["kind"] = str(rec.get("kind") or "vendor")
+    if kind == "cost_centres":
+        row.update({k: str(rec[k] or "") for k in ("parent", "manager", "external_code") if k in rec})
     return row
 
 
 def _apply(db: Database, connector: str, kind: str, company: str, rows: list[dict[str, Any]],
-           watermark: str | None) -> dict[str, int]:
+           watermark: str | None, snapshot: bool = False) -> dict[str, int]:
     from yinfin_flow.db.models.ledger import Account
     from yinfin_flow.ledger import masterdata
 
     counts = {"created": 0, "updated": 0, "skipped": 0}
     if kind == "users":
-        return _apply_users(db, connector, company, rows, watermark)
+        return _apply_users(db, connector, company, rows, watermark, snapshot)
     with db.unit_of_work() as s:
         usable = []
         existing: set[str] = set()
@@ -109,6 +117,8 @@ def _apply(db: Database, connector: str, kind: str, company: str, rows: list[dic
         if by_code and kind in APPLIED:
             done = masterdata.import_rows(s, company, kind, list(by_code.values()))
             counts["created"], counts["updated"] = done["created"], done["updated"]
+        if snapshot and rows:
+            counts["deactivated"] = _deactivate_missing(s, connector, kind, company, rows)
         wm = s.get(SyncWatermark, (connector, kind), with_for_update=True)
         if wm is None:
             wm = SyncWatermark(connector=connector, kind=kind, records=0)
@@ -121,8 +131,35 @@ def _apply(db: Database, connector: str, kind: str, company: str, rows: list[dic
 _USER_COLUMN = {"dingtalk": "dingtalk_userid", "feishu": "feishu_open_id", "wecom": "wecom_userid"}
 
 
+def _deactivate_missing(s: Any, connector: str, kind: str, company: str,
+                        rows: list[dict[str, Any]]) -> int:
+    """A snapshot kind: deactivate what ``connector`` brought in before and ``rows`` lacks."""
+    from yinfin_flow.db.models import CostCentre
+    from yinfin_flow.db.models.org import User
+
+    present = {str(r.get("code") or "").strip() for r in rows}
+    comp = select(Company.id).where(Company.code == company).scalar_subquery()
+    if kind == "users" and connector in _USER_COLUMN:
+        gone = list(s.scalars(select(User).where(
+            User.company_id == comp, User.active.is_(True),
+            getattr(User, _USER_COLUMN[connector]).is_not(None), User.id.not_in(present))))
+    elif kind == "cost_centres":
+        gone = list(s.scalars(select(CostCentre).where(
+            CostCentre.company_id == comp, CostCentre.active.is_(True),
+            CostCentre.external_code.startswith(f"{connector}:", autoescape=True),
+            CostCentre.code.not_in(present))))
+    else:
+        return 0
+    for row in gone:
+        row.active = False
+        if kind == "users":
+            row.updated_at = utcnow()
+    s.flush()
+    return len(gone)
+
+
 def _apply_users(db: Database, connector: str, company: str, rows: list[dict[str, Any]],
-                 watermark: str | None) -> dict[str, int]:
+                 watermark: str | None, snapshot: bool = False) -> dict[str, int]:
     from yinfin_flow.domain.org import UserSpec
     from yinfin_flow.engine import directory
 
@@ -140,14 +177,16 @@ def _apply_users(db: Database, connector: str, company: str, rows: list[dict[str
                                   active=bool(r.get("active", True)), external=external)))
     with db.unit_of_work() as s:
         result = directory.import_users(s, specs, actor=f"sync:{connector}") if specs else None
+        gone = _deactivate_missing(s, connector, "users", company, rows) if snapshot and rows else 0
         wm = s.get(SyncWatermark, (connector, "users"), with_for_update=True)
         if wm is None:
             wm = SyncWatermark(connector=connector, kind="users", records=0)
             s.add(wm)
         wm.watermark, wm.synced_at, wm.last_error = watermark, utcnow(), None
         wm.records = (wm.records or 0) + len(rows)
-    return {"created": len(result.created) if result else 0,
-            "updated": len(result.updated) if result else 0, "skipped": skipped}
+    out = {"created": len(result.created) if result else 0,
+           "updated": len(result.updated) if result else 0, "skipped": skipped}
+    return {**out, "deactivated": gone} if snapshot else out
 
 
 def _fail(db: Database, connector: str, kind: str, error: str) -> None:
@@ -173,14 +212,15 @@ def sync_kind(db: Database, name: str, kind: str, company: str, connector: Any) 
             log.warning("master data %s from %s failed: %s", kind, name, err.message)
             return {**total, "error": err.message}
         try:
-            counts = _apply(db, name, kind, company, list(records), new_mark)
+            counts = _apply(db, name, kind, company, list(records), new_mark,
+                            kind in getattr(connector, "snapshot_kinds", ()))
         except DomainError as err:
             _fail(db, name, kind, f"{err.code}: {err.message}")
             log.warning("master data %s from %s refused: %s", kind, name, err.message)
             return {**total, "error": err.message}
         total["records"] += len(records)
         for k, v in counts.items():
-            total[k] += v
+            total[k] = total.get(k, 0) + v
         if not records or new_mark == watermark:
             break
     return total

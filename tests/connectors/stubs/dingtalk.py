@@ -2,6 +2,11 @@
 
 Errors follow DingTalk's new-API format: HTTP 400/401 with
 ``{"code": "...", "message": "...", "requestid": "..."}``.
+
+The address book lives on the old-style ``topapi`` (oapi.dingtalk.com): POST with
+``?access_token=``, answers always HTTP 200 ``{"errcode": 0, "errmsg": "ok", "result": …,
+"request_id": …}``; 40014 = 不合法的access_token. ``user/list`` pages by ``cursor`` with
+at most ``page_size`` people per page (``has_more``, ``next_cursor``).
 """
 
 from __future__ import annotations
@@ -24,7 +29,15 @@ class DingTalkStub(StubServer):
         self.instances: dict[str, dict[str, Any]] = {}
         self.comments: list[dict[str, Any]] = []
         self.todos: dict[str, dict[str, Any]] = {}
+        #: dept_id -> {"name", "parent_id"}; the root (1) is the company
+        self.depts: dict[int, dict[str, Any]] = {1: {"name": "示例科技", "parent_id": None}}
+        #: userid -> the user/list fields (dept_id_list, manager_userid, leader_in …)
+        self.people: dict[str, dict[str, Any]] = {}
+        self.page_size = 2
         self.routes.update({
+            ("POST", "/topapi/v2/department/get"): self.dept_get,
+            ("POST", "/topapi/v2/department/listsub"): self.dept_listsub,
+            ("POST", "/topapi/v2/user/list"): self.user_list,
             ("POST", "/v1.0/oauth2/accessToken"): self.token,
             ("GET", "/v1.0/workflow/processInstances"): self.instance,
             ("POST", "/v1.0/workflow/processInstances/comments"): self.comment,
@@ -73,6 +86,46 @@ class DingTalkStub(StubServer):
         self.todos[body["sourceId"]] = body
         return 200, {"id": f"todo{len(self.todos)}", "subject": body["subject"],
                      "sourceId": body["sourceId"]}
+
+    def _top(self, req: Req, result: Any) -> tuple:
+        if req.query.get("access_token") not in self.tokens:
+            return 200, {"errcode": 40014, "errmsg": "不合法的access_token", "request_id": "r1"}
+        if isinstance(result, tuple):
+            return 200, {"errcode": result[0], "errmsg": result[1], "request_id": "r1"}
+        return 200, {"errcode": 0, "errmsg": "ok", "result": result, "request_id": "r1"}
+
+    def dept_get(self, req: Req) -> tuple:
+        did = req.json().get("dept_id")
+        if did not in self.depts:
+            return self._top(req, (60003, "部门不存在"))
+        d = self.depts[did]
+        return self._top(req, {"dept_id": did, "name": d["name"], "parent_id": d["parent_id"]})
+
+    def dept_listsub(self, req: Req) -> tuple:
+        did = req.json().get("dept_id")
+        if did not in self.depts:
+            return self._top(req, (60003, "部门不存在"))
+        return self._top(req, [{"dept_id": k, "name": v["name"], "parent_id": did,
+                                "create_dept_group": True, "auto_add_user": True}
+                               for k, v in sorted(self.depts.items()) if v["parent_id"] == did])
+
+    def user_list(self, req: Req) -> tuple:
+        body = req.json()
+        did, cursor, size = body.get("dept_id"), int(body.get("cursor", 0)), int(body["size"])
+        if did not in self.depts:
+            return self._top(req, (60003, "部门不存在"))
+        if size > 100:
+            return self._top(req, (400002, "size 超过最大值 100"))
+        members = [dict(u, userid=uid, leader=did in u.get("leads", ()))
+                   for uid, u in sorted(self.people.items()) if did in u["dept_id_list"]]
+        page = members[cursor:cursor + min(size, self.page_size)]
+        more = cursor + len(page) < len(members)
+        for u in page:
+            u.pop("leads", None)
+        result: dict[str, Any] = {"has_more": more, "list": page}
+        if more:
+            result["next_cursor"] = cursor + len(page)
+        return self._top(req, result)
 
     def expire_tokens(self) -> None:
         self.tokens.clear()

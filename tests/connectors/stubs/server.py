@@ -4,7 +4,8 @@ A stub registers handlers per (method, path); each gets a :class:`Req` and retur
 ``(status, body)`` or ``(status, body, headers)``; dict/list bodies are sent as JSON.
 ``fail_next`` queues failure answers for the next requests: an int is an HTTP
 status with an empty body; ``("sleep", seconds)`` stalls longer than the client's
-timeout; ``("status", code, body)`` sends that status and body.
+timeout; ``("status", code, body)`` sends that status and body. ``fail_at(path, n, failure)``
+answers the ``n``-th next request to ``path`` (1 = the next one) with ``failure``.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class StubServer:
     routes: dict[tuple[str, str], Callable[[Req], tuple]] = field(default_factory=dict)
     requests: list[Req] = field(default_factory=list)
     failures: list[Any] = field(default_factory=list)
+    path_failures: dict[str, list[Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         stub = self
@@ -59,8 +61,11 @@ class StubServer:
                           {k.lower(): v for k, v in self.headers.items()},
                           self.rfile.read(length) if length else b"")
                 stub.requests.append(req)
-                if stub.failures:
+                queued = stub.path_failures.get(parts.path)
+                fail = queued.pop(0) if queued else None
+                if fail is None and stub.failures:
                     fail = stub.failures.pop(0)
+                if fail is not None:
                     if isinstance(fail, int):
                         return self._send(fail, b"", {})
                     if fail[0] == "sleep":
@@ -116,6 +121,9 @@ class StubServer:
 
     def fail_next(self, *failures: Any) -> None:
         self.failures.extend(failures)
+
+    def fail_at(self, path: str, n: int, failure: Any) -> None:
+        self.path_failures[path] = [None] * (n - 1) + [failure]
 
     def calls(self, path: str) -> list[Req]:
         return [r for r in self.requests if r.path == path]

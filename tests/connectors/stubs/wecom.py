@@ -2,6 +2,11 @@
 
 Answers are WeCom's ``{"errcode": 0, "errmsg": "ok", ...}``, always HTTP 200;
 42001 = access_token expired, 301025-style codes for bad content.
+
+Contacts: ``department/list`` (the whole tree) and ``user/list?department_id=`` (one
+department's members, not paged), readable with the app secret or ``contact_secret``
+(通讯录同步); ``token_secret`` remembers which secret each token was issued for.
+45009 is WeCom's call-frequency limit, 60011 "no privilege".
 """
 
 from __future__ import annotations
@@ -15,10 +20,16 @@ from .server import Req, StubServer
 
 
 class WeComStub(StubServer):
-    def __init__(self, corp_id: str = "ww1", secret: str = "sec") -> None:
+    def __init__(self, corp_id: str = "ww1", secret: str = "sec",
+                 contact_secret: str = "csec") -> None:
         super().__init__()
-        self.corp_id, self.secret = corp_id, secret
+        self.corp_id, self.secret, self.contact_secret = corp_id, secret, contact_secret
         self.tokens: set[str] = set()
+        self.token_secret: dict[str, str] = {}
+        #: id -> {"name", "parentid", "department_leader"}; 1 is the root (the company)
+        self.depts: dict[int, dict[str, Any]] = {1: {"name": "示例科技", "parentid": 0}}
+        #: userid -> the user/list fields (department, main_department, status …)
+        self.people: dict[str, dict[str, Any]] = {}
         self.counter = itertools.count(1)
         self.approvals: dict[str, dict[str, Any]] = {}
         self.sent: list[dict[str, Any]] = []
@@ -26,13 +37,18 @@ class WeComStub(StubServer):
             ("GET", "/cgi-bin/gettoken"): self.token,
             ("POST", "/cgi-bin/oa/getapprovaldetail"): self.detail,
             ("POST", "/cgi-bin/message/send"): self.send,
+            ("GET", "/cgi-bin/department/list"): self.department_list,
+            ("GET", "/cgi-bin/user/list"): self.user_list,
         })
 
     def token(self, req: Req) -> tuple:
-        if (req.query.get("corpid"), req.query.get("corpsecret")) != (self.corp_id, self.secret):
+        secret = req.query.get("corpsecret")
+        if req.query.get("corpid") != self.corp_id or secret not in (self.secret,
+                                                                   self.contact_secret):
             return 200, {"errcode": 40001, "errmsg": "invalid credential"}
         tok = f"wt{next(self.counter)}"
         self.tokens.add(tok)
+        self.token_secret[tok] = secret
         return 200, {"errcode": 0, "errmsg": "ok", "access_token": tok, "expires_in": 7200}
 
     def _authed(self, req: Req) -> tuple | None:
@@ -56,6 +72,23 @@ class WeComStub(StubServer):
             return 200, {"errcode": 40056, "errmsg": "invalid agentid"}
         self.sent.append(body)
         return 200, {"errcode": 0, "errmsg": "ok", "invaliduser": "", "msgid": "m1"}
+
+    def department_list(self, req: Req) -> tuple:
+        if (bad := self._authed(req)) is not None:
+            return bad
+        return 200, {"errcode": 0, "errmsg": "ok", "department": [
+            {"id": k, "name": d["name"], "name_en": "", "parentid": d["parentid"], "order": 1,
+             "department_leader": d.get("department_leader", [])}
+            for k, d in sorted(self.depts.items())]}
+
+    def user_list(self, req: Req) -> tuple:
+        if (bad := self._authed(req)) is not None:
+            return bad
+        dept = int(req.query.get("department_id", "0"))
+        if dept not in self.depts:
+            return 200, {"errcode": 60003, "errmsg": "department not found"}
+        return 200, {"errcode": 0, "errmsg": "ok", "userlist": [
+            dict(u, userid=k) for k, u in sorted(self.people.items()) if dept in u["department"]]}
 
     def expire_tokens(self) -> None:
         self.tokens.clear()

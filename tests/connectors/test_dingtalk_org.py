@@ -1,0 +1,119 @@
+"""DingTalk's address book (topapi) read into departments and users, against the stub."""
+
+from __future__ import annotations
+
+import pytest
+
+from connectors.base import PermanentError, RetryableError
+from connectors.dingtalk import DingTalkConnector
+from connectors.org import OrgOptions
+
+from . import org_cases
+from .stubs.dingtalk import DingTalkStub
+from .test_dingtalk import AES
+
+IDS = {"boss": "boss", "amy": "amy", "li": "li", "fiona": "fiona"}
+DEPTS = {"RD": "10", "APP": "11", "FIN": "20"}
+LIMIT = '{"errcode": 90018, "errmsg": "当前应用调用接口超过限流", "request_id": "r9"}'
+
+
+@pytest.fixture
+def stub(start_stub):
+    s = start_stub(DingTalkStub())
+    s.depts.update({10: {"name": "研发部", "parent_id": 1}, 11: {"name": "应用组", "parent_id": 10},
+                    20: {"name": "财务部", "parent_id": 1}})
+    s.people.update({
+        "boss": {"name": "王总", "dept_id_list": [10], "leads": [10], "manager_userid": "ceo9",
+                 "org_email": "boss@acme.cn", "job_number": "E001", "active": True},
+        "amy": {"name": "艾米", "dept_id_list": [11], "manager_userid": "boss",
+                "email": "amy@acme.cn", "job_number": "E002", "active": True},
+        "li": {"name": "李四", "dept_id_list": [11, 20], "manager_userid": "amy",
+               "job_number": "E003", "active": False},  # not activated yet: still employed
+        "fiona": {"name": "菲奥娜", "dept_id_list": [20], "manager_userid": "boss",
+                  "job_number": "E004", "active": True},
+    })
+    s.page_size = 1  # every department with two people takes two pages
+    return s
+
+
+@pytest.fixture
+def ding(stub):
+    return DingTalkConnector(app_key="dingappkey", app_secret="s3cret", token="tok", aes_key=AES,
+                             api_url=stub.url, oapi_url=stub.url, timeout=(1.0, 2.0))
+
+
+def change(stub):
+    def apply() -> None:
+        del stub.people["li"]
+        stub.people["amy"]["name"] = "艾米丽"
+    return apply
+
+
+def test_records_paging_and_an_unchanged_snapshot(ding, stub) -> None:
+    assert ding.master_data_kinds == ("cost_centres", "users") == ding.snapshot_kinds
+    depts, mark = ding.changed_master_data("cost_centres", None)
+    assert [(d["code"], d["name"], d["parent"], d["manager"]) for d in depts] == [
+        ("1", "示例科技", "", ""), ("10", "研发部", "1", "boss"), ("11", "应用组", "10", ""),
+        ("20", "财务部", "1", "")]
+    assert depts[1]["external_code"] == "dingtalk:10"
+    stub.requests.clear()
+    people, umark = ding.changed_master_data("users", None)
+    by = {p["code"]: p for p in people}
+    assert by["li"] == {"code": "li", "name": "李四", "email": "", "department": "11",
+                        "manager": "amy", "active": True, "external_id": "li"}
+    assert by["boss"]["manager"] is None and by["boss"]["email"] == "boss@acme.cn"
+    pages = stub.calls("/topapi/v2/user/list")
+    assert [r.json()["cursor"] for r in pages if r.json()["dept_id"] == 20] == [0, 1]
+    assert all(r.query["access_token"].startswith("tok") for r in pages)
+    assert ding.changed_master_data("users", umark) == ([], umark)
+    assert ding.changed_master_data("cost_centres", mark) == ([], mark)
+    with pytest.raises(PermanentError, match="not accounts"):
+        ding.changed_master_data("accounts", None)
+
+
+def test_user_code_and_department_map() -> None:
+    opts = OrgOptions.from_settings({"YINFIN_DINGTALK_DEPARTMENT_MAP": "1=HQ, 10=RD",
+                                     "YINFIN_DINGTALK_USER_CODE": "employee_no"},
+                                    "YINFIN_DINGTALK")
+    assert opts == OrgOptions({"1": "HQ", "10": "RD"}, "employee_no")
+    with pytest.raises(ValueError, match="USER_CODE"):
+        OrgOptions.from_settings({"YINFIN_DINGTALK_USER_CODE": "mobile"}, "YINFIN_DINGTALK")
+
+
+def test_mapped_departments_and_employee_numbers(stub) -> None:
+    ding = DingTalkConnector(app_key="dingappkey", app_secret="s3cret", token="tok", aes_key=AES,
+                             api_url=stub.url, oapi_url=stub.url,
+                             org_options=OrgOptions({"1": "HQ", "10": "RD"}, "employee_no"))
+    depts, _ = ding.changed_master_data("cost_centres", None)
+    assert [(d["code"], d["parent"]) for d in depts] == [("11", "RD"), ("20", "HQ")]
+    people, _ = ding.changed_master_data("users", None)
+    by = {p["code"]: p for p in people}
+    assert (by["E003"]["manager"], by["E003"]["external_id"]) == ("E002", "li")
+    assert by["E001"]["department"] == "RD"
+
+
+def test_errors_are_classified(ding, stub) -> None:
+    stub.fail_at("/topapi/v2/user/list", 2, ("status", 200, LIMIT))
+    with pytest.raises(RetryableError, match="限流"):
+        ding.changed_master_data("users", None)
+    stub.fail_next(503)
+    with pytest.raises(RetryableError):
+        ding.changed_master_data("users", None)
+    stub.fail_next(("status", 200, '{"errcode": 88, "sub_code": "60011", "sub_msg": "没有调用'
+                                   '该接口的权限", "errmsg": "ding talk error[subcode=60011,'
+                                   'submsg=没有调用该接口的权限]"}'))
+    with pytest.raises(PermanentError, match="60011"):
+        ding.changed_master_data("users", None)
+    stub.expire_tokens()  # one fresh token, then the directory reads through
+    people, _ = ding.changed_master_data("users", None)
+    assert len(people) == 4 and len(stub.calls("/v1.0/oauth2/accessToken")) == 2
+
+
+def test_first_sync_then_one_leaves_and_one_is_renamed(db, ding, stub) -> None:
+    org_cases.first_then_second_sync(db, ding, ids=IDS, depts=DEPTS, change=change(stub))
+
+
+def test_a_vendor_error_mid_directory_applies_nothing(db, ding, stub) -> None:
+    org_cases.nothing_half_applied(
+        db, ding, ids=IDS, change=change(stub),
+        fail=lambda: stub.fail_at("/topapi/v2/user/list", 3, ("status", 200, LIMIT)))

@@ -1,0 +1,99 @@
+"""Feishu's contact v3 directory read into departments and users, against the stub."""
+
+from __future__ import annotations
+
+import pytest
+
+from connectors.base import PermanentError, RetryableError
+from connectors.feishu import FeishuConnector
+
+from . import org_cases
+from .stubs.feishu import FeishuStub
+
+IDS = {"boss": "boss", "amy": "amy", "li": "li", "fiona": "fiona"}
+DEPTS = {"RD": "od-rd", "APP": "od-app", "FIN": "od-fin"}
+LIMIT = '{"code": 99991400, "msg": "request trigger frequency limit"}'
+MEMBERS = "/open-apis/contact/v3/users/find_by_department"
+
+
+@pytest.fixture
+def stub(start_stub):
+    s = start_stub(FeishuStub())
+    s.depts.update({"od-rd": {"name": "研发部", "parent": "0", "leader": "ou_boss"},
+                    "od-app": {"name": "应用组", "parent": "od-rd"},
+                    "od-fin": {"name": "财务部", "parent": "0"}})
+    s.people.update({
+        "ou_boss": {"user_id": "boss", "name": "王总", "department_ids": ["od-rd"],
+                    "leader_user_id": "ou_ceo9", "enterprise_email": "boss@acme.cn",
+                    "status": {"is_activated": True}},
+        "ou_amy": {"user_id": "amy", "name": "艾米", "department_ids": ["od-app"],
+                   "leader_user_id": "ou_boss", "email": "amy@acme.cn",
+                   "status": {"is_activated": True}},
+        "ou_li": {"user_id": "li", "name": "李四", "department_ids": ["od-fin", "od-app"],
+                  "orders": [{"department_id": "od-fin", "is_primary_dept": False},
+                             {"department_id": "od-app", "is_primary_dept": True}],
+                  "leader_user_id": "ou_amy", "employee_no": "E003",
+                  "status": {"is_activated": False}},  # invited, not joined yet: employed
+        "ou_fiona": {"user_id": "fiona", "name": "菲奥娜", "department_ids": ["od-fin"],
+                     "leader_user_id": "ou_boss", "status": {"is_activated": True}},
+    })
+    s.page_size = 1
+    return s
+
+
+@pytest.fixture
+def feishu(stub):
+    return FeishuConnector(app_id="cli_a1", app_secret="sec", verification_token="vtok",
+                           api_url=stub.url, timeout=(1.0, 2.0))
+
+
+def change(stub):
+    def apply() -> None:
+        del stub.people["ou_li"]
+        stub.people["ou_amy"]["name"] = "艾米丽"
+    return apply
+
+
+def test_records_paging_and_an_unchanged_snapshot(feishu, stub) -> None:
+    stub.people["ou_wu"] = {"user_id": "wu", "name": "吴", "department_ids": ["0"],
+                            "status": {"is_resigned": True}}
+    depts, mark = feishu.changed_master_data("cost_centres", None)
+    assert [(d["code"], d["name"], d["parent"], d["manager"], d["external_code"])
+            for d in depts] == [("od-app", "应用组", "od-rd", "", "feishu:od-app"),
+                                ("od-fin", "财务部", "", "", "feishu:od-fin"),
+                                ("od-rd", "研发部", "", "boss", "feishu:od-rd")]
+    stub.requests.clear()
+    people, umark = feishu.changed_master_data("users", None)
+    by = {p["code"]: p for p in people}
+    assert by["li"] == {"code": "li", "name": "李四", "email": "", "department": "od-app",
+                        "manager": "amy", "active": True, "external_id": "ou_li"}
+    assert (by["wu"]["active"], by["wu"]["department"]) == (False, None)
+    assert by["boss"]["manager"] is None and by["boss"]["email"] == "boss@acme.cn"
+    tokens = [r.query.get("page_token") for r in stub.calls(MEMBERS)
+              if r.query["department_id"] == "od-fin"]
+    assert tokens == [None, "pt1"]  # two members, one per page
+    assert feishu.changed_master_data("users", umark) == ([], umark)
+    assert feishu.changed_master_data("cost_centres", mark) == ([], mark)
+
+
+def test_errors_are_classified(feishu, stub) -> None:
+    stub.fail_at(MEMBERS, 2, ("status", 429, LIMIT))
+    with pytest.raises(RetryableError):
+        feishu.changed_master_data("users", None)
+    stub.fail_at(MEMBERS, 1, ("status", 400, '{"code": 99991672, "msg": "Access denied. One of '
+                                            'the following scopes is required: '
+                                            '[contact:contact:readonly_as_app]"}'))
+    with pytest.raises(PermanentError, match="contact:contact:readonly"):
+        feishu.changed_master_data("users", None)
+    stub.expire_tokens()
+    people, _ = feishu.changed_master_data("users", None)
+    assert len(people) == 4
+
+
+def test_first_sync_then_one_leaves_and_one_is_renamed(db, feishu, stub) -> None:
+    org_cases.first_then_second_sync(db, feishu, ids=IDS, depts=DEPTS, change=change(stub))
+
+
+def test_a_vendor_error_mid_directory_applies_nothing(db, feishu, stub) -> None:
+    org_cases.nothing_half_applied(db, feishu, ids=IDS, change=change(stub),
+                                   fail=lambda: stub.fail_at(MEMBERS, 3, ("status", 429, LIMIT)))

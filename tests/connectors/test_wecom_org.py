@@ -1,0 +1,89 @@
+"""WeCom's address book read into departments and users, against the stub."""
+
+from __future__ import annotations
+
+import pytest
+
+from connectors.base import PermanentError, RetryableError
+from connectors.wecom import WeComConnector
+
+from . import org_cases
+from .stubs.wecom import WeComStub
+from .test_wecom import KEY as AES
+
+IDS = {"boss": "boss", "amy": "amy", "li": "li", "fiona": "fiona"}
+DEPTS = {"RD": "10", "APP": "11", "FIN": "20"}
+LIMIT = '{"errcode": 45009, "errmsg": "api freq out of limit"}'
+MEMBERS = "/cgi-bin/user/list"
+
+
+@pytest.fixture
+def stub(start_stub):
+    s = start_stub(WeComStub())
+    s.depts.update({10: {"name": "研发部", "parentid": 1, "department_leader": ["boss"]},
+                    11: {"name": "应用组", "parentid": 10}, 20: {"name": "财务部", "parentid": 1}})
+    s.people.update({
+        "boss": {"name": "王总", "department": [10], "main_department": 10,
+                 "direct_leader": ["ceo9"], "biz_mail": "boss@acme.cn", "status": 1},
+        "amy": {"name": "艾米", "department": [11], "main_department": 11,
+                "direct_leader": ["boss"], "email": "amy@acme.cn", "status": 1},
+        "li": {"name": "李四", "department": [20, 11], "main_department": 11,
+               "direct_leader": ["amy"], "status": 4},  # not activated yet: employed
+        "fiona": {"name": "菲奥娜", "department": [20], "main_department": 20,
+                  "direct_leader": ["boss"], "status": 1},
+    })
+    return s
+
+
+@pytest.fixture
+def wecom(stub):
+    return WeComConnector(corp_id="ww1", secret="sec", agent_id="1000002", token="tok",
+                          aes_key=AES, api_url=stub.url, contact_secret="csec",
+                          timeout=(1.0, 2.0))
+
+
+def change(stub):
+    def apply() -> None:
+        del stub.people["li"]
+        stub.people["amy"]["name"] = "艾米丽"
+    return apply
+
+
+def test_records_and_an_unchanged_snapshot(wecom, stub) -> None:
+    stub.people["wu"] = {"name": "吴", "department": [20], "main_department": 20, "status": 5}
+    depts, mark = wecom.changed_master_data("cost_centres", None)
+    assert [(d["code"], d["name"], d["parent"], d["manager"]) for d in depts] == [
+        ("1", "示例科技", "", ""), ("10", "研发部", "1", "boss"), ("11", "应用组", "10", ""),
+        ("20", "财务部", "1", "")]
+    people, umark = wecom.changed_master_data("users", None)
+    by = {p["code"]: p for p in people}
+    assert by["li"] == {"code": "li", "name": "李四", "email": "", "department": "11",
+                        "manager": "amy", "active": True, "external_id": "li"}
+    assert by["wu"]["active"] is False and by["boss"]["manager"] is None
+    assert by["boss"]["email"] == "boss@acme.cn"
+    # the directory is read with the 通讯录同步 secret's token, not the approval app's
+    assert {stub.token_secret[r.query["access_token"]] for r in stub.calls(MEMBERS)} == {"csec"}
+    assert wecom.changed_master_data("users", umark) == ([], umark)
+    assert wecom.changed_master_data("cost_centres", mark) == ([], mark)
+
+
+def test_errors_are_classified(wecom, stub) -> None:
+    stub.fail_at(MEMBERS, 2, ("status", 200, LIMIT))
+    with pytest.raises(RetryableError, match="freq"):
+        wecom.changed_master_data("users", None)
+    stub.fail_at(MEMBERS, 1, ("status", 200, '{"errcode": 60011, "errmsg": "no privilege to '
+                                            'access/modify contact/party/agent"}'))
+    with pytest.raises(PermanentError, match="no privilege"):
+        wecom.changed_master_data("users", None)
+    stub.expire_tokens()
+    people, _ = wecom.changed_master_data("users", None)
+    assert len(people) == 4
+
+
+def test_first_sync_then_one_leaves_and_one_is_renamed(db, wecom, stub) -> None:
+    org_cases.first_then_second_sync(db, wecom, ids=IDS, depts=DEPTS, change=change(stub))
+
+
+def test_a_vendor_error_mid_directory_applies_nothing(db, wecom, stub) -> None:
+    org_cases.nothing_half_applied(db, wecom, ids=IDS, change=change(stub),
+                                   fail=lambda: stub.fail_at(MEMBERS, 3, ("status", 200, LIMIT)))
