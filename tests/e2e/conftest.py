@@ -19,8 +19,8 @@ from ..factories import Org, org_in
 FINANCE = {"X-Yinfin-User": "cfo", "X-Yinfin-Roles": "finance"}
 
 
-def make_app(db: Database) -> Flask:
-    app = create_app(Settings(database_url=db.url))
+def make_app(db: Database, **settings: object) -> Flask:
+    app = create_app(Settings(database_url=db.url, **settings))  # type: ignore[arg-type]
     app.testing = True
     state(app).db.dispose()
     # Share the fixture's engine so the test and the app see one database.

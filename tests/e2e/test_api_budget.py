@@ -17,11 +17,21 @@ from ..factories import Org, line_req, org_in
 from .conftest import FINANCE, make_app
 
 API = "/api/v1/budget"
+REVIEWER = {"X-Yinfin-User": "frank", "X-Yinfin-Roles": "finance"}  # finance, not the proposer
 
 
 def preview_body(line_id: int, amount: str, **extra: object) -> dict:
     return {"lines": [{"ref": "1", "amount": amount, "currency": "CNY",
                        "budget_date": "2026-01-15", "line_id": line_id, **extra}]}
+
+
+def set_rule(client: FlaskClient, line_id: int, rule: dict) -> None:
+    """A rule change as finance makes it: one finance user proposes, another approves."""
+    resp = client.put(f"{API}/lines/{line_id}/rule", json=rule, headers=FINANCE)
+    assert resp.status_code == 202, resp.get_json()
+    resp = client.post(f"{API}/rule-changes/{resp.get_json()['id']}/approve", json={},
+                       headers=REVIEWER)
+    assert resp.status_code == 200, resp.get_json()
 
 
 def assert_error(resp, status: int, code: str) -> dict:
@@ -64,8 +74,7 @@ def test_list_lines_rejects_bad_query(client: FlaskClient, org: Org):
 
 
 def test_get_line_shows_dimensions_buckets_rule_and_controlling_lines(client: FlaskClient, org: Org):
-    client.put(f"{API}/lines/{org.parent_line}/rule", json={"mode": "soft", "subtree": False},
-               headers=FINANCE)
+    set_rule(client, org.parent_line, {"mode": "soft", "subtree": False})
     body = client.get(f"{API}/lines/{org.child_line}").get_json()
     assert body["dimensions"]["period"] == "2026-01"
     assert body["path"] == [org.parent_line, org.child_line]
@@ -118,8 +127,7 @@ def test_alerts_list_what_control_recorded(app: Flask, client: FlaskClient, org:
 
 
 def test_preview_reports_every_controlling_line_and_writes_nothing(client: FlaskClient, org: Org):
-    client.put(f"{API}/lines/{org.parent_line}/rule", json={"mode": "hard", "subtree": False},
-               headers=FINANCE)
+    set_rule(client, org.parent_line, {"mode": "hard", "subtree": False})
     resp = client.post(f"{API}/preview", json=preview_body(org.child_line, "500.00"))
     assert resp.status_code == 200
     body = resp.get_json()
@@ -219,7 +227,10 @@ def test_changes_need_the_finance_role(client: FlaskClient, org: Org, method, pa
     assert_error(resp, 403, "forbidden")
 
 
-def test_put_rule_sets_and_replaces_the_rule(client: FlaskClient, org: Org):
+def test_put_rule_sets_and_replaces_the_rule_at_once_when_approval_is_off(sqlite_db: Database):
+    client = make_app(sqlite_db, rule_change_approval="off").test_client()
+    client.environ_base["HTTP_X_YINFIN_USER"] = "viewer"
+    org = org_in(sqlite_db)
     resp = client.put(f"{API}/lines/{org.child_line}/rule", headers=FINANCE, json={
         "mode": "hard", "tolerance_percent": "5", "tolerance_amount": "20.00", "basis": "annual",
         "thresholds": [{"percent": "80", "action": "info"}, {"percent": "100", "action": "block"}]})

@@ -81,6 +81,8 @@ PG_LABELS = [
     "POST /api/v1/budget/adjustments",
     "POST /api/v1/budget/transfers",
     "PUT /api/v1/budget/lines/{line_id}/rule",
+    "POST /api/v1/budget/rule-changes",
+    "POST /api/v1/budget/rule-changes/{change_id}/reject",
     "GET /api/v1/requests",
     "POST /api/v1/requests",
     "GET /api/v1/journal/entries",

@@ -65,6 +65,14 @@ POLICY: dict[str, Access] = {
     "budget.patch_line": FINANCE_ONLY,
     "budget.post_adjustment": FINANCE_ONLY,
     "budget.post_transfer": FINANCE_ONLY,
+    # rule changes (four eyes): finance proposes and decides; the service refuses the
+    # proposer's own decision and anyone else's withdrawal
+    "budget.list_rule_changes": FINANCE_ONLY,
+    "budget.get_rule_change": FINANCE_ONLY,
+    "budget.propose_rule_change": FINANCE_ONLY,
+    "budget.approve_rule_change": FINANCE_ONLY,
+    "budget.reject_rule_change": FINANCE_ONLY,
+    "budget.withdraw_rule_change": FINANCE_ONLY,
     # requests: own ones (finance and admins see all); the engine checks each action
     "requests.list_requests": USER,
     "requests.submit_request": USER,

@@ -259,6 +259,8 @@ class RuleInSchema(Schema):
     thresholds = fields.List(fields.Nested(ThresholdInSchema), load_default=None, allow_none=True,
                              validate=validate.Length(max=20))
     subtree = fields.Boolean(load_default=True)
+    reason = Text(load_default=None, allow_none=True, max_length=2000,
+                  metadata={"description": "why (shown to the reviewer of the change)"})
 
 
 class LineStatusInSchema(Schema):

@@ -35,8 +35,6 @@ from .schemas import (
     PageQuery,
     PreviewRequestSchema,
     PreviewSchema,
-    RuleInSchema,
-    RuleSchema,
     TransferInSchema,
     TreeQuery,
     TreeSchema,
@@ -154,24 +152,6 @@ def preview(body: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- changes (finance) ---------------------------------------------------------------
-
-
-@blp.put(f"/lines/{LINE_ID}/rule")
-@blp.arguments(RuleInSchema)
-@blp.response(200, RuleSchema)
-@blp.doc(**ACTOR_DOC)
-def put_rule(body: dict[str, Any], line_id: int) -> dict[str, Any]:
-    """Set (or replace) the control rule on a line (and, with ``subtree``, below it)."""
-    actor = require_actor()
-    st = _flow()
-    with st.db.unit_of_work() as s:
-        setup.set_rule(
-            s, line_id, mode=body["mode"], actor=actor.id, basis=body["basis"],
-            tolerance_percent=body["tolerance_percent"],
-            tolerance_amount=body["tolerance_amount"],
-            thresholds=body["thresholds"], subtree=body["subtree"],
-        )
-        return reads.rule_of(s, line_id, _default_rule(st, s))
 
 
 @blp.patch(f"/lines/{LINE_ID}")
