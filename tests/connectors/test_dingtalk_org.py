@@ -117,3 +117,15 @@ def test_a_vendor_error_mid_directory_applies_nothing(db, ding, stub) -> None:
     org_cases.nothing_half_applied(
         db, ding, ids=IDS, change=change(stub),
         fail=lambda: stub.fail_at("/topapi/v2/user/list", 3, ("status", 200, LIMIT)))
+
+
+def test_the_scheduled_sync_reads_departments_before_users(db, ding, monkeypatch) -> None:
+    from yinfin_flow.worker import jobs
+
+    org_cases.org_in(db)
+    monkeypatch.setenv("YINFIN_OA_CONNECTOR", "dingtalk")
+    monkeypatch.delenv("YINFIN_ERP_CONNECTOR", raising=False)
+    done = jobs.sync(db, lookup=lambda name: ding)["dingtalk"]
+    assert list(done) == ["cost_centres", "users"]
+    assert done["users"]["created"] == 4 and "error" not in done["users"], done
+    assert org_cases.users(db)["li"][2] == "11"
