@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select, text
 
+from yinfin_flow.budget import rule_changes
 from yinfin_flow.budget.service import Budgets, LineRequest
 from yinfin_flow.cli.budget import command as budget
 from yinfin_flow.cli.demo import command as demo
@@ -180,12 +181,20 @@ def test_adjust_transfer_rule_status(demo_cli):
     assert balance(database, app).budget == Decimal("14500")
     assert balance(database, web).budget == Decimal("12500")
     r = invoke(budget, "rule", web, "--mode", "soft", "--tolerance-amount", "100",
-               "--threshold", "70:info", "--threshold", "85:warn:notify", "--no-subtree")
+               "--threshold", "70:info", "--threshold", "85:warn:notify", "--no-subtree",
+               "--reason", "sales season")
     assert r.exit_code == 0, r.output
-    with database.unit_of_work(readonly=True) as s:
+    change_id = int(re.search(r"rule change (\d+) proposed by cli:cfo", r.output).group(1))
+    with database.unit_of_work() as s:  # the CLI only proposes: another finance user approves
         line_id = s.scalar(select(BudgetLine.id).where(BudgetLine.code == web))
+        assert s.scalar(select(ControlRuleRow).where(ControlRuleRow.line_id == line_id)) is None
+        with pytest.raises(rule_changes.SegregationOfDuties):
+            rule_changes.approve(s, change_id, actor="cfo")  # cli:cfo is cfo
+        rule_changes.approve(s, change_id, actor="zhou.cfo")
+    with database.unit_of_work(readonly=True) as s:
         row = s.scalar(select(ControlRuleRow).where(ControlRuleRow.line_id == line_id))
-        assert (row.mode, row.subtree, row.tolerance_amount, row.updated_by) == ("soft", False, Decimal("100"), "cfo")
+        assert (row.mode, row.subtree, row.tolerance_amount, row.updated_by, row.approved_by) == (
+            "soft", False, Decimal("100"), "cli:cfo", "zhou.cfo")
         assert [t["action"] for t in row.thresholds] == ["info", "warn"]
     r = invoke(budget, "status", web, "closed")
     assert r.exit_code == 0 and "open -> closed" in r.output
@@ -196,6 +205,19 @@ def test_adjust_transfer_rule_status(demo_cli):
     assert "original" in oldest and "12,000.00" in oldest
     ok = invoke(verify)
     assert ok.exit_code == 0, ok.output
+
+
+def test_rule_applies_at_once_when_approval_is_off(demo_cli, monkeypatch):
+    invoke, database = demo_cli
+    monkeypatch.setenv("YINFIN_RULE_CHANGE_APPROVAL", "off")
+    web = code(1, "RD-WEB", "TRAVEL")
+    r = invoke(budget, "rule", web, "--mode", "track", "--no-subtree")
+    assert r.exit_code == 0, r.output
+    assert r.output.startswith(f"{web}: track")
+    with database.unit_of_work(readonly=True) as s:
+        line_id = s.scalar(select(BudgetLine.id).where(BudgetLine.code == web))
+        row = s.scalar(select(ControlRuleRow).where(ControlRuleRow.line_id == line_id))
+        assert (row.mode, row.updated_by, row.approved_by) == ("track", "cli:cfo", None)
 
 
 def test_refusals_print_code_and_details_without_traceback(demo_cli):

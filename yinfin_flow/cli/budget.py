@@ -17,7 +17,7 @@ import click
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from yinfin_flow.budget import io, setup
+from yinfin_flow.budget import io, rule_changes, setup
 from yinfin_flow.budget.io_report import LineReport, describe_rule, line_report, usage_percent
 from yinfin_flow.budget.service import Budgets
 from yinfin_flow.db.models import BudgetBalance, BudgetEntry, BudgetMovement
@@ -267,18 +267,32 @@ def parse_threshold(text: str) -> dict[str, Any]:
               help="PERCENT:ACTION[:notify], repeatable, e.g. --threshold 70:info --threshold 85:warn:notify."
                    " Default: 90:warn:notify 100:block:notify.")
 @click.option("--no-subtree", is_flag=True, help="Apply to this line only, not the lines below it.")
+@click.option("--reason", help="Why (shown to the finance user who reviews the change).")
 @actor_option
 @handle_errors
 def rule(line: str, mode: str, tolerance_percent: str | None, tolerance_amount: str | None, basis: str,
-         thresholds: tuple[str, ...], no_subtree: bool, actor: str) -> None:
-    """Set the control rule on LINE (and, unless --no-subtree, the lines below it)."""
+         thresholds: tuple[str, ...], no_subtree: bool, reason: str | None, actor: str) -> None:
+    """Propose the control rule for LINE (and, unless --no-subtree, the lines below it).
+
+    While YINFIN_RULE_CHANGE_APPROVAL=required (the default) this only proposes: the
+    change applies when another finance user approves it through the API
+    (POST /api/v1/budget/rule-changes/ID/approve); the command line cannot prove who
+    is typing, so it never approves. With YINFIN_RULE_CHANGE_APPROVAL=off it applies at
+    once. Either way the actor is recorded as cli:<actor>.
+    """
     require_actor(actor)
+    who = actor if actor.startswith("cli:") else f"cli:{actor}"
     parsed = [parse_threshold(t) for t in thresholds] or None
+    values = {"mode": mode, "tolerance_percent": tolerance_percent, "tolerance_amount": tolerance_amount,
+              "thresholds": parsed, "basis": basis, "subtree": not no_subtree}
     with unit_of_work() as session:
         ln = find_line(session, line)
-        setup.set_rule(session, ln.id, mode=mode, actor=actor, tolerance_percent=tolerance_percent,
-                       tolerance_amount=tolerance_amount, thresholds=parsed, basis=basis,
-                       subtree=not no_subtree)
+        if settings().rule_change_approval == rule_changes.REQUIRED:
+            change = rule_changes.propose(session, ln.id, actor=who, reason=reason, **values)
+            click.echo(f"{ln.code}: rule change {change.id} proposed by {who}; it applies when another "
+                       f"finance user approves it (POST /api/v1/budget/rule-changes/{change.id}/approve)")
+            return
+        setup.set_rule(session, ln.id, actor=who, **values)
         report = line_report(session, line=ln.code, default_rule=default_rule())[0]
     click.echo(f"{ln.code}: {describe_rule(report.rule)}")
 
