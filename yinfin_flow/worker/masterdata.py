@@ -117,7 +117,7 @@ def _apply(db: Database, connector: str, kind: str, company: str, rows: list[dic
         if by_code and kind in APPLIED:
             done = masterdata.import_rows(s, company, kind, list(by_code.values()))
             counts["created"], counts["updated"] = done["created"], done["updated"]
-        if snapshot and rows:
+        if snapshot:
             counts["deactivated"] = _deactivate_missing(s, connector, kind, company, rows)
         wm = s.get(SyncWatermark, (connector, kind), with_for_update=True)
         if wm is None:
@@ -133,10 +133,15 @@ _USER_COLUMN = {"dingtalk": "dingtalk_userid", "feishu": "feishu_open_id", "weco
 
 def _deactivate_missing(s: Any, connector: str, kind: str, company: str,
                         rows: list[dict[str, Any]]) -> int:
-    """A snapshot kind: deactivate what ``connector`` brought in before and ``rows`` lacks."""
+    """A snapshot kind: deactivate what ``connector`` brought in before and ``rows`` lacks.
+
+    No rows is no snapshot (nothing changed, or nothing visible): nothing is deactivated.
+    """
     from yinfin_flow.db.models import CostCentre
     from yinfin_flow.db.models.org import User
 
+    if not rows:
+        return 0
     present = {str(r.get("code") or "").strip() for r in rows}
     comp = select(Company.id).where(Company.code == company).scalar_subquery()
     if kind == "users" and connector in _USER_COLUMN:
@@ -177,7 +182,7 @@ def _apply_users(db: Database, connector: str, company: str, rows: list[dict[str
                                   active=bool(r.get("active", True)), external=external)))
     with db.unit_of_work() as s:
         result = directory.import_users(s, specs, actor=f"sync:{connector}") if specs else None
-        gone = _deactivate_missing(s, connector, "users", company, rows) if snapshot and rows else 0
+        gone = _deactivate_missing(s, connector, "users", company, rows) if snapshot else 0
         wm = s.get(SyncWatermark, (connector, "users"), with_for_update=True)
         if wm is None:
             wm = SyncWatermark(connector=connector, kind="users", records=0)
