@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -88,8 +89,8 @@ def lookup(erp: FakeERP):
 
 @pytest.fixture
 def settings() -> DeliverySettings:
-    return DeliverySettings(erp=("fake",), oa=(), max_attempts=3, backoff=1.0, backoff_max=60.0,
-                            lease=30.0, batch=50)
+    return DeliverySettings(erp=("fake",), oa=(), max_attempts=3, backoff=timedelta(seconds=1),
+                            backoff_max=timedelta(minutes=1), lease=timedelta(seconds=30), batch=50)
 
 
 @pytest.fixture

@@ -93,12 +93,29 @@ def _status(i):
 
 
 def test_backoff_grows_with_jitter_and_respects_retry_after():
-    s = DeliverySettings(backoff=2.0, backoff_max=100.0)
-    assert dispatcher.backoff(1, s, rng=lambda: 0.0) == 1.0
-    assert dispatcher.backoff(1, s, rng=lambda: 1.0) == 2.0
-    assert dispatcher.backoff(4, s, rng=lambda: 1.0) == 16.0
-    assert dispatcher.backoff(20, s, rng=lambda: 1.0) == 100.0
-    assert dispatcher.backoff(1, s, retry_after=30, rng=lambda: 1.0) == 30.0
+    s = DeliverySettings(backoff=timedelta(seconds=2), backoff_max=timedelta(seconds=100))
+    assert dispatcher.backoff(1, s, rng=lambda: 0.0) == timedelta(seconds=1)
+    assert dispatcher.backoff(1, s, rng=lambda: 1.0) == timedelta(seconds=2)
+    assert dispatcher.backoff(4, s, rng=lambda: 1.0) == timedelta(seconds=16)
+    assert dispatcher.backoff(20, s, rng=lambda: 1.0) == timedelta(seconds=100)
+    assert dispatcher.backoff(1, s, retry_after=30, rng=lambda: 1.0) == timedelta(seconds=30)
+
+
+def test_settings_durations_are_exact_and_bad_values_name_their_variable():
+    s = DeliverySettings.from_env({"YINFIN_OUTBOX_BACKOFF": "0.2", "YINFIN_OUTBOX_LEASE": "3",
+                                   "YINFIN_OUTBOX_BACKOFF_MAX": "1.000001",
+                                   "YINFIN_OUTBOX_BATCH": "100"})
+    assert s.backoff == timedelta(milliseconds=200) and s.lease == timedelta(seconds=3)
+    assert s.backoff_max == timedelta(seconds=1, microseconds=1) and s.batch == 100
+    assert DeliverySettings.from_env({}) == DeliverySettings()
+    assert DeliverySettings(lease=60).lease == timedelta(minutes=1)  # a number is seconds
+    for name, raw in [("YINFIN_OUTBOX_BACKOFF", "two"), ("YINFIN_OUTBOX_LEASE", "nan"),
+                      ("YINFIN_OUTBOX_LEASE", "0.5"), ("YINFIN_OUTBOX_BACKOFF_MAX", "-1"),
+                      ("YINFIN_OUTBOX_BACKOFF", "1e30"), ("YINFIN_OUTBOX_BATCH", "1.5"),
+                      ("YINFIN_OUTBOX_MAX_ATTEMPTS", "0")]:
+        with pytest.raises(ValidationError) as err:
+            DeliverySettings.from_env({name: raw})
+        assert err.value.details["field"] == name, (name, raw)
 
 
 def test_retry_waits_for_its_backoff_then_dead_letters_after_max_tries(db, erp_env, erp, lookup, settings):

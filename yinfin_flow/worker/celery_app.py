@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
+from datetime import timedelta
 from typing import Any
 
 from celery import Celery, signals
@@ -33,7 +34,7 @@ from sqlalchemy.exc import DBAPIError
 from yinfin_flow.db.engine import Database
 
 from . import dispatcher, jobs, logs, outbox
-from .config import DeliverySettings
+from .config import DeliverySettings, seconds
 
 log = logging.getLogger("yinfin_flow.worker.celery")
 
@@ -57,8 +58,9 @@ app.conf.update(
     timezone="UTC",
     beat_schedule={
         "outbox-sweep": {"task": "yinfin.sweep",
-                         "schedule": float(os.environ.get("YINFIN_SWEEP_SECONDS")
-                                           or jobs.SCHEDULE["sweep"])},
+                         "schedule": seconds(os.environ, "YINFIN_SWEEP_SECONDS",
+                                             timedelta(seconds=jobs.SCHEDULE["sweep"]),
+                                             timedelta(milliseconds=1))},
         "engine-timers": {"task": "yinfin.timers", "schedule": jobs.SCHEDULE["timers"]},
         "masterdata-sync": {"task": "yinfin.sync", "schedule": jobs.SCHEDULE["sync"]},
         "reconcile": {"task": "yinfin.reconcile", "schedule": jobs.SCHEDULE["reconcile"]},

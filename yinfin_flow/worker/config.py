@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from datetime import timedelta
+from decimal import Decimal, InvalidOperation
 
 from yinfin_flow.domain.errors import ValidationError
 
@@ -37,30 +39,62 @@ def _names(value: str | None) -> tuple[str, ...]:
     return tuple(n.strip().lower() for n in (value or "").split(",") if n.strip())
 
 
-def _number(env: Mapping[str, str], name: str, default: float, minimum: float) -> float:
+def _count(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+    """A whole number from ``env[name]`` (``default`` when unset)."""
     raw = env.get(name)
     if raw in (None, ""):
         return default
     try:
-        value = float(raw)
+        value = int(raw.strip())
     except ValueError:
-        raise ValidationError(name, f"{raw!r} is not a number") from None
+        raise ValidationError(name, f"{raw!r} is not a whole number") from None
     if value < minimum:
-        raise ValidationError(name, f"must be at least {minimum:g}")
+        raise ValidationError(name, f"must be at least {minimum}")
     return value
+
+
+def seconds(env: Mapping[str, str], name: str, default: timedelta,
+            minimum: timedelta = timedelta(0)) -> timedelta:
+    """A duration given in seconds (``"2"``, ``"0.5"``) from ``env[name]``, exact to the
+    microsecond (parsed as a decimal, never a float); a bad value names ``name``."""
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = Decimal(raw.strip())
+    except InvalidOperation:
+        raise ValidationError(name, f"{raw!r} is not a number of seconds") from None
+    if not value.is_finite():
+        raise ValidationError(name, f"{raw!r} is not a number of seconds")
+    try:
+        out = timedelta(microseconds=int(value.scaleb(6).to_integral_value()))
+    except OverflowError:
+        raise ValidationError(name, f"{raw!r} is too long") from None
+    if out < minimum:
+        raise ValidationError(name, f"must be at least {minimum.total_seconds():g} seconds")
+    return out
 
 
 @dataclass(frozen=True)
 class DeliverySettings:
+    """Durations are :class:`~datetime.timedelta` (a plain number given to the
+    constructor is taken as seconds)."""
+
     erp: tuple[str, ...] = ()
     oa: tuple[str, ...] = ()
     max_attempts: int = 10
-    backoff: float = 2.0
-    backoff_max: float = 3600.0
-    lease: float = 300.0
+    backoff: timedelta = timedelta(seconds=2)
+    backoff_max: timedelta = timedelta(hours=1)
+    lease: timedelta = timedelta(minutes=5)
     batch: int = 50
     concurrency: int = 1
     sync_company: str | None = None
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.type == "timedelta" and not isinstance(value, timedelta):
+                object.__setattr__(self, f.name, timedelta(seconds=value))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> DeliverySettings:
@@ -69,12 +103,12 @@ class DeliverySettings:
         return cls(
             erp=_names(e.get("YINFIN_ERP_CONNECTOR")),
             oa=_names(e.get("YINFIN_OA_CONNECTOR")),
-            max_attempts=int(_number(e, "YINFIN_OUTBOX_MAX_ATTEMPTS", 10, 1)),
-            backoff=_number(e, "YINFIN_OUTBOX_BACKOFF", 2.0, 0),
-            backoff_max=_number(e, "YINFIN_OUTBOX_BACKOFF_MAX", 3600.0, 0),
-            lease=_number(e, "YINFIN_OUTBOX_LEASE", 300.0, 1),
-            batch=int(_number(e, "YINFIN_OUTBOX_BATCH", 50, 1)),
-            concurrency=int(_number(e, "YINFIN_OUTBOX_CONCURRENCY", 1, 1)),
+            max_attempts=_count(e, "YINFIN_OUTBOX_MAX_ATTEMPTS", 10, 1),
+            backoff=seconds(e, "YINFIN_OUTBOX_BACKOFF", cls.backoff),
+            backoff_max=seconds(e, "YINFIN_OUTBOX_BACKOFF_MAX", cls.backoff_max),
+            lease=seconds(e, "YINFIN_OUTBOX_LEASE", cls.lease, timedelta(seconds=1)),
+            batch=_count(e, "YINFIN_OUTBOX_BATCH", 50, 1),
+            concurrency=_count(e, "YINFIN_OUTBOX_CONCURRENCY", 1, 1),
             sync_company=e.get("YINFIN_SYNC_COMPANY") or None,
         )
 

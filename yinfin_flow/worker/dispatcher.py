@@ -92,13 +92,13 @@ class PassResult:
 
 
 def backoff(attempts: int, settings: DeliverySettings, retry_after: float | None = None,
-            rng: Callable[[], float] = random.random) -> float:
-    """Seconds before the next try after ``attempts`` tries: base·2^(n-1), capped, with
-    "equal jitter" (between half and all of it) so a crowd of failures spreads out;
-    never sooner than the vendor's ``retry_after``."""
-    ceiling = min(settings.backoff_max, settings.backoff * 2 ** max(attempts - 1, 0))
-    delay = ceiling / 2 + rng() * ceiling / 2
-    return max(delay, retry_after or 0.0)
+            rng: Callable[[], float] = random.random) -> timedelta:
+    """How long to wait after ``attempts`` tries: base·2^(n-1), capped, with "equal
+    jitter" (between half and all of it) so a crowd of failures spreads out; never
+    sooner than the vendor's ``retry_after`` (seconds)."""
+    ceiling = min(settings.backoff_max, settings.backoff * (1 << max(attempts - 1, 0)))
+    delay = ceiling / 2 + ceiling / 2 * rng()
+    return max(delay, timedelta(seconds=retry_after or 0))
 
 
 def claim(db: Database, settings: DeliverySettings, *, now: datetime | None = None,
@@ -118,7 +118,7 @@ def claim(db: Database, settings: DeliverySettings, *, now: datetime | None = No
         stmt = stmt.where(m.id.in_(list(ids)))
     if targets is not None:
         stmt = stmt.where(m.target.in_(list(targets)))
-    lease_until = at + timedelta(seconds=settings.lease)
+    lease_until = at + settings.lease
     out: list[Claimed] = []
     with db.unit_of_work() as s:
         if db.dialect == "postgresql":
@@ -211,8 +211,7 @@ def record(db: Database, outcomes: list[Outcome], settings: DeliverySettings, *,
                 result.dead.append(row.id)
             else:
                 row.status = "pending"
-                row.next_attempt_at = at + timedelta(
-                    seconds=backoff(row.attempts, settings, o.retry_after, rng))
+                row.next_attempt_at = at + backoff(row.attempts, settings, o.retry_after, rng)
                 result.retried.append(row.id)
     return result
 
