@@ -7,9 +7,11 @@ exactly as before.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
+from functools import partial
 
 import pytest
 from sqlalchemy import select
@@ -236,3 +238,50 @@ def test_list_filters_by_status_and_line_newest_first(db, org):
         assert rc.list_changes(s, page=2, page_size=1)[1][0]["id"] == a
         with pytest.raises(ValidationError):
             rc.list_changes(s, status="sleeping")
+
+
+def _race(db: Database, *actions) -> list[str]:
+    """Run each action in its own transaction, all released at once; 'ok' or the error code."""
+    barrier = threading.Barrier(len(actions))
+    out: dict[int, str] = {}
+
+    def run(i: int, action) -> None:
+        barrier.wait()
+        try:
+            with db.unit_of_work() as s:
+                action(s)
+            out[i] = "ok"
+        except DomainError as err:
+            out[i] = err.code
+
+    threads = [threading.Thread(target=run, args=(i, a)) for i, a in enumerate(actions)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    return [out[i] for i in range(len(actions))]
+
+
+def test_concurrent_proposals_and_decisions_on_postgres_one_wins(pg_db: Database):
+    """The line lock serialises them: one proposal per line, one decision per change."""
+    org = org_in(pg_db)
+    approvals = 0
+    for mode in ("soft", "track", "none", "soft"):
+        got = _race(pg_db, *[partial(rc.propose, line_id=org.child_line, actor=who, mode=mode)
+                             for who in ("fiona", "frank", "gina")])
+        assert sorted(got) == ["ok", "rule_change_pending", "rule_change_pending"]
+        with pg_db.unit_of_work(readonly=True) as s:
+            (cid,) = [c["id"] for c in rc.list_changes(s, status="pending")[1]]
+            proposer = rc.get_change(s, cid)["proposed_by"]
+        reviewers = [u for u in ("fiona", "frank", "gina", "zhou.cfo") if u != proposer][:2]
+        got = _race(pg_db, partial(rc.approve, change_id=cid, actor=reviewers[0]),
+                    partial(rc.approve, change_id=cid, actor=reviewers[1]),
+                    partial(rc.withdraw, change_id=cid, actor=proposer))
+        assert got.count("ok") == 1 and got.count("rule_change_not_pending") == 2, got
+        status = change(pg_db, cid)["status"]
+        rule = own_rule(pg_db, org.child_line)
+        assert status in ("approved", "withdrawn")
+        approvals += status == "approved"
+        if status == "approved":
+            assert rule.mode == mode and rule.approved_by in reviewers
+        assert (rule.version if rule is not None else 0) == approvals  # applied once, not twice
