@@ -16,10 +16,13 @@ database (``db``: SQLite and PostgreSQL) through the real connector.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
+from connectors.base import PermanentError, RetryableError
 from yinfin_flow.db.models import CostCentre
 from yinfin_flow.db.models.org import User
 from yinfin_flow.db.models.outbox import SyncWatermark
@@ -63,6 +66,28 @@ def watermark(db: Any, connector: str, kind: str) -> tuple[str | None, str | Non
     with db.unit_of_work(readonly=True) as s:
         wm = s.get(SyncWatermark, (connector, kind))
         return (wm.watermark, wm.last_error) if wm else (None, None)
+
+
+def leave_and_rename(people: dict[str, dict[str, Any]], li: str, amy: str) -> Callable[[], None]:
+    """The upstream change of the second sync: li leaves, amy becomes 艾米丽."""
+    def apply() -> None:
+        del people[li]
+        people[amy]["name"] = "艾米丽"
+    return apply
+
+
+def errors_are_classified(conn: Any, stub: Any, members_path: str, *, retryable: tuple,
+                          permanent: tuple, message: str) -> None:
+    """A retryable answer on the 2nd member page, a permanent one, then a renewed token."""
+    stub.fail_at(members_path, 2, retryable)
+    with pytest.raises(RetryableError):
+        conn.changed_master_data("users", None)
+    stub.fail_at(members_path, 1, permanent)
+    with pytest.raises(PermanentError, match=message):
+        conn.changed_master_data("users", None)
+    stub.expire_tokens()  # one fresh token, then the directory reads through
+    people, _ = conn.changed_master_data("users", None)
+    assert len(people) == 4
 
 
 def first_then_second_sync(db: Any, conn: Any, *, ids: dict[str, str],

@@ -43,10 +43,7 @@ def ding(stub):
 
 
 def change(stub):
-    def apply() -> None:
-        del stub.people["li"]
-        stub.people["amy"]["name"] = "艾米丽"
-    return apply
+    return org_cases.leave_and_rename(stub.people, "li", "amy")
 
 
 def test_records_paging_and_an_unchanged_snapshot(ding, stub) -> None:
@@ -93,20 +90,15 @@ def test_mapped_departments_and_employee_numbers(stub) -> None:
 
 
 def test_errors_are_classified(ding, stub) -> None:
-    stub.fail_at("/topapi/v2/user/list", 2, ("status", 200, LIMIT))
-    with pytest.raises(RetryableError, match="限流"):
-        ding.changed_master_data("users", None)
-    stub.fail_next(503)
+    org_cases.errors_are_classified(
+        ding, stub, "/topapi/v2/user/list", retryable=("status", 200, LIMIT), message="60011",
+        permanent=("status", 200, '{"errcode": 88, "sub_code": "60011", "sub_msg": "没有调用该接口'
+                                  '的权限", "errmsg": "ding talk error[subcode=60011,submsg=没有'
+                                  '调用该接口的权限]"}'))
+    assert len(stub.calls("/v1.0/oauth2/accessToken")) == 2
+    stub.fail_next(503)  # the gateway itself
     with pytest.raises(RetryableError):
         ding.changed_master_data("users", None)
-    stub.fail_next(("status", 200, '{"errcode": 88, "sub_code": "60011", "sub_msg": "没有调用'
-                                   '该接口的权限", "errmsg": "ding talk error[subcode=60011,'
-                                   'submsg=没有调用该接口的权限]"}'))
-    with pytest.raises(PermanentError, match="60011"):
-        ding.changed_master_data("users", None)
-    stub.expire_tokens()  # one fresh token, then the directory reads through
-    people, _ = ding.changed_master_data("users", None)
-    assert len(people) == 4 and len(stub.calls("/v1.0/oauth2/accessToken")) == 2
 
 
 def test_first_sync_then_one_leaves_and_one_is_renamed(db, ding, stub) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from connectors.base import PermanentError, RetryableError
 from connectors.feishu import FeishuConnector
 
 from . import org_cases
@@ -48,10 +47,7 @@ def feishu(stub):
 
 
 def change(stub):
-    def apply() -> None:
-        del stub.people["ou_li"]
-        stub.people["ou_amy"]["name"] = "艾米丽"
-    return apply
+    return org_cases.leave_and_rename(stub.people, "ou_li", "ou_amy")
 
 
 def test_records_paging_and_an_unchanged_snapshot(feishu, stub) -> None:
@@ -77,17 +73,10 @@ def test_records_paging_and_an_unchanged_snapshot(feishu, stub) -> None:
 
 
 def test_errors_are_classified(feishu, stub) -> None:
-    stub.fail_at(MEMBERS, 2, ("status", 429, LIMIT))
-    with pytest.raises(RetryableError):
-        feishu.changed_master_data("users", None)
-    stub.fail_at(MEMBERS, 1, ("status", 400, '{"code": 99991672, "msg": "Access denied. One of '
-                                            'the following scopes is required: '
-                                            '[contact:contact:readonly_as_app]"}'))
-    with pytest.raises(PermanentError, match="contact:contact:readonly"):
-        feishu.changed_master_data("users", None)
-    stub.expire_tokens()
-    people, _ = feishu.changed_master_data("users", None)
-    assert len(people) == 4
+    org_cases.errors_are_classified(
+        feishu, stub, MEMBERS, retryable=("status", 429, LIMIT), message="contact:contact:readonly",
+        permanent=("status", 400, '{"code": 99991672, "msg": "Access denied. One of the following '
+                                  'scopes is required: [contact:contact:readonly_as_app]"}'))
 
 
 def test_first_sync_then_one_leaves_and_one_is_renamed(db, feishu, stub) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from connectors.base import PermanentError, RetryableError
 from connectors.wecom import WeComConnector
 
 from . import org_cases
@@ -43,10 +42,7 @@ def wecom(stub):
 
 
 def change(stub):
-    def apply() -> None:
-        del stub.people["li"]
-        stub.people["amy"]["name"] = "艾米丽"
-    return apply
+    return org_cases.leave_and_rename(stub.people, "li", "amy")
 
 
 def test_records_and_an_unchanged_snapshot(wecom, stub) -> None:
@@ -68,16 +64,10 @@ def test_records_and_an_unchanged_snapshot(wecom, stub) -> None:
 
 
 def test_errors_are_classified(wecom, stub) -> None:
-    stub.fail_at(MEMBERS, 2, ("status", 200, LIMIT))
-    with pytest.raises(RetryableError, match="freq"):
-        wecom.changed_master_data("users", None)
-    stub.fail_at(MEMBERS, 1, ("status", 200, '{"errcode": 60011, "errmsg": "no privilege to '
-                                            'access/modify contact/party/agent"}'))
-    with pytest.raises(PermanentError, match="no privilege"):
-        wecom.changed_master_data("users", None)
-    stub.expire_tokens()
-    people, _ = wecom.changed_master_data("users", None)
-    assert len(people) == 4
+    org_cases.errors_are_classified(
+        wecom, stub, MEMBERS, retryable=("status", 200, LIMIT), message="no privilege",
+        permanent=("status", 200, '{"errcode": 60011, "errmsg": "no privilege to access/modify '
+                                  'contact/party/agent"}'))
 
 
 def test_first_sync_then_one_leaves_and_one_is_renamed(db, wecom, stub) -> None:
