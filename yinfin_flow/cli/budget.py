@@ -283,7 +283,7 @@ def rule(line: str, mode: str, tolerance_percent: str | None, tolerance_amount: 
     require_actor(actor)
     who = actor if actor.startswith("cli:") else f"cli:{actor}"
     parsed = [parse_threshold(t) for t in thresholds] or None
-    values = {"mode": mode, "tolerance_percent": tolerance_percent, "tolerance_amount": tolerance_amount,
+    values: dict[str, Any] = {"mode": mode, "tolerance_percent": tolerance_percent, "tolerance_amount": tolerance_amount,
               "thresholds": parsed, "basis": basis, "subtree": not no_subtree}
     with unit_of_work() as session:
         ln = find_line(session, line)

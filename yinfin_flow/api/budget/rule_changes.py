@@ -9,6 +9,7 @@ proposer never decides their own change.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from flask import Response, g, jsonify
@@ -35,6 +36,15 @@ RULE_FIELDS = ("mode", "basis", "tolerance_percent", "tolerance_amount", "thresh
 
 def _rule(body: dict[str, Any]) -> dict[str, Any]:
     return {k: body[k] for k in RULE_FIELDS}
+
+
+def _decide(action: Callable[..., Any], change_id: int, comment: str | None) -> dict[str, Any]:
+    """Approve, reject or withdraw as the caller, in one transaction; the change as it ends."""
+    actor = require_actor()
+    st = _flow()
+    with st.db.unit_of_work() as s:
+        action(s, change_id, actor=actor.id, comment=comment)
+        return rc.get_change(s, change_id)
 
 
 @blp.put(f"/lines/{LINE_ID}/rule")
@@ -104,11 +114,7 @@ def propose_rule_change(body: dict[str, Any], idempotency_key: str | None) -> di
 def approve_rule_change(body: dict[str, Any], change_id: int, idempotency_key: str | None) -> dict[str, Any]:
     """Apply the change (its checks included); not by its proposer (403
     ``segregation_of_duties``); 409 ``rule_change_stale`` if the line's rule changed since."""
-    actor = require_actor()
-    st = _flow()
-    with st.db.unit_of_work() as s:
-        rc.approve(s, change_id, actor=actor.id, comment=body["comment"])
-        return rc.get_change(s, change_id)
+    return _decide(rc.approve, change_id, body["comment"])
 
 
 @blp.post(f"/rule-changes/{CHANGE_ID}/reject")
@@ -118,11 +124,7 @@ def approve_rule_change(body: dict[str, Any], change_id: int, idempotency_key: s
 @blp.doc(**ACTOR_DOC)
 def reject_rule_change(body: dict[str, Any], change_id: int, idempotency_key: str | None) -> dict[str, Any]:
     """Refuse the change with a comment; the rule stays as it is (not by its proposer)."""
-    actor = require_actor()
-    st = _flow()
-    with st.db.unit_of_work() as s:
-        rc.reject(s, change_id, actor=actor.id, comment=body["comment"])
-        return rc.get_change(s, change_id)
+    return _decide(rc.reject, change_id, body["comment"])
 
 
 @blp.post(f"/rule-changes/{CHANGE_ID}/withdraw")
@@ -132,8 +134,4 @@ def reject_rule_change(body: dict[str, Any], change_id: int, idempotency_key: st
 @blp.doc(**ACTOR_DOC)
 def withdraw_rule_change(body: dict[str, Any], change_id: int, idempotency_key: str | None) -> dict[str, Any]:
     """The proposer takes the change back; the rule stays as it is."""
-    actor = require_actor()
-    st = _flow()
-    with st.db.unit_of_work() as s:
-        rc.withdraw(s, change_id, actor=actor.id, comment=body["comment"])
-        return rc.get_change(s, change_id)
+    return _decide(rc.withdraw, change_id, body["comment"])
