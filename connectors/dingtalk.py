@@ -39,8 +39,8 @@ YINFIN_DINGTALK_TOKEN (callback token), YINFIN_DINGTALK_AES_KEY (43-char
 EncodingAESKey), optional YINFIN_DINGTALK_OWNER_KEY (corpId for callbacks
 registered the legacy way; default the app key), YINFIN_DINGTALK_OPERATOR_ID (the
 unionId creating to-dos), YINFIN_DINGTALK_API_URL (default https://api.dingtalk.com),
-YINFIN_DINGTALK_OAPI_URL (default https://oapi.dingtalk.com), YINFIN_DINGTALK_DEPARTMENT_MAP
-and YINFIN_DINGTALK_USER_CODE (see :mod:`connectors.org`).
+YINFIN_DINGTALK_OAPI_URL (default https://oapi.dingtalk.com), YINFIN_DINGTALK_DEPARTMENT_MAP,
+_DEPARTMENT_PREFIX and _USER_CODE (see :mod:`connectors.org`).
 """
 
 from __future__ import annotations

@@ -43,8 +43,8 @@ Settings: YINFIN_FEISHU_APP_ID, YINFIN_FEISHU_APP_SECRET,
 YINFIN_FEISHU_VERIFICATION_TOKEN, YINFIN_FEISHU_ENCRYPT_KEY (optional but
 recommended), YINFIN_FEISHU_APPROVAL_CODE (the external approval definition
 created in the Feishu admin console), YINFIN_FEISHU_API_URL (default
-https://open.feishu.cn; Lark: https://open.larksuite.com), YINFIN_FEISHU_DEPARTMENT_MAP and
-YINFIN_FEISHU_USER_CODE (see :mod:`connectors.org`).
+https://open.feishu.cn; Lark: https://open.larksuite.com), YINFIN_FEISHU_DEPARTMENT_MAP,
+_DEPARTMENT_PREFIX and _USER_CODE (see :mod:`connectors.org`).
 """
 
 from __future__ import annotations

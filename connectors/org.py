@@ -19,7 +19,10 @@ turns it into master-data records and an honest watermark:
 * Departments become cost centres (部门 → 成本中心) coded by the OA's department id,
   with ``external_code`` = ``<connector>:<id>`` (how a later snapshot knows which
   cost centres it owns), the parent department as ``parent`` and the department's
-  leader as ``manager`` (the ``department_head`` approver). ``department_map``
+  leader as ``manager`` (the ``department_head`` approver). Where the ERP's cost
+  centre codes could equal the OA's ids (WeCom numbers its departments 1, 2, 3 …),
+  ``department_prefix`` (``YINFIN_<OA>_DEPARTMENT_PREFIX``, e.g. ``WX-``) keeps the two
+  apart: a sync would otherwise rename and re-parent the ERP's cost centre. ``department_map``
   (``YINFIN_<OA>_DEPARTMENT_MAP`` = ``"<oa id>=<our code>,…"``) points OA
   departments at cost centres that exist already (from the ERP or a CSV import):
   mapped departments are not written, their members and children refer to our code.
@@ -74,10 +77,15 @@ class Person:
 class OrgOptions:
     department_map: Mapping[str, str] = field(default_factory=dict)
     user_code: str = "id"
+    department_prefix: str = ""
+
+    def department_code(self, oa_id: str) -> str:
+        """Our cost-centre code for an OA department id."""
+        return self.department_map.get(oa_id) or f"{self.department_prefix}{oa_id}"
 
     @classmethod
     def from_settings(cls, s: Mapping[str, str], prefix: str) -> OrgOptions:
-        """``<prefix>_DEPARTMENT_MAP`` and ``<prefix>_USER_CODE`` (``prefix``: YINFIN_DINGTALK …)."""
+        """``<prefix>_DEPARTMENT_MAP``, ``_DEPARTMENT_PREFIX``, ``_USER_CODE`` (YINFIN_DINGTALK …)."""
         mapping: dict[str, str] = {}
         for part in (s.get(f"{prefix}_DEPARTMENT_MAP") or "").split(","):
             if part.strip():
@@ -88,7 +96,7 @@ class OrgOptions:
         user_code = (s.get(f"{prefix}_USER_CODE") or "id").strip()
         if user_code not in USER_CODES:
             raise ValueError(f"{prefix}_USER_CODE must be one of {', '.join(USER_CODES)}")
-        return cls(mapping, user_code)
+        return cls(mapping, user_code, (s.get(f"{prefix}_DEPARTMENT_PREFIX") or "").strip())
 
 
 def paged(fetch: Callable[[str | None], tuple[list[T], str | None]], *, connector: str,
@@ -127,8 +135,8 @@ def department_records(connector: str, depts: list[Department], people: list[Per
         if d.id in options.department_map:
             continue  # kept where it lives already (the ERP, a CSV import)
         parent = d.parent if d.parent in known or d.parent in options.department_map else None
-        out.append({"code": d.id, "name": d.name or d.id,
-                    "parent": options.department_map.get(parent, parent) if parent else "",
+        out.append({"code": options.department_code(d.id), "name": d.name or d.id,
+                    "parent": options.department_code(parent) if parent else "",
                     "manager": codes.get(d.leader or "", ""),
                     "external_code": f"{connector}:{d.id}", "active": True})
     return out
@@ -156,7 +164,7 @@ def user_records(depts: list[Department], people: list[Person],
         dept = p.department if p.department in known else None
         manager = codes.get(p.manager or "")
         out.append({"code": codes[p.id], "name": p.name, "email": p.email or "",
-                     "department": options.department_map.get(dept, dept) if dept else None,
+                     "department": options.department_code(dept) if dept else None,
                      "manager": manager if manager != codes[p.id] else None,
                      "active": p.active, "external_id": p.id})
     return out

@@ -38,7 +38,7 @@ token is kept apart from the approval app's.
 Settings: YINFIN_WECOM_CORP_ID, YINFIN_WECOM_SECRET (the approval app's secret),
 YINFIN_WECOM_AGENT_ID, YINFIN_WECOM_TOKEN, YINFIN_WECOM_AES_KEY (43 chars),
 YINFIN_WECOM_API_URL (default https://qyapi.weixin.qq.com), YINFIN_WECOM_CONTACT_SECRET,
-YINFIN_WECOM_DEPARTMENT_MAP and YINFIN_WECOM_USER_CODE (see :mod:`connectors.org`).
+YINFIN_WECOM_DEPARTMENT_MAP, _DEPARTMENT_PREFIX and _USER_CODE (see :mod:`connectors.org`).
 """
 
 from __future__ import annotations

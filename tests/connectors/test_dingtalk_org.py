@@ -73,6 +73,9 @@ def test_user_code_and_department_map() -> None:
                                      "YINFIN_DINGTALK_USER_CODE": "employee_no"},
                                     "YINFIN_DINGTALK")
     assert opts == OrgOptions({"1": "HQ", "10": "RD"}, "employee_no")
+    opts = OrgOptions.from_settings({"YINFIN_DINGTALK_DEPARTMENT_PREFIX": "DD-",
+                                     "YINFIN_DINGTALK_DEPARTMENT_MAP": "1=HQ"}, "YINFIN_DINGTALK")
+    assert (opts.department_code("1"), opts.department_code("10")) == ("HQ", "DD-10")
     with pytest.raises(ValueError, match="USER_CODE"):
         OrgOptions.from_settings({"YINFIN_DINGTALK_USER_CODE": "mobile"}, "YINFIN_DINGTALK")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from connectors.org import OrgOptions
 from connectors.wecom import WeComConnector
 
 from . import org_cases
@@ -61,6 +62,17 @@ def test_records_and_an_unchanged_snapshot(wecom, stub) -> None:
     assert {stub.token_secret[r.query["access_token"]] for r in stub.calls(MEMBERS)} == {"csec"}
     assert wecom.changed_master_data("users", umark) == ([], umark)
     assert wecom.changed_master_data("cost_centres", mark) == ([], mark)
+
+
+def test_a_department_prefix_keeps_clear_of_erp_codes(stub) -> None:
+    wecom = WeComConnector(corp_id="ww1", secret="sec", agent_id="1000002", token="tok",
+                           aes_key=AES, api_url=stub.url,
+                           org_options=OrgOptions(department_prefix="WX-"))
+    depts, _ = wecom.changed_master_data("cost_centres", None)
+    assert [(d["code"], d["parent"], d["external_code"]) for d in depts][:2] == [
+        ("WX-1", "", "wecom:1"), ("WX-10", "WX-1", "wecom:10")]
+    people, _ = wecom.changed_master_data("users", None)
+    assert {p["department"] for p in people} == {"WX-10", "WX-11", "WX-20"}
 
 
 def test_errors_are_classified(wecom, stub) -> None:
