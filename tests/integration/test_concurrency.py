@@ -20,7 +20,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from yinfin_flow.budget import setup
 from yinfin_flow.budget.service import Budgets
@@ -250,6 +250,29 @@ def _wait_until_blocked(db: Database, timeout: float = 20.0) -> None:
     raise AssertionError("the other client never blocked on the lock")
 
 
+def _reserve_while_a_rule_changes(db: Database, line: int, amount: str, change: Callable[[Any], Any]) -> str:
+    """Reserve ``amount`` on ``line`` while ``change`` (a rule change, which locks the
+    balance rows) is in progress; the reservation waits for its row lock."""
+    outcome: list[str] = []
+
+    def reserve() -> None:
+        try:
+            with db.unit_of_work() as s2:
+                Budgets(s2).reserve("k", ("expense", "1"), [line_req(line, amount)], actor="amy")
+            outcome.append("ok")
+        except OverBudget:
+            outcome.append("over")
+
+    with db.unit_of_work() as s:
+        change(s)
+        t = threading.Thread(target=reserve)
+        t.start()
+        _wait_until_blocked(db)
+    t.join(timeout=30)
+    assert_verified(db)
+    return outcome[0]
+
+
 def test_a_rule_made_hard_while_a_reservation_waits_is_obeyed(pg_db: Database) -> None:
     """The reservation read the (soft) rule, then waited for the row lock held by
     the transaction making the rule hard: it must decide with the hard rule."""
@@ -257,25 +280,52 @@ def test_a_rule_made_hard_while_a_reservation_waits_is_obeyed(pg_db: Database) -
     org = org_in(db)
     with db.unit_of_work() as s:
         setup.set_rule(s, org.office_line, mode="soft", actor="cfo")
-    outcome: list[str] = []
-
-    def reserve_150() -> None:
-        try:
-            with db.unit_of_work() as s2:
-                Budgets(s2).reserve("k", ("expense", "1"), [line_req(org.office_line, "150")], actor="amy")
-            outcome.append("ok")
-        except OverBudget:
-            outcome.append("over")
-
-    with db.unit_of_work() as s:
-        setup.set_rule(s, org.office_line, mode="hard", actor="cfo")  # locks the balance row
-        t = threading.Thread(target=reserve_150)
-        t.start()
-        _wait_until_blocked(db)
-    t.join(timeout=30)
-    assert outcome == ["over"]
+    outcome = _reserve_while_a_rule_changes(
+        db, org.office_line, "150", lambda s: setup.set_rule(s, org.office_line, mode="hard", actor="cfo"),
+    )
+    assert outcome == "over"
     assert available(db, org.office_line) == 100
-    assert_verified(db)
+
+
+def test_a_rule_made_soft_while_a_reservation_waits_is_obeyed(pg_db: Database) -> None:
+    """The other way round: a refusal under the hard rule read before the wait would
+    refuse what the rule in force when the reservation decides allows."""
+    db = pg_db
+    org = org_in(db)
+    outcome = _reserve_while_a_rule_changes(
+        db, org.office_line, "150", lambda s: setup.set_rule(s, org.office_line, mode="soft", actor="cfo"),
+    )
+    assert outcome == "ok"
+    assert available(db, org.office_line) == -50
+
+
+def test_a_new_rule_on_an_ancestor_while_a_child_reserves_is_obeyed(pg_db: Database) -> None:
+    """A rule row that did not exist when the reservation started (on the parent,
+    which decides here) counts once it is committed before the reservation decides."""
+    db = pg_db
+    org = org_in(db)  # parent 1000 (default: hard), child 600
+    with db.unit_of_work() as s:
+        setup.set_rule(s, org.child_line, mode="soft", actor="cfo")
+    outcome = _reserve_while_a_rule_changes(
+        db, org.child_line, "1100", lambda s: setup.set_rule(s, org.parent_line, mode="soft", actor="cfo"),
+    )
+    assert outcome == "ok"
+    assert available(db, org.parent_line) == -100
+
+
+def test_a_replay_waits_for_no_lock(pg_db: Database) -> None:
+    """A reservation retried with the same key answers from what was written; it does
+    not queue behind the writers of its line."""
+    db = pg_db
+    org = org_in(db)
+    with db.unit_of_work() as s:
+        first = Budgets(s).reserve("k", ("expense", "1"), [line_req(org.office_line, "10")], actor="amy")
+    with db.unit_of_work() as s:
+        s.execute(select(BudgetBalance).where(BudgetBalance.line_id == org.office_line).with_for_update())
+        with db.unit_of_work() as s2:
+            s2.execute(text("SET LOCAL lock_timeout = '2s'"))
+            again = Budgets(s2).reserve("k", ("expense", "1"), [line_req(org.office_line, "10")], actor="amy")
+    assert again.replayed and again.movement_id == first.movement_id
 
 
 def test_cumulative_control_holds_when_january_and_february_reserve_at_once(cdb: Database) -> None:

@@ -11,14 +11,12 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from decimal import Decimal
-from functools import cache
 from typing import Any
 
-from sqlalchemy import Update, bindparam, select, update
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from yinfin_flow.db.models import BudgetBalance, BudgetLine, ControlRuleRow
-from yinfin_flow.db.types import utcnow
 from yinfin_flow.domain.budget import (
     DEFAULT_RULE,
     Action,
@@ -33,8 +31,9 @@ from yinfin_flow.domain.budget import (
     controlling_lines,
     effective_rule,
 )
-from yinfin_flow.domain.errors import Conflict, ValidationError
-from yinfin_flow.domain.money import MAX_AMOUNT
+from yinfin_flow.domain.errors import Conflict
+
+from .combined import PathRead
 
 # The hot-path statements are built once, with the values bound at execute time:
 # building and cache-keying a fresh statement per call cost about a third of a
@@ -140,48 +139,6 @@ def read_balances(session: Session, line_ids: Iterable[int]) -> dict[int, Bucket
     return {r[0]: Buckets(r[1], r[2], r[3], r[4]) for r in rows}
 
 
-@cache
-def _balance_update(columns: tuple[str, ...]) -> Update:
-    """``UPDATE budget_balances SET <column> = <column> + :d_<column>, …`` for one line."""
-    values: dict[str, Any] = {
-        c: _balances.c[c] + bindparam(f"d_{c}", type_=_balances.c[c].type) for c in columns
-    }
-    values["updated_at"] = bindparam("b_now", type_=_balances.c.updated_at.type)
-    return (
-        update(_balances)
-        .where(_balances.c.line_id == bindparam("b_line_id"))
-        .values(values)
-        .returning(*(_balances.c[c] for c in columns))
-    )
-
-
-def apply_to_balances(session: Session, deltas: dict[tuple[int, Bucket], Decimal]) -> None:
-    """Add ``deltas`` (already rolled up to ancestors) to the balance rows.
-
-    A bucket may never leave ``±MAX_AMOUNT``: past it SQLite's scaled integers
-    would overflow (silently, into floats) and PostgreSQL's ``Numeric(20, 4)``
-    would refuse. The check reads back what the UPDATE wrote, so the caller's
-    transaction rolls the whole action back.
-    """
-    by_line: dict[int, dict[str, Decimal]] = defaultdict(dict)
-    for (line_id, bucket), amount in deltas.items():
-        if amount:
-            by_line[line_id][bucket.value] = amount
-    now = utcnow()
-    for line_id, changes in sorted(by_line.items()):
-        params: dict[str, Any] = {f"d_{k}": v for k, v in changes.items()}
-        params.update(b_line_id=line_id, b_now=now)
-        row = session.execute(_balance_update(tuple(changes)), params).one()
-        for name, value in zip(changes, row, strict=True):
-            if abs(value) >= MAX_AMOUNT:
-                raise ValidationError(
-                    "amount",
-                    f"the {name} of budget line {line_id} would reach {value}, "
-                    f"beyond the largest amount kept ({MAX_AMOUNT})",
-                    line_id=line_id,
-                )
-
-
 def rollup(path: list[int], bucket: Bucket, amount: Decimal) -> dict[tuple[int, Bucket], Decimal]:
     """A consumption on ``path[-1]`` counts on that line and on every ancestor."""
     if bucket is Bucket.BUDGET:
@@ -229,6 +186,21 @@ class ControlContext:
             self.rules, self._basis, self._dependents = {}, {}, {}
             self._rule_ids, self._no_basis_rules, self._any_basis_rule = set(), False, None
         raise Conflict("control rules keep changing; try again")
+
+    def adopt(self, read: PathRead) -> None:
+        """Take the lines, rules and balances of one combined read (:mod:`.combined`).
+
+        Only when no rule with another basis than the period exists (``read.basis_rules``
+        is false): then checking a line needs its own path and nothing else.
+        """
+        assert not read.basis_rules and self.default_rule.basis is Basis.PERIOD
+        self.lines.update(read.lines)
+        self.rules.update((r.line_id, rule_from_row(r)) for r in read.rule_rows)
+        self.balances.update(read.balances)
+        self._rule_ids |= set(read.lines)
+        for i in read.lines:
+            self._dependents.setdefault(i, [])
+        self._any_basis_rule, self._no_basis_rules = False, True
 
     def _plan(self, lines: list[BudgetLine]) -> set[int]:
         """Load what checking ``lines`` needs; return the ids whose balances it reads."""

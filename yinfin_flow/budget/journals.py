@@ -23,9 +23,9 @@ from yinfin_flow.domain.errors import NotFound, ValidationError
 from yinfin_flow.domain.money import parse_amount
 
 from .base import BudgetsBase
-from .control import ControlContext, apply_to_balances
+from .control import ControlContext
 from .results import MovementResult
-from .writes import insert_entries
+from .writes import apply_to_balances, insert_entries
 
 
 class BudgetJournals(BudgetsBase):

@@ -9,20 +9,33 @@ a fifth of a reservation's client CPU (bench/README.md).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
-from sqlalchemy import insert, text
+from sqlalchemy import Update, bindparam, insert, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from yinfin_flow.db.models import BudgetAlert, BudgetEntry, BudgetMovement, Reservation
+from yinfin_flow.db.models import (
+    BudgetAlert,
+    BudgetBalance,
+    BudgetEntry,
+    BudgetMovement,
+    Reservation,
+)
 from yinfin_flow.db.types import utcnow
 from yinfin_flow.domain.budget import Bucket, LineCheck
 from yinfin_flow.domain.errors import ValidationError
+from yinfin_flow.domain.money import MAX_AMOUNT
+
+from .combined import RULES_SEEN_SQL, PathRead
+
+_balances = BudgetBalance.__table__
 
 _movements = BudgetMovement.__table__
 # ON CONFLICT DO NOTHING: when a retry with the same key commits first, the insert
@@ -40,15 +53,42 @@ _INSERT_RESERVATIONS = insert(Reservation.__table__).returning(
 _INSERT_ENTRIES = insert(BudgetEntry.__table__)
 _INSERT_ALERTS = insert(BudgetAlert.__table__)
 
-# PostgreSQL: a reservation's movement, reservations and entries in one statement,
-# so one round trip instead of three while the balance rows are locked. The lines
-# come as arrays (one statement text for any number of lines). When the key is
-# taken, ``m`` is empty, nothing else is inserted and no row comes back.
-_RESERVE_PG = text("""
-WITH m AS (
+# PostgreSQL: what every consuming write shares. ``g`` is the rules guard (see
+# :mod:`.combined`): empty when the rules on ``:rule_ids`` (or any rule with another
+# basis) differ from the ``:rules_seen`` the decision was made with; then nothing is
+# written and the result is one ``stale`` row. ``u`` adds the balance deltas (one
+# array per bucket) once the movement exists, and returns the new balances.
+_GUARD_CTE = f"""g AS (
+    SELECT 1 AS ok WHERE CAST(:rules_seen AS text) IS NULL
+        OR {RULES_SEEN_SQL.format(ids="SELECT unnest(CAST(:rule_ids AS bigint[]))")} = :rules_seen
+)"""
+_BALANCES_CTE = """u AS (
+    UPDATE budget_balances b
+    SET budget = b.budget + d.budget, pre_encumbered = b.pre_encumbered + d.pre_encumbered,
+        encumbered = b.encumbered + d.encumbered, actual = b.actual + d.actual, updated_at = :now
+    FROM m, unnest(CAST(:bal_ids AS bigint[]), CAST(:d_budget AS numeric[]), CAST(:d_pre AS numeric[]),
+                   CAST(:d_enc AS numeric[]), CAST(:d_act AS numeric[]))
+         AS d(line_id, budget, pre_encumbered, encumbered, actual)
+    WHERE b.line_id = d.line_id
+    RETURNING b.line_id, b.budget, b.pre_encumbered, b.encumbered, b.actual
+)"""
+_RESULT = """
+SELECT 'stale' AS kind, NULL::bigint AS id, NULL::bigint AS row_id, NULL::text AS ref,
+       NULL::numeric AS budget, NULL::numeric AS pre_encumbered, NULL::numeric AS encumbered,
+       NULL::numeric AS actual
+WHERE NOT EXISTS (SELECT 1 FROM g)
+UNION ALL
+SELECT 'bal', u.line_id, NULL, NULL, u.budget, u.pre_encumbered, u.encumbered, u.actual FROM u"""
+
+# A reservation's movement, reservations, entries and balance changes in one
+# statement, so one round trip while the balance rows are locked. The lines come as
+# arrays (one statement text for any number of lines). When the key is taken, ``m``
+# is empty, nothing else is written and no ``res`` row comes back.
+_RESERVE_PG = text(f"""
+WITH {_GUARD_CTE}, m AS (
     INSERT INTO budget_movements (kind, idempotency_key, document_type, document_id,
                                   step, actor, created_at)
-    VALUES ('reserve', :key, :document_type, :document_id, :step, :actor, :now)
+    SELECT 'reserve', :key, :document_type, :document_id, :step, :actor, :now FROM g
     ON CONFLICT (idempotency_key) DO NOTHING
     RETURNING id
 ), r AS (
@@ -69,9 +109,55 @@ WITH m AS (
                                 currency, created_at)
     SELECT m.id, r.line_id, r.id, 'pre_encumbered', r.pre_encumbered, r.currency, :now
     FROM m, r
-)
-SELECT m.id AS movement_id, r.id AS reservation_id, r.document_line FROM m JOIN r ON true
+), {_BALANCES_CTE}{_RESULT}
+UNION ALL
+SELECT 'res', m.id, r.id, r.document_line, NULL, NULL, NULL, NULL FROM m JOIN r ON true
 """)
+
+
+class RulesChanged(Exception):
+    """The guarded write found other rules than the decision used: nothing was written."""
+
+
+def delta_params(deltas: dict[tuple[int, Bucket], Decimal]) -> dict[str, Any]:
+    """Balance deltas as the arrays ``u`` takes (one element per line, zeros included)."""
+    by_line: dict[int, dict[Bucket, Decimal]] = defaultdict(dict)
+    for (line_id, bucket), amount in deltas.items():
+        if amount:
+            by_line[line_id][bucket] = amount
+    ids = sorted(by_line)
+    zero = Decimal(0)
+    return {
+        "bal_ids": ids,
+        "d_budget": [by_line[i].get(Bucket.BUDGET, zero) for i in ids],
+        "d_pre": [by_line[i].get(Bucket.PRE_ENCUMBERED, zero) for i in ids],
+        "d_enc": [by_line[i].get(Bucket.ENCUMBERED, zero) for i in ids],
+        "d_act": [by_line[i].get(Bucket.ACTUAL, zero) for i in ids],
+    }
+
+
+def guard_params(seen: PathRead | None) -> dict[str, Any]:
+    """The guard's parameters: the rules ``seen`` under the locks (``None``: no guard)."""
+    if seen is None:
+        return {"rules_seen": None, "rule_ids": []}
+    return {"rules_seen": seen.rules_seen, "rule_ids": sorted(seen.lines)}
+
+
+def read_written(rows: Sequence[Any]) -> list[Any]:
+    """The rows of a guarded write other than the new balances, which are checked here.
+
+    Raises :class:`RulesChanged` when the guard stopped the write.
+    """
+    out = []
+    for row in rows:
+        if row.kind == "stale":
+            raise RulesChanged()
+        if row.kind == "bal":
+            check_balance(row.id, (("budget", row.budget), ("pre_encumbered", row.pre_encumbered),
+                                   ("encumbered", row.encumbered), ("actual", row.actual)))
+        else:
+            out.append(row)
+    return out
 
 
 def check_length(value: str | None, limit: int, field: str) -> None:
@@ -142,16 +228,21 @@ def insert_reservations(
     *,
     actor: str,
     step: str | None,
+    deltas: dict[tuple[int, Bucket], Decimal],
+    rules_seen: PathRead | None = None,
 ) -> tuple[int, list[int]] | None:
-    """Write a reservation's movement, its reservations (``<key>:<ref>``) and their entries.
+    """Write a reservation's movement, its reservations (``<key>:<ref>``), their entries
+    and the balance ``deltas`` (already rolled up to the ancestors).
 
     Returns the movement id and the reservation ids in the order of ``rows``, or
     ``None`` when a movement with ``key`` exists already (the caller replays it).
+    On PostgreSQL with ``rules_seen``, raises :class:`RulesChanged` (and writes
+    nothing) when the rules differ from those the decision was made with.
     """
     check_movement(key, actor, document, step)
     now = utcnow()
     if session.get_bind().dialect.name == "postgresql":
-        return _insert_reservations_pg(session, key, document, rows, actor, step, now)
+        return _insert_reservations_pg(session, key, document, rows, actor, step, now, deltas, rules_seen)
     movement_id = insert_movement(session, "reserve", key, actor, document=document, step=step)
     if movement_id is None:
         return None
@@ -180,14 +271,17 @@ def insert_reservations(
         (r.line_id, res_id, Bucket.PRE_ENCUMBERED, r.amount, r.currency)
         for r, res_id in zip(rows, res_ids, strict=True)
     ])
+    apply_to_balances(session, deltas)
     return movement_id, res_ids
 
 
 def _insert_reservations_pg(
     session: Session, key: str, document: tuple[str, str], rows: Sequence[NewReservation],
-    actor: str, step: str | None, now: datetime,
+    actor: str, step: str | None, now: datetime, deltas: dict[tuple[int, Bucket], Decimal],
+    rules_seen: PathRead | None,
 ) -> tuple[int, list[int]] | None:
-    result = session.execute(_RESERVE_PG, {
+    result = read_written(session.execute(_RESERVE_PG, {
+        **guard_params(rules_seen), **delta_params(deltas),
         "key": key, "document_type": document[0], "document_id": document[1], "step": step,
         "actor": actor, "now": now,
         "keys": [f"{key}:{r.ref}" for r in rows],
@@ -199,11 +293,11 @@ def _insert_reservations_pg(
         "rates": [r.rate for r in rows],
         "budget_dates": [r.budget_date for r in rows],
         "amounts": [r.amount for r in rows],
-    }).all()
+    }).all())
     if not result:
         return None
-    by_ref = {ref: int(res_id) for _, res_id, ref in result}
-    return int(result[0].movement_id), [by_ref[r.ref] for r in rows]
+    by_ref = {row.ref: int(row.row_id) for row in result}
+    return int(result[0].id), [by_ref[r.ref] for r in rows]
 
 
 def insert_entries(
@@ -252,3 +346,50 @@ def insert_alerts(session: Session, movement_id: int, checks: Sequence[LineCheck
     ]
     if values:
         session.execute(_INSERT_ALERTS, values)
+
+
+@cache
+def _balance_update(columns: tuple[str, ...]) -> Update:
+    """``UPDATE budget_balances SET <column> = <column> + :d_<column>, …`` for one line."""
+    values: dict[str, Any] = {
+        c: _balances.c[c] + bindparam(f"d_{c}", type_=_balances.c[c].type) for c in columns
+    }
+    values["updated_at"] = bindparam("b_now", type_=_balances.c.updated_at.type)
+    return (
+        update(_balances)
+        .where(_balances.c.line_id == bindparam("b_line_id"))
+        .values(values)
+        .returning(*(_balances.c[c] for c in columns))
+    )
+
+
+def apply_to_balances(session: Session, deltas: dict[tuple[int, Bucket], Decimal]) -> None:
+    """Add ``deltas`` (already rolled up to ancestors) to the balance rows.
+
+    A bucket may never leave ``±MAX_AMOUNT``: past it SQLite's scaled integers
+    would overflow (silently, into floats) and PostgreSQL's ``Numeric(20, 4)``
+    would refuse. The check reads back what the UPDATE wrote, so the caller's
+    transaction rolls the whole action back.
+    """
+    by_line: dict[int, dict[str, Decimal]] = defaultdict(dict)
+    for (line_id, bucket), amount in deltas.items():
+        if amount:
+            by_line[line_id][bucket.value] = amount
+    now = utcnow()
+    for line_id, changes in sorted(by_line.items()):
+        params: dict[str, Any] = {f"d_{k}": v for k, v in changes.items()}
+        params.update(b_line_id=line_id, b_now=now)
+        row = session.execute(_balance_update(tuple(changes)), params).one()
+        check_balance(line_id, zip(changes, row, strict=True))
+
+
+def check_balance(line_id: int, values: Iterable[tuple[str, Decimal]]) -> None:
+    """Refuse a bucket at or beyond ``±MAX_AMOUNT`` (read back from the balance row)."""
+    for name, value in values:
+        if abs(value) >= MAX_AMOUNT:
+            raise ValidationError(
+                "amount",
+                f"the {name} of budget line {line_id} would reach {value}, "
+                f"beyond the largest amount kept ({MAX_AMOUNT})",
+                line_id=line_id,
+            )

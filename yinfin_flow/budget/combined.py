@@ -1,0 +1,187 @@
+"""One statement for what control needs (PostgreSQL): lines, ancestors, balances, rules.
+
+The general path (:meth:`.control.ControlContext.prepare`) reads the lines, the
+rules, the balances and, on PostgreSQL, the rules again after locking: four or
+five round trips, most of them while the balance rows are locked. When no rule
+anywhere has a basis other than the period (the common case: then a line is
+checked against its own path only), one statement does it all here:
+
+- the lines asked for, every ancestor on their paths (from ``path``), each with its
+  balance row and its control rule, in ``line_id`` order;
+- ``FOR UPDATE OF`` the balance rows (the lock variant), in that order, so the global
+  lock order is unchanged;
+- ``rules_seen``, a fingerprint of the rules read (each rule's id and row version,
+  ``xmin``, on these lines, plus every rule whose basis is not the period).
+
+One statement has one snapshot (READ COMMITTED): a rule that a transaction holding
+one of these balance rows committed while we waited for it is not among the rules
+read. The writes (:mod:`.writes`) therefore compute the same fingerprint again, in
+their own, later snapshot, and write nothing when it differs; the action then reads
+afresh (it still holds the locks) and decides again. ``set_rule`` writes the rule
+and then locks the balances, so a rule change either commits before our write
+statement starts (and is seen) or waits for our commit.
+
+When a rule with another basis exists, the lock variant returns no row and locks
+nothing, and the caller takes the general path (which knows every line such rules
+bring in before it locks, so the lock order holds there too).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from yinfin_flow.domain.budget import Buckets
+
+from .lookup import LineRow
+
+#: The fingerprint of the rules that decide for the lines ``{ids}`` (an SQL set):
+#: id and row version of each rule on them, and of every rule with another basis.
+#: Compared as text; '' when there is none.
+RULES_SEEN_SQL = (
+    "(SELECT coalesce(string_agg(c.id || ':' || c.xmin, ',' ORDER BY c.id), '')"
+    " FROM control_rules c WHERE c.line_id IN ({ids}) OR c.basis <> 'period')"
+)
+
+_COLUMNS = """
+    l.id, l.code, l.path, l.currency, l.status, l.series_key, l.granularity,
+    l.fiscal_year, l.period_start, l.period_end,
+    b.budget, b.pre_encumbered, b.encumbered, b.actual,
+    r.line_id AS rule_line_id, r.mode, r.tolerance_percent, r.tolerance_amount,
+    r.thresholds, r.basis, r.subtree,
+    EXISTS (SELECT 1 FROM control_rules c WHERE c.basis <> 'period') AS basis_rules"""
+
+_FROM = """
+FROM want
+JOIN budget_balances b ON b.line_id = want.id
+JOIN budget_lines l ON l.id = b.line_id
+LEFT JOIN control_rules r ON r.line_id = b.line_id"""
+
+# Every line on the paths of the lines asked for (each path lists root to line).
+_PATHS_OF_LINES = """
+WITH want AS (
+    SELECT DISTINCT CAST(p.id AS bigint) AS id
+    FROM budget_lines w, unnest(string_to_array(w.path, '/')) AS p(id)
+    WHERE w.id = ANY(CAST(:line_ids AS bigint[])) AND p.id <> ''
+)"""
+
+_PATHS_OF_RESERVATIONS = """
+WITH want AS (
+    SELECT DISTINCT CAST(p.id AS bigint) AS id
+    FROM reservations x
+    JOIN budget_lines w ON w.id = x.line_id, unnest(string_to_array(w.path, '/')) AS p(id)
+    WHERE x.id = ANY(CAST(:res_ids AS bigint[])) AND p.id <> ''
+)"""
+
+_RULES_SEEN = RULES_SEEN_SQL.format(ids="SELECT id FROM want")
+
+# Lock and read, for reservations and moves. Nothing is locked when a rule with
+# another basis exists, nor when a movement was made with the key already (a replay
+# needs no lock): the caller then takes the general path, which replays.
+_LOCK = text(f"""{_PATHS_OF_LINES}
+SELECT {_COLUMNS}, {_RULES_SEEN} AS rules_seen
+{_FROM}
+WHERE NOT EXISTS (SELECT 1 FROM control_rules c WHERE c.basis <> 'period')
+  AND NOT EXISTS (SELECT 1 FROM budget_movements WHERE idempotency_key = :key)
+ORDER BY b.line_id
+FOR UPDATE OF b""")
+
+# After a refusal on the fast path: a movement made with the key meanwhile, and the
+# rules now (if they changed, the refusal may rest on rules that no longer hold).
+_AFTER_REFUSAL = text(f"""
+SELECT (SELECT id FROM budget_movements WHERE idempotency_key = :key) AS prior,
+       {RULES_SEEN_SQL.format(ids="SELECT unnest(CAST(:rule_ids AS bigint[]))")} AS rules_now""")
+
+# The same without locking, for preview.
+_READ = text(f"""{_PATHS_OF_LINES}
+SELECT {_COLUMNS}
+{_FROM}
+ORDER BY b.line_id""")
+
+# The same for the lines reservations hold, for the re-check at each approval step;
+# ``held`` lists the reservations (of those asked for) on each line.
+_READ_HELD = text(f"""{_PATHS_OF_RESERVATIONS}
+SELECT {_COLUMNS},
+    ARRAY(SELECT x.id FROM reservations x
+          WHERE x.line_id = l.id AND x.id = ANY(CAST(:res_ids AS bigint[]))) AS held
+{_FROM}
+ORDER BY b.line_id""")
+
+
+@dataclass(slots=True)
+class PathRead:
+    """What one combined statement returned: enough to check the lines asked for."""
+
+    lines: dict[int, LineRow]
+    balances: dict[int, Buckets]
+    rule_rows: list[Any]  # the control_rules columns of each line that has a rule
+    basis_rules: bool  # a rule with another basis than the period exists somewhere
+    rules_seen: str | None = None  # the fingerprint (lock variant only)
+    held: list[tuple[int, int]] | None = None  # (reservation id, line id), read variant for reservations
+
+
+def _path_read(rows: Sequence[Any], *, locked: bool = False, held: bool = False) -> PathRead | None:
+    if not rows:
+        return None
+    out = PathRead({}, {}, [], bool(rows[0].basis_rules))
+    if locked:
+        out.rules_seen = rows[0].rules_seen
+    if held:
+        out.held = []
+    for row in rows:
+        out.lines[row.id] = LineRow.from_row(row)
+        out.balances[row.id] = Buckets(row.budget, row.pre_encumbered, row.encumbered, row.actual)
+        if row.rule_line_id is not None:
+            out.rule_rows.append(_RuleRow(row.rule_line_id, row.mode, row.tolerance_percent,
+                                          row.tolerance_amount, row.thresholds, row.basis, row.subtree))
+        if held and out.held is not None:
+            out.held.extend((rid, row.id) for rid in row.held)
+    if out.held is not None:
+        out.held.sort()
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class _RuleRow:
+    """The ``control_rules`` columns :func:`.control.rule_from_row` reads."""
+
+    line_id: int
+    mode: str
+    tolerance_percent: Any
+    tolerance_amount: Any
+    thresholds: Any
+    basis: str
+    subtree: bool
+
+
+def lock_paths(session: Session, line_ids: Iterable[int], key: str | None) -> PathRead | None:
+    """Lock and read the balances of ``line_ids`` and their ancestors, with lines and rules.
+
+    ``None`` (nothing locked) when none of the lines exists, a rule with another
+    basis than the period exists or a movement with ``key`` exists: the caller takes
+    the general path.
+    """
+    rows = session.execute(_LOCK, {"line_ids": sorted(set(line_ids)), "key": key}).all()
+    return _path_read(rows, locked=True)
+
+
+def after_refusal(session: Session, key: str | None, read: PathRead) -> tuple[int | None, bool]:
+    """(the movement made with ``key`` meanwhile, whether the rules changed since ``read``)."""
+    row = session.execute(_AFTER_REFUSAL, {"key": key, "rule_ids": sorted(read.lines)}).one()
+    return row.prior, row.rules_now != read.rules_seen
+
+
+def read_paths(session: Session, line_ids: Iterable[int]) -> PathRead | None:
+    """:func:`lock_paths` without locking (and without the fingerprint)."""
+    return _path_read(session.execute(_READ, {"line_ids": sorted(set(line_ids))}).all())
+
+
+def read_held_paths(session: Session, reservation_ids: Iterable[int]) -> PathRead | None:
+    """:func:`read_paths` for the lines ``reservation_ids`` hold; ``held`` maps them."""
+    rows = session.execute(_READ_HELD, {"res_ids": sorted(set(reservation_ids))}).all()
+    return _path_read(rows, held=True)
+
