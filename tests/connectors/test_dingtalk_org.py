@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from connectors import registry
 from connectors.base import PermanentError, RetryableError
 from connectors.dingtalk import DingTalkConnector
 from connectors.org import OrgOptions
@@ -81,9 +82,12 @@ def test_user_code_and_department_map() -> None:
 
 
 def test_mapped_departments_and_employee_numbers(stub) -> None:
-    ding = DingTalkConnector(app_key="dingappkey", app_secret="s3cret", token="tok", aes_key=AES,
-                             api_url=stub.url, oapi_url=stub.url,
-                             org_options=OrgOptions({"1": "HQ", "10": "RD"}, "employee_no"))
+    ding = registry.get("dingtalk", {  # built from settings, as the worker builds it
+        "YINFIN_DINGTALK_APP_KEY": "dingappkey", "YINFIN_DINGTALK_APP_SECRET": "s3cret",
+        "YINFIN_DINGTALK_TOKEN": "tok", "YINFIN_DINGTALK_AES_KEY": AES,
+        "YINFIN_DINGTALK_API_URL": stub.url, "YINFIN_DINGTALK_OAPI_URL": stub.url,
+        "YINFIN_DINGTALK_DEPARTMENT_MAP": "1=HQ,10=RD", "YINFIN_DINGTALK_USER_CODE": "employee_no",
+    }, fresh=True)
     depts, _ = ding.changed_master_data("cost_centres", None)
     assert [(d["code"], d["parent"]) for d in depts] == [("11", "RD"), ("20", "HQ")]
     people, _ = ding.changed_master_data("users", None)
