@@ -33,6 +33,8 @@ with ``errcode``/``errmsg`` (DingTalk 全局错误码: -1 busy and 90002/90006/9
 limits are retried, 40014/42001 renew the token, 88 and the rest are permanent). A
 person who has not activated DingTalk yet (``active: false``) is still an employee and
 stays active here; someone who left is no longer listed and becomes inactive.
+Followed: DingTalk's server API docs 「获取部门详情」, 「获取部门列表」 (v2 listsub),
+「获取部门用户详情」 (v2 user/list) and 「全局错误码」 (open.dingtalk.com/document/orgapp).
 
 Settings (environment): YINFIN_DINGTALK_APP_KEY, YINFIN_DINGTALK_APP_SECRET,
 YINFIN_DINGTALK_TOKEN (callback token), YINFIN_DINGTALK_AES_KEY (43-char

@@ -38,6 +38,8 @@ the main department is the ``orders`` entry with ``is_primary_dept`` (else the f
 of ``department_ids``), the manager ``leader_user_id``; ``status.is_resigned`` /
 ``is_frozen`` / ``is_exited`` make a user inactive (not yet activated stays active).
 Members of the root itself have no department here unless ``0`` is mapped.
+Followed: open.feishu.cn/document/server-docs/contact-v3 「获取子部门列表」 and
+「获取部门直属用户列表」, and the lark-oapi SDK's contact v3 request models.
 
 Settings: YINFIN_FEISHU_APP_ID, YINFIN_FEISHU_APP_SECRET,
 YINFIN_FEISHU_VERIFICATION_TOKEN, YINFIN_FEISHU_ENCRYPT_KEY (optional but

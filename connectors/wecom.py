@@ -33,7 +33,8 @@ WeCom refuses ``user/list`` to the 通讯录同步 secret from IP addresses adde
 2022-08-15 (WeCom's notice on 获取部门成员详情); use a self-built app whose visibility
 scope covers the company, or the contacts secret from an address that may still call it.
 ``YINFIN_WECOM_CONTACT_SECRET`` (optional) is the secret used for these reads; its
-token is kept apart from the approval app's.
+token is kept apart from the approval app's. Followed: developer.work.weixin.qq.com
+「获取部门列表」 and 「获取部门成员详情」 (document/path/96260) and 「全局错误码」.
 
 Settings: YINFIN_WECOM_CORP_ID, YINFIN_WECOM_SECRET (the approval app's secret),
 YINFIN_WECOM_AGENT_ID, YINFIN_WECOM_TOKEN, YINFIN_WECOM_AES_KEY (43 chars),
