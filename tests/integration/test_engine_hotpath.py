@@ -1,21 +1,25 @@
 """What the engine's fast paths must keep: history numbering under concurrency, history
 visible in the action's own transaction, nothing left behind by a rollback, rows recorded
-before a savepoint kept when the savepoint rolls back."""
+before a savepoint kept when the savepoint rolls back; delegations read with the
+approvers decide as delegate_for does; every open task is closed when approval ends."""
 
 from __future__ import annotations
 
 import contextlib
 import threading
+from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
-from yinfin_flow.db.models.engine import RequestHistory
-from yinfin_flow.engine import definitions, queries, service
+from yinfin_flow.db.models.engine import ApprovalTask, RequestHistory
+from yinfin_flow.db.types import utcnow
+from yinfin_flow.engine import definitions, directory, queries, service
+from yinfin_flow.engine.approvers import delegate_for
 from yinfin_flow.engine.errors import NoApprover
 from yinfin_flow.engine.runtime import ActionContext, history, lock_request
 
-from .test_engine_support import expense_form, flow, pending, state, world
+from .test_engine_support import actions, expense_form, flow, pending, state, world
 
 
 def go(db, org, wf_dir, amount="100.00"):
@@ -152,3 +156,90 @@ def test_history_pending_when_a_session_is_closed_is_forgotten(db, tmp_path):
     finally:
         s.close()
     assert seqs(db, rid) == before + [len(before) + 1]
+
+
+def _statements(db, fn):
+    """The statements ``fn`` sends (text, whitespace collapsed)."""
+    sent: list[str] = []
+
+    def on(_conn, _cur, statement, *_):
+        sent.append(" ".join(statement.split()))
+
+    event.listen(db.engine, "before_cursor_execute", on)
+    try:
+        fn()
+    finally:
+        event.remove(db.engine, "before_cursor_execute", on)
+    return sent
+
+
+def test_an_actions_history_rows_go_out_together(db, tmp_path):
+    # Written once per action (SQLite), or inside the INSERT of the next task
+    # (PostgreSQL), never one INSERT per read in between; numbered all the same.
+    org = world(db)
+    wf = flow(tmp_path, "      - {id: a, approvers: [{type: user, user: pat}]}\n"
+                        "      - {id: b, approvers: [{type: user, user: quinn}]}\n")
+    own = 0 if db.dialect == "postgresql" else 1
+    rid = []
+    sent = _statements(db, lambda: rid.append(go(db, org, wf)))
+    assert sum(s.startswith("INSERT INTO request_history") for s in sent) == own
+    [(task, _, _)] = pending(db, rid[0])
+
+    def approve():
+        with db.unit_of_work() as s:
+            service.act(s, task, "pat", "approve")
+
+    sent = _statements(db, approve)
+    assert sum(s.startswith("INSERT INTO request_history") for s in sent) == own
+    assert actions(db, rid[0]) == ["create", "submit", "approve", "step_completed"]
+    assert seqs(db, rid[0]) == [1, 2, 3, 4]
+
+
+def test_tasks_go_to_the_deputies_delegate_for_names(db, tmp_path):
+    # The delegations are read with the approvers (one statement), or for all of a
+    # step's people at once (a manager rule): the outcome is delegate_for's, person
+    # by person.
+    org = world(db)
+    today = utcnow().date()
+    day = timedelta(days=1)
+    with db.unit_of_work() as s:
+        directory.delegate(s, "pat", "olga", today - day, today + day)  # all workflows
+        directory.delegate(s, "quinn", "fay", today - day, today + day, workflow="other")
+        directory.delegate(s, "fred", "buyer", today - day, today + day, workflow="flow")
+        directory.delegate(s, "gm", "amy", today - day, today + day)  # amy requests: not her
+        directory.delegate(s, "lee", "zhao", today - 3 * day, today - day)  # over
+        directory.delegate(s, "wang", "admin", today, today)  # amy's manager
+        directory.set_active(s, "buyer", False)
+    wf = flow(tmp_path, "      - {id: a, mode: all, approvers: [{type: user, user: pat}, {type: user, user: quinn},"
+                        " {type: user, user: fred}, {type: user, user: gm}, {type: user, user: lee}]}\n"
+                        "      - {id: b, approvers: [{type: manager}]}\n")
+    rid = go(db, org, wf)
+    with db.unit_of_work(readonly=True) as s:
+        got = {(t.on_behalf_of or t.assignee): (t.assignee, t.on_behalf_of) for t in s.scalars(
+            select(ApprovalTask).where(ApprovalTask.request_id == rid))}
+        for person in ("pat", "quinn", "fred", "gm", "lee"):
+            deputy = delegate_for(s, person, today, "flow")
+            assert got[person] == ((deputy, person) if deputy and deputy != "amy" else (person, None))
+    assert got["pat"] == ("olga", "pat")
+    assert [got[p] for p in ("quinn", "fred", "gm", "lee")] == [
+        ("quinn", None), ("fred", None), ("gm", None), ("lee", None)]
+    for person in ("olga", "quinn", "fred", "gm", "lee"):
+        with db.unit_of_work() as s:
+            service.act(s, next(t for t, _, w in pending(db, rid) if w == person), person, "approve")
+    assert [(w, step_) for _, step_, w in pending(db, rid)] == [("admin", "b")]  # wang's deputy
+
+
+def test_a_task_left_open_in_an_earlier_round_is_cancelled_when_approval_ends(db, tmp_path):
+    # The last approval cancels every open task of the request, read under the lock
+    # with the round's tasks (not only those of the current round).
+    org = world(db)
+    rid = go(db, org, flow(tmp_path, "      - {id: a, approvers: [{type: user, user: pat}]}\n"))
+    with db.unit_of_work() as s:
+        s.add(ApprovalTask(request_id=rid, state_name="approval", step_id="a", round=0, position=0,
+                           assignee="quinn", status="pending", kind="approve", warnings=[], urged=0,
+                           created_at=utcnow()))
+    task = next(t for t, _, w in pending(db, rid) if w == "pat")
+    with db.unit_of_work() as s:
+        service.act(s, task, "pat", "approve")
+    assert state(db, rid) == "approved"
+    assert pending(db, rid) == []

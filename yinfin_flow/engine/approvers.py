@@ -33,11 +33,12 @@ Guarantees callers may rely on:
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from sqlalchemy import bindparam, select
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, bindparam, select
+from sqlalchemy.orm import Session, aliased
 
 from yinfin_flow.db.models import Company, CostCentre
 from yinfin_flow.db.models.org import Delegation, User, UserRole
@@ -104,12 +105,15 @@ def resolve(
     department: str,
     form: Mapping[str, Any],
     on: date,
+    deputies: Deputies | None = None,
 ) -> list[str]:
     """The approvers ``rule`` names for this request, in order (see the module docstring).
 
     ``company`` and ``department`` are codes (the request's company and cost centre).
     ``on`` is the request's date; it does not change who is found today (the directory
     holds the current organisation) and is accepted so rules can become date-aware.
+    ``deputies``: where a rule's active check reads the directory, the same statement
+    also reads the delegations in force on ``deputies.on`` of the people found.
     Raises :class:`ValidationError` (field ``rule``) for a malformed rule.
     """
     validate_rule(rule, "rule")
@@ -117,13 +121,13 @@ def resolve(
     if kind == "manager":
         return managers_of(session, requester, int(rule.get("levels", 1)))
     if kind == "user":
-        return _active(session, [rule["user"]], requester)
+        return _active(session, [rule["user"]], requester, deputies)
     if kind == "form_field":
         value: Any = form
         for part in str(rule["field"]).split("."):
             value = value.get(part) if isinstance(value, Mapping) else None
         ids = [value] if isinstance(value, str) else value if isinstance(value, (list, tuple)) else []
-        return _active(session, [v for v in ids if isinstance(v, str)], requester)
+        return _active(session, [v for v in ids if isinstance(v, str)], requester, deputies)
     comp = session.scalar(select(Company).where(Company.code == company))
     if comp is None:
         return []
@@ -181,14 +185,49 @@ def holds_role(session: Session, user: str, role: str, *, company: str,
     return any(g in scopes for g in grants)
 
 
-def delegate_for(session: Session, user: str, on: date, workflow: str | None = None) -> str | None:
+@dataclass
+class Deputies:
+    """The delegations in force on ``on`` of the people they were read for, so that
+    creating their tasks needs no look-up each (see :func:`delegate_for`).
+
+    ``by_user``: user → ``(deputy, deputy is active, start, end, workflow)`` rows in the
+    order :func:`delegate_for` weighs them (an empty list: no delegation that day).
+    """
+
+    on: date
+    by_user: dict[str, list[tuple[str, bool, date, date, str | None]]] = field(default_factory=dict)
+
+    def read(self, session: Session, users: list[str]) -> None:
+        """Read the delegations of ``users`` not read yet, in one statement."""
+        missing = [u for u in dict.fromkeys(users) if u not in self.by_user]
+        if missing:
+            self._add(missing, session.execute(_DELEGATIONS_OF, {"ids": missing, "on": self.on}))
+
+    def _add(self, users: list[str], rows: Any) -> None:
+        for u in users:
+            self.by_user.setdefault(u, [])
+        for r in rows:
+            if r.deputy_id is not None:
+                self.by_user[r.user_id].append((r.deputy_id, bool(r.deputy_active), r.start_date,
+                                                r.end_date, r.workflow))
+
+
+def delegate_for(session: Session, user: str, on: date, workflow: str | None = None,
+                 known: Deputies | None = None) -> str | None:
     """The deputy acting for ``user`` on ``on`` (for ``workflow``), or None.
 
     A delegation for all workflows applies to every workflow; one for a named workflow
     only when ``workflow`` is that name. An inactive deputy counts as no deputy. Chains
     are not followed: if the deputy has delegated too, the task still goes to the deputy
-    (following chains could hand a task to someone the user never chose).
+    (following chains could hand a task to someone the user never chose). ``known``:
+    delegations already read for this day (:class:`Deputies`), used when they include
+    ``user``.
     """
+    if known is not None and known.on == on and user in known.by_user:
+        for deputy, active, start, end, wf in known.by_user[user]:
+            if Period(start, end, wf).covers(on, workflow):
+                return deputy if active else None
+        return None
     rows = session.scalars(_DELEGATIONS, {"user": user, "on": on}).all()
     for row in rows:  # a workflow-specific delegation wins over an all-workflows one
         if Period(row.start_date, row.end_date, row.workflow).covers(on, workflow):
@@ -197,7 +236,7 @@ def delegate_for(session: Session, user: str, on: date, workflow: str | None = N
     return None
 
 
-# The two lookups every task creation makes, built once (statement construction was a
+# The lookups every task creation makes, built once (statement construction was a
 # measurable part of an approval's CPU); the values are bound at execution.
 _DELEGATIONS = (
     select(Delegation).where(
@@ -208,13 +247,39 @@ _DELEGATIONS = (
     ).order_by(Delegation.workflow.is_(None), Delegation.id)
 )
 _ACTIVE = select(User.id).where(User.id.in_(bindparam("ids", expanding=True)), User.active.is_(True))
+_DEPUTY = aliased(User)
+_IN_FORCE = and_(Delegation.revoked_at.is_(None), Delegation.start_date <= bindparam("on"),
+                 Delegation.end_date >= bindparam("on"))
+_DEPUTY_COLUMNS = (Delegation.deputy_id, _DEPUTY.active.label("deputy_active"), Delegation.start_date,
+                   Delegation.end_date, Delegation.workflow)
+# Who of ``ids`` is active, with each one's delegations in force (the two look-ups of
+# a task's creation in one statement); delegations in _DELEGATIONS' order.
+_ACTIVE_DEPUTIES = (
+    select(User.id.label("user_id"), *_DEPUTY_COLUMNS)
+    .outerjoin(Delegation, and_(Delegation.user_id == User.id, _IN_FORCE))
+    .outerjoin(_DEPUTY, _DEPUTY.id == Delegation.deputy_id)
+    .where(User.id.in_(bindparam("ids", expanding=True)), User.active.is_(True))
+    .order_by(User.id, Delegation.workflow.is_(None), Delegation.id)
+)
+# The delegations in force of ``ids``, whoever is active.
+_DELEGATIONS_OF = (
+    select(Delegation.user_id, *_DEPUTY_COLUMNS)
+    .join(_DEPUTY, _DEPUTY.id == Delegation.deputy_id)
+    .where(Delegation.user_id.in_(bindparam("ids", expanding=True)), _IN_FORCE)
+    .order_by(Delegation.user_id, Delegation.workflow.is_(None), Delegation.id)
+)
 
 
-def _active(session: Session, ids: list[str], requester: str) -> list[str]:
+def _active(session: Session, ids: list[str], requester: str, deputies: Deputies | None = None) -> list[str]:
     wanted = [i for i in dict.fromkeys(ids) if i != requester]
     if not wanted:
         return []
-    active = set(session.scalars(_ACTIVE, {"ids": wanted}))
+    if deputies is None:
+        active = set(session.scalars(_ACTIVE, {"ids": wanted}))
+    else:
+        rows = session.execute(_ACTIVE_DEPUTIES, {"ids": wanted, "on": deputies.on}).all()
+        active = {r.user_id for r in rows}
+        deputies._add(sorted(active), rows)
     return [i for i in wanted if i in active]
 
 

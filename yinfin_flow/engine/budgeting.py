@@ -28,7 +28,7 @@ from yinfin_flow.db.models.engine import ApprovalRequest
 from yinfin_flow.domain.budget import Action, LineCheck, Mode, raise_if_blocked
 from yinfin_flow.domain.errors import ValidationError
 
-from .runtime import ActionContext
+from .runtime import ActionContext, deferred
 
 
 def document(ctx: ActionContext, req: ApprovalRequest) -> tuple[str, str]:
@@ -134,7 +134,10 @@ def reserve(ctx: ActionContext, req: ApprovalRequest, key: str, step: str) -> di
     wanted = lines_of(req)
     ctx.budget_changed()
     if not held:
-        res = b.reserve(key, doc, wanted, actor=ctx.actor, step=step)
+        # A first reservation reads and writes budget tables only (with Core
+        # statements): the action's other changes and its history rows wait.
+        with deferred(ctx.session):
+            res = b.reserve(key, doc, wanted, actor=ctx.actor, step=step)
         if not res.replayed:
             # What was just reserved and its checks are what the first tasks show.
             ctx.cache["held"] = (req.id, list(res.reservations))

@@ -57,14 +57,17 @@ def matches(source: str | None, req: ApprovalRequest) -> bool:
 
 
 def resolve(session: Session, rules: tuple[dict[str, Any], ...] | list[dict[str, Any]],
-            req: ApprovalRequest, on: date) -> list[str]:
-    """Everyone the rules name, in rule order, without duplicates, never the requester."""
+            req: ApprovalRequest, on: date, deputies: Any = None) -> list[str]:
+    """Everyone the rules name, in rule order, without duplicates, never the requester.
+
+    ``deputies`` (from :func:`deputies`): the delegations of the people found are read
+    with them where the directory allows it."""
     mod = _approvers()
     out: list[str] = []
     for rule in rules:
         if mod is not None:
             users = mod.resolve(session, rule, requester=req.requester, company=req.company,
-                                department=req.department, form=req.form, on=on)
+                                department=req.department, form=req.form, on=on, deputies=deputies)
         else:
             users = _resolve_plain(rule, req)
         for u in users:
@@ -84,11 +87,24 @@ def _resolve_plain(rule: dict[str, Any], req: ApprovalRequest) -> list[str]:
     raise ValidationError("approvers", f"rule type {rule['type']!r} needs the organisation directory")
 
 
-def delegate_for(session: Session, user: str, on: date, workflow: str) -> str | None:
+def deputies(on: date) -> Any:
+    """A record of the delegations in force on ``on``, filled by :func:`resolve` and
+    :func:`read_deputies`, for :func:`delegate_for` (None without a directory)."""
+    mod = _approvers()
+    return None if mod is None else mod.Deputies(on)
+
+
+def read_deputies(session: Session, known: Any, users: list[str]) -> None:
+    """Read the delegations of ``users`` not in ``known`` yet, in one statement."""
+    if known is not None:
+        known.read(session, users)
+
+
+def delegate_for(session: Session, user: str, on: date, workflow: str, known: Any = None) -> str | None:
     mod = _approvers()
     if mod is None:
         return None
-    deputy: str | None = mod.delegate_for(session, user, on, workflow=workflow)
+    deputy: str | None = mod.delegate_for(session, user, on, workflow=workflow, known=known)
     return deputy
 
 

@@ -15,8 +15,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Select, bindparam, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Insert, bindparam, insert, select
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from yinfin_flow.db.models.engine import ApprovalRequest, ApprovalTask, RequestCc
 from yinfin_flow.db.types import utcnow
@@ -28,6 +28,7 @@ from .errors import Forbidden, InvalidAction, TaskClosed, WithdrawWindowClosed
 from .machine import fire
 from .runtime import (
     ActionContext,
+    deferred,
     history,
     lock_request,
     lock_request_of_task,
@@ -42,18 +43,35 @@ def _definition(session: Session, req: ApprovalRequest) -> Definition:
     return definitions.stored(session, req.workflow, req.workflow_version, req.workflow_hash)
 
 
-def _department_of(session: Session, user: str) -> str | None:
-    return session.scalar(_department_stmt(), {"user": user})
+def _insert_request(session: Session, values: dict[str, Any]) -> ApprovalRequest:
+    """INSERT the new request (Core, the requester's department found in the same
+    statement when not given) and hand it to the session as a loaded row: every
+    column is given, so nothing is read back and the one UPDATE at the end of the
+    action carries whatever submitting changed."""
+    if values["department"] is None:
+        params = {k: v for k, v in values.items() if k != "department"}
+        row = session.execute(_insert_request_stmt(True), {**params, "of_user": values["requester"]}).one()
+        values["department"] = row.department
+    else:
+        row = session.execute(_insert_request_stmt(False), values).one()
+    req = ApprovalRequest(id=row.id, **values)
+    make_transient_to_detached(req)
+    session.add(req)
+    return req
 
 
 @cache
-def _department_stmt() -> Select[tuple[str]]:
+def _insert_request_stmt(find_department: bool) -> Insert:
     """Built once (on first use, the directory's models being imported then)."""
     from yinfin_flow.db.models import CostCentre
     from yinfin_flow.db.models.org import User
 
-    return (select(CostCentre.code).join(User, User.cost_centre_id == CostCentre.id)
-            .where(User.id == bindparam("user")))
+    table = ApprovalRequest.__table__
+    stmt = insert(table).returning(table.c.id, table.c.department)
+    if find_department:
+        stmt = stmt.values(department=select(CostCentre.code).join(User, User.cost_centre_id == CostCentre.id)
+                           .where(User.id == bindparam("of_user")).scalar_subquery())
+    return stmt
 
 
 def submit(session: Session, workflow: str, *, requester: str, company: str, title: str,
@@ -78,14 +96,14 @@ def submit(session: Session, workflow: str, *, requester: str, company: str, tit
     now = now or utcnow()
     d = definitions.current(session, workflow, directory)
     form = budgeting.normalise_form(form, now.date())
-    req = ApprovalRequest(
-        idempotency_key=key, workflow=d.name, workflow_version=d.version, workflow_hash=d.content_hash,
-        document_type=d.document_type, title=str(title)[:200], requester=requester, company=company,
-        department=department or _department_of(session, requester), form=form, state=d.initial,
-        route=[], round=0, action_seq=0, created_at=now, updated_at=now,
-    )
-    session.add(req)
-    session.flush()
+    with deferred(session):
+        req = _insert_request(session, dict(
+            idempotency_key=key, workflow=d.name, workflow_version=d.version, workflow_hash=d.content_hash,
+            document_type=d.document_type, title=str(title)[:200], requester=requester, company=company,
+            department=department or None, form=form, state=d.initial, route=[], step_index=None, round=0,
+            action_seq=0, override=None, sent_back_by=None, version=1, submitted_at=None, finished_at=None,
+            created_at=now, updated_at=now,
+        ))
     ctx = ActionContext(session, d, requester, now=now)
     # The request was created just now: it holds no reservation and has no history yet
     # (no need to ask the database).

@@ -26,7 +26,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import make_transient_to_detached
 
 from yinfin_flow.db.models.engine import ApprovalRequest, ApprovalTask, EngineTimer
@@ -34,7 +34,17 @@ from yinfin_flow.domain.workflow import State, Step
 
 from . import budgeting, routing
 from .errors import NoApprover
-from .runtime import LAST_SEQ, ActionContext, history, publish, start_history, task_event
+from .history import insert_returning_id
+from .runtime import (
+    LAST_SEQ,
+    READS_HISTORY,
+    ActionContext,
+    deferred,
+    history,
+    publish,
+    start_history,
+    task_event,
+)
 
 OPEN = ("pending", "waiting", "held")
 APPROVED = ("approved", "auto_approved")
@@ -83,11 +93,13 @@ def tasks_of(ctx: ActionContext, req: ApprovalRequest, step_id: str | None = Non
 def load_round(ctx: ActionContext, req: ApprovalRequest) -> list[ApprovalTask]:
     """Read the current round's tasks afresh and keep them for :func:`tasks_of` for the
     rest of the action. Call it after locking the request and before recording history:
-    the same statement reads the request's last history seq for :func:`history`."""
+    the same statement reads the request's last history seq for :func:`history`, and
+    any task still open in another round (for :func:`close_open`)."""
     rows = ctx.session.execute(_ROUND_TASKS, {"request_id": req.id, "round": req.round}).all()
-    tasks = [t for t, _ in rows]
+    tasks = [t for t, _ in rows if t.round == req.round]
     ctx.cache.setdefault("tasks", {})[(req.id, req.round)] = tasks
-    if rows:  # with no task in the round, history() reads the seq itself
+    ctx.cache.setdefault("open_elsewhere", {})[req.id] = [t for t, _ in rows if t.round != req.round]
+    if rows:  # with no task read, history() reads the seq itself
         start_history(ctx, req, rows[0][1])
     return tasks
 
@@ -95,8 +107,9 @@ def load_round(ctx: ActionContext, req: ApprovalRequest) -> list[ApprovalTask]:
 # Built once; populate_existing so a copy from before the lock is overwritten.
 _ROUND_TASKS = (
     select(ApprovalTask, LAST_SEQ)
-    .where(ApprovalTask.request_id == bindparam("request_id"), ApprovalTask.round == bindparam("round"))
-    .execution_options(populate_existing=True)
+    .where(ApprovalTask.request_id == bindparam("request_id"),
+           or_(ApprovalTask.round == bindparam("round"), ApprovalTask.status.in_(OPEN)))
+    .execution_options(populate_existing=True, **{READS_HISTORY: True})
 )
 
 
@@ -154,10 +167,12 @@ def _approved_before(ctx: ActionContext, req: ApprovalRequest, step: Step) -> se
 
 def _create_tasks(ctx: ActionContext, req: ApprovalRequest, step: Step) -> None:
     d = ctx.definition
+    known = deputies(ctx)
     # Directory reads do not depend on this action's unflushed changes; not flushing
-    # before them lets the action's changes go out together (fewer UPDATEs).
-    with ctx.session.no_autoflush:
-        people = routing.resolve(ctx.session, step.approvers, req, ctx.now.date())
+    # before them lets the action's changes go out together (fewer UPDATEs). The
+    # delegations of the people found are read with them where the rule allows it.
+    with deferred(ctx.session):
+        people = routing.resolve(ctx.session, step.approvers, req, ctx.now.date(), known)
     if not people:
         if d.no_approver == "fail":
             raise NoApprover(
@@ -168,6 +183,8 @@ def _create_tasks(ctx: ActionContext, req: ApprovalRequest, step: Step) -> None:
         history(ctx, req, "no_approver", step_id=step.id, actor="system",
                 data={"policy": "admin", "assigned": d.admin})
     done = _approved_before(ctx, req, step) if d.auto_approve_repeat and not step.override else set()
+    with deferred(ctx.session):  # the others' delegations, all in one statement
+        routing.read_deputies(ctx.session, known, [p for p in people if p not in done])
     # Soft-control warnings go on the task for the approver to see (re-checked now).
     warnings = budgeting.warnings_of(budgeting.current_checks(ctx, req))
     for pos, person in enumerate(people):
@@ -184,8 +201,8 @@ def make_task(ctx: ActionContext, req: ApprovalRequest, step: Step, person: str,
               warnings: list[dict[str, Any]] | None = None, on_behalf_of: str | None = None) -> ApprovalTask:
     deputy = None
     if status in ("pending", "waiting") and on_behalf_of is None:
-        with ctx.session.no_autoflush:  # a directory read (see _create_tasks)
-            deputy = routing.delegate_for(ctx.session, person, ctx.now.date(), req.workflow)
+        with deferred(ctx.session):  # a directory read (see _create_tasks)
+            deputy = routing.delegate_for(ctx.session, person, ctx.now.date(), req.workflow, deputies(ctx))
     assignee, behalf = (deputy, person) if deputy and deputy != req.requester else (person, on_behalf_of)
     values = dict(
         request_id=req.id, state_name=req.state, step_id=step.id, round=req.round, position=position,
@@ -196,10 +213,11 @@ def make_task(ctx: ActionContext, req: ApprovalRequest, step: Step, person: str,
     # Inserted on its own (a Core INSERT … RETURNING id), then handed to the session as a
     # loaded row: the task id is needed now, and the ORM's flush machinery for one new
     # object cost more than the insert. The action's other pending changes wait for its
-    # single flush at the end (the request row this refers to exists already). Every
-    # column is given, so the session treats the object exactly like a loaded row.
-    with ctx.session.no_autoflush:
-        task_id = ctx.session.execute(_INSERT_TASK, values).scalar_one()
+    # single flush at the end (the request row this refers to exists already); its
+    # history rows so far go with this INSERT on PostgreSQL. Every column is given, so
+    # the session treats the object exactly like a loaded row.
+    with deferred(ctx.session):
+        task_id = insert_returning_id(ctx.session, _TASKS, values)
     task = ApprovalTask(id=task_id, **values)
     make_transient_to_detached(task)
     ctx.session.add(task)
@@ -215,7 +233,14 @@ def make_task(ctx: ActionContext, req: ApprovalRequest, step: Step, person: str,
     return task
 
 
-_INSERT_TASK = insert(ApprovalTask.__table__).returning(ApprovalTask.__table__.c.id)
+_TASKS = ApprovalTask.__table__
+
+
+def deputies(ctx: ActionContext) -> Any:
+    """The delegations read so far in this action (of today), for routing.delegate_for."""
+    if "deputies" not in ctx.cache:
+        ctx.cache["deputies"] = routing.deputies(ctx.now.date())
+    return ctx.cache["deputies"]
 
 
 def activate(ctx: ActionContext, req: ApprovalRequest, task: ApprovalTask, step: Step) -> None:
@@ -252,10 +277,16 @@ def close_task(ctx: ActionContext, req: ApprovalRequest, task: ApprovalTask, sta
 
 def close_open(ctx: ActionContext, req: ApprovalRequest) -> None:
     """Cancel every open task of the request (it left approval, or was withdrawn)."""
-    # No autoflush: a task closed earlier in this action may still read as open in the
-    # database, but the session's copy (what this loop sees) has its new status.
-    with ctx.session.no_autoflush:
-        found = list(ctx.session.scalars(_OPEN_TASKS, {"request_id": req.id}))
+    elsewhere = ctx.cache.get("open_elsewhere", {}).get(req.id)
+    if elsewhere is not None:
+        # Every task that can be open was read under the lock (load_round) or made by
+        # this action: the session's copies say which are open now.
+        found = [t for (rid, _), ts in ctx.cache["tasks"].items() if rid == req.id for t in ts] + elsewhere
+    else:
+        # No autoflush: a task closed earlier in this action may still read as open in
+        # the database, but the session's copy (what this loop sees) has its new status.
+        with deferred(ctx.session):
+            found = list(ctx.session.scalars(_OPEN_TASKS, {"request_id": req.id}))
     for t in found:
         if t.status in OPEN:
             close_task(ctx, req, t, "cancelled")
