@@ -28,6 +28,12 @@ Two kinds of outside system, two protocols:
         Post and return the ERP's voucher number. Every implementation looks the
         key up in the ERP first (a reference/remark field holds it), so a retry
         after a lost answer finds the voucher instead of making a second one.
+    ``prepare_vouchers([(voucher, key), ...]) -> prepared`` (optional)
+        Read at once what posting a batch needs (which keys exist, the ERP's names
+        for the account numbers); the dispatcher then calls
+        ``post_voucher(voucher, key, prepared=prepared)`` for each. A key the
+        batch look-up did not settle is looked up on its own, so every voucher is
+        still checked before it is created. ERPNext has it.
     ``read_voucher(number_or_key) -> Voucher | None``
         Read a posted voucher back (reconciliation).
     ``changed_master_data(kind, watermark) -> (records, new_watermark)``

@@ -12,6 +12,13 @@ default, a ``[yinfin:<key>]`` marker in ``user_remark`` (matched with ``like``, 
 checked exactly). The lookup comes first; a draft found there (``docstatus`` 0) is
 submitted with ``PUT … {"docstatus": 1}`` rather than created again.
 
+A batch (the dispatcher's pass): :meth:`ERPNextConnector.prepare_vouchers` looks up
+every key of the batch (``or_filters`` of the markers, or ``in`` on the key field, a
+few dozen keys per call) and every account and cost centre number in one call each,
+right before the batch is posted; each ``post_voucher(…, prepared=…)`` then needs only
+its insert. A key the batch look-up could not settle (a page that came back full) is
+looked up on its own, as without a batch.
+
 Codes map to ERPNext names: accounts by ``account_number``, cost centres by
 ``cost_center_number`` (both within the company), projects and parties by name.
 
@@ -32,7 +39,8 @@ YINFIN_ERPNEXT_COMPANY, optional YINFIN_ERPNEXT_KEY_FIELD, YINFIN_ERPNEXT_PARTY_
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -47,6 +55,10 @@ NAME = "erpnext"
 JE = "/api/resource/Journal%20Entry"
 SETTINGS = ("YINFIN_ERPNEXT_URL", "YINFIN_ERPNEXT_API_KEY", "YINFIN_ERPNEXT_API_SECRET",
             "YINFIN_ERPNEXT_COMPANY")
+#: at most this many characters of ``or_filters`` per look-up (they go in the URL, which
+#: proxies commonly cap at 8 KiB once percent-encoded)
+KEY_FILTER_CHARS = 2000
+LIST_LIMIT = 500
 RETRY_EXC = {"QueryDeadlockError", "QueryTimeoutError", "TimestampMismatchError",
              "DocumentLockedError", "TooManyRequestsError"}
 MASTER_DOCTYPES = {
@@ -76,6 +88,19 @@ def frappe_message(data: Mapping[str, Any], fallback: str) -> str:
     if exc:
         return str(exc).split(": ", 1)[-1]
     return str(data.get("message") or data.get("exc_type") or fallback)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What posting a batch needs, read from ERPNext just before the batch is posted.
+
+    ``settled`` keys were looked up: ``found`` holds the live (not cancelled) voucher
+    of each that has one, so a settled key missing from ``found`` had none."""
+
+    settled: frozenset[str] = frozenset()
+    found: dict[str, dict[str, Any]] = field(default_factory=dict)
+    accounts: dict[str, str] = field(default_factory=dict)
+    centres: dict[str, str] = field(default_factory=dict)
 
 
 class ERPNextConnector:
@@ -118,9 +143,11 @@ class ERPNextConnector:
         raise PermanentError(message, connector=NAME, status=resp.status_code)
 
     def _list(self, doctype: str, fields: list[str], filters: list[Any], order_by: str = "",
-              limit: int = 500) -> list[dict[str, Any]]:
+              limit: int = LIST_LIMIT, or_filters: list[Any] | None = None) -> list[dict[str, Any]]:
         params: dict[str, Any] = {"fields": fields, "filters": filters,
                                   "limit_page_length": limit}
+        if or_filters:
+            params["or_filters"] = or_filters
         if order_by:
             params["order_by"] = order_by
         return list(self._call("GET", f"/api/resource/{quote(doctype)}", params=params) or [])
@@ -131,43 +158,98 @@ class ERPNextConnector:
         return f"[yinfin:{key}]"
 
     def _find(self, key: str) -> dict[str, Any] | None:
-        if self.key_field:
-            rows = self._list("Journal Entry", ["name", "docstatus", self.key_field],
-                              [[self.key_field, "=", key], ["docstatus", "!=", 2]])
-        else:
-            rows = self._list("Journal Entry", ["name", "docstatus", "user_remark"],
-                              [["user_remark", "like", f"%{self._marker(key)}%"],
-                               ["docstatus", "!=", 2]])
-            # LIKE treats _ and % in the key as wildcards: confirm the exact marker
-            rows = [r for r in rows if self._marker(key) in (r.get("user_remark") or "")]
-        return rows[0] if rows else None
+        return self._find_many([key])[1].get(key)
 
-    def post_voucher(self, voucher: Voucher, idempotency_key: str) -> str:
-        found = self._find(idempotency_key)
+    def _find_many(self, keys: Sequence[str]) -> tuple[set[str], dict[str, dict[str, Any]]]:
+        """(keys settled, live voucher per key found); one call per chunk of keys.
+
+        A chunk whose answer fills a whole page might have more: the keys it did not
+        find stay unsettled.
+        """
+        settled: set[str] = set()
+        found: dict[str, dict[str, Any]] = {}
+        key_of = self.key_field or "user_remark"
+        for chunk in _chunks(list(dict.fromkeys(keys)), self._marker):
+            filters: list[Any] = [["docstatus", "!=", 2]]
+            or_filters: list[Any] = []
+            if self.key_field:
+                filters.insert(0, [key_of, "=", chunk[0]] if len(chunk) == 1
+                               else [key_of, "in", chunk])
+            else:
+                # LIKE treats _ and % in a key as wildcards: each row is matched exactly below
+                likes = [[key_of, "like", f"%{self._marker(k)}%"] for k in chunk]
+                if len(likes) == 1:
+                    filters.insert(0, likes[0])
+                else:
+                    or_filters = likes
+            rows = self._list("Journal Entry", ["name", "docstatus", key_of], filters,
+                              or_filters=or_filters)
+            sure = len(rows) < LIST_LIMIT
+            for row in rows:  # in ERPNext's order (newest first): the first match wins
+                have = str(row.get(key_of) or "")
+                if self.key_field and len(chunk) == 1:
+                    mine = chunk  # the server's own "=" decided, as it always has
+                elif self.key_field:
+                    mine = [k for k in chunk if have == k]
+                    # the server's "in" may compare otherwise (case, trailing spaces):
+                    # leave the chunk's unfound keys to the one-key look-up
+                    sure = sure and bool(mine)
+                else:
+                    mine = [k for k in chunk if self._marker(k) in have]
+                for k in mine:
+                    found.setdefault(k, row)
+            if sure:
+                settled.update(chunk)
+        return settled, found
+
+    def prepare_vouchers(self, items: Sequence[tuple[Voucher, str]]) -> Prepared:
+        """Look up a batch's keys, accounts and cost centres in a few calls (see above)."""
+        settled, found = self._find_many([key for _, key in items])
+        lines = [ln for v, _ in items for ln in v.lines]
+        return Prepared(
+            frozenset(settled), found,
+            self._names("Account", "account_number", {ln.account for ln in lines}, "account",
+                        missing_ok=True),
+            self._names("Cost Center", "cost_center_number",
+                        {ln.cost_centre for ln in lines if ln.cost_centre}, "cost centre",
+                        missing_ok=True))
+
+    def post_voucher(self, voucher: Voucher, idempotency_key: str,
+                     prepared: Prepared | None = None) -> str:
+        if prepared is not None and (idempotency_key in prepared.found
+                                     or idempotency_key in prepared.settled):
+            found = prepared.found.get(idempotency_key)
+        else:
+            found = self._find(idempotency_key)
         if found:
             if found["docstatus"] == 0:
                 self._call("PUT", f"{JE}/{quote(found['name'])}", body={"docstatus": 1})
             return str(found["name"])
-        doc = self._call("POST", JE, body=self._doc(voucher, idempotency_key))
+        doc = self._call("POST", JE, body=self._doc(voucher, idempotency_key, prepared))
         return str(doc["name"])
 
-    def _names(self, doctype: str, number_field: str, codes: set[str], what: str
+    def _names(self, doctype: str, number_field: str, codes: set[str], what: str, *,
+               known: Mapping[str, str] | None = None, missing_ok: bool = False
                ) -> dict[str, str]:
+        if known is not None and codes <= known.keys():
+            return {c: known[c] for c in codes}
         if not codes:
             return {}
         rows = self._list(doctype, ["name", number_field],
                           [[number_field, "in", sorted(codes)], ["company", "=", self.company]])
         found = {str(r[number_field]): str(r["name"]) for r in rows}
-        if missing := sorted(codes - set(found)):
+        if (missing := sorted(codes - set(found))) and not missing_ok:
             raise PermanentError(f"{what} not found in ERPNext company {self.company}: "
                                  f"{', '.join(missing)}", connector=NAME)
         return found
 
-    def _doc(self, v: Voucher, key: str) -> dict[str, Any]:
+    def _doc(self, v: Voucher, key: str, prepared: Prepared | None = None) -> dict[str, Any]:
+        # a number the batch look-up did not find is looked up again (and refused if missing)
         accounts = self._names("Account", "account_number", {ln.account for ln in v.lines},
-                               "account")
+                               "account", known=None if prepared is None else prepared.accounts)
         centres = self._names("Cost Center", "cost_center_number",
-                              {ln.cost_centre for ln in v.lines if ln.cost_centre}, "cost centre")
+                              {ln.cost_centre for ln in v.lines if ln.cost_centre}, "cost centre",
+                              known=None if prepared is None else prepared.centres)
         rows = []
         for ln in v.lines:
             foreign = ln.currency != v.currency
@@ -235,3 +317,17 @@ class ERPNextConnector:
         if records:
             watermark = f"{records[-1]['modified']}|{records[-1]['name']}"
         return records, watermark
+
+
+def _chunks(keys: list[str], marker: Any) -> list[list[str]]:
+    """``keys`` in runs whose look-up filters stay under :data:`KEY_FILTER_CHARS`."""
+    out: list[list[str]] = []
+    size = KEY_FILTER_CHARS
+    for k in keys:
+        cost = len(json.dumps(["user_remark", "like", f"%{marker(k)}%"]))
+        if size + cost > KEY_FILTER_CHARS and (not out or out[-1]):
+            out.append([])
+            size = 0
+        out[-1].append(k)
+        size += cost
+    return out

@@ -147,13 +147,37 @@ def _give_up(s: Any, row: OutboxMessage, error: str, at: datetime) -> None:
         sync.mark(s, int(row.payload["entry_id"]), "failed", message=error[:1000], target=row.target)
 
 
-def call(claimed: Claimed, lookup: ConnectorLookup = registry_lookup) -> Outcome:
+def prepare(claimed: list[Claimed], lookup: ConnectorLookup = registry_lookup) -> dict[int, Any]:
+    """Message id -> what its connector read once for the pass's messages of the same
+    target and kind (:func:`messages.prepare`; e.g. ERPNext looks every key and account
+    up in one go). If that fails, each message looks up on its own, as without it."""
+    groups: dict[tuple[str, str], list[Claimed]] = {}
+    for c in claimed:
+        groups.setdefault((c.target, c.kind), []).append(c)
+    out: dict[int, Any] = {}
+    for (target, kind), group in groups.items():
+        if len(group) < 2:
+            continue
+        try:
+            prepared = messages.prepare(lookup(target), kind,
+                                        [(c.payload, c.idempotency_key) for c in group])
+        except Exception as err:  # noqa: BLE001 - each message meets the error on its own
+            log.warning("batch look-up for %s failed, messages look up one by one: %s",
+                        target, getattr(err, "message", None) or err)
+            continue
+        if prepared is not None:
+            out.update((c.id, prepared) for c in group)
+    return out
+
+
+def call(claimed: Claimed, lookup: ConnectorLookup = registry_lookup,
+         prepared: Any = None) -> Outcome:
     """Send one claimed message (no transaction open); never raises for connector errors."""
     with document_context(claimed.document_key, message_id=claimed.id, target=claimed.target):
         try:
             connector = lookup(claimed.target)
             external = messages.send(connector, claimed.kind, claimed.payload,
-                                     claimed.idempotency_key)
+                                     claimed.idempotency_key, prepared)
         except RetryableError as err:
             log.warning("delivery failed, will retry: %s", err.message,
                         extra={"attempt": claimed.attempts})
@@ -222,11 +246,29 @@ def run_once(db: Database, settings: DeliverySettings | None = None, *,
     """One claim → call → record pass. Returns what happened."""
     settings = settings or DeliverySettings.from_env()
     claimed = claim(db, settings, now=now, limit=limit, ids=ids)
+    lookup = _per_pass(lookup)
+    prepared = prepare(claimed, lookup)
+
+    def one(c: Claimed) -> Outcome:
+        return call(c, lookup, prepared.get(c.id))
+
     if settings.concurrency > 1 and len(claimed) > 1:
-        outcomes = list(_pool(settings.concurrency).map(lambda c: call(c, lookup), claimed))
+        outcomes = list(_pool(settings.concurrency).map(one, claimed))
     else:
-        outcomes = [call(c, lookup) for c in claimed]
+        outcomes = [one(c) for c in claimed]
     return record(db, outcomes, settings, now=None if now is None else now)
+
+
+def _per_pass(lookup: ConnectorLookup) -> ConnectorLookup:
+    """``lookup`` asked once per target in a pass (the registry reads the environment)."""
+    found: dict[str, Any] = {}
+
+    def get(name: str) -> Any:
+        if name not in found:
+            found[name] = lookup(name)  # a LookupError is not kept: each message reports it
+        return found[name]
+
+    return get
 
 
 _pools: dict[int, ThreadPoolExecutor] = {}

@@ -60,7 +60,21 @@ def status_from_json(data: Mapping[str, Any]) -> StatusMessage:
     return StatusMessage(**d)
 
 
-def send(connector: Any, kind: str, payload: Mapping[str, Any], key: str) -> str | None:
+def prepare(connector: Any, kind: str, items: list[tuple[Mapping[str, Any], str]]) -> Any:
+    """What the connector reads once for a whole batch of ``kind`` messages (payload,
+    key), or None when it has no such step; pass it to :func:`send` as ``prepared``.
+
+    Only ``erp_voucher`` has one (``prepare_vouchers``, e.g. ERPNext: one look-up of all
+    the keys and account numbers instead of one per voucher). It changes how many calls
+    are made, not what each message does: every voucher is still looked up by its key
+    before it is created."""
+    if kind != "erp_voucher" or not hasattr(connector, "prepare_vouchers"):
+        return None
+    return connector.prepare_vouchers([(voucher_from_json(p["voucher"]), key) for p, key in items])
+
+
+def send(connector: Any, kind: str, payload: Mapping[str, Any], key: str,
+         prepared: Any = None) -> str | None:
     """Deliver one message; returns the outside system's id for it (if any).
 
     Raises the connector's :class:`~connectors.base.RetryableError` /
@@ -69,7 +83,10 @@ def send(connector: Any, kind: str, payload: Mapping[str, Any], key: str) -> str
     from connectors.base import PermanentError
 
     if kind == "erp_voucher":
-        return str(connector.post_voucher(voucher_from_json(payload["voucher"]), key))
+        voucher = voucher_from_json(payload["voucher"])
+        if prepared is not None:
+            return str(connector.post_voucher(voucher, key, prepared=prepared))
+        return str(connector.post_voucher(voucher, key))
     if kind in OA_KINDS:
         answer = connector.push_status(status_from_json(payload["message"]), key)
         for name in ("id", "instance_code", "taskId", "id_", "msgid"):

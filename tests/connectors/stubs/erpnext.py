@@ -1,5 +1,8 @@
 """ERPNext (Frappe) REST stub: ``/api/resource/<Doctype>`` list/get/insert/update.
 
+Lists take ``filters`` (AND-ed), ``or_filters`` (OR-ed) and ``limit_page_length``
+(default 20, 0 for all), as Frappe's ``get_list`` does.
+
 Errors are Frappe's: HTTP 417 (ValidationError), 404 (DoesNotExistError), 401
 (AuthenticationError) with ``exc_type``, ``exception`` and ``_server_messages`` (a
 JSON-encoded list of JSON-encoded ``{"message": ...}`` objects).
@@ -80,8 +83,11 @@ class ERPNextStub(StubServer):
                 return frappe_error(404, "DoesNotExistError", f"{doctype} {name} not found")
             return 200, {"data": doc}
         filters = json.loads(req.query.get("filters", "[]"))
+        or_filters = json.loads(req.query.get("or_filters", "[]"))
         fields = json.loads(req.query.get("fields", '["name"]'))
-        rows = [d for d in docs if all(_ok(d, f) for f in filters)]
+        rows = [d for d in docs if all(_ok(d, f) for f in filters)
+                and (not or_filters or any(_ok(d, f) for f in or_filters))]
+        rows = rows[:int(req.query.get("limit_page_length") or 20) or None]
         if req.query.get("order_by", "").startswith("modified"):
             rows.sort(key=lambda d: (d["modified"], d["name"]))
         return 200, {"data": [{f: d.get(f) for f in fields} for d in rows]}
