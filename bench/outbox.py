@@ -22,27 +22,22 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
-import multiprocessing as mp
 import os
-import re
 import subprocess
 import sys
 import time
 import uuid
 from datetime import date
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
 
 from sqlalchemy import func, select
 
 from yinfin_flow.db.engine import Database
 from yinfin_flow.db.migrate import upgrade
 
-from . import baseline
+from . import baseline, erpnext_stub
 from .common import (
     Context,
     Figure,
@@ -61,69 +56,13 @@ TARGET_RATE = 500.0
 PER_DOCUMENT = 5
 REDIS = os.environ.get("YINFIN_BENCH_REDIS_URL", os.environ.get("YINFIN_TEST_REDIS_URL",
                                                                   "redis://127.0.0.1:6379/0"))
-_MARK = re.compile(r"\[yinfin:([^\]]+)\]")
 
 
-# -- the stub ERP (its own process) ------------------------------------------------------
+# -- the stub ERP (its own process: bench/erpnext_stub.py) ------------------------------
 
 
-def _serve(port_q: Any, log_path: str) -> None:
-    by_key: dict[str, str] = {}
-    arrivals: list[str] = []
-    posts: dict[str, int] = {}
-
-    class H(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True  # headers and body go out as two writes
-
-        def log_message(self, *a: object) -> None:
-            pass
-
-        def _send(self, body: Any, status: int = 200) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def do_GET(self) -> None:  # noqa: N802
-            parts = urlsplit(self.path)
-            if parts.path == "/_arrivals":
-                return self._send({"arrivals": arrivals, "posts": posts})
-            q = {k: v[0] for k, v in parse_qs(parts.query).items()}
-            doctype = unquote(parts.path).removeprefix("/api/resource/")
-            filters = json.loads(q.get("filters", "[]"))
-            if doctype == "Journal Entry":
-                m = _MARK.search(str(filters[0][2])) if filters else None
-                name = by_key.get(m.group(1)) if m else None
-                rows = [{"name": name, "docstatus": 1, "user_remark": f"[yinfin:{m.group(1)}]"}] if name and m else []
-                return self._send({"data": rows})
-            if doctype == "Account":
-                return self._send({"data": [{"name": f"{c} - B", "account_number": c}
-                                            for c in filters[0][2]]})
-            return self._send({"data": []})
-
-        def do_POST(self) -> None:  # noqa: N802
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            key = _MARK.search(body["user_remark"]).group(1)  # type: ignore[union-attr]
-            posts[key] = posts.get(key, 0) + 1
-            name = by_key.setdefault(key, f"JV-{len(by_key) + 1:07d}")
-            arrivals.append(key)
-            self._send({"data": {"name": name, **body}})
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
-    httpd.daemon_threads = True
-    port_q.put(httpd.server_address[1])
-    httpd.serve_forever()
-
-
-def start_stub() -> tuple[mp.Process, str]:
-    ctx = mp.get_context("spawn")
-    q = ctx.Queue()
-    proc = ctx.Process(target=_serve, args=(q, ""), daemon=True)
-    proc.start()
-    return proc, f"http://127.0.0.1:{q.get(timeout=30)}"
+def start_stub() -> tuple[Any, str]:
+    return erpnext_stub.start()
 
 
 def arrivals(url: str) -> dict[str, Any]:
@@ -199,8 +138,22 @@ def _env(url: str, stub: str, redis_url: str, queue: str, concurrency: int = 1) 
     return env
 
 
+def proc_cpu(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux ``/proc``)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_note(cpu: dict[str, float], n: int) -> str:
+    """Client CPU per message (load-independent, unlike the rate)."""
+    return ", ".join(f"{k} {1000 * v / n:.2f} ms CPU/msg" for k, v in cpu.items())
+
+
 def celery_run(url: str, stub: str, n: int, workers: int, tmp: Path, *, concurrency: int = 1,
-               target: str = "erpnext") -> tuple[float, str]:
+               target: str = "erpnext", stub_pid: int | None = None
+               ) -> tuple[float, str, dict[str, float]]:
+    """(messages/s, the run's key prefix, CPU seconds of the workers and the stub)."""
     import redis
 
     db_number = 1 + uuid.uuid4().int % 15
@@ -227,6 +180,8 @@ def celery_run(url: str, stub: str, n: int, workers: int, tmp: Path, *, concurre
         from celery import Celery
 
         sender = Celery("bench", broker=redis_url)
+        pids = {"workers": [p.pid for p in procs], "stub": [stub_pid] if stub_pid else []}
+        cpu0 = {k: sum(proc_cpu(p) for p in v) for k, v in pids.items()}
         start = time.perf_counter()
         for _ in range(2 * workers):
             sender.send_task("yinfin.deliver", queue=queue)
@@ -234,10 +189,11 @@ def celery_run(url: str, stub: str, n: int, workers: int, tmp: Path, *, concurre
         while delivered(db, tag) < n and time.perf_counter() < deadline:
             time.sleep(0.05)
         elapsed = time.perf_counter() - start
+        cpu = {k: sum(proc_cpu(p) for p in v) - cpu0[k] for k, v in pids.items() if v}
         done = delivered(db, tag)
         db.dispose()
         sender.close()
-        return (done / elapsed if elapsed else 0.0), tag
+        return (done / elapsed if elapsed else 0.0), tag, cpu
     finally:
         for p in procs:
             with contextlib.suppress(ProcessLookupError):
@@ -290,26 +246,28 @@ def run(ctx: Context, messages: int | None = None, concurrency: int = 8) -> Repo
             progress("outbox: migrating")
             upgrade(url)
             progress(f"outbox: {n:,} messages through Celery, 2 workers x {concurrency} calls")
-            rate, tag = celery_run(url, stub, n, 2, Path(tmp), concurrency=concurrency)
+            rate, tag, cpu = celery_run(url, stub, n, 2, Path(tmp), concurrency=concurrency,
+                                        stub_pid=stub_proc.pid)
             wrong, disorder = check_order(arrivals(stub), tag, n)
             figures.append(Figure(f"(a) ERPNext stub: 2 Celery workers x {concurrency} concurrent calls",
                                   rate, "msg/s", f"not exactly once: {wrong}, "
-                                  f"documents out of order: {disorder}"))
+                                  f"documents out of order: {disorder}; {cpu_note(cpu, n)}"))
             report.targets.append(Target("messages/s through Celery with 2 workers (a)", rate,
                                          TARGET_RATE, ">="))
             if wrong or disorder:
                 report.notes.append(f"{wrong} vouchers not delivered exactly once, "
                                     f"{disorder} documents out of order")
             progress(f"outbox: {n:,} messages through Celery, 2 workers, one call at a time")
-            rate_1, tag_1 = celery_run(url, stub, n, 2, Path(tmp))
+            rate_1, tag_1, cpu_1 = celery_run(url, stub, n, 2, Path(tmp), stub_pid=stub_proc.pid)
             wrong_1, disorder_1 = check_order(arrivals(stub), tag_1, n)
             figures.append(Figure("(b) ERPNext stub: 2 Celery workers, one call at a time", rate_1,
-                                  "msg/s", f"not exactly once: {wrong_1}, documents out of order: {disorder_1}"))
+                                  "msg/s", f"not exactly once: {wrong_1}, documents out of order: "
+                                  f"{disorder_1}; {cpu_note(cpu_1, n)}"))
             progress(f"outbox: {n:,} messages through Celery to the file-drop ERP")
-            rate_f, _ = celery_run(url, stub, n, 2, Path(tmp), target="file")
+            rate_f, _, cpu_f = celery_run(url, stub, n, 2, Path(tmp), target="file")
             files = len(list((Path(tmp) / "drop").glob("*.csv")))
             figures.append(Figure("(c) file-drop ERP (CSV per voucher): 2 Celery workers", rate_f,
-                                  "msg/s", f"{files:,} files for {n:,} messages"))
+                                  "msg/s", f"{files:,} files for {n:,} messages; {cpu_note(cpu_f, n)}"))
             progress(f"outbox: {n:,} messages, one in-process dispatcher")
             rate1, tag1 = inprocess_run(url, stub, n)
             wrong1, disorder1 = check_order(arrivals(stub), tag1, n)
