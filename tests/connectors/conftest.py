@@ -26,6 +26,13 @@ def start_stub() -> Iterator[Callable[[StubServer], StubServer]]:
         stub.stop()
 
 
+@pytest.fixture
+def org(request, start_stub):
+    """``(stub, connector)``: the sample organisation of :mod:`.org_cases`, which the
+    test module's ``build(start_stub)`` puts into its vendor's stub."""
+    return request.module.build(start_stub)
+
+
 def sample_voucher(debit_account: str = "6602.01", amount: str = "1234.56"):
     """A two-line expense voucher: travel expense against other payables."""
     from datetime import date

@@ -16,7 +16,7 @@ database (``db``: SQLite and PostgreSQL) through the real connector.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -68,36 +68,47 @@ def watermark(db: Any, connector: str, kind: str) -> tuple[str | None, str | Non
         return (wm.watermark, wm.last_error) if wm else (None, None)
 
 
-def leave_and_rename(people: dict[str, dict[str, Any]], li: str, amy: str) -> Callable[[], None]:
-    """The upstream change of the second sync: li leaves, amy becomes 艾米丽."""
-    def apply() -> None:
-        del people[li]
-        people[amy]["name"] = "艾米丽"
-    return apply
+@dataclass(frozen=True)
+class Case:
+    """One vendor's stub organisation and how to disturb it, in that vendor's words.
+
+    ``ids`` maps the people above (boss, amy, li, fiona) to their user ids here,
+    ``depts`` the departments (RD, APP, FIN) to their codes, ``keys`` the people to
+    their keys in ``stub.people``; ``members`` is the path that lists a department's
+    members; ``limit`` a retryable answer (the vendor's rate limit) and ``refusal``
+    a permanent one whose message contains ``refused``.
+    """
+
+    ids: dict[str, str]
+    depts: dict[str, str]
+    keys: dict[str, str]
+    members: str
+    limit: tuple
+    refusal: tuple
+    refused: str
+
+    def change(self, stub: Any) -> None:
+        """The upstream change of the later sync: li leaves, amy becomes 艾米丽."""
+        del stub.people[self.keys["li"]]
+        stub.people[self.keys["amy"]]["name"] = "艾米丽"
 
 
-def errors_are_classified(conn: Any, stub: Any, members_path: str, *, retryable: tuple,
-                          permanent: tuple, message: str) -> None:
-    """A retryable answer on the 2nd member page, a permanent one, then a renewed token."""
-    stub.fail_at(members_path, 2, retryable)
+def errors_are_classified(case: Case, conn: Any, stub: Any) -> None:
+    """A rate limit on the 2nd member page, a refusal, then a renewed token reads through."""
+    stub.fail_at(case.members, 2, case.limit)
     with pytest.raises(RetryableError):
         conn.changed_master_data("users", None)
-    stub.fail_at(members_path, 1, permanent)
-    with pytest.raises(PermanentError, match=message):
+    stub.fail_at(case.members, 1, case.refusal)
+    with pytest.raises(PermanentError, match=case.refused):
         conn.changed_master_data("users", None)
     stub.expire_tokens()  # one fresh token, then the directory reads through
     people, _ = conn.changed_master_data("users", None)
     assert len(people) == 4
 
 
-def first_then_second_sync(db: Any, conn: Any, *, ids: dict[str, str],
-                           depts: dict[str, str], change: Any) -> None:
-    """The shared scenario: import, nothing changed, then one leaves and one is renamed.
-
-    ``ids`` maps the people above (boss, amy, li, fiona) to their user ids here and
-    ``depts`` the departments (RD, APP, FIN) to their codes; ``change()`` removes li
-    from the vendor's directory and renames amy to 艾米丽 there.
-    """
+def first_then_second_sync(case: Case, db: Any, conn: Any, stub: Any) -> None:
+    """Import, nothing changed, then one leaves and one is renamed."""
+    ids, depts = case.ids, case.depts
     org_in(db)  # company ACME with its own cost centres and users, untouched by the OA
     done = sync(db, conn)
     assert done["users"]["created"] == 4 and done["users"].get("error") is None, done
@@ -117,7 +128,7 @@ def first_then_second_sync(db: Any, conn: Any, *, ids: dict[str, str],
     again = sync(db, conn)  # nothing changed upstream: nothing applied
     assert again["users"]["records"] == 0 and again["cost_centres"]["records"] == 0, again
 
-    change()
+    case.change(stub)
     third = sync(db, conn)
     assert third["users"]["deactivated"] == 1, third
     got = users(db)
@@ -127,23 +138,22 @@ def first_then_second_sync(db: Any, conn: Any, *, ids: dict[str, str],
     assert watermark(db, conn.name, "users")[0] != mark
 
 
-def nothing_half_applied(db: Any, conn: Any, *, ids: dict[str, str], change: Any,
-                         fail: Any) -> None:
+def nothing_half_applied(case: Case, db: Any, conn: Any, stub: Any) -> None:
     """A vendor error part-way through reading the directory applies nothing of it.
 
-    After a good first sync, ``change()`` (as above) and ``fail()`` (one error answer
-    in the middle of the member pages): the sync reports the error, records it on the
-    watermark row and leaves every user as it was; the next sync applies the change.
+    After a good first sync, the change and one rate-limit answer in the middle of the
+    member pages: the sync reports the error, records it on the watermark row and
+    leaves every user as it was; the next sync applies the change.
     """
     org_in(db)
     sync(db, conn)
     before, mark = users(db), watermark(db, conn.name, "users")[0]
-    change()
-    fail()
+    case.change(stub)
+    stub.fail_at(case.members, 3, case.limit)
     done = masterdata.sync_connector(db, conn.name, kinds=("users",), lookup=lambda n: conn)
     assert "error" in done["users"], done
     assert users(db) == before
     assert watermark(db, conn.name, "users") == (mark, done["users"]["error"])
     done = masterdata.sync_connector(db, conn.name, kinds=("users",), lookup=lambda n: conn)
     assert done["users"]["deactivated"] == 1 and "error" not in done["users"], done
-    assert users(db)[ids["li"]][1] is False and watermark(db, conn.name, "users")[1] is None
+    assert users(db)[case.ids["li"]][1] is False and watermark(db, conn.name, "users")[1] is None

@@ -13,13 +13,18 @@ from . import org_cases
 from .stubs.dingtalk import DingTalkStub
 from .test_dingtalk import AES
 
-IDS = {"boss": "boss", "amy": "amy", "li": "li", "fiona": "fiona"}
-DEPTS = {"RD": "10", "APP": "11", "FIN": "20"}
+PEOPLE = {"boss": "boss", "amy": "amy", "li": "li", "fiona": "fiona"}
 LIMIT = '{"errcode": 90018, "errmsg": "当前应用调用接口超过限流", "request_id": "r9"}'
+CASE = org_cases.Case(
+    ids=PEOPLE, depts={"RD": "10", "APP": "11", "FIN": "20"}, keys=PEOPLE,
+    members="/topapi/v2/user/list", limit=("status", 200, LIMIT), refused="60011",
+    refusal=("status", 200, '{"errcode": 88, "sub_code": "60011", "sub_msg": "没有调用该接口的'
+                            '权限", "errmsg": "ding talk error[subcode=60011,submsg=没有调用该'
+                            '接口的权限]"}'))
 
 
-@pytest.fixture
-def stub(start_stub):
+def build(start_stub):
+    """The sample organisation (see org_cases) in DingTalk's stub, and a connector to it."""
     s = start_stub(DingTalkStub())
     s.depts.update({10: {"name": "研发部", "parent_id": 1}, 11: {"name": "应用组", "parent_id": 10},
                     20: {"name": "财务部", "parent_id": 1}})
@@ -34,20 +39,12 @@ def stub(start_stub):
                   "job_number": "E004", "active": True},
     })
     s.page_size = 1  # every department with two people takes two pages
-    return s
+    return s, DingTalkConnector(app_key="dingappkey", app_secret="s3cret", token="tok",
+                                aes_key=AES, api_url=s.url, oapi_url=s.url, timeout=(1.0, 2.0))
 
 
-@pytest.fixture
-def ding(stub):
-    return DingTalkConnector(app_key="dingappkey", app_secret="s3cret", token="tok", aes_key=AES,
-                             api_url=stub.url, oapi_url=stub.url, timeout=(1.0, 2.0))
-
-
-def change(stub):
-    return org_cases.leave_and_rename(stub.people, "li", "amy")
-
-
-def test_records_paging_and_an_unchanged_snapshot(ding, stub) -> None:
+def test_records_paging_and_an_unchanged_snapshot(org) -> None:
+    stub, ding = org
     assert ding.master_data_kinds == ("cost_centres", "users") == ding.snapshot_kinds
     depts, mark = ding.changed_master_data("cost_centres", None)
     assert [(d["code"], d["name"], d["parent"], d["manager"]) for d in depts] == [
@@ -81,7 +78,8 @@ def test_user_code_and_department_map() -> None:
         OrgOptions.from_settings({"YINFIN_DINGTALK_USER_CODE": "mobile"}, "YINFIN_DINGTALK")
 
 
-def test_mapped_departments_and_employee_numbers(stub) -> None:
+def test_mapped_departments_and_employee_numbers(org) -> None:
+    stub = org[0]
     ding = registry.get("dingtalk", {  # built from settings, as the worker builds it
         "YINFIN_DINGTALK_APP_KEY": "dingappkey", "YINFIN_DINGTALK_APP_SECRET": "s3cret",
         "YINFIN_DINGTALK_TOKEN": "tok", "YINFIN_DINGTALK_AES_KEY": AES,
@@ -96,30 +94,17 @@ def test_mapped_departments_and_employee_numbers(stub) -> None:
     assert by["E001"]["department"] == "RD"
 
 
-def test_errors_are_classified(ding, stub) -> None:
-    org_cases.errors_are_classified(
-        ding, stub, "/topapi/v2/user/list", retryable=("status", 200, LIMIT), message="60011",
-        permanent=("status", 200, '{"errcode": 88, "sub_code": "60011", "sub_msg": "没有调用该接口'
-                                  '的权限", "errmsg": "ding talk error[subcode=60011,submsg=没有'
-                                  '调用该接口的权限]"}'))
-    assert len(stub.calls("/v1.0/oauth2/accessToken")) == 2
-    stub.fail_next(503)  # the gateway itself
+def test_a_gateway_error_is_retryable(org) -> None:
+    stub, ding = org
+    stub.fail_next(503)
     with pytest.raises(RetryableError):
         ding.changed_master_data("users", None)
 
 
-def test_first_sync_then_one_leaves_and_one_is_renamed(db, ding, stub) -> None:
-    org_cases.first_then_second_sync(db, ding, ids=IDS, depts=DEPTS, change=change(stub))
-
-
-def test_a_vendor_error_mid_directory_applies_nothing(db, ding, stub) -> None:
-    org_cases.nothing_half_applied(
-        db, ding, ids=IDS, change=change(stub),
-        fail=lambda: stub.fail_at("/topapi/v2/user/list", 3, ("status", 200, LIMIT)))
-
-
-def test_the_scheduled_sync_reads_departments_before_users(db, ding, monkeypatch) -> None:
+def test_the_scheduled_sync_reads_departments_before_users(db, org, monkeypatch) -> None:
     from yinfin_flow.worker import jobs
+
+    ding = org[1]
 
     org_cases.org_in(db)
     monkeypatch.setenv("YINFIN_OA_CONNECTOR", "dingtalk")

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
-import pytest
-
 from connectors.feishu import FeishuConnector
 
 from . import org_cases
 from .stubs.feishu import FeishuStub
 
-IDS = {"boss": "boss", "amy": "amy", "li": "li", "fiona": "fiona"}
-DEPTS = {"RD": "od-rd", "APP": "od-app", "FIN": "od-fin"}
-LIMIT = '{"code": 99991400, "msg": "request trigger frequency limit"}'
 MEMBERS = "/open-apis/contact/v3/users/find_by_department"
+CASE = org_cases.Case(
+    ids={"boss": "boss", "amy": "amy", "li": "li", "fiona": "fiona"},
+    depts={"RD": "od-rd", "APP": "od-app", "FIN": "od-fin"},
+    keys={"boss": "ou_boss", "amy": "ou_amy", "li": "ou_li", "fiona": "ou_fiona"},
+    members=MEMBERS, limit=("status", 429, '{"code": 99991400, "msg": "request trigger '
+                                           'frequency limit"}'),
+    refusal=("status", 400, '{"code": 99991672, "msg": "Access denied. One of the following '
+                            'scopes is required: [contact:contact:readonly_as_app]"}'),
+    refused="contact:contact:readonly")
 
 
-@pytest.fixture
-def stub(start_stub):
+def build(start_stub):
+    """The sample organisation (see org_cases) in Feishu's stub, and a connector to it."""
     s = start_stub(FeishuStub())
     s.depts.update({"od-rd": {"name": "研发部", "parent": "0", "leader": "ou_boss"},
                     "od-app": {"name": "应用组", "parent": "od-rd"},
@@ -37,20 +41,12 @@ def stub(start_stub):
                      "leader_user_id": "ou_boss", "status": {"is_activated": True}},
     })
     s.page_size = 1
-    return s
+    return s, FeishuConnector(app_id="cli_a1", app_secret="sec", verification_token="vtok",
+                              api_url=s.url, timeout=(1.0, 2.0))
 
 
-@pytest.fixture
-def feishu(stub):
-    return FeishuConnector(app_id="cli_a1", app_secret="sec", verification_token="vtok",
-                           api_url=stub.url, timeout=(1.0, 2.0))
-
-
-def change(stub):
-    return org_cases.leave_and_rename(stub.people, "ou_li", "ou_amy")
-
-
-def test_records_paging_and_an_unchanged_snapshot(feishu, stub) -> None:
+def test_records_paging_and_an_unchanged_snapshot(org) -> None:
+    stub, feishu = org
     stub.people["ou_wu"] = {"user_id": "wu", "name": "吴", "department_ids": ["0"],
                             "status": {"is_resigned": True}}
     depts, mark = feishu.changed_master_data("cost_centres", None)
@@ -70,19 +66,3 @@ def test_records_paging_and_an_unchanged_snapshot(feishu, stub) -> None:
     assert tokens == [None, "pt1"]  # two members, one per page
     assert feishu.changed_master_data("users", umark) == ([], umark)
     assert feishu.changed_master_data("cost_centres", mark) == ([], mark)
-
-
-def test_errors_are_classified(feishu, stub) -> None:
-    org_cases.errors_are_classified(
-        feishu, stub, MEMBERS, retryable=("status", 429, LIMIT), message="contact:contact:readonly",
-        permanent=("status", 400, '{"code": 99991672, "msg": "Access denied. One of the following '
-                                  'scopes is required: [contact:contact:readonly_as_app]"}'))
-
-
-def test_first_sync_then_one_leaves_and_one_is_renamed(db, feishu, stub) -> None:
-    org_cases.first_then_second_sync(db, feishu, ids=IDS, depts=DEPTS, change=change(stub))
-
-
-def test_a_vendor_error_mid_directory_applies_nothing(db, feishu, stub) -> None:
-    org_cases.nothing_half_applied(db, feishu, ids=IDS, change=change(stub),
-                                   fail=lambda: stub.fail_at(MEMBERS, 3, ("status", 429, LIMIT)))

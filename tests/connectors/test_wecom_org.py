@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from connectors.org import OrgOptions
 from connectors.wecom import WeComConnector
 
@@ -11,14 +9,17 @@ from . import org_cases
 from .stubs.wecom import WeComStub
 from .test_wecom import KEY as AES
 
-IDS = {"boss": "boss", "amy": "amy", "li": "li", "fiona": "fiona"}
-DEPTS = {"RD": "10", "APP": "11", "FIN": "20"}
-LIMIT = '{"errcode": 45009, "errmsg": "api freq out of limit"}'
+PEOPLE = {"boss": "boss", "amy": "amy", "li": "li", "fiona": "fiona"}
 MEMBERS = "/cgi-bin/user/list"
+CASE = org_cases.Case(
+    ids=PEOPLE, depts={"RD": "10", "APP": "11", "FIN": "20"}, keys=PEOPLE, members=MEMBERS,
+    limit=("status", 200, '{"errcode": 45009, "errmsg": "api freq out of limit"}'),
+    refusal=("status", 200, '{"errcode": 60011, "errmsg": "no privilege to access/modify '
+                            'contact/party/agent"}'), refused="no privilege")
 
 
-@pytest.fixture
-def stub(start_stub):
+def build(start_stub):
+    """The sample organisation (see org_cases) in WeCom's stub, and a connector to it."""
     s = start_stub(WeComStub())
     s.depts.update({10: {"name": "研发部", "parentid": 1, "department_leader": ["boss"]},
                     11: {"name": "应用组", "parentid": 10}, 20: {"name": "财务部", "parentid": 1}})
@@ -32,21 +33,13 @@ def stub(start_stub):
         "fiona": {"name": "菲奥娜", "department": [20], "main_department": 20,
                   "direct_leader": ["boss"], "status": 1},
     })
-    return s
+    return s, WeComConnector(corp_id="ww1", secret="sec", agent_id="1000002", token="tok",
+                             aes_key=AES, api_url=s.url, contact_secret="csec",
+                             timeout=(1.0, 2.0))
 
 
-@pytest.fixture
-def wecom(stub):
-    return WeComConnector(corp_id="ww1", secret="sec", agent_id="1000002", token="tok",
-                          aes_key=AES, api_url=stub.url, contact_secret="csec",
-                          timeout=(1.0, 2.0))
-
-
-def change(stub):
-    return org_cases.leave_and_rename(stub.people, "li", "amy")
-
-
-def test_records_and_an_unchanged_snapshot(wecom, stub) -> None:
+def test_records_and_an_unchanged_snapshot(org) -> None:
+    stub, wecom = org
     stub.people["wu"] = {"name": "吴", "department": [20], "main_department": 20, "status": 5}
     depts, mark = wecom.changed_master_data("cost_centres", None)
     assert [(d["code"], d["name"], d["parent"], d["manager"]) for d in depts] == [
@@ -64,7 +57,8 @@ def test_records_and_an_unchanged_snapshot(wecom, stub) -> None:
     assert wecom.changed_master_data("cost_centres", mark) == ([], mark)
 
 
-def test_a_department_prefix_keeps_clear_of_erp_codes(stub) -> None:
+def test_a_department_prefix_keeps_clear_of_erp_codes(org) -> None:
+    stub = org[0]
     wecom = WeComConnector(corp_id="ww1", secret="sec", agent_id="1000002", token="tok",
                            aes_key=AES, api_url=stub.url,
                            org_options=OrgOptions(department_prefix="WX-"))
@@ -73,19 +67,3 @@ def test_a_department_prefix_keeps_clear_of_erp_codes(stub) -> None:
         ("WX-1", "", "wecom:1"), ("WX-10", "WX-1", "wecom:10")]
     people, _ = wecom.changed_master_data("users", None)
     assert {p["department"] for p in people} == {"WX-10", "WX-11", "WX-20"}
-
-
-def test_errors_are_classified(wecom, stub) -> None:
-    org_cases.errors_are_classified(
-        wecom, stub, MEMBERS, retryable=("status", 200, LIMIT), message="no privilege",
-        permanent=("status", 200, '{"errcode": 60011, "errmsg": "no privilege to access/modify '
-                                  'contact/party/agent"}'))
-
-
-def test_first_sync_then_one_leaves_and_one_is_renamed(db, wecom, stub) -> None:
-    org_cases.first_then_second_sync(db, wecom, ids=IDS, depts=DEPTS, change=change(stub))
-
-
-def test_a_vendor_error_mid_directory_applies_nothing(db, wecom, stub) -> None:
-    org_cases.nothing_half_applied(db, wecom, ids=IDS, change=change(stub),
-                                   fail=lambda: stub.fail_at(MEMBERS, 3, ("status", 200, LIMIT)))
