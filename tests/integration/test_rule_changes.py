@@ -285,3 +285,23 @@ def test_concurrent_proposals_and_decisions_on_postgres_one_wins(pg_db: Database
         if status == "approved":
             assert rule.mode == mode and rule.approved_by in reviewers
         assert (rule.version if rule is not None else 0) == approvals  # applied once, not twice
+
+
+def test_verify_finds_a_rule_change_decided_by_its_proposer(db, org):
+    """What the service refuses, verify finds if it was written behind its back."""
+    from yinfin_flow.verify import verify
+
+    a = propose(db, org.child_line)
+    with db.unit_of_work() as s:
+        rc.approve(s, a, actor="frank")
+    with db.unit_of_work(readonly=True) as s:
+        assert [str(p) for p in verify(s)] == []
+    with db.unit_of_work() as s:
+        s.get(RuleChange, a).decided_by = "cli:fiona"
+        rule = s.scalar(select(ControlRuleRow).where(ControlRuleRow.line_id == org.child_line))
+        rule.approved_by = "fiona"
+    with db.unit_of_work(readonly=True) as s:
+        assert [str(p) for p in verify(s)] == [
+            f"[four_eyes] rule change {a}: approved by its proposer cli:fiona",
+            "[four_eyes] ACME/2026-01/RD-APP/TRAVEL: rule configured and approved by the same person fiona",
+        ]

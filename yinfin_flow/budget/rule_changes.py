@@ -30,6 +30,7 @@ from yinfin_flow.domain.errors import Conflict, DomainError, NotFound, Validatio
 from yinfin_flow.events import publish
 
 from . import setup
+from .verify import Problem
 
 REQUIRED, OFF = "required", "off"
 SETTINGS = (REQUIRED, OFF)
@@ -242,3 +243,29 @@ def list_changes(session: Session, *, status: str | None = None, line_id: int | 
         .limit(page_size).offset((page - 1) * page_size)
     ).all()
     return total, [change_dict(c, code) for c, code in rows]
+
+
+# -- verify -----------------------------------------------------------------------------
+
+
+def four_eyes_held(session: Session) -> list[Problem]:
+    """No change was decided by its proposer and no rule approved by whoever configured it."""
+    problems = [
+        Problem("four_eyes", f"rule change {cid}", f"{status} by its proposer {decided_by}")
+        for cid, status, proposed_by, decided_by in session.execute(
+            select(RuleChange.id, RuleChange.status, RuleChange.proposed_by, RuleChange.decided_by)
+            .where(RuleChange.status.in_(("approved", "rejected"))))
+        if person(decided_by or "") == person(proposed_by)
+    ]
+    problems += [
+        Problem("four_eyes", code, f"rule configured and approved by the same person {approved_by}")
+        for code, updated_by, approved_by in session.execute(
+            select(BudgetLine.code, ControlRuleRow.updated_by, ControlRuleRow.approved_by)
+            .join(BudgetLine, BudgetLine.id == ControlRuleRow.line_id)
+            .where(ControlRuleRow.approved_by.is_not(None)))
+        if person(approved_by) == person(updated_by)
+    ]
+    return problems
+
+
+CHECKS = [four_eyes_held]
