@@ -124,8 +124,8 @@ def _audit_in_transaction(session: Session) -> None:
         return
     if g.get("yinfin_audit_tx") is not None or g.get("yinfin_audited") or not _ours(session):
         return
-    # Flush the action's own changes first: the chain head is then locked only for
-    # the two audit statements and the commit itself (appends serialise on it).
+    # Flush the action's own changes first: the chain head the append takes is then
+    # held only for its one statement and the commit (other calls take other heads).
     session.flush()
     audit.append(session, _event(g.yinfin_audit_status))
     g.yinfin_audit_tx = session

@@ -93,6 +93,20 @@ def _bearer(req: Request) -> str | None:
     return value.strip()
 
 
+def _lookup(db: Any, token: str) -> tuple[str, frozenset[str]] | None:
+    """The token's user and roles, read afresh for every request (never cached: a
+    revocation applies to the next request). On PostgreSQL the one statement runs
+    outside a transaction (autocommit): one round trip instead of BEGIN, the
+    statement and COMMIT; a single statement sees one consistent snapshot anyway."""
+    from yinfin_flow.security import tokens
+
+    if db.dialect == "postgresql":
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            return tokens.identify(conn, token)
+    with db.unit_of_work(readonly=True) as s:
+        return tokens.identify(s, token)
+
+
 def _token_identity(token: str) -> Identity:
     from yinfin_flow.extension import state
     from yinfin_flow.security import tokens
@@ -103,10 +117,9 @@ def _token_identity(token: str) -> Identity:
     over = limiter.blocked(keys)
     if over is not None:
         raise RateLimited("too many failed authentications; wait a minute", field="Authorization")
-    with st.db.unit_of_work(readonly=True) as s:
-        row = tokens.authenticate(s, token)
-        if row is not None:
-            return Identity(row.user_id, directory_roles(s, row.user_id) | {"employee"})
+    found = _lookup(st.db, token)
+    if found is not None:
+        return Identity(found[0], found[1] | {"employee"})
     limiter.failed(keys)
     raise Unauthenticated("the API token is unknown, expired or revoked", field="Authorization")
 

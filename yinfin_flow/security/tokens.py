@@ -4,6 +4,11 @@ A token is ``yf_`` + 43 URL-safe characters (256 bits from :mod:`secrets`). Only
 ``sha256(token)`` is stored: a stolen database does not give working tokens, and the
 high entropy makes a salt or a slow hash unnecessary. Lookup is by the hash (unique
 index); the stored hash is then compared in constant time all the same.
+
+Nothing about a token is cached: every request's :func:`identify` reads the token, its
+user's ``active`` flag and roles afresh, in ONE statement (the web layer runs it
+outside a transaction on PostgreSQL: one round trip), so a revocation, an expiry, a
+deactivation or a changed role applies to the very next request.
 """
 
 from __future__ import annotations
@@ -13,11 +18,12 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from yinfin_flow.db.models.org import User
+from yinfin_flow.db.models.org import User, UserRole
 from yinfin_flow.db.models.security import ApiToken
 from yinfin_flow.db.types import utcnow
 from yinfin_flow.domain.errors import NotFound, ValidationError
@@ -69,19 +75,57 @@ def create_token(session: Session, user_id: str, *, name: str, created_by: str,
     return IssuedToken(row.id, user_id, name, row.prefix, expires_at, token)
 
 
-def authenticate(session: Session, token: str, now: datetime | None = None) -> ApiToken | None:
-    """The live token row for ``token``, or None (unknown, expired, revoked, user inactive)."""
+def _digest(token: str) -> str | None:
     if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
         return None
-    digest = hash_token(token)
-    row = session.scalar(select(ApiToken).where(ApiToken.token_hash == digest))
-    if row is None or not hmac.compare_digest(row.token_hash, digest):
-        return None
+    return hash_token(token)
+
+
+def _live(row: Any, digest: str, active: bool | None, now: datetime | None) -> bool:
+    """``row`` (with ``token_hash``, ``revoked_at``, ``expires_at``) is a usable token."""
+    if not active or not hmac.compare_digest(row.token_hash, digest):
+        return False
     now = now or utcnow()
-    if row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
+    return row.revoked_at is None and (row.expires_at is None or row.expires_at > now)
+
+
+def authenticate(session: Session, token: str, now: datetime | None = None) -> ApiToken | None:
+    """The live token row for ``token``, or None (unknown, expired, revoked, user inactive)."""
+    digest = _digest(token)
+    if digest is None:
         return None
-    active = session.scalar(select(User.active).where(User.id == row.user_id))
-    return row if active else None
+    found = session.execute(select(ApiToken, User.active).join(User, User.id == ApiToken.user_id)
+                            .where(ApiToken.token_hash == digest)).first()
+    if found is None or not _live(found[0], digest, found[1], now):
+        return None
+    row: ApiToken = found[0]
+    return row
+
+
+#: A token, its user's ``active`` flag and role names: one row per role (one with a
+#: NULL role for a user without any).
+_IDENTIFY = (
+    select(ApiToken.user_id, ApiToken.token_hash, ApiToken.expires_at, ApiToken.revoked_at,
+           User.active, UserRole.role)
+    .join(User, User.id == ApiToken.user_id)
+    .outerjoin(UserRole, UserRole.user_id == ApiToken.user_id)
+    .where(ApiToken.token_hash == bindparam("digest"))
+)
+
+
+def identify(conn: Any, token: str, now: datetime | None = None) -> tuple[str, frozenset[str]] | None:
+    """``(user id, role names)`` for a live ``token``, else None, in one statement.
+
+    ``conn``: a Session or a Connection. The role names are those the directory
+    grants, scoped ones included (like :func:`yinfin_flow.api.identity.directory_roles`).
+    """
+    digest = _digest(token)
+    if digest is None:
+        return None
+    rows = conn.execute(_IDENTIFY, {"digest": digest}).all()
+    if not rows or not _live(rows[0], digest, rows[0].active, now):
+        return None
+    return rows[0].user_id, frozenset(r.role for r in rows if r.role is not None)
 
 
 def revoke(session: Session, token_id: int, now: datetime | None = None) -> ApiToken:
