@@ -34,3 +34,31 @@ def test_first_sync_then_one_leaves_and_one_is_renamed(db, oa) -> None:
 def test_a_vendor_error_mid_directory_applies_nothing(db, oa) -> None:
     case, conn, stub = oa
     org_cases.nothing_half_applied(case, db, conn, stub)
+
+
+def test_an_empty_directory_deactivates_nobody(sqlite_db, oa) -> None:
+    """An app whose visibility scope was emptied by mistake sees nobody: that is not
+    everyone leaving, so nothing changes (the watermark included)."""
+    case, conn, stub = oa
+    org_cases.org_in(sqlite_db)
+    org_cases.sync(sqlite_db, conn)  # its second, empty read confirms: nothing deactivated
+    before = org_cases.users(sqlite_db)
+    assert len(before) == 4 and all(u[1] for u in before.values())
+    assert all(d[3] for d in org_cases.departments(sqlite_db, conn.name).values())
+    mark = org_cases.watermark(sqlite_db, conn.name, "users")[0]
+    stub.people.clear()
+    done = org_cases.sync(sqlite_db, conn)
+    assert done["users"]["records"] == 0 and done["users"]["deactivated"] == 0, done
+    assert org_cases.users(sqlite_db) == before
+    assert org_cases.watermark(sqlite_db, conn.name, "users")[0] == mark
+
+
+def test_a_cursor_that_comes_back_is_refused() -> None:
+    from connectors.base import PermanentError
+    from connectors.org import paged
+
+    pages = {None: ([1], "a"), "a": ([2], "b"), "b": ([3], "a")}
+    with pytest.raises(PermanentError, match="came back"):
+        paged(lambda cursor: pages[cursor], connector="x", what="users")
+    assert paged(lambda cursor: {None: ([1], "a"), "a": ([2], None)}[cursor],
+                 connector="x", what="users") == [1, 2]
