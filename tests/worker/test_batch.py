@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from connectors.base import Voucher
+from yinfin_flow.db.types import utcnow
 from yinfin_flow.worker import dispatcher
 from yinfin_flow.worker.config import DeliverySettings
 
-from .conftest import RETRY, FakeERP
+from .conftest import REFUSED, RETRY, FakeERP
 from .helpers import books, post, rows
+from .test_outbox import _status
 
 
 class BatchERP(FakeERP):
@@ -75,3 +78,59 @@ def test_a_connector_is_looked_up_once_per_pass(db, erp_env, settings) -> None:
     post(db, 5)
     dispatcher.run_once(db, settings, lookup=lookup)
     assert asked == ["fake"]
+
+
+def _status_messages(db, n: int) -> None:
+    from yinfin_flow.worker import outbox
+
+    with db.unit_of_work() as s:
+        for i in range(n):
+            outbox.enqueue(s, target="fake", kind="oa_status", document_key=f"request:{i}",
+                           payload={"message": _status(i)}, idempotency_key=f"s{i:03d}")
+
+
+def test_claim_and_record_take_two_statements_each_whatever_the_batch(db) -> None:
+    from sqlalchemy import event
+
+    erp, seen = BatchERP(), []
+    _status_messages(db, 30)
+
+    def count(_c, _cur, statement, params, _ctx, many):
+        if not statement.startswith("BEGIN"):  # SQLite's BEGIN IMMEDIATE is sent as SQL
+            seen.append(len(params) if many else 1)
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        claimed = dispatcher.claim(db, DeliverySettings(erp=("fake",), batch=30))
+        assert len(claimed) == 30 and sum(seen) == 2
+        seen.clear()
+        r = dispatcher.record(db, [dispatcher.call(c, lambda n: erp) for c in claimed],
+                              DeliverySettings())
+        assert len(r.delivered) == 30 and sum(seen) == 2
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+
+
+def test_one_pass_records_each_outcome_on_its_own_row(db) -> None:
+    erp = BatchERP()
+    _status_messages(db, 5)
+    erp.fail_next(RETRY, REFUSED)  # the first two calls (the pass goes in id order)
+    settings = DeliverySettings(erp=("fake",), batch=10, max_attempts=3)
+    claimed = dispatcher.claim(db, settings)
+    outcomes = [dispatcher.call(c, lambda n: erp) for c in claimed]
+    # the fourth message's lease ran out and another worker took it over meanwhile
+    [taken] = dispatcher.claim(db, settings, now=utcnow() + timedelta(hours=1), ids=[claimed[3].id])
+    r = dispatcher.record(db, outcomes, settings)
+    assert (r.retried, r.dead) == ([claimed[0].id], [claimed[1].id])
+    assert r.delivered == [claimed[2].id, claimed[3].id, claimed[4].id]  # a delivery counts
+    by_id = {m.id: m for m in rows(db)}
+    assert [by_id[c.id].status for c in claimed] == ["pending", "dead", "delivered",
+                                                    "delivered", "delivered"]
+    # each delivered row keeps the answer to its own call
+    answers = {o.claimed.id: o.external_id for o in outcomes if o.ok}
+    assert {i: by_id[i].external_id for i in answers} == answers
+    assert len(set(answers.values())) == 3
+    assert all(by_id[i].claim_token is None and by_id[i].delivered_at for i in answers)
+    assert by_id[claimed[0].id].last_error == RETRY.message
+    assert by_id[claimed[0].id].next_attempt_at > utcnow()
+    assert taken.token != claimed[3].token

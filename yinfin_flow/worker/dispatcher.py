@@ -27,9 +27,9 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, case, select, update
 from sqlalchemy.orm import aliased
 
 from connectors.base import ConnectorError, PermanentError, RetryableError
@@ -43,6 +43,7 @@ from .logs import document_context
 
 log = logging.getLogger("yinfin_flow.worker.dispatcher")
 
+OUTBOX = cast(Table, OutboxMessage.__table__)
 #: name -> connector; tests and the bench pass their own
 ConnectorLookup = Callable[[str], Any]
 
@@ -104,39 +105,46 @@ def backoff(attempts: int, settings: DeliverySettings, retry_after: float | None
 def claim(db: Database, settings: DeliverySettings, *, now: datetime | None = None,
           limit: int | None = None, ids: Iterable[int] | None = None,
           targets: Iterable[str] | None = None) -> list[Claimed]:
-    """Mark up to ``limit`` due messages ``in_flight`` for this caller and return them."""
+    """Mark up to ``limit`` due messages ``in_flight`` for this caller and return them.
+
+    Two statements whatever the batch: pick (and on PostgreSQL lock) the due ids, then
+    one ``UPDATE … RETURNING`` takes them all with one fresh ``claim_token``."""
     at = now or utcnow()
     m, earlier = OutboxMessage, aliased(OutboxMessage)
     blocked = (select(earlier.id)
                .where(earlier.target == m.target, earlier.document_key == m.document_key,
                       earlier.id < m.id, earlier.status != "delivered")
                .exists())
-    stmt = (select(m).where(m.status.in_(("pending", "in_flight")), m.next_attempt_at <= at,
-                            ~blocked)
+    stmt = (select(m.id, m.status, m.attempts)
+            .where(m.status.in_(("pending", "in_flight")), m.next_attempt_at <= at, ~blocked)
             .order_by(m.id).limit(limit or settings.batch))
     if ids is not None:
         stmt = stmt.where(m.id.in_(list(ids)))
     if targets is not None:
         stmt = stmt.where(m.target.in_(list(targets)))
-    lease_until = at + settings.lease
-    out: list[Claimed] = []
+    if db.dialect == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True, of=m)
+    token = uuid.uuid4().hex
     with db.unit_of_work() as s:
-        if db.dialect == "postgresql":
-            stmt = stmt.with_for_update(skip_locked=True, of=m)
-        for row in s.scalars(stmt):
-            if row.status == "in_flight" and row.attempts >= settings.max_attempts:
-                # its worker vanished on every try (a message that kills the process?):
-                # stop feeding it to workers and let a person look
-                _give_up(s, row, f"worker lost during delivery {row.attempts} times; "
-                                 f"last error: {row.last_error or '-'}", at)
-                continue
-            token = uuid.uuid4().hex
-            row.status, row.claim_token, row.next_attempt_at = "in_flight", token, lease_until
-            row.attempts += 1
-            row.updated_at = at
-            out.append(Claimed(row.id, row.target, row.kind, row.document_key,
-                               row.idempotency_key, dict(row.payload), row.attempts, token))
-    return out
+        picked = s.execute(stmt).all()
+        # a row whose worker vanished on every try (a message that kills the process?):
+        # stop feeding it to workers and let a person look
+        lost = [r.id for r in picked
+                if r.status == "in_flight" and r.attempts >= settings.max_attempts]
+        for row in s.scalars(select(m).where(m.id.in_(lost)).order_by(m.id)) if lost else ():
+            _give_up(s, row, f"worker lost during delivery {row.attempts} times; "
+                             f"last error: {row.last_error or '-'}", at)
+        take = [r.id for r in picked if r.id not in lost]
+        if not take:
+            return []
+        rows = s.execute(
+            update(OUTBOX).where(OUTBOX.c.id.in_(take))
+            .values(status="in_flight", claim_token=token, next_attempt_at=at + settings.lease,
+                    attempts=OUTBOX.c.attempts + 1, updated_at=at)
+            .returning(OUTBOX.c.id, OUTBOX.c.target, OUTBOX.c.kind, OUTBOX.c.document_key,
+                       OUTBOX.c.idempotency_key, OUTBOX.c.payload, OUTBOX.c.attempts)).all()
+    return sorted((Claimed(r.id, r.target, r.kind, r.document_key, r.idempotency_key,
+                           dict(r.payload), r.attempts, token) for r in rows), key=lambda c: c.id)
 
 
 def _give_up(s: Any, row: OutboxMessage, error: str, at: datetime) -> None:
@@ -199,44 +207,54 @@ def call(claimed: Claimed, lookup: ConnectorLookup = registry_lookup,
 
 def record(db: Database, outcomes: list[Outcome], settings: DeliverySettings, *,
            now: datetime | None = None, rng: Callable[[], float] = random.random) -> PassResult:
-    """Write the outcomes in one transaction (see the module docstring)."""
+    """Write the outcomes in one transaction (see the module docstring): the rows are
+    locked, then every delivery is recorded by one ``UPDATE``; retries and dead letters
+    (the exceptions) row by row."""
     from yinfin_flow.ledger import sync
 
     at = now or utcnow()
     result = PassResult([], [], [])
     if not outcomes:
         return result
+    t = OUTBOX.c
     with db.unit_of_work() as s:
-        rows = {r.id: r for r in s.scalars(
-            select(OutboxMessage).where(OutboxMessage.id.in_([o.claimed.id for o in outcomes]))
-            .order_by(OutboxMessage.id).with_for_update())}
+        rows = {r.id: r for r in s.execute(
+            select(t.id, t.status, t.claim_token, t.attempts)
+            .where(t.id.in_([o.claimed.id for o in outcomes])).order_by(t.id).with_for_update())}
+        delivered: dict[int, str | None] = {}
         for o in outcomes:
-            row = rows.get(o.claimed.id)
-            if row is None or row.status == "delivered":
+            c, row = o.claimed, rows.get(o.claimed.id)
+            if row is None or row.status == "delivered" or c.id in delivered:
                 continue  # another worker (a lease takeover) already recorded it
             # a voucher from our ledger carries its entry id; its sync state follows the message
-            entry = row.payload.get("entry_id") if row.kind == "erp_voucher" else None
+            # (the payload is never changed after it is written: the claim's copy is the row's)
+            entry = c.payload.get("entry_id") if c.kind == "erp_voucher" else None
             if o.ok:
-                row.status, row.delivered_at, row.external_id = "delivered", at, o.external_id
-                row.last_error, row.claim_token, row.updated_at = None, None, at
+                delivered[c.id] = o.external_id
                 if entry and o.external_id:
                     sync.mark(s, int(entry), "synced",
-                              erp_voucher_id=o.external_id[:64], target=row.target)
-                result.delivered.append(row.id)
+                              erp_voucher_id=o.external_id[:64], target=c.target)
                 continue
-            if row.status != "in_flight" or row.claim_token != o.claimed.token:
+            if row.status != "in_flight" or row.claim_token != c.token:
                 continue  # our lease ran out and someone else holds the row now
-            row.last_error, row.claim_token, row.updated_at = (o.error or "")[:4000], None, at
+            change: dict[str, Any] = {"last_error": (o.error or "")[:4000], "claim_token": None,
+                                      "updated_at": at}
             if o.permanent or row.attempts >= settings.max_attempts:
-                row.status = "dead"
+                change["status"] = "dead"
                 if entry:
                     sync.mark(s, int(entry), "failed",
-                              message=(o.error or "")[:1000], target=row.target)
-                result.dead.append(row.id)
+                              message=(o.error or "")[:1000], target=c.target)
+                result.dead.append(c.id)
             else:
-                row.status = "pending"
-                row.next_attempt_at = at + backoff(row.attempts, settings, o.retry_after, rng)
-                result.retried.append(row.id)
+                change["status"] = "pending"
+                change["next_attempt_at"] = at + backoff(row.attempts, settings, o.retry_after, rng)
+                result.retried.append(c.id)
+            s.execute(update(OUTBOX).where(t.id == c.id).values(**change))
+        if delivered:
+            s.execute(update(OUTBOX).where(t.id.in_(list(delivered))).values(
+                status="delivered", delivered_at=at, last_error=None, claim_token=None,
+                updated_at=at, external_id=case(delivered, value=t.id)))
+            result.delivered.extend(delivered)
     return result
 
 
