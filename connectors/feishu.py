@@ -192,7 +192,7 @@ class FeishuConnector(OrgSync):
                                     external_user_id=None, **common)
         if typ == "approval_task" and status in TASK_ACTIONS:
             return InboundEvent(kind="task_acted", action=TASK_ACTIONS[status],
-                                external_user_id=ev.get("user_id") or ev.get("open_id"),
+                                external_user_id=ev.get("open_id") or ev.get("user_id"),
                                 task_id=str(ev.get("task_id") or ""), **common)
         return None
 
@@ -201,7 +201,7 @@ class FeishuConnector(OrgSync):
         data = self._api("GET", f"/open-apis/approval/v4/instances/{instance_code}")["data"]
         widgets = loads(data.get("form") or "[]")
         form = {str(w.get("name") or w.get("id")): text_value(w.get("value")) for w in widgets}
-        return form, data.get("user_id") or data.get("open_id")
+        return form, data.get("open_id") or data.get("user_id")
 
     # -- outbound -------------------------------------------------------------------
 
@@ -219,11 +219,11 @@ class FeishuConnector(OrgSync):
             "update_time": ms, "update_mode": "UPDATE",
             "form": [{"name": k, "value": v} for k, v in message.form.items()],
         }
-        if message.user_ids:
-            body["user_id"] = message.user_ids[0]
+        if message.user_ids:  # our directory keeps Feishu's open_id (feishu_open_id)
+            body["open_id"] = message.user_ids[0]
         if message.kind == "task":
             body["task_list"] = [{
-                "task_id": message.task_id or idempotency_key, "user_id": uid,
+                "task_id": message.task_id or idempotency_key, "open_id": uid,
                 "title": message.title, "links": link,
                 "status": "PENDING" if message.status == "pending" else "DONE",
                 "create_time": ms, "end_time": "0", "update_time": ms,

@@ -31,7 +31,8 @@ def stub(start_stub):
     form = [{"id": "w1", "name": "金额", "type": "amount", "value": Decimal("1234.10")},
             {"id": "w2", "name": "事由", "type": "input", "value": "会议"}]
     s.instances["INST-1"] = {"approval_code": "APP-1", "instance_code": "INST-1",
-                             "user_id": "u-7", "status": "PENDING", "form": json.dumps(
+                             "user_id": "u-7", "open_id": "ou_7", "status": "PENDING",
+                             "form": json.dumps(
                                  form, default=float, ensure_ascii=False)}
     return s
 
@@ -62,7 +63,9 @@ def test_instance_pending_reads_the_form_with_exact_amounts(feishu) -> None:
                                  "instance_code": "INST-1", "status": "PENDING",
                                  "instance_operate_time": MS}), KEY, TS)
     [ev] = feishu.verify_and_parse(headers, {}, body, now=NOW, seen=MemorySeen()).events
-    assert ev.kind == "form_submitted" and ev.external_user_id == "u-7"
+    # the directory keeps Feishu's open_id (users.feishu_open_id): that is the id to use,
+    # even when the app may also read the tenant's user_id
+    assert ev.kind == "form_submitted" and ev.external_user_id == "ou_7"
     assert ev.form == {"金额": "1234.1", "事由": "会议"}  # the JSON number's own digits
     assert ev.occurred_at == NOW and ev.event_id == "ev-1"
 
@@ -70,15 +73,16 @@ def test_instance_pending_reads_the_form_with_exact_amounts(feishu) -> None:
 def test_task_and_instance_outcomes(feishu) -> None:
     seen = MemorySeen()
     cases = [({"type": "approval_task", "instance_code": "I", "task_id": "T1", "user_id": "boss",
-               "status": "REJECTED", "operate_time": MS}, ("task_acted", "reject", None)),
+               "open_id": "ou_boss", "status": "REJECTED", "operate_time": MS},
+              ("task_acted", "reject", None, "ou_boss")),
              ({"type": "approval_instance", "instance_code": "I", "status": "CANCELED"},
-              ("instance_withdrawn", None, "withdrawn")),
+              ("instance_withdrawn", None, "withdrawn", None)),
              ({"type": "approval_instance", "instance_code": "I", "status": "APPROVED"},
-              ("instance_status", None, "approved"))]
+              ("instance_status", None, "approved", None))]
     for n, (event, expected) in enumerate(cases):
         headers, body = delivery(v1(event, f"ev-{n}"), KEY, TS, nonce=f"n{n}")
         [ev] = feishu.verify_and_parse(headers, {}, body, now=NOW, seen=seen).events
-        assert (ev.kind, ev.action, ev.status) == expected
+        assert (ev.kind, ev.action, ev.status, ev.external_user_id) == expected
 
 
 def test_bad_signature_stale_and_replay(feishu) -> None:
@@ -112,7 +116,7 @@ def test_external_instance_sync_keeps_the_newest_and_relogs_in(feishu, stub) -> 
     assert stub.external["REQ-1"]["status"] == "APPROVED"
     assert len(stub.calls("/open-apis/auth/v3/tenant_access_token/internal")) == 2
     task_body = stub.calls("/open-apis/approval/v4/external_instances")[-1].json()
-    assert task_body["task_list"][0]["user_id"] == "u-1"
+    assert task_body["open_id"] == "u-1" and task_body["task_list"][0]["open_id"] == "u-1"
 
 
 def test_validation_error_keeps_feishus_message(stub) -> None:
