@@ -6,7 +6,7 @@ currency, which :meth:`~.service.Budgets.reserve` shares with :meth:`preview`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from decimal import Decimal
 
 from sqlalchemy import bindparam, select
@@ -17,6 +17,7 @@ from yinfin_flow.domain.errors import NotFound, ValidationError
 from yinfin_flow.domain.money import MAX_AMOUNT, Money, check_currency, parse_amount
 
 from .base import BudgetsBase
+from .combined import PathRead, read_held_paths, read_paths
 from .control import ControlContext
 from .lookup import LINE_ROW_COLUMNS, LineRow, check_in_period, find_line, rate_for
 from .results import LineRequest, ReservationView, view_of
@@ -43,8 +44,14 @@ class BudgetQueries(BudgetsBase):
         comes back as checks with ``blocked`` set.
         """
         ctx = ControlContext(self.session, self.default_rule)
-        resolved = self._resolve(lines)
-        ctx.prepare([ln for ln, *_ in resolved], lock=False)
+        known: dict[int, LineRow] = {}
+        read = None
+        if self._combined() and lines and all(req.line_id is not None for req in lines):
+            # lines, ancestors, rules and balances in one statement (see .combined)
+            read = read_paths(self.session, [req.line_id for req in lines if req.line_id is not None])
+            known = read.lines if read is not None else {}
+        resolved = self._resolve(lines, known)
+        self._prepare_read(ctx, read, [ln for ln, *_ in resolved])
         checks: list[LineCheck] = []
         for line, amount, *_ in resolved:
             checks.extend(ctx.check(line, amount))
@@ -65,12 +72,18 @@ class BudgetQueries(BudgetsBase):
         if not reservation_ids:
             return []
         lines: dict[int, LineRow] = {}
-        held_on = [  # one line per reservation, in reservation order
-            lines.setdefault(row.id, LineRow.from_row(row))
-            for row in self.session.execute(_RESERVED_LINES, {"ids": list(reservation_ids)})
-        ]
         ctx = ControlContext(self.session, self.default_rule)
-        ctx.prepare(lines.values(), lock=False)
+        if self._combined():  # lines, ancestors, rules and balances in one statement
+            read = read_held_paths(self.session, reservation_ids)
+            held_on = [] if read is None else [read.lines[line_id] for _, line_id in read.held or []]
+            lines = {ln.id: ln for ln in held_on}
+            self._prepare_read(ctx, read, lines.values())
+        else:
+            held_on = [  # one line per reservation, in reservation order
+                lines.setdefault(row.id, LineRow.from_row(row))
+                for row in self.session.execute(_RESERVED_LINES, {"ids": list(reservation_ids)})
+            ]
+            ctx.prepare(lines.values(), lock=False)
         checks = []
         seen: set[int] = set()
         for line in held_on:
@@ -79,6 +92,22 @@ class BudgetQueries(BudgetsBase):
                     seen.add(c.line_id)
                     checks.append(c)
         return checks
+
+    def _combined(self) -> bool:
+        """Whether the one-statement reads of :mod:`.combined` apply (PostgreSQL)."""
+        return self.session.get_bind().dialect.name == "postgresql"
+
+    @staticmethod
+    def _prepare_read(ctx: ControlContext, read: PathRead | None, lines: Iterable[BudgetLine | LineRow]) -> None:
+        """Prepare ``ctx`` (without locking) from a combined ``read`` if it is enough."""
+        if read is not None and not read.basis_rules:
+            ctx.adopt(read)
+            return
+        if read is not None:  # what was read already is not read again
+            ctx.lines.update(read.lines)
+            ctx.balances.update(read.balances)
+        # A rule with another basis brings in other periods' lines: the general path.
+        ctx.prepare(lines, lock=False)
 
     def balance(self, line_id: int) -> BudgetBalance:
         bal = self.session.get(BudgetBalance, line_id)
