@@ -11,8 +11,9 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import event, select
+from sqlalchemy.orm.exc import StaleDataError
 
-from yinfin_flow.db.models.engine import ApprovalTask, RequestHistory
+from yinfin_flow.db.models.engine import ApprovalRequest, ApprovalTask, RequestHistory
 from yinfin_flow.db.types import utcnow
 from yinfin_flow.engine import definitions, directory, queries, service
 from yinfin_flow.engine.approvers import delegate_for
@@ -243,3 +244,47 @@ def test_a_task_left_open_in_an_earlier_round_is_cancelled_when_approval_ends(db
         service.act(s, task, "pat", "approve")
     assert state(db, rid) == "approved"
     assert pending(db, rid) == []
+
+
+def test_each_write_of_the_request_moves_its_version_on_by_one(db, tmp_path):
+    # The request's UPDATE is written by the engine, not the ORM: same version counter,
+    # one step per UPDATE, as the ORM counted.
+    org = world(db)
+    wf = flow(tmp_path, "      - {id: a, approvers: [{type: user, user: pat}]}\n"
+                        "      - {id: b, approvers: [{type: user, user: quinn}]}\n")
+    rid = go(db, org, wf)
+
+    def version():
+        with db.unit_of_work(readonly=True) as s:
+            return s.scalar(select(ApprovalRequest.version).where(ApprovalRequest.id == rid))
+
+    assert version() == 2  # inserted, then submitted
+    for who in ("pat", "quinn"):
+        [(task, _, _)] = pending(db, rid)
+        with db.unit_of_work() as s:
+            service.act(s, task, who, "approve")
+        # the last approval releases the budget, whose service flushes half-way: 2 UPDATEs
+        assert version() == (3 if who == "pat" else 5)
+    assert state(db, rid) == "approved"
+
+
+@pytest.mark.postgres
+def test_a_change_to_a_stale_copy_of_a_request_is_refused(pg_db, tmp_path):
+    # A copy read before another action committed cannot overwrite that action.
+    org = world(pg_db)
+    rid = go(pg_db, org, flow(tmp_path, "      - {id: a, approvers: [{type: user, user: pat}]}\n"))
+    s = pg_db.session()
+    try:
+        s.begin()
+        stale = s.get(ApprovalRequest, rid)
+        assert stale is not None and stale.state == "approval"
+        [(task, _, _)] = pending(pg_db, rid)
+        with pg_db.unit_of_work() as other:
+            service.act(other, task, "pat", "approve")
+        stale.title = "changed meanwhile"
+        with pytest.raises(StaleDataError):
+            s.flush()
+        s.rollback()
+    finally:
+        s.close()
+    assert state(pg_db, rid) == "approved"

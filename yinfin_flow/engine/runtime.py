@@ -38,7 +38,8 @@ from yinfin_flow.domain.errors import NotFound, ValidationError
 from yinfin_flow.domain.workflow import Definition
 
 from .errors import StaleRequest
-from .history import LAST_SEQ, READS_HISTORY, deferred, history, start_history, write_history
+from .history import LAST_SEQ, history, start_history
+from .pending import READS_HISTORY, deferred, write_history
 
 __all__ = ["LAST_SEQ", "READS_HISTORY", "ActionContext", "deferred", "history", "lock_request",
            "lock_request_of_task", "next_key", "publish", "start_history", "task_event", "write_history"]

@@ -34,7 +34,7 @@ from yinfin_flow.domain.workflow import State, Step
 
 from . import budgeting, routing
 from .errors import NoApprover
-from .history import insert_returning_id
+from .pending import insert_returning_id
 from .runtime import (
     LAST_SEQ,
     READS_HISTORY,
