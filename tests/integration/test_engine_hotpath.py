@@ -18,6 +18,7 @@ from yinfin_flow.db.types import utcnow
 from yinfin_flow.engine import definitions, directory, queries, service
 from yinfin_flow.engine.approvers import delegate_for
 from yinfin_flow.engine.errors import NoApprover
+from yinfin_flow.engine.pending import deferred, insert_returning_id
 from yinfin_flow.engine.runtime import ActionContext, history, lock_request
 
 from .test_engine_support import actions, expense_form, flow, pending, state, world
@@ -288,3 +289,29 @@ def test_a_change_to_a_stale_copy_of_a_request_is_refused(pg_db, tmp_path):
     finally:
         s.close()
     assert state(pg_db, rid) == "approved"
+
+
+@pytest.mark.postgres
+def test_a_task_inserted_with_a_stale_requests_update_is_refused(pg_db, tmp_path):
+    # On PostgreSQL a new task's INSERT carries the request's UPDATE and selects its
+    # row FROM it: when the UPDATE matches nothing, nothing is inserted either.
+    org = world(pg_db)
+    rid = go(pg_db, org, flow(tmp_path, "      - {id: a, approvers: [{type: user, user: pat}]}\n"))
+    s = pg_db.session()
+    try:
+        s.begin()
+        stale = s.get(ApprovalRequest, rid)
+        assert stale is not None
+        [(task, _, _)] = pending(pg_db, rid)
+        with pg_db.unit_of_work() as other:
+            service.act(other, task, "pat", "approve")
+        stale.title = "changed meanwhile"
+        values = dict(request_id=rid, state_name="approval", step_id="a", round=1, position=0, assignee="quinn",
+                      on_behalf_of=None, status="pending", kind="approve", added_by=None, warnings=[],
+                      comment=None, due_at=None, urged=0, created_at=utcnow(), decided_at=None)
+        with pytest.raises(StaleDataError), deferred(s):
+            insert_returning_id(s, ApprovalTask.__table__, values)
+        s.rollback()
+    finally:
+        s.close()
+    assert [w for _, _, w in pending(pg_db, rid)] == []

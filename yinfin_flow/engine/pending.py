@@ -29,9 +29,8 @@ from contextlib import contextmanager
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Table, bindparam, event, insert, update
+from sqlalchemy import Table, bindparam, event, insert, select, update
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
-from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.base import instance_state
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -87,13 +86,18 @@ def insert_returning_id(session: Session, table: Table, values: dict[str, Any]) 
     if not (_due(session) and _is_pg(session)):
         return int(session.connection().execute(_insert_one(table), values).scalar_one())
     rows = session.info.pop(_PENDING, None) or []
-    changes = _take_changes(session, tasks_only=True)
+    changes = _take_changes(session)
+    together, alone = _one_request_last(changes)
+    _write_alone(session, alone)
     # Every value has a name of its own: execution keys that name a column would
     # otherwise be taken as SET values of the UPDATEs too.
     params = {f"i_{k}": v for k, v in values.items()}
-    stmt = _combined(len(rows), _shape(changes), (table, tuple(values)))
-    _bind(params, rows, changes)
-    return int(session.connection().execute(stmt, params).scalar_one())
+    stmt = _combined(len(rows), _shape(together), (table, tuple(values)))
+    _bind(params, rows, together)
+    new_id = session.connection().execute(stmt, params).scalar()
+    if new_id is None:  # the row is inserted FROM the request's UPDATE, which matched none
+        _check_one(0)
+    return int(new_id)
 
 
 def _is_pg(session: Session) -> bool:
@@ -107,28 +111,36 @@ def _due(session: Session) -> bool:
 def _write_all(session: Session) -> None:
     """Everything pending, at a flush: one statement on PostgreSQL."""
     rows = session.info.pop(_PENDING, None) or []
-    changes = _take_changes(session, tasks_only=False)
+    changes = _take_changes(session)
     if not rows and not changes:
         return
-    conn = session.connection()
-    alone = changes
-    if _is_pg(session):
-        # One statement: the history rows, the tasks and one request (its UPDATE is
-        # the main statement, so what it matched is reported); any other request alone.
-        requests = [c for c in changes if c[3] is not None]
-        together = [c for c in changes if c[3] is None] + requests[-1:]
-        alone = requests[:-1]
+    if not _is_pg(session):
+        if rows:
+            session.connection().execute(_INSERT_HISTORY, rows)
+        _write_alone(session, changes)
+        return
+    together, alone = _one_request_last(changes)
+    _write_alone(session, alone)
+    params: dict[str, Any] = {}
+    _bind(params, rows, together)
+    result = session.connection().execute(_combined(len(rows), _shape(together), None), params)
+    if together and together[-1][3] is not None:
+        _check_one(len(result.all()))
+
+
+def _one_request_last(changes: list[Change]) -> tuple[list[Change], list[Change]]:
+    """What goes in one statement (the tasks, then one request, whose UPDATE reports
+    the row it matched) and what goes alone (any other request)."""
+    requests = [c for c in changes if c[3] is not None]
+    return [c for c in changes if c[3] is None] + requests[-1:], requests[:-1]
+
+
+def _write_alone(session: Session, changes: list[Change]) -> None:
+    for change in changes:
         params: dict[str, Any] = {}
-        _bind(params, rows, together)
-        result = conn.execute(_combined(len(rows), _shape(together), None), params)
-        if requests:
-            _check_one(len(result.all()))
-    elif rows:
-        conn.execute(_INSERT_HISTORY, rows)
-    for change in alone:
-        params = {}
         _bind_change(params, 0, change)
-        result = conn.execute(_update(change[0], tuple(change[2]), 0, change[3] is not None), params)
+        result = session.connection().execute(_update(change[0], tuple(change[2]), 0, change[3] is not None),
+                                              params)
         if change[3] is not None:
             _check_one(result.rowcount)
 
@@ -139,28 +151,28 @@ def _check_one(matched: int) -> None:
                              f"{matched} were matched.")
 
 
-def _take_changes(session: Session, *, tasks_only: bool) -> list[Change]:
-    """The changes of loaded tasks (and requests), marked as written in the session."""
+def _take_changes(session: Session) -> list[Change]:
+    """The changes of loaded tasks and requests, marked as written in the session."""
     out: list[Change] = []
     for obj in list(session.dirty):
         is_task = isinstance(obj, ApprovalTask)
-        if not (is_task or (not tasks_only and isinstance(obj, ApprovalRequest))):
+        if not (is_task or isinstance(obj, ApprovalRequest)):
             continue
         state = instance_state(obj)
         if state.key is None or state.expired_attributes:
             continue  # the ORM writes what is not a plain loaded row
         values = {k: state.dict[k] for k, old in state.committed_state.items()
                   if k in state.dict and state.dict[k] != old}
-        if not values:
-            continue  # no net change: the ORM would send nothing either
         version = None
-        if not is_task:
+        if values and not is_task:
             version = state.committed_state.get("version", state.dict["version"])
             values.pop("version", None)
-            values["version"] = version + 1
-        for k, v in values.items():
-            set_committed_value(obj, k, v)
-        out.append((_TASKS if is_task else _REQUESTS, obj.id, values, version))
+            values["version"] = state.dict["version"] = version + 1
+        # As after a flush: every attribute committed, the row no longer dirty (no net
+        # change: the ORM would send nothing either).
+        state._commit_all(state.dict, session.identity_map)
+        if values:
+            out.append((_TASKS if is_task else _REQUESTS, obj.id, values, version))
     # Requests last (the UPDATE that reports back), then a fixed order for the cache.
     out.sort(key=lambda c: (c[3] is not None, c[0].name, c[1]))
     return out
@@ -217,8 +229,15 @@ def _combined(n_rows: int, shape: tuple[tuple[Table, tuple[str, ...], bool], ...
     parts += [_update(table, cols, i, checked) for i, (table, cols, checked) in enumerate(shape)]
     if insert_into is not None:
         table, columns = insert_into
-        main = (insert(table).values({c: bindparam(f"i_{c}", type_=table.c[c].type) for c in columns})
-                .returning(table.c.id))
+        values = [bindparam(f"i_{c}", type_=table.c[c].type) for c in columns]
+        if shape and shape[-1][2]:
+            # Inserted FROM the request's UPDATE (RETURNING its id): no row when the
+            # UPDATE matched none, which the caller reports as stale.
+            checked = parts.pop().returning(_REQUESTS.c.id).cte(f"w{len(parts)}")
+            main = insert(table).from_select(list(columns), select(*values).select_from(checked))
+        else:
+            main = insert(table).values(dict(zip(columns, values, strict=True)))
+        main = main.returning(table.c.id)
     else:
         main = parts.pop()
         if shape and shape[-1][2]:  # the request's UPDATE: report the row it matched

@@ -179,6 +179,9 @@ def act(session: Session, task_id: int, actor: str, action: str, *, comment: str
         # re-check's reads never split the action's changes into two flushes.
         with session.no_autoflush:
             budget = budgeting.recheck(ctx, req) if budgeting.open_reservations(ctx, req) else None
+        # Nothing refuses the approval from here on: the request changes now, so that
+        # its UPDATE can go with the next task's INSERT (pending.insert_returning_id).
+        req.updated_at = ctx.now
         steps.close_task(ctx, req, task, "approved")
         task.comment = comment
         history(ctx, req, "approve", task=task, budget=budget)
