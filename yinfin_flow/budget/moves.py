@@ -6,7 +6,7 @@ reservations it moves, then the balance rows of their lines, in the global order
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from decimal import Decimal
 
 from sqlalchemy import select
@@ -28,11 +28,12 @@ from yinfin_flow.domain.budget import (
 from yinfin_flow.domain.errors import Conflict, DomainError, NotFound, ValidationError
 from yinfin_flow.domain.money import Money, check_currency, parse_amount
 
+from .combined import lock_paths
 from .control import ControlContext, path_ids, rollup
 from .lookup import LineRow
 from .queries import BudgetQueries
 from .results import MovementResult
-from .writes import apply_to_balances, insert_alerts, insert_entries, insert_movement
+from .writes import Entry, insert_alerts, insert_movement, write_movement
 
 
 class BudgetMoves(BudgetQueries):
@@ -93,15 +94,15 @@ class BudgetMoves(BudgetQueries):
             if prior is not None:
                 return MovementResult(prior, replayed=True)
             raise
-        movement_id = insert_movement(
-            self.session, f"to_{target.value}", idempotency_key, actor,
-            document=(res.document_type, res.document_id), step=step,
+        movement_id = self._write_moves(
+            f"to_{target.value}", idempotency_key, actor, (res.document_type, res.document_id),
+            [(res, line, moves)], step=step,
         )
         if movement_id is None:  # ... or commits now: the insert waited for it
             prior = self._replay(idempotency_key)
             assert prior is not None
             return MovementResult(prior, replayed=True)
-        self._apply(movement_id, [(res, line, moves)])
+        self.session.flush()
         insert_alerts(self.session, movement_id, checks)
         return MovementResult(movement_id, checks=checks)
 
@@ -119,16 +120,32 @@ class BudgetMoves(BudgetQueries):
         if line_amount <= 0:
             raise ValidationError("amount", "nothing left to move")
         plan = plan_advance(hold, target, line_amount)
+        if plan.extra_consumption <= 0:  # nothing new to check: lock in the global order
+            return self._lock_lines([res.line_id])[res.line_id], plan.moves, []
         line = self._line_row(res.line_id)
         assert line is not None  # a reservation's line is never deleted (foreign key)
         ctx = ControlContext(self.session, self.default_rule)
-        ctx.prepare([line])
-        checks: list[LineCheck] = []
-        if plan.extra_consumption > 0:
-            self._require_consumable(line, "amount")
-            checks = ctx.check(line, plan.extra_consumption)
-            raise_if_blocked(checks, line.code)
+        ctx.prepare([line])  # control decides: rules are read again under the locks
+        self._require_consumable(line, "amount")
+        checks = ctx.check(line, plan.extra_consumption)
+        raise_if_blocked(checks, line.code)
         return line, plan.moves, checks
+
+    def _lock_lines(self, line_ids: Iterable[int]) -> dict[int, BudgetLine | LineRow]:
+        """Lock the balance rows of ``line_ids`` (and what control needs), in the global order.
+
+        For moves that control does not decide (releases, liquidations, reversals):
+        on PostgreSQL one statement (:func:`.combined.lock_paths`) when it applies.
+        Returns the lines, by id.
+        """
+        ids = set(line_ids)
+        if self._combined():
+            read = lock_paths(self.session, ids, None)
+            if read is not None:
+                return dict(read.lines)
+        lines = self._line_rows(ids)
+        ControlContext(self.session, self.default_rule).prepare(lines.values())
+        return dict(lines)
 
     def _amount_in_line_currency(self, res: Reservation, amount: Decimal | str | int, currency: str | None) -> Decimal:
         cur = check_currency(currency or res.currency)
@@ -142,25 +159,34 @@ class BudgetMoves(BudgetQueries):
             field="currency",
         )
 
-    def _apply(
-        self, movement_id: int, items: Sequence[tuple[Reservation, BudgetLine | LineRow, Sequence[Move]]],
-    ) -> None:
-        """Move reservations' stages; write every entry and balance change at once."""
-        now = utcnow()
-        entries: list[tuple[int, int | None, Bucket, Decimal, str]] = []
+    def _write_moves(
+        self, kind: str, key: str | None, actor: str, document: tuple[str, str] | None,
+        items: Sequence[tuple[Reservation, BudgetLine | LineRow, Sequence[Move]]],
+        *, step: str | None = None, reason: str | None = None,
+    ) -> int | None:
+        """Write the movement, every entry and balance change at once; move the stages.
+
+        ``None`` (nothing written or changed) when a movement with ``key`` exists.
+        The reservations' new stages are flushed by the caller.
+        """
+        entries: list[Entry] = []
         deltas: dict[tuple[int, Bucket], Decimal] = {}
         for res, line, moves in items:
-            new = apply_moves(StageHold(res.pre_encumbered, res.encumbered, res.actual), moves)
-            res.pre_encumbered, res.encumbered, res.actual = new.pre_encumbered, new.encumbered, new.actual
-            res.updated_at = now
             entries += [(line.id, res.id, m.bucket, m.amount, line.currency) for m in moves]
             path = path_ids(line)
             for m in moves:
                 for k, v in rollup(path, m.bucket, m.amount).items():
                     deltas[k] = deltas.get(k, Decimal(0)) + v
-        insert_entries(self.session, movement_id, entries)
-        apply_to_balances(self.session, deltas)
-        self.session.flush()
+        movement_id = write_movement(self.session, kind, key, actor, document=document, step=step,
+                                     reason=reason, entries=entries, deltas=deltas)
+        if movement_id is None:
+            return None
+        now = utcnow()
+        for res, _line, moves in items:
+            new = apply_moves(StageHold(res.pre_encumbered, res.encumbered, res.actual), moves)
+            res.pre_encumbered, res.encumbered, res.actual = new.pre_encumbered, new.encumbered, new.actual
+            res.updated_at = now
+        return movement_id
 
     def release(
         self,
@@ -184,9 +210,7 @@ class BudgetMoves(BudgetQueries):
         if amount is not None and len(reservation_ids) != 1:
             raise ValidationError("amount", "a partial release names exactly one reservation")
         rows = self._lock_reservations(reservation_ids)
-        lines = self._line_rows({r.line_id for r in rows})
-        ctx = ControlContext(self.session, self.default_rule)
-        ctx.prepare(lines.values())  # lock balances in the global order
+        lines = self._lock_lines({r.line_id for r in rows})
         try:
             plans = [
                 (res, plan_release(
@@ -204,16 +228,15 @@ class BudgetMoves(BudgetQueries):
             raise
         # The movement names the document of the first reservation that gives anything back.
         first = next((res for res, moves in plans if moves), rows[0] if rows else None)
-        movement_id = insert_movement(
-            self.session, "close" if close else "release", idempotency_key, actor,
-            document=(first.document_type, first.document_id) if first else None,
-            step=step, reason=reason,
+        movement_id = self._write_moves(
+            "close" if close else "release", idempotency_key, actor,
+            (first.document_type, first.document_id) if first else None,
+            [(res, lines[res.line_id], moves) for res, moves in plans if moves], step=step, reason=reason,
         )
         if movement_id is None:  # ... or commits now: the insert waited for it (nothing changed yet)
             prior = self._replay(idempotency_key)
             assert prior is not None
             return MovementResult(prior, replayed=True)
-        self._apply(movement_id, [(res, lines[res.line_id], moves) for res, moves in plans if moves])
         if close:
             now = utcnow()
             for res in rows:
@@ -269,21 +292,24 @@ class BudgetMoves(BudgetQueries):
         if prior is not None:
             return MovementResult(prior, replayed=True)
         (res,) = self._lock_reservations([reservation_id])
-        prior = self._replay(idempotency_key)  # a concurrent retry may have committed while we waited
-        if prior is not None:
-            return MovementResult(prior, replayed=True)
         value = parse_amount(amount, res.currency, "amount", positive=True)
         if value > res.actual:
+            # A concurrent retry may have committed (and reversed it) while we waited.
+            prior = self._replay(idempotency_key)
+            if prior is not None:
+                return MovementResult(prior, replayed=True)
             raise InsufficientHold(
                 f"cannot reverse {value}: reservation {res.id} has {res.actual} actual",
                 asked=str(value), held=str(res.actual), field="amount",
             )
-        line = self._line_row(res.line_id)
-        assert line is not None  # a reservation's line is never deleted (foreign key)
-        ControlContext(self.session, self.default_rule).prepare([line])  # lock in global order
-        movement_id = self._new_movement(
-            "reverse_actual", idempotency_key, actor,
-            document=(res.document_type, res.document_id), step=step,
+        line = self._lock_lines([res.line_id])[res.line_id]
+        movement_id = self._write_moves(
+            "reverse_actual", idempotency_key, actor, (res.document_type, res.document_id),
+            [(res, line, [Move(Bucket.ACTUAL, -value)])], step=step,
         )
-        self._apply(movement_id, [(res, line, [Move(Bucket.ACTUAL, -value)])])
+        if movement_id is None:  # ... or commits now: the insert waited for it
+            prior = self._replay(idempotency_key)
+            assert prior is not None
+            return MovementResult(prior, replayed=True)
+        self.session.flush()
         return MovementResult(movement_id)

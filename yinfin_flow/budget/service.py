@@ -31,7 +31,8 @@ from .journals import BudgetJournals
 from .lookup import Dims, LineRow
 from .moves import BudgetMoves
 from .results import LineRequest, MovementResult, ReservationView, ReserveResult
-from .writes import NewReservation, RulesChanged, check_length, insert_alerts, insert_reservations
+from .writes import NewReservation, check_length, insert_alerts, insert_reservations
+from .writes_pg import RulesChanged
 
 # A reservation's first line and the replay check in one trip; the line is read
 # as a plain row (see LineRow).

@@ -10,14 +10,12 @@ a fifth of a reservation's client CPU (bench/README.md).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import date, datetime
+from collections.abc import Sequence
 from decimal import Decimal
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Update, bindparam, insert, text, update
+from sqlalchemy import Update, bindparam, insert, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -31,9 +29,15 @@ from yinfin_flow.db.models import (
 from yinfin_flow.db.types import utcnow
 from yinfin_flow.domain.budget import Bucket, LineCheck
 from yinfin_flow.domain.errors import ValidationError
-from yinfin_flow.domain.money import MAX_AMOUNT
 
-from .combined import RULES_SEEN_SQL, PathRead
+from .combined import PathRead
+from .writes_pg import (
+    Entry,
+    NewReservation,
+    check_balance,
+    move_pg,
+    reserve_pg,
+)
 
 _balances = BudgetBalance.__table__
 
@@ -52,113 +56,6 @@ _INSERT_RESERVATIONS = insert(Reservation.__table__).returning(
 )
 _INSERT_ENTRIES = insert(BudgetEntry.__table__)
 _INSERT_ALERTS = insert(BudgetAlert.__table__)
-
-# PostgreSQL: what every consuming write shares. ``g`` is the rules guard (see
-# :mod:`.combined`): empty when the rules on ``:rule_ids`` (or any rule with another
-# basis) differ from the ``:rules_seen`` the decision was made with; then nothing is
-# written and the result is one ``stale`` row. ``u`` adds the balance deltas (one
-# array per bucket) once the movement exists, and returns the new balances.
-_GUARD_CTE = f"""g AS (
-    SELECT 1 AS ok WHERE CAST(:rules_seen AS text) IS NULL
-        OR {RULES_SEEN_SQL.format(ids="SELECT unnest(CAST(:rule_ids AS bigint[]))")} = :rules_seen
-)"""
-_BALANCES_CTE = """u AS (
-    UPDATE budget_balances b
-    SET budget = b.budget + d.budget, pre_encumbered = b.pre_encumbered + d.pre_encumbered,
-        encumbered = b.encumbered + d.encumbered, actual = b.actual + d.actual, updated_at = :now
-    FROM m, unnest(CAST(:bal_ids AS bigint[]), CAST(:d_budget AS numeric[]), CAST(:d_pre AS numeric[]),
-                   CAST(:d_enc AS numeric[]), CAST(:d_act AS numeric[]))
-         AS d(line_id, budget, pre_encumbered, encumbered, actual)
-    WHERE b.line_id = d.line_id
-    RETURNING b.line_id, b.budget, b.pre_encumbered, b.encumbered, b.actual
-)"""
-_RESULT = """
-SELECT 'stale' AS kind, NULL::bigint AS id, NULL::bigint AS row_id, NULL::text AS ref,
-       NULL::numeric AS budget, NULL::numeric AS pre_encumbered, NULL::numeric AS encumbered,
-       NULL::numeric AS actual
-WHERE NOT EXISTS (SELECT 1 FROM g)
-UNION ALL
-SELECT 'bal', u.line_id, NULL, NULL, u.budget, u.pre_encumbered, u.encumbered, u.actual FROM u"""
-
-# A reservation's movement, reservations, entries and balance changes in one
-# statement, so one round trip while the balance rows are locked. The lines come as
-# arrays (one statement text for any number of lines). When the key is taken, ``m``
-# is empty, nothing else is written and no ``res`` row comes back.
-_RESERVE_PG = text(f"""
-WITH {_GUARD_CTE}, m AS (
-    INSERT INTO budget_movements (kind, idempotency_key, document_type, document_id,
-                                  step, actor, created_at)
-    SELECT 'reserve', :key, :document_type, :document_id, :step, :actor, :now FROM g
-    ON CONFLICT (idempotency_key) DO NOTHING
-    RETURNING id
-), r AS (
-    INSERT INTO reservations (idempotency_key, document_type, document_id, document_line,
-                              line_id, currency, source_amount, source_currency, rate,
-                              budget_date, pre_encumbered, encumbered, actual, status,
-                              created_at, updated_at)
-    SELECT v.key, :document_type, :document_id, v.ref, v.line_id, v.currency, v.source_amount,
-           v.source_currency, v.rate, v.budget_date, v.amount, 0, 0, 'open', :now, :now
-    FROM m, unnest(CAST(:keys AS text[]), CAST(:refs AS text[]), CAST(:line_ids AS bigint[]),
-                   CAST(:currencies AS text[]), CAST(:source_amounts AS numeric[]),
-                   CAST(:source_currencies AS text[]), CAST(:rates AS numeric[]),
-                   CAST(:budget_dates AS date[]), CAST(:amounts AS numeric[]))
-         AS v(key, ref, line_id, currency, source_amount, source_currency, rate, budget_date, amount)
-    RETURNING id, line_id, document_line, pre_encumbered, currency
-), e AS (
-    INSERT INTO budget_entries (movement_id, line_id, reservation_id, bucket, amount,
-                                currency, created_at)
-    SELECT m.id, r.line_id, r.id, 'pre_encumbered', r.pre_encumbered, r.currency, :now
-    FROM m, r
-), {_BALANCES_CTE}{_RESULT}
-UNION ALL
-SELECT 'res', m.id, r.id, r.document_line, NULL, NULL, NULL, NULL FROM m JOIN r ON true
-""")
-
-
-class RulesChanged(Exception):
-    """The guarded write found other rules than the decision used: nothing was written."""
-
-
-def delta_params(deltas: dict[tuple[int, Bucket], Decimal]) -> dict[str, Any]:
-    """Balance deltas as the arrays ``u`` takes (one element per line, zeros included)."""
-    by_line: dict[int, dict[Bucket, Decimal]] = defaultdict(dict)
-    for (line_id, bucket), amount in deltas.items():
-        if amount:
-            by_line[line_id][bucket] = amount
-    ids = sorted(by_line)
-    zero = Decimal(0)
-    return {
-        "bal_ids": ids,
-        "d_budget": [by_line[i].get(Bucket.BUDGET, zero) for i in ids],
-        "d_pre": [by_line[i].get(Bucket.PRE_ENCUMBERED, zero) for i in ids],
-        "d_enc": [by_line[i].get(Bucket.ENCUMBERED, zero) for i in ids],
-        "d_act": [by_line[i].get(Bucket.ACTUAL, zero) for i in ids],
-    }
-
-
-def guard_params(seen: PathRead | None) -> dict[str, Any]:
-    """The guard's parameters: the rules ``seen`` under the locks (``None``: no guard)."""
-    if seen is None:
-        return {"rules_seen": None, "rule_ids": []}
-    return {"rules_seen": seen.rules_seen, "rule_ids": sorted(seen.lines)}
-
-
-def read_written(rows: Sequence[Any]) -> list[Any]:
-    """The rows of a guarded write other than the new balances, which are checked here.
-
-    Raises :class:`RulesChanged` when the guard stopped the write.
-    """
-    out = []
-    for row in rows:
-        if row.kind == "stale":
-            raise RulesChanged()
-        if row.kind == "bal":
-            check_balance(row.id, (("budget", row.budget), ("pre_encumbered", row.pre_encumbered),
-                                   ("encumbered", row.encumbered), ("actual", row.actual)))
-        else:
-            out.append(row)
-    return out
-
 
 def check_length(value: str | None, limit: int, field: str) -> None:
     """Refuse a string longer than its column (``field`` names it in the error)."""
@@ -206,18 +103,31 @@ def insert_movement(
     )
 
 
-@dataclass(frozen=True, slots=True)
-class NewReservation:
-    """One reservation row to write: what a request line holds on one budget line."""
+def write_movement(
+    session: Session,
+    kind: str,
+    key: str | None,
+    actor: str,
+    *,
+    document: tuple[str, str] | None = None,
+    step: str | None = None,
+    reason: str | None = None,
+    entries: Sequence[Entry],
+    deltas: dict[tuple[int, Bucket], Decimal],
+) -> int | None:
+    """A movement, its entries (zeros skipped) and the balance ``deltas`` (rolled up).
 
-    ref: str
-    line_id: int
-    currency: str
-    amount: Decimal  # in the line's currency
-    source_amount: Decimal
-    source_currency: str
-    rate: Decimal
-    budget_date: date
+    One statement on PostgreSQL. Returns the movement's id, or ``None`` when one
+    with ``key`` exists already (then nothing was written: replay it).
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        movement_id = insert_movement(session, kind, key, actor, document=document, step=step, reason=reason)
+        if movement_id is not None:
+            insert_entries(session, movement_id, entries)
+            apply_to_balances(session, deltas)
+        return movement_id
+    check_movement(key, actor, document, step)
+    return move_pg(session, kind, key, actor, document, step, reason, entries, deltas)
 
 
 def insert_reservations(
@@ -242,7 +152,7 @@ def insert_reservations(
     check_movement(key, actor, document, step)
     now = utcnow()
     if session.get_bind().dialect.name == "postgresql":
-        return _insert_reservations_pg(session, key, document, rows, actor, step, now, deltas, rules_seen)
+        return reserve_pg(session, key, document, rows, actor, step, now, deltas, rules_seen)
     movement_id = insert_movement(session, "reserve", key, actor, document=document, step=step)
     if movement_id is None:
         return None
@@ -275,34 +185,7 @@ def insert_reservations(
     return movement_id, res_ids
 
 
-def _insert_reservations_pg(
-    session: Session, key: str, document: tuple[str, str], rows: Sequence[NewReservation],
-    actor: str, step: str | None, now: datetime, deltas: dict[tuple[int, Bucket], Decimal],
-    rules_seen: PathRead | None,
-) -> tuple[int, list[int]] | None:
-    result = read_written(session.execute(_RESERVE_PG, {
-        **guard_params(rules_seen), **delta_params(deltas),
-        "key": key, "document_type": document[0], "document_id": document[1], "step": step,
-        "actor": actor, "now": now,
-        "keys": [f"{key}:{r.ref}" for r in rows],
-        "refs": [r.ref for r in rows],
-        "line_ids": [r.line_id for r in rows],
-        "currencies": [r.currency for r in rows],
-        "source_amounts": [r.source_amount for r in rows],
-        "source_currencies": [r.source_currency for r in rows],
-        "rates": [r.rate for r in rows],
-        "budget_dates": [r.budget_date for r in rows],
-        "amounts": [r.amount for r in rows],
-    }).all())
-    if not result:
-        return None
-    by_ref = {row.ref: int(row.row_id) for row in result}
-    return int(result[0].id), [by_ref[r.ref] for r in rows]
-
-
-def insert_entries(
-    session: Session, movement_id: int, rows: Sequence[tuple[int, int | None, Bucket, Decimal, str]],
-) -> None:
+def insert_entries(session: Session, movement_id: int, rows: Sequence[Entry]) -> None:
     """One entry per ``(line_id, reservation_id, bucket, amount, currency)``; zeros are skipped."""
     now = utcnow()
     values = [
@@ -381,15 +264,3 @@ def apply_to_balances(session: Session, deltas: dict[tuple[int, Bucket], Decimal
         params.update(b_line_id=line_id, b_now=now)
         row = session.execute(_balance_update(tuple(changes)), params).one()
         check_balance(line_id, zip(changes, row, strict=True))
-
-
-def check_balance(line_id: int, values: Iterable[tuple[str, Decimal]]) -> None:
-    """Refuse a bucket at or beyond ``±MAX_AMOUNT`` (read back from the balance row)."""
-    for name, value in values:
-        if abs(value) >= MAX_AMOUNT:
-            raise ValidationError(
-                "amount",
-                f"the {name} of budget line {line_id} would reach {value}, "
-                f"beyond the largest amount kept ({MAX_AMOUNT})",
-                line_id=line_id,
-            )
