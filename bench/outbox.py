@@ -193,6 +193,11 @@ def celery_run(url: str, stub: str, n: int, workers: int, tmp: Path, *, concurre
         done = delivered(db, tag)
         db.dispose()
         sender.close()
+        if done < n:  # a stall: say so, with what the workers said last
+            tails = [b"\n".join((tmp / f"worker{w}.log").read_bytes().splitlines()[-5:])
+                     for w in range(workers)]
+            progress(f"outbox: STALLED at {done:,} of {n:,} after {elapsed:.0f} s; worker logs end: "
+                     + " | ".join(t.decode(errors="replace") for t in tails))
         return (done / elapsed if elapsed else 0.0), tag, cpu
     finally:
         for p in procs:
