@@ -72,6 +72,26 @@ def test_approve_moves_on_and_the_requester_never_approves(client: FlaskClient, 
     assert resp.get_json()["request"]["state"] == "approved"
 
 
+def test_strangers_learn_nothing_from_a_task_action(client: FlaskClient, org: Org):
+    # The engine answers task_closed or stale_request before it checks who acts; the
+    # API must still answer 404 to anyone who is not the assignee or their delegate.
+    submit(client, org)
+    task = pending_task(client, "wang")
+    url = f"{API}/tasks/{task['id']}"
+    for body in ({}, {"version": 99}):
+        for action, extra in (("approve", {}), ("reject", {"comment": "no"}), ("send-back", {}),
+                              ("transfer", {"to": "bob"}), ("add-approver", {"users": ["bob"]})):
+            resp = client.post(f"{url}/{action}", json={**body, **extra}, headers=as_("bob"))
+            assert (resp.status_code, resp.get_json()["code"]) == (404, "not_found"), (action, body)
+    stale = client.post(f"{url}/approve", json={"version": 99}, headers=as_("wang"))
+    assert (stale.status_code, stale.get_json()["code"]) == (409, "stale_request")
+    assert client.post(f"{url}/approve", json={}, headers=as_("wang")).status_code == 200
+    closed = client.post(f"{url}/approve", json={}, headers=as_("bob"))
+    assert (closed.status_code, closed.get_json()["code"]) == (404, "not_found")
+    missing = client.post(f"{API}/tasks/999999/approve", json={}, headers=as_("wang"))
+    assert (missing.status_code, missing.get_json()["code"]) == (404, "not_found")
+
+
 def test_nobody_approves_their_own_request(client: FlaskClient, org: Org):
     # wang asks; his own manager step goes to lee; transfer it to wang: refused.
     resp = submit(client, org, who="wang")

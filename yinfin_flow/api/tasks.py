@@ -12,9 +12,10 @@ from typing import Any
 
 from flask import current_app
 from flask_smorest import Blueprint
+from sqlalchemy import event
 
 from yinfin_flow.db.models.engine import ApprovalRequest, ApprovalTask
-from yinfin_flow.domain.errors import NotFound
+from yinfin_flow.domain.errors import DomainError, NotFound
 from yinfin_flow.engine import queries, service
 
 from ..extension import state
@@ -74,12 +75,38 @@ def get_task(task_id: int) -> dict[str, Any]:
 
 
 def _act(task_id: int, action: str, **kw: Any) -> dict[str, Any]:
+    """The engine checks who may act (the assignee or their delegate today) before it
+    changes anything, so the task is not read here first (a statement per action).
+    When the engine refuses, the caller's claim on the task is checked afresh: anyone
+    but the assignee or delegate gets 404, as on every other task endpoint, and never
+    learns the task's state or its request's version from the engine's answer."""
     ident = require_actor()
-    with state(current_app).db.unit_of_work() as s:
-        task = my_task(s, ident, task_id)
-        req = service.act(s, task.id, ident.id, action, **kw)
-        s.flush()
-        return {**queries.task_dict(task), "request": request_outcome(s, req)}
+    db = state(current_app).db
+    try:
+        with db.unit_of_work() as s:
+            loaded = _keep_task(s, task_id)
+            req = service.act(s, task_id, ident.id, action, **kw)
+            s.flush()
+            task = loaded[0] if loaded else s.get(ApprovalTask, task_id)
+            assert task is not None
+            return {**queries.task_dict(task), "request": request_outcome(s, req)}
+    except DomainError:
+        with db.unit_of_work(readonly=True) as s:
+            my_task(s, ident, task_id)  # 404 for strangers
+        raise
+
+
+def _keep_task(s: Any, task_id: int) -> list[ApprovalTask]:
+    """Hold on to the task when the action loads it: the session only keeps loaded
+    objects weakly, so it would be read again for the answer (a statement)."""
+    loaded: list[ApprovalTask] = []
+
+    def keep(_session: Any, obj: Any) -> None:
+        if isinstance(obj, ApprovalTask) and obj.id == task_id:
+            loaded[:] = [obj]
+
+    event.listen(s, "loaded_as_persistent", keep)
+    return loaded
 
 
 @blp.post(f"/{TID}/approve")
