@@ -168,6 +168,30 @@ def test_the_redis_counter_is_shared_between_processes(redis_url: str):
     assert a.blocked(keys) is None
 
 
+def test_the_redis_counter_checks_every_key_at_once(redis_url: str, sqlite_db: Database):
+    client = redis.Redis.from_url(redis_url)
+    client.delete(*client.keys("yinfin:authfail:*") or ["none"])
+    limiter = FailureLimiter(redis.Redis.from_url(redis_url), limits={"addr": 3, "token": 2})
+    keys = ["addr:10.2.2.2", "token:yf_abcdefgh"]
+    limiter.failed(keys)
+    assert limiter.blocked(keys) is None
+    limiter.failed(keys[1:])
+    assert limiter.blocked(keys) == "token:yf_abcdefgh"  # the second key decides
+    assert limiter.blocked(keys[:1]) is None
+    # Through the app: guesses from one address get 429 once its counter is full.
+    org_in(sqlite_db)
+    add_user(sqlite_db, "amy")
+    good = issue(sqlite_db, "amy")
+    app = production_app(sqlite_db, redis_url=redis_url)
+    app.extensions["yinfin_flow.limiter"].limits = {"addr": 2, "token": 100}
+    http = app.test_client()
+    addr = {"REMOTE_ADDR": "10.3.3.3"}
+    for i in range(2):
+        assert http.get(f"{API}/tasks", headers=bearer(f"yf_guess{i:040d}"), environ_base=addr).status_code == 401
+    assert http.get(f"{API}/tasks", headers=bearer(good), environ_base=addr).status_code == 429
+    assert http.get(f"{API}/tasks", headers=bearer(good)).status_code == 200
+
+
 # -- audit ------------------------------------------------------------------------------
 
 

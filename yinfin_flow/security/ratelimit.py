@@ -57,20 +57,27 @@ class FailureLimiter:
             return self._counts.get(slot, 0)
 
     def blocked(self, keys: Iterable[str]) -> str | None:
-        """The first key over its limit in this window (None: go ahead)."""
-        for key in keys:
-            if self.count(key) >= self._limit(key):
+        """The first key over its limit in this window (None: go ahead).
+
+        With Redis, every key's counter comes in one ``MGET`` (one round trip per
+        authenticated request, whatever the number of keys)."""
+        keys = list(keys)
+        if self.redis is not None and keys:
+            counts = [int(v or 0) for v in self.redis.mget([self._slot(k) for k in keys])]
+        else:
+            counts = [self.count(k) for k in keys]
+        for key, n in zip(keys, counts, strict=True):
+            if n >= self._limit(key):
                 return key
         return None
 
     def failed(self, keys: Iterable[str]) -> None:
+        pipe = self.redis.pipeline() if self.redis is not None else None
         for key in keys:
             slot = self._slot(key)
-            if self.redis is not None:
-                pipe = self.redis.pipeline()
+            if pipe is not None:
                 pipe.incr(slot)
                 pipe.expire(slot, self.window * 2)
-                pipe.execute()
             else:
                 with self._lock:
                     if len(self._counts) > 10_000:  # forget old windows; bounded memory
@@ -78,3 +85,5 @@ class FailureLimiter:
                         self._counts = {k: v for k, v in self._counts.items()
                                         if k.rsplit(":", 1)[1] == str(current)}
                     self._counts[slot] = self._counts.get(slot, 0) + 1
+        if pipe is not None:
+            pipe.execute()  # every key's INCR and EXPIRE in one round trip
