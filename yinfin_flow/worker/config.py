@@ -27,52 +27,56 @@ installation without an OA or ERP keeps working and owes nobody anything.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from datetime import timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
+from typing import TypeVar
 
 from yinfin_flow.domain.errors import ValidationError
+
+T = TypeVar("T")
 
 
 def _names(value: str | None) -> tuple[str, ...]:
     return tuple(n.strip().lower() for n in (value or "").split(",") if n.strip())
 
 
-def _count(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
-    """A whole number from ``env[name]`` (``default`` when unset)."""
+def _setting(env: Mapping[str, str], name: str, default: T, parse: Callable[[str], T],
+             problem: str) -> T:
+    """``parse(env[name])`` (``default`` when unset); a bad value names ``name``."""
     raw = env.get(name)
-    if raw in (None, ""):
+    if raw is None or raw == "":
         return default
     try:
-        value = int(raw.strip())
-    except ValueError:
-        raise ValidationError(name, f"{raw!r} is not a whole number") from None
+        return parse(raw.strip())
+    except (ValueError, ArithmeticError):  # InvalidOperation and OverflowError included
+        raise ValidationError(name, f"{raw!r} {problem}") from None
+
+
+def _count(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+    """A whole number from ``env[name]``."""
+    value = _setting(env, name, default, int, "is not a whole number")
     if value < minimum:
         raise ValidationError(name, f"must be at least {minimum}")
     return value
+
+
+def _duration(text: str) -> timedelta:
+    value = Decimal(text)
+    if not value.is_finite():
+        raise ValueError(text)
+    return timedelta(microseconds=int(value.scaleb(6).to_integral_value()))
 
 
 def seconds(env: Mapping[str, str], name: str, default: timedelta,
             minimum: timedelta = timedelta(0)) -> timedelta:
     """A duration given in seconds (``"2"``, ``"0.5"``) from ``env[name]``, exact to the
     microsecond (parsed as a decimal, never a float); a bad value names ``name``."""
-    raw = env.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        value = Decimal(raw.strip())
-    except InvalidOperation:
-        raise ValidationError(name, f"{raw!r} is not a number of seconds") from None
-    if not value.is_finite():
-        raise ValidationError(name, f"{raw!r} is not a number of seconds")
-    try:
-        out = timedelta(microseconds=int(value.scaleb(6).to_integral_value()))
-    except OverflowError:
-        raise ValidationError(name, f"{raw!r} is too long") from None
-    if out < minimum:
+    value = _setting(env, name, default, _duration, "is not a number of seconds")
+    if value < minimum:
         raise ValidationError(name, f"must be at least {minimum.total_seconds():g} seconds")
-    return out
+    return value
 
 
 @dataclass(frozen=True)
