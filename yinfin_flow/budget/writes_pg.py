@@ -3,13 +3,13 @@
 A reservation (movement, reservations, entries, balances) or any other movement
 (movement, entries, balances) is one statement with data-modifying CTEs, so one
 round trip while the balance rows are locked; SQLite, where a round trip is a
-function call, writes row by row (:mod:`.writes`). The rows come as arrays, so
-one statement text serves any number of lines.
+function call, writes row by row (:mod:`.writes`). The rows come as one JSON
+text each (``json_to_recordset``), so one statement text serves any number of lines.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -30,7 +30,7 @@ from .combined import RULES_SEEN_SQL, PathRead
 # :mod:`.combined`): empty when the rules on ``:rule_ids`` (or any rule with another
 # basis) differ from the ``:rules_seen`` the decision was made with; then nothing is
 # written and the result is one ``stale`` row. ``u`` adds the balance deltas (one
-# array per bucket) once the movement exists, and returns the new balances.
+# row per line, every bucket) once the movement exists, and returns the new balances.
 _GUARD_CTE = f"""g AS (
     SELECT 1 AS ok WHERE CAST(:rules_seen AS text) IS NULL
         OR {RULES_SEEN_SQL.format(ids="SELECT unnest(CAST(:rule_ids AS bigint[]))")} = :rules_seen
@@ -39,10 +39,11 @@ _BALANCES_CTE = """u AS (
     UPDATE budget_balances b
     SET budget = b.budget + d.budget, pre_encumbered = b.pre_encumbered + d.pre_encumbered,
         encumbered = b.encumbered + d.encumbered, actual = b.actual + d.actual, updated_at = :now
-    FROM m, unnest(CAST(:bal_ids AS bigint[]), CAST(:d_budget AS numeric[]), CAST(:d_pre AS numeric[]),
-                   CAST(:d_enc AS numeric[]), CAST(:d_act AS numeric[]))
-         AS d(line_id, budget, pre_encumbered, encumbered, actual)
-    WHERE b.line_id = d.line_id
+    FROM m, json_to_recordset(CAST(:deltas AS json))
+         AS d(line_id bigint, budget numeric, pre_encumbered numeric, encumbered numeric, actual numeric)
+    -- the ids again as an array: the planner then reaches the rows by the primary key
+    -- (it cannot tell how many rows the JSON holds, and would scan the whole table)
+    WHERE b.line_id = ANY(CAST(:bal_ids AS bigint[])) AND b.line_id = d.line_id
     RETURNING b.line_id, b.budget, b.pre_encumbered, b.encumbered, b.actual
 )"""
 _RESULT = """
@@ -55,7 +56,7 @@ SELECT 'bal', u.line_id, NULL, NULL, u.budget, u.pre_encumbered, u.encumbered, u
 
 # A reservation's movement, reservations, entries and balance changes in one
 # statement, so one round trip while the balance rows are locked. The lines come as
-# arrays (one statement text for any number of lines). When the key is taken, ``m``
+# rows of one JSON text (one statement text for any number of lines). When the key is taken, ``m``
 # is empty, nothing else is written and no ``res`` row comes back.
 _RESERVE_PG = text(f"""
 WITH {_GUARD_CTE}, m AS (
@@ -71,11 +72,9 @@ WITH {_GUARD_CTE}, m AS (
                               created_at, updated_at)
     SELECT v.key, :document_type, :document_id, v.ref, v.line_id, v.currency, v.source_amount,
            v.source_currency, v.rate, v.budget_date, v.amount, 0, 0, 'open', :now, :now
-    FROM m, unnest(CAST(:keys AS text[]), CAST(:refs AS text[]), CAST(:line_ids AS bigint[]),
-                   CAST(:currencies AS text[]), CAST(:source_amounts AS numeric[]),
-                   CAST(:source_currencies AS text[]), CAST(:rates AS numeric[]),
-                   CAST(:budget_dates AS date[]), CAST(:amounts AS numeric[]))
-         AS v(key, ref, line_id, currency, source_amount, source_currency, rate, budget_date, amount)
+    FROM m, json_to_recordset(CAST(:rows AS json))
+         AS v(key text, ref text, line_id bigint, currency text, source_amount numeric,
+              source_currency text, rate numeric, budget_date date, amount numeric)
     RETURNING id, line_id, document_line, pre_encumbered, currency
 ), e AS (
     INSERT INTO budget_entries (movement_id, line_id, reservation_id, bucket, amount,
@@ -101,10 +100,8 @@ WITH {_GUARD_CTE}, m AS (
     INSERT INTO budget_entries (movement_id, line_id, reservation_id, bucket, amount,
                                 currency, created_at)
     SELECT m.id, v.line_id, v.reservation_id, v.bucket, v.amount, v.currency, :now
-    FROM m, unnest(CAST(:e_line_ids AS bigint[]), CAST(:e_res_ids AS bigint[]),
-                   CAST(:e_buckets AS text[]), CAST(:e_amounts AS numeric[]),
-                   CAST(:e_currencies AS text[]))
-         AS v(line_id, reservation_id, bucket, amount, currency)
+    FROM m, json_to_recordset(CAST(:entries AS json))
+         AS v(line_id bigint, reservation_id bigint, bucket text, amount numeric, currency text)
 ), {_BALANCES_CTE}{_RESULT}
 UNION ALL
 SELECT 'mov', m.id, NULL, NULL, NULL, NULL, NULL, NULL FROM m
@@ -118,21 +115,27 @@ class RulesChanged(Exception):
     """The guarded write found other rules than the decision used: nothing was written."""
 
 
+def as_json(rows: Sequence[dict[str, Any]]) -> str:
+    """Rows for ``json_to_recordset``: one parameter instead of an array per column.
+
+    Decimals and dates go as strings and are read by the column types' own input
+    functions, so amounts stay exact (no float anywhere). Measured: a statement
+    with 15 array parameters cost about 100 µs more client CPU than with one JSON text.
+    """
+    return json.dumps(rows, default=str, separators=(",", ":"))
+
+
 def delta_params(deltas: dict[tuple[int, Bucket], Decimal]) -> dict[str, Any]:
-    """Balance deltas as the arrays ``u`` takes (one element per line, zeros included)."""
-    by_line: dict[int, dict[Bucket, Decimal]] = defaultdict(dict)
+    """Balance deltas as the rows ``u`` takes (one per line; only lines that change)."""
+    by_line: dict[int, dict[str, Any]] = {}
     for (line_id, bucket), amount in deltas.items():
         if amount:
-            by_line[line_id][bucket] = amount
+            by_line.setdefault(line_id, {"line_id": line_id, **_ZEROS})[bucket.value] = amount
     ids = sorted(by_line)
-    zero = Decimal(0)
-    return {
-        "bal_ids": ids,
-        "d_budget": [by_line[i].get(Bucket.BUDGET, zero) for i in ids],
-        "d_pre": [by_line[i].get(Bucket.PRE_ENCUMBERED, zero) for i in ids],
-        "d_enc": [by_line[i].get(Bucket.ENCUMBERED, zero) for i in ids],
-        "d_act": [by_line[i].get(Bucket.ACTUAL, zero) for i in ids],
-    }
+    return {"bal_ids": ids, "deltas": as_json([by_line[i] for i in ids])}
+
+
+_ZEROS = {b.value: 0 for b in Bucket}
 
 
 def guard_params(seen: PathRead | None) -> dict[str, Any]:
@@ -183,15 +186,12 @@ def reserve_pg(
         **guard_params(rules_seen), **delta_params(deltas),
         "key": key, "document_type": document[0], "document_id": document[1], "step": step,
         "actor": actor, "now": now,
-        "keys": [f"{key}:{r.ref}" for r in rows],
-        "refs": [r.ref for r in rows],
-        "line_ids": [r.line_id for r in rows],
-        "currencies": [r.currency for r in rows],
-        "source_amounts": [r.source_amount for r in rows],
-        "source_currencies": [r.source_currency for r in rows],
-        "rates": [r.rate for r in rows],
-        "budget_dates": [r.budget_date for r in rows],
-        "amounts": [r.amount for r in rows],
+        "rows": as_json([
+            {"key": f"{key}:{r.ref}", "ref": r.ref, "line_id": r.line_id, "currency": r.currency,
+             "source_amount": r.source_amount, "source_currency": r.source_currency, "rate": r.rate,
+             "budget_date": r.budget_date, "amount": r.amount}
+            for r in rows
+        ]),
     }).all())
     if not result:
         return None
@@ -211,11 +211,11 @@ def move_pg(
         "document_type": document[0] if document else None,
         "document_id": document[1] if document else None,
         "step": step,
-        "e_line_ids": [e[0] for e in entries],
-        "e_res_ids": [e[1] for e in entries],
-        "e_buckets": [e[2].value for e in entries],
-        "e_amounts": [e[3] for e in entries],
-        "e_currencies": [e[4] for e in entries],
+        "entries": as_json([
+            {"line_id": line_id, "reservation_id": res_id, "bucket": bucket.value, "amount": amount,
+             "currency": currency}
+            for line_id, res_id, bucket, amount, currency in entries
+        ]),
     }).all())
     return int(rows[0].id) if rows else None
 
