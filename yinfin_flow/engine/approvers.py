@@ -192,6 +192,8 @@ class Deputies:
 
     ``by_user``: user → ``(deputy, deputy is active, start, end, workflow)`` rows in the
     order :func:`delegate_for` weighs them (an empty list: no delegation that day).
+    Its statements go to the session's connection directly (Core, no autoflush: the
+    engine reads the directory in blocks that need none).
     """
 
     on: date
@@ -201,7 +203,7 @@ class Deputies:
         """Read the delegations of ``users`` not read yet, in one statement."""
         missing = [u for u in dict.fromkeys(users) if u not in self.by_user]
         if missing:
-            self._add(missing, session.execute(_DELEGATIONS_OF, {"ids": missing, "on": self.on}))
+            self._add(missing, session.connection().execute(_DELEGATIONS_OF, {"ids": missing, "on": self.on}))
 
     def _add(self, users: list[str], rows: Any) -> None:
         for u in users:
@@ -277,7 +279,7 @@ def _active(session: Session, ids: list[str], requester: str, deputies: Deputies
     if deputies is None:
         active = set(session.scalars(_ACTIVE, {"ids": wanted}))
     else:
-        rows = session.execute(_ACTIVE_DEPUTIES, {"ids": wanted, "on": deputies.on}).all()
+        rows = session.connection().execute(_ACTIVE_DEPUTIES, {"ids": wanted, "on": deputies.on}).all()
         active = {r.user_id for r in rows}
         deputies._add(sorted(active), rows)
     return [i for i in wanted if i in active]

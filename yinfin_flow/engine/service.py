@@ -48,12 +48,13 @@ def _insert_request(session: Session, values: dict[str, Any]) -> ApprovalRequest
     statement when not given) and hand it to the session as a loaded row: every
     column is given, so nothing is read back and the one UPDATE at the end of the
     action carries whatever submitting changed."""
+    conn = session.connection()
     if values["department"] is None:
         params = {k: v for k, v in values.items() if k != "department"}
-        row = session.execute(_insert_request_stmt(True), {**params, "of_user": values["requester"]}).one()
+        row = conn.execute(_insert_request_stmt(True), {**params, "of_user": values["requester"]}).one()
         values["department"] = row.department
     else:
-        row = session.execute(_insert_request_stmt(False), values).one()
+        row = conn.execute(_insert_request_stmt(False), values).one()
     req = ApprovalRequest(id=row.id, **values)
     make_transient_to_detached(req)
     session.add(req)
