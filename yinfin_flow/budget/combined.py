@@ -1,4 +1,4 @@
-"""One statement for what control needs (PostgreSQL): lines, ancestors, balances, rules.
+"""One statement for what control needs: lines, ancestors, balances, rules.
 
 The general path (:meth:`.control.ControlContext.prepare`) reads the lines, the
 rules, the balances and, on PostgreSQL, the rules again after locking: four or
@@ -24,17 +24,23 @@ statement starts (and is seen) or waits for our commit.
 When a rule with another basis exists, the lock variant returns no row and locks
 nothing, and the caller takes the general path (which knows every line such rules
 bring in before it locks, so the lock order holds there too).
+
+SQLite runs the same reads (paths split as JSON) without locks or fingerprint: a
+writer holds the whole database from ``BEGIN IMMEDIATE`` on. There a statement is
+a function call, not a round trip, but each still costs SQLAlchemy's client CPU.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import Boolean, TextClause, text
 from sqlalchemy.orm import Session
 
+from yinfin_flow.db.models import BudgetBalance, BudgetLine, ControlRuleRow
 from yinfin_flow.domain.budget import Buckets
 
 from .lookup import LineRow
@@ -61,55 +67,92 @@ JOIN budget_balances b ON b.line_id = want.id
 JOIN budget_lines l ON l.id = b.line_id
 LEFT JOIN control_rules r ON r.line_id = b.line_id"""
 
-# Every line on the paths of the lines asked for (each path lists root to line).
-_PATHS_OF_LINES = """
+# Every line on the paths of the lines (or the reservations' lines) asked for; each
+# path lists the ids from the root to the line ("1/5/9"). SQLite splits it as JSON.
+_WANT = {
+    "postgresql": """
 WITH want AS (
     SELECT DISTINCT CAST(p.id AS bigint) AS id
-    FROM budget_lines w, unnest(string_to_array(w.path, '/')) AS p(id)
-    WHERE w.id = ANY(CAST(:line_ids AS bigint[])) AND p.id <> ''
-)"""
-
-_PATHS_OF_RESERVATIONS = """
+    FROM {source}, unnest(string_to_array(w.path, '/')) AS p(id)
+    WHERE {key} = ANY(CAST(:{param} AS bigint[])) AND p.id <> ''
+)""",
+    "sqlite": """
 WITH want AS (
-    SELECT DISTINCT CAST(p.id AS bigint) AS id
-    FROM reservations x
-    JOIN budget_lines w ON w.id = x.line_id, unnest(string_to_array(w.path, '/')) AS p(id)
-    WHERE x.id = ANY(CAST(:res_ids AS bigint[])) AND p.id <> ''
-)"""
+    SELECT DISTINCT CAST(p.value AS INTEGER) AS id
+    FROM {source}, json_each('[' || replace(w.path, '/', ',') || ']') AS p
+    WHERE {key} IN (SELECT value FROM json_each(:{param}))
+)""",
+}
+_OF_LINES = {"source": "budget_lines w", "key": "w.id", "param": "line_ids"}
+_OF_RESERVATIONS = {
+    "source": "reservations x JOIN budget_lines w ON w.id = x.line_id", "key": "x.id", "param": "res_ids",
+}
+# The reservations (of those asked for) on each line.
+_HELD = {
+    "postgresql": "ARRAY(SELECT x.id FROM reservations x"
+                  " WHERE x.line_id = l.id AND x.id = ANY(CAST(:res_ids AS bigint[])))",
+    "sqlite": "(SELECT json_group_array(x.id) FROM reservations x"
+              " WHERE x.line_id = l.id AND x.id IN (SELECT value FROM json_each(:res_ids)))",
+}
+# SQLite writers hold the database from BEGIN IMMEDIATE on: no row locks, and no
+# rule can change under us, so no fingerprint either.
+_LOCKING = {
+    "postgresql": (RULES_SEEN_SQL.format(ids="SELECT id FROM want"), "FOR UPDATE OF b"),
+    "sqlite": ("NULL", ""),
+}
 
-_RULES_SEEN = RULES_SEEN_SQL.format(ids="SELECT id FROM want")
 
-# Lock and read, for reservations and moves. Nothing is locked when a rule with
-# another basis exists, nor when a movement was made with the key already (a replay
-# needs no lock): the caller then takes the general path, which replays.
-_LOCK = text(f"""{_PATHS_OF_LINES}
-SELECT {_COLUMNS}, {_RULES_SEEN} AS rules_seen
+def _statements(dialect: str) -> dict[str, TextClause]:
+    want = _WANT[dialect]
+    rules_seen, lock = _LOCKING[dialect]
+    stmts = {
+        # Lock and read, for reservations and moves. Nothing is locked when a rule
+        # with another basis exists, nor when a movement was made with the key
+        # already (a replay needs no lock): the caller then takes the general path.
+        "lock": f"""{want.format(**_OF_LINES)}
+SELECT {_COLUMNS}, {rules_seen} AS rules_seen
 {_FROM}
 WHERE NOT EXISTS (SELECT 1 FROM control_rules c WHERE c.basis <> 'period')
   AND NOT EXISTS (SELECT 1 FROM budget_movements WHERE idempotency_key = :key)
 ORDER BY b.line_id
-FOR UPDATE OF b""")
+{lock}""",
+        # The same without locking, for preview.
+        "read": f"""{want.format(**_OF_LINES)}
+SELECT {_COLUMNS}
+{_FROM}
+ORDER BY b.line_id""",
+        # The same for the lines reservations hold, for the re-check at each step.
+        "held": f"""{want.format(**_OF_RESERVATIONS)}
+SELECT {_COLUMNS}, {_HELD[dialect]} AS held
+{_FROM}
+ORDER BY b.line_id""",
+    }
+    if dialect == "postgresql":  # psycopg returns the right Python types as they are
+        return {name: text(sql) for name, sql in stmts.items()}
+    return {name: text(sql).columns(**_SQLITE_TYPES) for name, sql in stmts.items()}
 
-# After a refusal on the fast path: a movement made with the key meanwhile, and the
-# rules now (if they changed, the refusal may rest on rules that no longer hold).
+
+def _sqlite_types() -> dict[str, Any]:
+    """What SQLAlchemy must convert on SQLite: scaled-integer amounts, dates, JSON, booleans."""
+    lines, balances, rules = BudgetLine.__table__.c, BudgetBalance.__table__.c, ControlRuleRow.__table__.c
+    types: dict[str, Any] = {name: lines[name].type for name in ("period_start", "period_end")}
+    types.update({name: balances[name].type for name in ("budget", "pre_encumbered", "encumbered", "actual")})
+    types.update({name: rules[name].type for name in ("tolerance_percent", "tolerance_amount", "thresholds",
+                                                      "subtree")})
+    types["basis_rules"] = Boolean()
+    return types
+
+
+_SQLITE_TYPES = _sqlite_types()
+_STATEMENTS = {dialect: _statements(dialect) for dialect in _WANT}
+
+# After a refusal on the fast path (PostgreSQL): a movement made with the key
+# meanwhile, and the rules now (if they changed, the refusal may rest on rules that
+# no longer hold).
 _AFTER_REFUSAL = text(f"""
 SELECT (SELECT id FROM budget_movements WHERE idempotency_key = :key) AS prior,
        {RULES_SEEN_SQL.format(ids="SELECT unnest(CAST(:rule_ids AS bigint[]))")} AS rules_now""")
-
-# The same without locking, for preview.
-_READ = text(f"""{_PATHS_OF_LINES}
-SELECT {_COLUMNS}
-{_FROM}
-ORDER BY b.line_id""")
-
-# The same for the lines reservations hold, for the re-check at each approval step;
-# ``held`` lists the reservations (of those asked for) on each line.
-_READ_HELD = text(f"""{_PATHS_OF_RESERVATIONS}
-SELECT {_COLUMNS},
-    ARRAY(SELECT x.id FROM reservations x
-          WHERE x.line_id = l.id AND x.id = ANY(CAST(:res_ids AS bigint[]))) AS held
-{_FROM}
-ORDER BY b.line_id""")
+_REPLAY = text("SELECT id FROM budget_movements WHERE idempotency_key = :key")
 
 
 @dataclass(slots=True)
@@ -139,7 +182,8 @@ def _path_read(rows: Sequence[Any], *, locked: bool = False, held: bool = False)
             out.rule_rows.append(_RuleRow(row.rule_line_id, row.mode, row.tolerance_percent,
                                           row.tolerance_amount, row.thresholds, row.basis, row.subtree))
         if held and out.held is not None:
-            out.held.extend((rid, row.id) for rid in row.held)
+            ids = json.loads(row.held) if isinstance(row.held, str) else row.held  # SQLite: JSON text
+            out.held.extend((rid, row.id) for rid in ids)
     if out.held is not None:
         out.held.sort()
     return out
@@ -158,30 +202,37 @@ class _RuleRow:
     subtree: bool
 
 
+def _run(session: Session, name: str, ids_param: str, ids: Iterable[int], **params: Any) -> list[Any]:
+    dialect = session.get_bind().dialect.name
+    wanted: Any = sorted(set(ids))
+    if dialect == "sqlite":
+        wanted = json.dumps(wanted)
+    return session.execute(_STATEMENTS[dialect][name], {ids_param: wanted, **params}).all()
+
+
 def lock_paths(session: Session, line_ids: Iterable[int], key: str | None) -> PathRead | None:
     """Lock and read the balances of ``line_ids`` and their ancestors, with lines and rules.
 
     ``None`` (nothing locked) when none of the lines exists, a rule with another
     basis than the period exists or a movement with ``key`` exists: the caller takes
-    the general path.
+    the general path. (On SQLite nothing is locked: the writer holds the database.)
     """
-    rows = session.execute(_LOCK, {"line_ids": sorted(set(line_ids)), "key": key}).all()
-    return _path_read(rows, locked=True)
+    return _path_read(_run(session, "lock", "line_ids", line_ids, key=key), locked=True)
 
 
 def after_refusal(session: Session, key: str | None, read: PathRead) -> tuple[int | None, bool]:
     """(the movement made with ``key`` meanwhile, whether the rules changed since ``read``)."""
+    if read.rules_seen is None:  # SQLite: nothing can have changed under BEGIN IMMEDIATE
+        return (session.scalar(_REPLAY, {"key": key}) if key is not None else None), False
     row = session.execute(_AFTER_REFUSAL, {"key": key, "rule_ids": sorted(read.lines)}).one()
     return row.prior, row.rules_now != read.rules_seen
 
 
 def read_paths(session: Session, line_ids: Iterable[int]) -> PathRead | None:
     """:func:`lock_paths` without locking (and without the fingerprint)."""
-    return _path_read(session.execute(_READ, {"line_ids": sorted(set(line_ids))}).all())
+    return _path_read(_run(session, "read", "line_ids", line_ids))
 
 
 def read_held_paths(session: Session, reservation_ids: Iterable[int]) -> PathRead | None:
     """:func:`read_paths` for the lines ``reservation_ids`` hold; ``held`` maps them."""
-    rows = session.execute(_READ_HELD, {"res_ids": sorted(set(reservation_ids))}).all()
-    return _path_read(rows, held=True)
-
+    return _path_read(_run(session, "held", "res_ids", reservation_ids), held=True)

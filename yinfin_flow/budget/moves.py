@@ -33,7 +33,8 @@ from .control import ControlContext, path_ids, rollup
 from .lookup import LineRow
 from .queries import BudgetQueries
 from .results import MovementResult
-from .writes import Entry, insert_alerts, insert_movement, write_movement
+from .writes import insert_alerts, insert_movement, write_movement
+from .writes_pg import Entry
 
 
 class BudgetMoves(BudgetQueries):

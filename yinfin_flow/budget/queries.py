@@ -94,8 +94,8 @@ class BudgetQueries(BudgetsBase):
         return checks
 
     def _combined(self) -> bool:
-        """Whether the one-statement reads of :mod:`.combined` apply (PostgreSQL)."""
-        return self.session.get_bind().dialect.name == "postgresql"
+        """Whether the one-statement reads of :mod:`.combined` apply (both databases do)."""
+        return self.session.get_bind().dialect.name in ("postgresql", "sqlite")
 
     @staticmethod
     def _prepare_read(ctx: ControlContext, read: PathRead | None, lines: Iterable[BudgetLine | LineRow]) -> None:

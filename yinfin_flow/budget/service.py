@@ -31,8 +31,8 @@ from .journals import BudgetJournals
 from .lookup import Dims, LineRow
 from .moves import BudgetMoves
 from .results import LineRequest, MovementResult, ReservationView, ReserveResult
-from .writes import NewReservation, check_length, insert_alerts, insert_reservations
-from .writes_pg import RulesChanged
+from .writes import check_length, insert_alerts, insert_reservations
+from .writes_pg import NewReservation, RulesChanged
 
 # A reservation's first line and the replay check in one trip; the line is read
 # as a plain row (see LineRow).
@@ -63,13 +63,11 @@ class Budgets(BudgetMoves, BudgetJournals):
         ancestor; a hard-control refusal raises :class:`OverBudget` naming the line
         that decided, the amount asked and the amount available.
         """
-        # PostgreSQL, lines named by id: lock and read everything in one statement
+        # Lines named by id: lock and read everything in one statement
         # (see .combined); otherwise, or when a rule with another basis exists, the
         # general path. A guarded write that finds other rules than the decision used
         # writes nothing, and the decision is made again under the same locks.
-        fast = self.session.get_bind().dialect.name == "postgresql" and bool(lines) and all(
-            req.line_id is not None for req in lines
-        )
+        fast = self._combined() and bool(lines) and all(req.line_id is not None for req in lines)
         ids = [req.line_id for req in lines if req.line_id is not None]
         for _ in range(5):
             read = lock_paths(self.session, ids, idempotency_key) if fast else None
