@@ -23,7 +23,7 @@ app's own work) and prints per request:
 The approval is ``bench.http``'s: a one-step workflow whose approve re-checks the
 budget, a bearer token, production settings. Usage::
 
-    .venv/bin/python -m bench.profile_http [--n 200] [--sql] [--profile FILE]
+    .venv/bin/python -m bench.profile_http [--n 200] [--sql] [--profile FILE] [--idempotency-key]
 """
 
 from __future__ import annotations
@@ -165,7 +165,7 @@ def measure(name: str, n: int, action: Callable[[int], None], c: Counter, show_s
                c.locked / n, c.exact / n)
 
 
-def approvals(url: str, wf_dir: Path, count: int) -> tuple[Callable[[int], None], Any]:
+def approvals(url: str, wf_dir: Path, count: int, keyed: bool = False) -> tuple[Callable[[int], None], Any]:
     """Set up ``count`` pending tasks for ``mgr0`` and return the approving action."""
     from yinfin_flow.app import create_app
 
@@ -189,7 +189,9 @@ def approvals(url: str, wf_dir: Path, count: int) -> tuple[Callable[[int], None]
     it = iter(task_ids)
 
     def approve(_n: int) -> None:
-        r = http.post(f"/api/v1/tasks/{next(it)}/approve", json={}, headers=headers)
+        task = next(it)
+        key = {"Idempotency-Key": f"approve-{task}"} if keyed else {}
+        r = http.post(f"/api/v1/tasks/{task}/approve", json={}, headers={**headers, **key})
         assert r.status_code == 200, r.get_data(as_text=True)
 
     return approve, app
@@ -219,6 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sql", action="store_true", help="print the statements per request")
     parser.add_argument("--profile", default=None,
                         help="cProfile (CPU time) of each timed run, dumped to FILE.<name>")
+    parser.add_argument("--idempotency-key", action="store_true",
+                        help="send a fresh Idempotency-Key with each approval (claim and answer kept)")
     parser.add_argument("--exact-trips", action="store_true",
                         help="count what libpq sends (slower binding: ignore the CPU column)")
     args = parser.parse_args(argv)
@@ -231,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.exact_trips:
             count_libpq_trips(c)
         rows.append(measure("bare", args.n, bare(url), c, args.sql, args.profile))
-        approve, _app = approvals(url, wf_dir, args.n + 20)
+        approve, _app = approvals(url, wf_dir, args.n + 20, args.idempotency_key)
         rows.append(measure("approve", args.n, approve, c, args.sql, args.profile))
     print(f"\nper request, mean of {args.n}, one process, Flask test client, PostgreSQL")
     exact = f" {'libpq':>6}" if args.exact_trips else ""

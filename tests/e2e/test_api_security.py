@@ -245,6 +245,28 @@ def test_concurrent_duplicates_do_the_action_once(pg_db: Database):
     line = app.test_client().get(f"{API}/budget/lines/{org.office_line}",
                                  headers=FINANCE).get_json()
     assert line["buckets"]["budget"] == "107.0000"  # added once
+    replay = app.test_client().post(f"{API}/budget/adjustments", json=body,
+                                    headers={**FINANCE, "Idempotency-Key": "same"})
+    assert (replay.status_code, replay.headers["Idempotent-Replayed"]) == (201, "true")
+
+
+def test_the_idempotency_store_on_both_backends(db: Database):
+    rid = idempotency.claim(db, "amy", "k", "POST", "/x", b"{}")
+    with pytest.raises(idempotency.InProgress):
+        idempotency.claim(db, "amy", "k", "POST", "/x", b"{}")
+    with pytest.raises(idempotency.KeyReused):
+        idempotency.claim(db, "amy", "k", "POST", "/x", b'{"other": 1}')
+    assert isinstance(idempotency.claim(db, "bob", "k", "POST", "/x", b"{}"), int)  # per user
+    idempotency.complete(db, rid, 201, "application/json", '{"ok": true}')
+    assert idempotency.claim(db, "amy", "k", "POST", "/x", b"{}") == idempotency.Stored(
+        201, "application/json", '{"ok": true}')
+    # a claim left by a process that died is taken over after STALE_CLAIM
+    old = utcnow() - idempotency.STALE_CLAIM - timedelta(seconds=1)
+    dead = idempotency.claim(db, "amy", "d", "POST", "/x", b"{}", now=old)
+    assert idempotency.claim(db, "amy", "d", "POST", "/x", b"{}") == dead
+    # a server error frees the key
+    idempotency.complete(db, dead, 503, "application/json", "{}")
+    assert isinstance(idempotency.claim(db, "amy", "d", "POST", "/x", b"{}"), int)
 
 
 def test_records_are_purged_after_the_retention_only(sqlite_db: Database):

@@ -99,12 +99,10 @@ def _lookup(db: Any, token: str) -> tuple[str, frozenset[str]] | None:
     outside a transaction (autocommit): one round trip instead of BEGIN, the
     statement and COMMIT; a single statement sees one consistent snapshot anyway."""
     from yinfin_flow.security import tokens
+    from yinfin_flow.security.oneshot import one_statement
 
-    if db.dialect == "postgresql":
-        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            return tokens.identify(conn, token)
-    with db.unit_of_work(readonly=True) as s:
-        return tokens.identify(s, token)
+    with one_statement(db, readonly=True) as conn:
+        return tokens.identify(conn, token)
 
 
 def _token_identity(token: str) -> Identity:

@@ -1,8 +1,8 @@
 """Idempotency for every mutating API call: the first answer, kept and replayed.
 
 A call with ``Idempotency-Key`` first *claims* the key (user, key) by inserting a row
-with no status, in its own committed transaction; the unique constraint means only
-one of two concurrent duplicates can claim it. Then:
+with no status, committed on its own; the unique constraint means only one of two
+concurrent duplicates can claim it. Then:
 
 - the key is new: the call runs, and its answer (status, body) is stored;
 - the key was answered: the stored answer is replayed; nothing runs again;
@@ -23,15 +23,18 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import delete, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from yinfin_flow.db.engine import Database
 from yinfin_flow.db.models.security import IdempotencyRecord
 from yinfin_flow.db.types import utcnow
 from yinfin_flow.domain.errors import Conflict, ValidationError
+
+from .oneshot import one_statement
 
 RETENTION = timedelta(hours=48)
 STALE_CLAIM = timedelta(minutes=5)
@@ -62,60 +65,74 @@ def body_hash(method: str, path: str, body: bytes) -> str:
     return hashlib.sha256(method.encode() + b" " + path.encode() + b"\n" + body).hexdigest()
 
 
+def _insert(dialect: str) -> Any:
+    mod = postgresql if dialect == "postgresql" else sqlite
+    return (mod.insert(IdempotencyRecord)
+            .on_conflict_do_nothing(index_elements=["user_id", "key"])
+            .returning(IdempotencyRecord.id))
+
+
 def claim(db: Database, user: str, key: str, method: str, path: str, body: bytes,
           now: datetime | None = None) -> int | Stored:
     """Claim ``key`` for this call (returns the record id) or return the stored answer.
 
-    Raises :class:`KeyReused` or :class:`InProgress`.
+    Raises :class:`KeyReused` or :class:`InProgress`. The claim is one
+    ``INSERT … ON CONFLICT DO NOTHING`` committed by itself (on PostgreSQL in one
+    round trip, see :mod:`.oneshot`); a key already there is then read (one more).
     """
     now = now or utcnow()
     digest = body_hash(method, path, body)
     method_path = f"{method} {path}"[:520]
+    row = {"user_id": user, "key": key, "method_path": method_path, "body_hash": digest,
+           "created_at": now}
     for _ in range(3):
-        try:
-            with db.unit_of_work() as s:
-                row = IdempotencyRecord(user_id=user, key=key, method_path=method_path,
-                                        body_hash=digest, created_at=now)
-                s.add(row)
-                s.flush()
-                if row.id % PURGE_EVERY == 0:
-                    # Housekeeping rides on every PURGE_EVERY-th claim: no scheduler
-                    # needed, and the delete is indexed by created_at.
+        with one_statement(db) as conn:
+            claimed = conn.scalar(_insert(db.dialect).values(**row))
+        if claimed is not None:
+            if claimed % PURGE_EVERY == 0:
+                # Housekeeping rides on every PURGE_EVERY-th claim: no scheduler
+                # needed, and the delete is indexed by created_at.
+                with db.unit_of_work() as s:
                     purge(s, now)
-                return row.id
-        except IntegrityError:
-            pass
-        with db.unit_of_work() as s:
-            found = s.scalar(select(IdempotencyRecord).where(IdempotencyRecord.user_id == user,
-                                                             IdempotencyRecord.key == key))
-            if found is None:
-                continue  # purged or dropped between the two statements: claim again
-            if found.body_hash != digest:
-                raise KeyReused()
-            if found.status is not None:
-                return Stored(found.status, found.content_type or "application/json", found.response or "")
-            if now - found.created_at < STALE_CLAIM:
-                raise InProgress("a request with this Idempotency-Key is still running; retry shortly",
-                                 field="Idempotency-Key")
-            # A claim whose process died: take it over (the row stays ours).
-            taken = s.execute(update(IdempotencyRecord)
-                              .where(IdempotencyRecord.id == found.id,
-                                     IdempotencyRecord.created_at == found.created_at,
-                                     IdempotencyRecord.status.is_(None))
-                              .values(created_at=now))
-            if taken.rowcount == 1:  # type: ignore[attr-defined]
-                return found.id
+            return int(claimed)
+        with one_statement(db, readonly=True) as conn:
+            found = conn.execute(_FIND, {"user_id": user, "key": key}).first()
+        if found is None:
+            continue  # purged or dropped between the two statements: claim again
+        if found.body_hash != digest:
+            raise KeyReused()
+        if found.status is not None:
+            return Stored(found.status, found.content_type or "application/json", found.response or "")
+        if now - found.created_at < STALE_CLAIM:
+            raise InProgress("a request with this Idempotency-Key is still running; retry shortly",
+                             field="Idempotency-Key")
+        # A claim whose process died: take it over (the row stays ours).
+        with one_statement(db) as conn:
+            taken = conn.execute(update(IdempotencyRecord)
+                                 .where(IdempotencyRecord.id == found.id,
+                                        IdempotencyRecord.created_at == found.created_at,
+                                        IdempotencyRecord.status.is_(None))
+                                 .values(created_at=now))
+        if taken.rowcount == 1:
+            return int(found.id)
     raise InProgress("this Idempotency-Key is contended; retry shortly", field="Idempotency-Key")
+
+
+_FIND = select(IdempotencyRecord.id, IdempotencyRecord.body_hash, IdempotencyRecord.status,
+               IdempotencyRecord.content_type, IdempotencyRecord.response,
+               IdempotencyRecord.created_at).where(
+    IdempotencyRecord.user_id == bindparam("user_id"), IdempotencyRecord.key == bindparam("key"))
 
 
 def complete(db: Database, record_id: int, status: int, content_type: str, body: str,
              now: datetime | None = None) -> None:
-    """Store the answer (or drop the claim for a 5xx, so a retry runs again)."""
-    with db.unit_of_work() as s:
+    """Store the answer (or drop the claim for a 5xx, so a retry runs again): one
+    statement committed by itself."""
+    with one_statement(db) as conn:
         if status >= 500:
-            s.execute(delete(IdempotencyRecord).where(IdempotencyRecord.id == record_id))
+            conn.execute(delete(IdempotencyRecord).where(IdempotencyRecord.id == record_id))
             return
-        s.execute(update(IdempotencyRecord).where(IdempotencyRecord.id == record_id).values(
+        conn.execute(update(IdempotencyRecord).where(IdempotencyRecord.id == record_id).values(
             status=status, content_type=content_type[:100], response=body,
             completed_at=now or utcnow()))
 
