@@ -1,7 +1,8 @@
 """Countersign modes, transfer, add approver, CC, urge, delegation, auto-approve, no approver.
 
-Routing logic only: these run on SQLite (``db`` below is the SQLite fixture); budget
-and concurrency behaviour is proven on both databases in the other engine tests.
+Routing logic, on both databases (``db`` is conftest's, parametrised): the engine's
+writes take a different path on PostgreSQL (task changes, history and the request's
+UPDATE inside the next INSERT), so every task action is proven there too.
 """
 
 from __future__ import annotations
@@ -17,11 +18,6 @@ from yinfin_flow.engine import directory, service
 from yinfin_flow.engine.errors import Forbidden, NoApprover
 
 from .test_engine_support import actions, clean, expense_form, flow, held, pending, state, world
-
-
-@pytest.fixture
-def db(sqlite_db):
-    return sqlite_db
 
 
 def step(id_, users, mode="all", extra=""):

@@ -1,4 +1,8 @@
-"""Timers as rows fired by the scheduler function, exactly once; concurrent approvers."""
+"""Timers as rows fired by the scheduler function, exactly once; concurrent approvers.
+
+On both databases (``db`` is conftest's, parametrised): an escalation writes through
+the engine's PostgreSQL path (the next INSERT carries the other changes) as well.
+"""
 
 from __future__ import annotations
 
@@ -15,12 +19,6 @@ from yinfin_flow.engine import service
 from yinfin_flow.engine.timers import fire_due_timers
 
 from .test_engine_support import clean, expense_form, flow, held, pending, state, world
-
-
-@pytest.fixture
-def db(sqlite_db):
-    """Timer logic runs on SQLite; the exactly-once race is proven on PostgreSQL below."""
-    return sqlite_db
 
 
 def timed(tmp, action, extra="", version=1):
