@@ -75,6 +75,31 @@ def test_an_append_does_not_wait_for_an_uncommitted_one_on_postgres(pg_db: Datab
         assert audit.check_chain(s) == []
 
 
+def test_with_every_head_taken_an_append_waits_its_turn_on_postgres(pg_db: Database,
+                                                                   monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(audit, "CHAINS", 1)  # one head: the second append finds none free
+    _append_committed(pg_db, _event(0))  # the head exists (committed)
+    held = pg_db.session()
+    held.begin()
+    first = audit.append(held, _event(1))
+    done: list[int] = []
+    t = threading.Thread(target=lambda: done.append(_append_committed(pg_db, _event(2))))
+    t.start()
+    t.join(timeout=1)
+    assert t.is_alive() and not done  # it waits for the head, it does not fork the chain
+    held.commit()
+    held.close()
+    t.join(timeout=10)
+    assert done == [first + 1]
+    with pg_db.unit_of_work(readonly=True) as s:
+        assert audit.check_chain(s) == []
+
+
+def _append_committed(db: Database, event: AuditEvent) -> int:
+    with db.unit_of_work() as s:
+        return audit.append(s, event)
+
+
 def _two_chains(db: Database) -> tuple[int, int]:
     """One row on one chain and three on another; returns (the lone row, the other chain).
 

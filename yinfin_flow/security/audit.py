@@ -139,6 +139,7 @@ RETURNING id
 _MISSING_HEADS = text("""
 INSERT INTO audit_head (id, last_id, last_hash)
 SELECT c, (c - 1) * CAST(:span AS BIGINT), :genesis FROM generate_series(1, :chains) AS c
+WHERE NOT EXISTS (SELECT 1 FROM audit_head h WHERE h.id = c)
 ON CONFLICT (id) DO NOTHING
 """)
 
@@ -157,6 +158,7 @@ def append(session: Session, event: AuditEvent, now: datetime | None = None) -> 
                   "preferred": os.getpid() % CHAINS + 1}
         row_id = session.scalar(_APPEND, params)
         if row_id is None:  # every head is taken, or some are not made yet
+            # (heads that exist are skipped by NOT EXISTS: no wait on a busy one here)
             session.execute(_MISSING_HEADS, {"span": SPAN, "genesis": GENESIS, "chains": CHAINS})
             row_id = session.scalar(_APPEND, params)
         if row_id is not None:
