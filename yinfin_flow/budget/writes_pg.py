@@ -1,5 +1,9 @@
 """The one-statement writes on PostgreSQL: a movement with everything it changes.
 
+They run on the session's connection (Core): they write no table the ORM keeps
+objects of, except ``reservations``, whose new rows are never loaded as objects
+here, so there is nothing to autoflush first.
+
 A reservation (movement, reservations, entries, balances) or any other movement
 (movement, entries, balances) is one statement with data-modifying CTEs, so one
 round trip while the balance rows are locked; SQLite, where a round trip is a
@@ -182,7 +186,7 @@ def reserve_pg(
     rules_seen: PathRead | None,
 ) -> tuple[int, list[int]] | None:
     """:func:`.writes.insert_reservations` on PostgreSQL (checked already): one statement."""
-    result = read_written(session.execute(_RESERVE_PG, {
+    result = read_written(session.connection().execute(_RESERVE_PG, {
         **guard_params(rules_seen), **delta_params(deltas),
         "key": key, "document_type": document[0], "document_id": document[1], "step": step,
         "actor": actor, "now": now,
@@ -205,7 +209,7 @@ def move_pg(
 ) -> int | None:
     """:func:`.writes.write_movement` on PostgreSQL (checked already): one statement."""
     entries = [e for e in entries if e[3] != 0]
-    rows = read_written(session.execute(_MOVE_PG, {
+    rows = read_written(session.connection().execute(_MOVE_PG, {
         **guard_params(None), **delta_params(deltas),
         "kind": kind, "key": key, "actor": actor, "reason": reason, "now": utcnow(),
         "document_type": document[0] if document else None,
