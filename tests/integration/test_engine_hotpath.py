@@ -15,6 +15,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from yinfin_flow.db.models.engine import ApprovalRequest, ApprovalTask, RequestHistory
 from yinfin_flow.db.types import utcnow
+from yinfin_flow.domain.errors import NotFound
 from yinfin_flow.engine import definitions, directory, queries, service
 from yinfin_flow.engine.approvers import delegate_for
 from yinfin_flow.engine.errors import NoApprover
@@ -315,3 +316,17 @@ def test_a_task_inserted_with_a_stale_requests_update_is_refused(pg_db, tmp_path
     finally:
         s.close()
     assert [w for _, _, w in pending(pg_db, rid)] == []
+
+
+def test_acting_on_a_task_that_does_not_exist_is_not_found(db, tmp_path):
+    # The request is found through the task in the locking statement (on SQLite the
+    # same statement reads the round): no task, no request, a 404-style error.
+    org = world(db)
+    rid = go(db, org, flow(tmp_path, "      - {id: a, approvers: [{type: user, user: pat}]}\n"))
+    [(task, _, _)] = pending(db, rid)
+    with pytest.raises(NotFound) as err, db.unit_of_work() as s:
+        service.act(s, task + 1000, "pat", "approve")
+    assert err.value.details["field"] == "task_id"
+    with db.unit_of_work() as s:  # the real one still works, version checked
+        service.act(s, task, "pat", "approve", expected_version=2)
+    assert state(db, rid) == "approved"

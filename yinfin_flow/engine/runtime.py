@@ -41,7 +41,7 @@ from .errors import StaleRequest
 from .history import LAST_SEQ, history, start_history
 from .pending import READS_HISTORY, deferred, write_history
 
-__all__ = ["LAST_SEQ", "READS_HISTORY", "ActionContext", "deferred", "history", "lock_request",
+__all__ = ["LAST_SEQ", "READS_HISTORY", "ActionContext", "check_version", "deferred", "history", "lock_request",
            "lock_request_of_task", "next_key", "publish", "start_history", "task_event", "write_history"]
 
 
@@ -75,11 +75,11 @@ def lock_request(session: Session, request_id: int, expected_version: int | None
     req = session.scalar(_LOCK, {"request_id": request_id})
     if req is None:
         raise NotFound(f"no request {request_id}", field="request_id")
-    _check_version(req, expected_version)
+    check_version(req, expected_version)
     return req
 
 
-def _check_version(req: ApprovalRequest, expected_version: int | None) -> None:
+def check_version(req: ApprovalRequest, expected_version: int | None) -> None:
     if expected_version is not None and req.version != expected_version:
         raise StaleRequest(
             f"request {req.id} changed (version {req.version}, you saw {expected_version}); "
@@ -113,7 +113,7 @@ def lock_request_of_task(session: Session, task_id: int,
     req = session.scalar(_LOCK_BY_TASK, {"task_id": task_id})
     if req is None:
         raise NotFound(f"no task {task_id}", field="task_id")
-    _check_version(req, expected_version)
+    check_version(req, expected_version)
     return req
 
 

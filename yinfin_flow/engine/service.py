@@ -154,8 +154,12 @@ def act(session: Session, task_id: int, actor: str, action: str, *, comment: str
     """
     if action not in TASK_ACTIONS:
         raise ValidationError("action", f"must be one of {', '.join(TASK_ACTIONS)}")
+    rows = None
     if not isinstance(task_id, int) or isinstance(task_id, bool):
         req = lock_request(session, _load_task(session, task_id).request_id, expected_version)
+    elif session.get_bind().dialect.name == "sqlite":
+        # The database is locked already (BEGIN IMMEDIATE): request and round in one read.
+        req, rows = steps.lock_with_round(session, task_id, expected_version)
     else:
         # One statement finds the task's request and locks it (request row first).
         req = lock_request_of_task(session, task_id, expected_version)
@@ -163,7 +167,7 @@ def act(session: Session, task_id: int, actor: str, action: str, *, comment: str
     ctx = ActionContext(session, d, actor, now=now or utcnow(), comment=comment)
     # The round's tasks, read once under the lock; a task of an earlier round is not
     # among them and is read on its own (it is refused as closed just below).
-    task = next((t for t in steps.load_round(ctx, req) if t.id == task_id), None)
+    task = next((t for t in steps.load_round(ctx, req, rows) if t.id == task_id), None)
     if task is None:
         task = session.scalar(select(ApprovalTask).where(ApprovalTask.id == task_id)
                               .execution_options(populate_existing=True))

@@ -26,10 +26,11 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, or_, select, update
-from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy.orm import Session, aliased, make_transient_to_detached
 
-from yinfin_flow.db.models.engine import ApprovalRequest, ApprovalTask, EngineTimer
+from yinfin_flow.db.models.engine import ApprovalRequest, ApprovalTask, EngineTimer, RequestHistory
+from yinfin_flow.domain.errors import NotFound
 from yinfin_flow.domain.workflow import State, Step
 
 from . import budgeting, routing
@@ -39,6 +40,7 @@ from .runtime import (
     LAST_SEQ,
     READS_HISTORY,
     ActionContext,
+    check_version,
     deferred,
     history,
     publish,
@@ -90,16 +92,21 @@ def tasks_of(ctx: ActionContext, req: ApprovalRequest, step_id: str | None = Non
     return sorted(out, key=lambda t: (t.position, t.id))
 
 
-def load_round(ctx: ActionContext, req: ApprovalRequest) -> list[ApprovalTask]:
+def load_round(ctx: ActionContext, req: ApprovalRequest,
+               rows: list[tuple[ApprovalTask, int | None]] | None = None) -> list[ApprovalTask]:
     """Read the current round's tasks afresh and keep them for :func:`tasks_of` for the
     rest of the action. Call it after locking the request and before recording history:
     the same statement reads the request's last history seq for :func:`history`, and
-    any task still open in another round (for :func:`close_open`)."""
-    rows = ctx.session.execute(_ROUND_TASKS, {"request_id": req.id, "round": req.round}).all()
-    tasks = [t for t, _ in rows if t.round == req.round]
+    any task still open in another round (for :func:`close_open`). ``rows``: (task,
+    last seq) as :func:`lock_with_round` read them with the lock (nothing is read)."""
+    if rows is None:
+        rows = [(t, seq) for t, seq in ctx.session.execute(_ROUND_TASKS, {"request_id": req.id,
+                                                                           "round": req.round})]
+    tasks = [t for t, _ in rows if t is not None and t.round == req.round]
     ctx.cache.setdefault("tasks", {})[(req.id, req.round)] = tasks
-    ctx.cache.setdefault("open_elsewhere", {})[req.id] = [t for t, _ in rows if t.round != req.round]
-    if rows:  # with no task read, history() reads the seq itself
+    ctx.cache.setdefault("open_elsewhere", {})[req.id] = [t for t, _ in rows
+                                                          if t is not None and t.round != req.round]
+    if rows:  # with no row read, history() reads the seq itself
         start_history(ctx, req, rows[0][1])
     return tasks
 
@@ -109,6 +116,38 @@ _ROUND_TASKS = (
     select(ApprovalTask, LAST_SEQ)
     .where(ApprovalTask.request_id == bindparam("request_id"),
            or_(ApprovalTask.round == bindparam("round"), ApprovalTask.status.in_(OPEN)))
+    .execution_options(populate_existing=True, **{READS_HISTORY: True})
+)
+
+
+def lock_with_round(session: Session, task_id: int, expected_version: int | None = None,
+                    ) -> tuple[ApprovalRequest, list[tuple[ApprovalTask, int | None]]]:
+    """SQLite only: the request of a task, its round's tasks (as :func:`load_round`
+    reads them) and its last history seq, in ONE statement.
+
+    Safe on SQLite alone: a writing transaction holds the database's lock from
+    ``BEGIN IMMEDIATE`` on, so nothing can change between the lock and the reads. On
+    PostgreSQL a statement that waited for a row lock reads other tables as they were
+    before it waited: there the lock (:func:`~.runtime.lock_request_of_task`) and the
+    reads stay two statements.
+    """
+    rows = session.execute(_LOCK_WITH_ROUND, {"task_id": task_id}).all()
+    if not rows:
+        raise NotFound(f"no task {task_id}", field="task_id")
+    req = rows[0][0]
+    check_version(req, expected_version)
+    return req, [(t, seq) for _, t, seq in rows]
+
+
+_TASK = aliased(ApprovalTask)
+_LOCK_WITH_ROUND = (
+    select(ApprovalRequest, ApprovalTask,
+           select(func.max(RequestHistory.seq)).where(RequestHistory.request_id == ApprovalRequest.id)
+           .correlate(ApprovalRequest).scalar_subquery())
+    .outerjoin(ApprovalTask, and_(ApprovalTask.request_id == ApprovalRequest.id,
+                                  or_(ApprovalTask.round == ApprovalRequest.round, ApprovalTask.status.in_(OPEN))))
+    .where(ApprovalRequest.id == select(_TASK.request_id).where(_TASK.id == bindparam("task_id"))
+           .scalar_subquery())
     .execution_options(populate_existing=True, **{READS_HISTORY: True})
 )
 
