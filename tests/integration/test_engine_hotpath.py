@@ -270,9 +270,10 @@ def test_each_write_of_the_request_moves_its_version_on_by_one(db, tmp_path):
     assert state(db, rid) == "approved"
 
 
-@pytest.mark.postgres
-def test_a_change_to_a_stale_copy_of_a_request_is_refused(pg_db, tmp_path):
-    # A copy read before another action committed cannot overwrite that action.
+@contextlib.contextmanager
+def _stale_copy(pg_db, tmp_path):
+    """(session, request) where the request was read before another session approved it
+    (and committed); the session is rolled back and closed afterwards."""
     org = world(pg_db)
     rid = go(pg_db, org, flow(tmp_path, "      - {id: a, approvers: [{type: user, user: pat}]}\n"))
     s = pg_db.session()
@@ -284,38 +285,31 @@ def test_a_change_to_a_stale_copy_of_a_request_is_refused(pg_db, tmp_path):
         with pg_db.unit_of_work() as other:
             service.act(other, task, "pat", "approve")
         stale.title = "changed meanwhile"
-        with pytest.raises(StaleDataError):
-            s.flush()
+        yield s, stale
         s.rollback()
     finally:
         s.close()
     assert state(pg_db, rid) == "approved"
+    assert pending(pg_db, rid) == []
+
+
+@pytest.mark.postgres
+def test_a_change_to_a_stale_copy_of_a_request_is_refused(pg_db, tmp_path):
+    # A copy read before another action committed cannot overwrite that action.
+    with _stale_copy(pg_db, tmp_path) as (s, _), pytest.raises(StaleDataError):
+        s.flush()
 
 
 @pytest.mark.postgres
 def test_a_task_inserted_with_a_stale_requests_update_is_refused(pg_db, tmp_path):
     # On PostgreSQL a new task's INSERT carries the request's UPDATE and selects its
     # row FROM it: when the UPDATE matches nothing, nothing is inserted either.
-    org = world(pg_db)
-    rid = go(pg_db, org, flow(tmp_path, "      - {id: a, approvers: [{type: user, user: pat}]}\n"))
-    s = pg_db.session()
-    try:
-        s.begin()
-        stale = s.get(ApprovalRequest, rid)
-        assert stale is not None
-        [(task, _, _)] = pending(pg_db, rid)
-        with pg_db.unit_of_work() as other:
-            service.act(other, task, "pat", "approve")
-        stale.title = "changed meanwhile"
-        values = dict(request_id=rid, state_name="approval", step_id="a", round=1, position=0, assignee="quinn",
-                      on_behalf_of=None, status="pending", kind="approve", added_by=None, warnings=[],
-                      comment=None, due_at=None, urged=0, created_at=utcnow(), decided_at=None)
+    with _stale_copy(pg_db, tmp_path) as (s, stale):
+        values = dict(request_id=stale.id, state_name="approval", step_id="a", round=1, position=0,
+                      assignee="quinn", on_behalf_of=None, status="pending", kind="approve", added_by=None,
+                      warnings=[], comment=None, due_at=None, urged=0, created_at=utcnow(), decided_at=None)
         with pytest.raises(StaleDataError), deferred(s):
             insert_returning_id(s, ApprovalTask.__table__, values)
-        s.rollback()
-    finally:
-        s.close()
-    assert [w for _, _, w in pending(pg_db, rid)] == []
 
 
 def test_acting_on_a_task_that_does_not_exist_is_not_found(db, tmp_path):
