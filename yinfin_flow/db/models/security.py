@@ -2,8 +2,8 @@
 inbound event ids. Owned by the security area (:mod:`yinfin_flow.security`).
 
 ``audit_log`` is append-only in the database (triggers in migration 0006, like
-``budget_entries``); ``audit_head`` is the one row that names the chain's last hash,
-locked by every append so appends serialise.
+``budget_entries``); ``audit_head`` has one row per hash chain naming its last id and
+hash, locked by an append to that chain (:mod:`yinfin_flow.security.audit`).
 """
 
 from __future__ import annotations
@@ -40,8 +40,9 @@ class AuditLog(Base):
     """One state-changing API call: who, what, when, from where, and the result.
 
     ``hash`` = sha256(``prev_hash`` + canonical JSON of the row's content); the first
-    row's ``prev_hash`` is 64 zeros. Editing, deleting or inserting a row breaks the
-    chain, which ``yinfin-flow verify`` reports.
+    row of a chain has 64 zeros as ``prev_hash``. The id says the chain (chain c owns
+    ids (c-1)*2^40+1 …). Editing, deleting or inserting a row breaks its chain, which
+    ``yinfin-flow verify`` reports.
     """
 
     __tablename__ = "audit_log"
@@ -63,7 +64,8 @@ class AuditLog(Base):
 
 
 class AuditHead(Base):
-    """The chain's head (one row, id 1): locked by each append so appends serialise."""
+    """A chain's head (row c for chain c; row 1, the first chain, from the migration):
+    locked by an append to that chain until it commits."""
 
     __tablename__ = "audit_head"
 
