@@ -44,9 +44,12 @@ TID = "<int(min=1, max=2147483647):task_id>"
 AUTH = {"security": [{"bearerAuth": []}, {"devUser": []}]}
 
 
-def _task_detail(s: Any, task: ApprovalTask) -> dict[str, Any]:
-    s.flush()
-    s.refresh(task)
+def _task_detail(s: Any, task: ApprovalTask, *, changed: bool = False) -> dict[str, Any]:
+    """The task and its request in full; ``changed``: an action ran in this session
+    since the task was read (write it out and read the task again)."""
+    if changed:
+        s.flush()
+        s.refresh(task)
     req = s.get(ApprovalRequest, task.request_id)
     return {**queries.task_dict(task), "request": request_detail(s, req)}
 
@@ -167,7 +170,7 @@ def comment(body: dict[str, Any], task_id: int) -> dict[str, Any]:
     with state(current_app).db.unit_of_work() as s:
         task = my_task(s, ident, task_id)
         service.comment(s, task.request_id, ident.id, body["text"])
-        return _task_detail(s, task)
+        return _task_detail(s, task, changed=True)
 
 
 @blp.post(f"/{TID}/urge")
