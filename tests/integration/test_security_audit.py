@@ -184,3 +184,31 @@ def test_sqlite_appends_to_the_first_chain(sqlite_db: Database):
         assert row.hash == hashlib.sha256(row.prev_hash.encode() + audit._canonical(content)).hexdigest()
         assert s.scalar(select(func.count()).select_from(AuditHead)) == 1
         assert audit.check_chain(s) == []
+
+
+def test_an_append_alone_commits_by_itself(db: Database, monkeypatch: pytest.MonkeyPatch):
+    # What a refused or replayed call writes: no transaction of the caller's.
+    first = audit.append_alone(db, _event(1))
+    second = audit.append_alone(db, _event(2))
+    with db.unit_of_work(readonly=True) as s:
+        assert s.scalar(select(func.count()).select_from(AuditLog)) == 2
+        assert audit.check_chain(s) == []
+    assert chain_of(first) == chain_of(second) and second == first + 1
+    if db.dialect != "postgresql":
+        return
+    # every head busy: it waits for one, then appends (no fork)
+    monkeypatch.setattr(audit, "CHAINS", 1)
+    held = db.session()
+    held.begin()
+    audit.append(held, _event(3))
+    done: list[int] = []
+    t = threading.Thread(target=lambda: done.append(audit.append_alone(db, _event(4))))
+    t.start()
+    t.join(timeout=1)
+    assert t.is_alive()
+    held.commit()
+    held.close()
+    t.join(timeout=10)
+    assert len(done) == 1
+    with db.unit_of_work(readonly=True) as s:
+        assert audit.check_chain(s) == []

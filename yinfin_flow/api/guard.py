@@ -20,8 +20,9 @@ The audit row of a call that succeeds is written *in the action's own transactio
 (a ``before_commit`` listener on the app's writing sessions appends it with the
 endpoint's success status), so the change and its audit row commit together or not
 at all, at the cost of one commit, not two. A call that fails (nothing committed)
-gets its row in a transaction of its own after the response is known; a failed
-write there is logged, never turned into an error for the caller.
+gets its row committed on its own after the response is known (one statement on
+PostgreSQL); a failed write there is logged, never turned into an error for the
+caller.
 """
 
 from __future__ import annotations
@@ -229,8 +230,7 @@ def _audit(response: Response) -> None:
         body = response.get_json(silent=True)
         detail = body.get("code") if isinstance(body, dict) else None
     try:
-        with state(current_app).db.unit_of_work() as s:
-            audit.append(s, _event(response.status_code, detail))
+        audit.append_alone(state(current_app).db, _event(response.status_code, detail))
     except Exception:  # noqa: BLE001 - see the module docstring
         log.exception("audit append failed for %s %s", request.method, request.path)
 

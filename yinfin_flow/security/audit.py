@@ -37,8 +37,11 @@ from sqlalchemy import bindparam, insert, select, text
 from sqlalchemy.orm import Session
 
 from yinfin_flow.budget.verify import Problem
+from yinfin_flow.db.engine import Database
 from yinfin_flow.db.models.security import AuditHead, AuditLog
 from yinfin_flow.db.types import UTCDateTime, utcnow
+
+from .oneshot import one_statement
 
 GENESIS = "0" * 64
 #: The columns the hash covers, in this order.
@@ -154,19 +157,48 @@ def append(session: Session, event: AuditEvent, now: datetime | None = None) -> 
     values = _values(event)
     before, after = split_canonical(at, values)
     if session.get_bind().dialect.name == "postgresql":
-        params = {**values, "at": at, "before": before, "after": after, "chains": CHAINS,
-                  "preferred": os.getpid() % CHAINS + 1}
-        row_id = session.scalar(_APPEND, params)
-        if row_id is None:  # every head is taken, or some are not made yet
-            # (heads that exist are skipped by NOT EXISTS: no wait on a busy one here)
-            session.execute(_MISSING_HEADS, {"span": SPAN, "genesis": GENESIS, "chains": CHAINS})
-            row_id = session.scalar(_APPEND, params)
+        row_id = _append_free(session, at, values, before, after)
         if row_id is not None:
-            return int(row_id)
-        chain = params["preferred"]
+            return row_id
+        chain = _preferred()
     else:
         chain = 1
     return _append_waiting(session, chain, at, values, before, after)
+
+
+def append_alone(db: Database, event: AuditEvent, now: datetime | None = None) -> int:
+    """Append one row committed by itself (a call whose action committed nothing).
+
+    On PostgreSQL the one statement runs in autocommit (one round trip); only when
+    every head is busy does it wait in a transaction of its own, like :func:`append`.
+    """
+    if db.dialect == "postgresql":
+        at = now or utcnow()
+        values = _values(event)
+        before, after = split_canonical(at, values)
+        with one_statement(db) as conn:
+            row_id = _append_free(conn, at, values, before, after)
+        if row_id is not None:
+            return row_id
+    with db.unit_of_work() as s:
+        return append(s, event, now)
+
+
+def _preferred() -> int:
+    return os.getpid() % CHAINS + 1
+
+
+def _append_free(conn: Any, at: datetime, values: dict[str, Any], before: bytes,
+                 after: bytes) -> int | None:
+    """PostgreSQL: append to a head no one holds, in one statement; None if all are busy."""
+    params = {**values, "at": at, "before": before, "after": after, "chains": CHAINS,
+              "preferred": _preferred()}
+    row_id = conn.scalar(_APPEND, params)
+    if row_id is None:  # every head is taken, or some are not made yet
+        # (heads that exist are skipped by NOT EXISTS: no wait on a busy one here)
+        conn.execute(_MISSING_HEADS, {"span": SPAN, "genesis": GENESIS, "chains": CHAINS})
+        row_id = conn.scalar(_APPEND, params)
+    return None if row_id is None else int(row_id)
 
 
 def _append_waiting(session: Session, chain: int, at: datetime, values: dict[str, Any],
