@@ -1,4 +1,4 @@
-"""Integration commands: ``outbox`` (list, status, dead-letters, replay, deliver),
+"""Integration commands: ``outbox`` (list, status, dead-letters, replay, deliver, purge),
 ``sync`` (master data from the ERP) and ``reconcile`` (our vouchers vs the ERP's).
 
 ``outbox`` is registered through :data:`yinfin_flow.cli.GROUPS`; ``sync`` and
@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import click
@@ -118,6 +119,42 @@ def deliver_cmd(once: bool) -> None:
     finally:
         db.dispose()
     click.echo(f"delivered {len(r.delivered)}, retry later {len(r.retried)}, dead {len(r.dead)}")
+
+
+@command.command("purge")
+@click.option("--dry-run", is_flag=True, help="Count what would go; delete nothing.")
+@handle_errors
+def purge_cmd(dry_run: bool) -> None:
+    """Delete delivered messages older than YINFIN_OUTBOX_RETENTION and seen OA event ids
+    older than YINFIN_INBOUND_SEEN_RETENTION (what the hourly job does).
+
+    Pending, in-flight and dead messages are never deleted.
+    """
+    from yinfin_flow.worker import leases, retention
+    from yinfin_flow.worker.config import DeliverySettings
+
+    ds = DeliverySettings.from_env()
+    db = _db()
+    try:
+        if dry_run:
+            done = retention.purge(db, ds, dry_run=True)
+        else:
+            with leases.held(db, "retention-purge", ttl=1800) as mine:
+                if not mine:
+                    raise ValidationError("purge", "another purge is running")
+                done = retention.purge(db, ds)
+    finally:
+        db.dispose()
+    verb = "would delete" if dry_run else "deleted"
+    click.echo(f"{verb} {done.outbox} delivered outbox message(s) older than "
+               f"{_days(ds.outbox_retention)} and {done.inbound_seen} seen OA event id(s) older than "
+               f"{_days(ds.inbound_seen_retention)}")
+
+
+def _days(d: timedelta) -> str:
+    if d and d % timedelta(days=1) == timedelta(0):
+        return f"{d.days} day(s)"
+    return f"{d.total_seconds():g} s"
 
 
 @click.command("sync")

@@ -1,8 +1,9 @@
 """The periodic jobs, one function each; Celery beat and the in-process runner call them.
 
 Each is safe to run twice at once: the outbox sweep claims rows (a row is never
-claimed twice), the engine's timers claim each timer exactly once, and sync and
-reconciliation run under a database lease (:mod:`yinfin_flow.worker.leases`).
+claimed twice), the engine's timers claim each timer exactly once, and sync,
+reconciliation and the retention purge run under a database lease
+(:mod:`yinfin_flow.worker.leases`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from .config import DeliverySettings
 log = logging.getLogger("yinfin_flow.worker.jobs")
 
 #: how often beat (and the in-process runner) runs each job, in seconds
-SCHEDULE = {"sweep": 10.0, "timers": 60.0, "sync": 900.0, "reconcile": 3600.0}
+SCHEDULE = {"sweep": 10.0, "timers": 60.0, "sync": 900.0, "reconcile": 3600.0, "purge": 3600.0}
 
 
 def sweep(db: Database, settings: DeliverySettings | None = None) -> dict[str, int]:
@@ -76,3 +77,14 @@ def reconcile(db: Database, settings: DeliverySettings | None = None,
                                    "period": code})
             out[target] = {"checked": report.checked, "differences": len(report.differences)}
         return out
+
+
+def purge(db: Database, settings: DeliverySettings | None = None) -> dict[str, Any]:
+    """Delete delivered outbox messages and seen OA event ids past their retention
+    (:mod:`yinfin_flow.worker.retention`), under the ``retention-purge`` lease."""
+    from . import retention
+
+    with leases.held(db, "retention-purge", ttl=1800) as mine:
+        if not mine:
+            return {"skipped": "another purge is running"}
+        return retention.purge(db, settings).to_dict()
