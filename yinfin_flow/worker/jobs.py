@@ -13,6 +13,7 @@ from datetime import date
 from typing import Any
 
 from yinfin_flow.db.engine import Database
+from yinfin_flow.domain.errors import DomainError
 
 from . import dispatcher, leases
 from .config import DeliverySettings
@@ -70,7 +71,12 @@ def reconcile(db: Database, settings: DeliverySettings | None = None,
             return {"skipped": "another reconciliation is running"}
         out: dict[str, Any] = {}
         for target in settings.erp:
-            report = rec.reconcile(db, code, target)
+            try:
+                report = rec.reconcile(db, code, target)
+            except DomainError as err:  # e.g. the connector's settings are missing: the others still run
+                log.warning("reconciliation with %s refused: %s", target, err.message)
+                out[target] = {"error": err.message}
+                continue
             for d in report.differences:
                 log.warning("reconciliation difference: %s", d.problem,
                             extra={"document": f"voucher:{d.entry_id}", "target": target,

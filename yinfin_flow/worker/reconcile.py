@@ -37,6 +37,7 @@ from yinfin_flow.db.engine import Database
 from yinfin_flow.db.models import Company
 from yinfin_flow.db.models.ledger import AccountingPeriod, JournalEntry
 from yinfin_flow.db.models.outbox import OutboxMessage
+from yinfin_flow.domain.errors import NotFound, ValidationError
 
 from . import messages
 from .dispatcher import ConnectorLookup, registry_lookup
@@ -109,7 +110,13 @@ def reconcile(db: Database, period: str, target: str, *, company: str | None = N
     from yinfin_flow.ledger.posting import voucher_label
 
     parse_code(period)
+    try:  # a name that is unknown or not configured is the caller's mistake, not the ERP's
+        connector = lookup(target)
+    except LookupError as err:
+        raise ValidationError("connector", str(err), connector=target) from None
     with db.unit_of_work(readonly=True) as s:
+        if company and s.scalar(select(Company.id).where(Company.code == company)) is None:
+            raise NotFound(f"no company {company!r}", field="company")
         stmt = (select(JournalEntry.id, JournalEntry.voucher_word, JournalEntry.voucher_number,
                        Company.code)
                 .join(AccountingPeriod, AccountingPeriod.id == JournalEntry.period_id)
@@ -141,7 +148,6 @@ def reconcile(db: Database, period: str, target: str, *, company: str | None = N
                 info = ("delivered", purged[eid], None, rebuilt[eid], None, None)
             plan_data.append((eid, label, info))
     report = Report(period, target)
-    connector = None
     for eid, label, info in plan_data:
         report.checked += 1
         if info is None:
@@ -156,7 +162,6 @@ def reconcile(db: Database, period: str, target: str, *, company: str | None = N
             report.differences.append(Difference(eid, label, "dead", last_error or "dead letter"))
             continue
         try:
-            connector = connector or lookup(target)
             theirs = connector.read_voucher(external or key)
         except (ConnectorError, LookupError) as err:
             report.differences.append(Difference(eid, label, "unreadable", str(err)[:500], external))
