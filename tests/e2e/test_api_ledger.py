@@ -58,8 +58,14 @@ def test_periods_and_reports(client: FlaskClient, org: Org):
     approved_expense(client, org)
     periods = client.get(f"{API}/periods?company=ACME", headers=FIN).get_json()["items"]
     assert periods[0]["code"] == "2026-01" and periods[0]["status"] == "open"
+    early = client.post(f"{API}/periods/2026-02/close", json={"company": "ACME"}, headers=FIN)
+    assert early.status_code == 409, early.get_json()
+    assert early.get_json()["details"] == {"field": "period", "period": "2026-02", "blocking": "2026-01"}
+    assert client.post(f"{API}/periods/2026-01/close", json={"company": "ACME"}, headers=FIN).status_code == 200
     closed = client.post(f"{API}/periods/2026-02/close", json={"company": "ACME"}, headers=FIN)
     assert closed.status_code == 200 and closed.get_json()["closed_by"] == "fay"
+    under = client.post(f"{API}/periods/2026-01/open", json={"company": "ACME"}, headers=FIN)
+    assert under.status_code == 409 and under.get_json()["details"]["blocking"] == "2026-02"
     reopened = client.post(f"{API}/periods/2026-02/open", json={"company": "ACME"}, headers=FIN)
     assert reopened.get_json()["status"] == "open"
     bad = client.post(f"{API}/periods/2026-13/open", json={"company": "ACME"}, headers=FIN)

@@ -98,3 +98,29 @@ def test_a_failed_delivery_can_be_retried(anonymous: FlaskClient, app: Flask, oa
 def test_unknown_connectors_are_404(anonymous: FlaskClient, oa: Org):
     resp = anonymous.post("/api/v1/oa/nobody/events", data=b"{}")
     assert (resp.status_code, resp.get_json()["code"]) == (404, "unknown_connector")
+
+
+def test_a_purge_keeps_every_event_id_a_replay_could_still_use(anonymous: FlaskClient, app: Flask, oa: Org):
+    from datetime import timedelta
+
+    from connectors import registry
+    from connectors.base import MemorySeen, SignatureError
+    from yinfin_flow.db.types import utcnow
+    from yinfin_flow.worker import retention
+    from yinfin_flow.worker.config import DeliverySettings
+
+    ts = int(time.time()) + 290  # the OA's clock runs almost 5 minutes ahead: the longest life
+    assert deliver(anonymous, form(oa), "e1", ts=ts).status_code == 200
+    db = state(app).db
+    shortest = DeliverySettings.from_env({"YINFIN_INBOUND_SEEN_RETENTION": "600"})
+    assert retention.purge(db, shortest).inbound_seen == 0
+    replay = deliver(anonymous, form(oa), "e1", ts=ts)
+    assert (replay.status_code, replay.get_json()["code"]) == (401, "bad_signature")
+    # the id goes only once the same delivery's timestamp is refused as stale anyway
+    gone_at = utcnow() + timedelta(minutes=10, seconds=1)
+    assert retention.purge(db, shortest, now=gone_at).inbound_seen == 1
+    body = json.dumps(form(oa)).encode()
+    headers = {"X-Yinfin-Timestamp": str(ts), "X-Yinfin-Event-Id": "e1",
+               "X-Yinfin-Signature": sign(SECRET, str(ts), body)}
+    with pytest.raises(SignatureError, match="stale"):
+        registry.get("weaver").verify_and_parse(headers, {}, body, now=gone_at, seen=MemorySeen())

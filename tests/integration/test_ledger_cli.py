@@ -70,6 +70,11 @@ def test_post_reverse_export_report_close(cli, tmp_path):
     trail = json.loads(cli("report", "trail", "expense", "cli-42"))
     assert [v["voucher"] for v in trail["vouchers"]] == [f"记-{year}-03-0001", f"记-{year}-03-0002"]
     assert "journal_balances" in cli("verify")
+    # Months close in order: March waits for January and February.
+    out = cli("period", "close", f"{year}-03", "--actor", "cfo", ok=False)
+    assert "period_out_of_order" in out and f"close {year}-01 first" in out and "field: period" in out
+    for month in ("01", "02"):
+        cli("period", "close", f"{year}-{month}", "--actor", "cfo")
     assert f"{year}-03 closed" in cli("period", "close", f"{year}-03", "--actor", "cfo")
 
 
@@ -82,6 +87,7 @@ def test_bad_masterdata_file_lists_every_row_and_exits_1(cli, tmp_path):
 
 def test_closed_period_refuses_with_a_clear_error(cli, tmp_path):
     year = fiscal_year()
+    cli("period", "close", f"{year}-01", "--actor", "cfo")
     cli("period", "close", f"{year}-02", "--actor", "cfo")
     manual = {"key": "m1", "company": "ACME", "posting_date": str(date(year, 2, 3)), "actor": "kim",
               "summary": "accrual", "lines": [{"account": "6602.01", "debit": "10.00", "cost_centre": "HQ"},
@@ -89,5 +95,7 @@ def test_closed_period_refuses_with_a_clear_error(cli, tmp_path):
     (tmp_path / "m.json").write_text(json.dumps(manual), encoding="utf-8")
     out = cli("journal", "manual", "m.json", ok=False)
     assert "period_closed" in out and "posting_date" in out
+    out = cli("period", "open", f"{year}-01", ok=False)       # reopen from the latest backwards
+    assert "period_out_of_order" in out and f"reopen {year}-02 first" in out
     cli("period", "open", f"{year}-02")
     assert f"posted 记-{year}-02-0001" in cli("journal", "manual", "m.json")

@@ -124,3 +124,22 @@ def test_cli_lists_replays_delivers_and_reconciles(sqlite_db, file_erp, monkeypa
     (file_erp / f"{rows(sqlite_db)[0].external_id}.csv").unlink()
     out = run(cli, ["reconcile", "--period", "2026-01", "--csv", str(tmp_path / "r.csv")])
     assert out.exit_code == 3 and "missing" in (tmp_path / "r.csv").read_text()
+
+
+def test_reconciliation_names_an_unknown_connector_or_company(client, sqlite_db, file_erp, monkeypatch):
+    from yinfin_flow.worker import jobs
+    from yinfin_flow.worker.config import DeliverySettings
+
+    books(sqlite_db)
+    post(sqlite_db, 1)
+    r = client.get("/api/v1/reconciliation?period=2026-01&connector=kingdee", headers=FINANCE)
+    assert r.status_code == 422 and r.get_json()["details"]["field"] == "connector"
+    assert "YINFIN_KINGDEE_URL" in r.get_json()["message"]  # what is missing
+    r = client.get("/api/v1/reconciliation?period=2026-01&company=NOPE", headers=FINANCE)
+    assert r.status_code == 404 and r.get_json()["details"]["field"] == "company"
+    monkeypatch.setenv("YINFIN_DATABASE_URL", sqlite_db.url)
+    out = CliRunner().invoke(cli, ["reconcile", "--period", "2026-01", "--connector", "nope"])
+    assert out.exit_code == 1 and "error validation_error: connector:" in out.output
+    # the scheduled job reports a misconfigured ERP and still reconciles the others
+    done = jobs.reconcile(sqlite_db, DeliverySettings(erp=("kingdee", "file")), period="2026-01")
+    assert "YINFIN_KINGDEE" in done["kingdee"]["error"] and done["file"]["checked"] == 1

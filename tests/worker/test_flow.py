@@ -211,3 +211,24 @@ def test_users_from_an_oa_directory(db, monkeypatch):
     assert again["dingtalk"]["users"]["records"] == 1
     with db.unit_of_work(readonly=True) as s:
         assert s.get(User, "li").active is False  # left, never deleted
+
+
+def test_the_in_process_runner_reads_an_oa_directory_without_an_erp(sqlite_db):
+    from yinfin_flow.db.models.org import User
+
+    books(sqlite_db)
+    oa = FakeERP()
+    oa.master_data_kinds = ("users",)
+    oa.master["users"] = [{"code": "zhang", "name": "张三", "department": "RD",
+                           "external_id": "ding-001", "active": True, "modified": "1"}]
+    runner = Runner(sqlite_db, DeliverySettings(oa=("dingtalk",)), lookup=lambda name: oa, poll=0.05,
+                    schedule={"timers": 3600.0, "purge": 3600.0, "sync": 3600.0}).start()
+    try:
+        deadline, found = time.monotonic() + 10, None
+        while found is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+            with sqlite_db.unit_of_work(readonly=True) as s:
+                found = s.get(User, "zhang")
+    finally:
+        runner.stop()
+    assert found is not None and found.dingtalk_userid == "ding-001"

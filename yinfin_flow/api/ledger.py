@@ -218,7 +218,11 @@ CODE = "<string(length=7):code>"  # YYYY-MM; the ledger checks the month
 @period_blp.response(200, PeriodSchema)
 @period_blp.doc(**AUTH)
 def open_period(body: dict[str, Any], code: str) -> Any:
-    """Open a month (creating it if needed); re-opening a closed month is allowed (反结账)."""
+    """Open a month (creating it if needed); re-opening a closed month is allowed (反结账).
+
+    Months reopen from the latest backwards: `409 period_out_of_order` names the
+    latest closed month while a later month than this one is closed.
+    """
     require_actor()
     with state(current_app).db.unit_of_work() as s:
         return periods.open_period(s, body["company"], code)
@@ -229,7 +233,11 @@ def open_period(body: dict[str, Any], code: str) -> Any:
 @period_blp.response(200, PeriodSchema)
 @period_blp.doc(**AUTH)
 def close_period(body: dict[str, Any], code: str) -> Any:
-    """Close a month; refused while any of its vouchers waits for (or failed) ERP sync."""
+    """Close a month; refused while any of its vouchers waits for (or failed) ERP sync.
+
+    Months close in order: `409 period_out_of_order` names the earliest month before
+    this one that is still open.
+    """
     ident = require_actor()
     with state(current_app).db.unit_of_work() as s:
         return periods.close_period(s, body["company"], code, actor=ident.id)

@@ -169,7 +169,7 @@ def period_cmd() -> None:
 @company_option
 @handle_errors
 def open_cmd(code: str, company: str | None) -> None:
-    """Open month CODE (YYYY-MM), or a whole year (YYYY)."""
+    """Open month CODE (YYYY-MM), or a whole year (YYYY); reopen from the latest closed month back."""
     with unit_of_work() as s:
         comp = _company(s, company)
         if code.isdigit() and len(code) == 4:
@@ -185,7 +185,7 @@ def open_cmd(code: str, company: str | None) -> None:
 @company_option
 @handle_errors
 def close_cmd(code: str, actor: str, company: str | None) -> None:
-    """Close month CODE; refused while vouchers in it wait for the ERP."""
+    """Close month CODE; refused while an earlier month is open or vouchers in it wait for the ERP."""
     with unit_of_work() as s:
         comp = _company(s, company)
         periods.close_period(s, comp, code, actor=actor)

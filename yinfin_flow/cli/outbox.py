@@ -1,4 +1,4 @@
-"""Integration commands: ``outbox`` (list, status, dead-letters, replay, deliver),
+"""Integration commands: ``outbox`` (list, status, dead-letters, replay, deliver, purge),
 ``sync`` (master data from the ERP) and ``reconcile`` (our vouchers vs the ERP's).
 
 ``outbox`` is registered through :data:`yinfin_flow.cli.GROUPS`; ``sync`` and
@@ -8,12 +8,15 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import click
 
 from yinfin_flow.db.engine import Database
 from yinfin_flow.domain.errors import ValidationError
+from yinfin_flow.worker.config import DeliverySettings
+from yinfin_flow.worker.masterdata import KINDS as SYNC_KINDS
 
 from .common import handle_errors, settings, table, unit_of_work
 
@@ -96,7 +99,6 @@ def replay_cmd(message_id: int | None, everything: bool, target: str | None) -> 
 def status_cmd() -> None:
     """Backlog, dead letters and last success per connector."""
     from yinfin_flow.worker import outbox
-    from yinfin_flow.worker.config import DeliverySettings
 
     with unit_of_work(readonly=True) as s:
         found = outbox.target_status(s, DeliverySettings.from_env().targets)
@@ -120,31 +122,101 @@ def deliver_cmd(once: bool) -> None:
     click.echo(f"delivered {len(r.delivered)}, retry later {len(r.retried)}, dead {len(r.dead)}")
 
 
+@command.command("purge")
+@click.option("--dry-run", is_flag=True, help="Count what would go; delete nothing.")
+@handle_errors
+def purge_cmd(dry_run: bool) -> None:
+    """Delete delivered messages older than YINFIN_OUTBOX_RETENTION and seen OA event ids
+    older than YINFIN_INBOUND_SEEN_RETENTION (what the hourly job does).
+
+    Pending, in-flight and dead messages are never deleted.
+    """
+    from yinfin_flow.worker import leases, retention
+
+    ds = DeliverySettings.from_env()
+    db = _db()
+    try:
+        if dry_run:
+            done = retention.purge(db, ds, dry_run=True)
+        else:
+            with leases.held(db, "retention-purge", ttl=1800) as mine:
+                if not mine:
+                    raise ValidationError("purge", "another purge is running")
+                done = retention.purge(db, ds)
+    finally:
+        db.dispose()
+    verb = "would delete" if dry_run else "deleted"
+    click.echo(f"{verb} {done.outbox} delivered outbox message(s) older than "
+               f"{_days(ds.outbox_retention)} and {done.inbound_seen} seen OA event id(s) older than "
+               f"{_days(ds.inbound_seen_retention)}")
+
+
+def _days(d: timedelta) -> str:
+    if d and d % timedelta(days=1) == timedelta(0):
+        return f"{d.days} day(s)"
+    return f"{d.total_seconds():g} s"
+
+
 @click.command("sync")
-@click.option("--connector", "names", multiple=True, help="ERP connector (default: YINFIN_ERP_CONNECTOR).")
+@click.option("--connector", "names", multiple=True,
+              help="Connector to read (default: YINFIN_ERP_CONNECTOR, and the directory of "
+                   "YINFIN_OA_CONNECTOR when it offers one).")
 @click.option("--company", envvar="YINFIN_SYNC_COMPANY", help="Company to sync into.")
-@click.option("--kind", "kinds", multiple=True,
-              type=click.Choice(["accounts", "cost_centres", "projects", "partners", "budgets"]))
+@click.option("--kind", "kinds", multiple=True, type=click.Choice(SYNC_KINDS),
+              help="Only these kinds (an OA directory: cost_centres for its departments, users).")
 @handle_errors
 def sync_cmd(names: tuple[str, ...], company: str | None, kinds: tuple[str, ...]) -> None:
-    """Pull changed master data from the ERP (incremental, from the stored watermark)."""
+    """Pull changed master data from the ERP and the OA directory now (incremental, from
+    the stored watermark): what the scheduled sync does."""
     from yinfin_flow.worker import leases, masterdata
-    from yinfin_flow.worker.config import DeliverySettings
 
-    targets = names or DeliverySettings.from_env().erp
-    if not targets:
-        raise ValidationError("connector", "name one with --connector or set YINFIN_ERP_CONNECTOR")
+    plan = _sync_plan(names, kinds, DeliverySettings.from_env())
     db = _db()
     try:
         with leases.held(db, "masterdata-sync", ttl=1800) as mine:
             if not mine:
                 raise ValidationError("sync", "another master-data sync is running")
-            for name in targets:
-                done = masterdata.sync_connector(db, name, company=company, kinds=kinds or None)
+            failed = []
+            for name, wanted in plan:
+                done = masterdata.sync_connector(db, name, company=company, kinds=wanted)
                 for kind, counts in done.items():
                     click.echo(f"{name} {kind}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+                    if counts.get("error"):
+                        failed.append(f"{name} {kind}")
     finally:
         db.dispose()
+    if failed:  # the others were applied; these are read again from where they stood
+        click.echo(f"error sync: {', '.join(failed)} not applied (see above)", err=True)
+        raise SystemExit(1)
+
+
+def _sync_plan(names: tuple[str, ...], kinds: tuple[str, ...],
+               ds: DeliverySettings) -> list[tuple[str, tuple[str, ...] | None]]:
+    """(connector, kinds) to sync: named connectors as asked (a kind one does not offer is
+    refused by the sync), else the configured ERPs and OA directories, each with those
+    of ``kinds`` it offers."""
+    from yinfin_flow.worker.dispatcher import registry_lookup
+
+    if names:
+        return [(n, kinds or None) for n in names]
+    if not ds.erp and not ds.oa:
+        raise ValidationError("connector", "name one with --connector or set YINFIN_ERP_CONNECTOR "
+                                           "or YINFIN_OA_CONNECTOR")
+    plan: list[tuple[str, tuple[str, ...] | None]] = []
+    for name in ds.erp + ds.oa:
+        try:
+            offered = tuple(getattr(registry_lookup(name), "master_data_kinds", ()))
+        except LookupError as err:
+            raise ValidationError("connector", str(err), connector=name) from None
+        if name in ds.oa and name not in ds.erp and "users" not in offered:
+            continue  # an OA without a directory to read
+        take = tuple(k for k in offered if k in kinds) if kinds else None
+        if take != ():
+            plan.append((name, take))
+    if not plan:
+        raise ValidationError("kind", f"no configured connector offers {', '.join(kinds)}: "
+                                      "name one with --connector")
+    return plan
 
 
 @click.command("reconcile")
@@ -163,7 +235,6 @@ def reconcile_cmd(period: str, name: str | None, company: str | None, csv_path: 
     Exits 0 when everything matches, 3 when there are differences.
     """
     from yinfin_flow.worker import reconcile
-    from yinfin_flow.worker.config import DeliverySettings
 
     target = name or next(iter(DeliverySettings.from_env().erp), None)
     if not target:

@@ -16,12 +16,15 @@ def command(host: str, port: int, debug: bool) -> None:
     """Serve the API (development server) on HOST:PORT, database from YINFIN_DATABASE_URL."""
     from yinfin_flow.app import create_app
     from yinfin_flow.config import ConfigError
+    from yinfin_flow.domain.errors import DomainError
     from yinfin_flow.worker.runner import start_for_app
 
     try:
         app = create_app()
     except ConfigError as err:
         raise click.ClickException(str(err)) from err
+    except DomainError as err:  # a bad YINFIN_OUTBOX_* value: name it instead of a traceback
+        raise click.ClickException(err.message) from err
     st = app.extensions["yinfin_flow"]
     if st.settings.production:
         click.echo("warning: the Flask development server is not for production; use gunicorn "

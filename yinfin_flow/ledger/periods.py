@@ -1,7 +1,13 @@
 """Accounting periods (会计期间): one per company and month, open or closed.
 
-Posting and closing both lock the period row, so they never interleave: a voucher
-is either in the period before it closes, or refused.
+Months close in order and reopen in reverse order (Kingdee 结账/反结账, SAP period
+control): a month closes only when no earlier month of the company is open, and
+reopens only when no later month is closed, so the closed months are always the
+oldest ones. Closing and reopening lock every period row of the company in
+ascending start date (one fixed order), so two of them for the same company queue
+rather than each checking the other's neighbour before it changes. Posting locks the
+period row it posts into, so a voucher is either in the period before it closes, or
+refused.
 """
 
 from __future__ import annotations
@@ -31,6 +37,12 @@ class NoOpenPeriod(DomainError):
     http_status = 409
 
 
+class PeriodOutOfOrder(Conflict):
+    """Closing past an open month, or reopening under a closed one. ``details['blocking']`` names it."""
+
+    code = "period_out_of_order"
+
+
 def parse_code(code: str, field: str = "period") -> tuple[int, int]:
     try:
         year_s, month_s = code.split("-")
@@ -46,15 +58,38 @@ def code_for(on: date) -> str:
     return f"{on.year}-{on.month:02d}"
 
 
+def _locked_periods(session: Session, company_id: int) -> list[AccountingPeriod]:
+    """Every period of the company, oldest first, each locked in that order (PostgreSQL)."""
+    return list(session.scalars(
+        select(AccountingPeriod)
+        .where(AccountingPeriod.company_id == company_id)
+        .order_by(AccountingPeriod.start_date)
+        .with_for_update()
+        .execution_options(populate_existing=True)  # the locked state, not what the session held
+    ))
+
+
 def open_period(session: Session, company_code: str, code: str) -> AccountingPeriod:
-    """Create the month if needed and open it (re-opening a closed month is allowed: 反结账)."""
+    """Create the month if needed and open it (re-opening a closed month is allowed: 反结账).
+
+    Refused with :class:`PeriodOutOfOrder`, naming the latest closed month, while any
+    later month of the company is closed: reopen from the latest backwards.
+    """
     comp = company_by_code(session, company_code)
     year, month = parse_code(code)
-    row = session.scalar(
-        select(AccountingPeriod)
-        .where(AccountingPeriod.company_id == comp.id, AccountingPeriod.code == code)
-        .with_for_update()
-    )
+    rows = _locked_periods(session, comp.id)
+    row = next((r for r in rows if r.code == code), None)
+    if row is not None and row.status == "open":
+        return row
+    later_closed = [r for r in rows if r.code > code and r.status == "closed"]
+    if later_closed:
+        blocking = later_closed[-1].code
+        verb = "reopen" if row is not None else "open"
+        raise PeriodOutOfOrder(
+            f"cannot {verb} {code} while a later month is closed: reopen {blocking} first "
+            "(months reopen from the latest backwards)",
+            field="period", period=code, blocking=blocking,
+        )
     if row is None:
         row = AccountingPeriod(
             company_id=comp.id, code=code, fiscal_year=year, number=month,
@@ -70,7 +105,13 @@ def open_period(session: Session, company_code: str, code: str) -> AccountingPer
 
 
 def open_year(session: Session, company_code: str, year: int) -> list[AccountingPeriod]:
-    return [open_period(session, company_code, f"{year}-{m:02d}") for m in range(1, 13)]
+    """Create and open all twelve months of ``year``, oldest first.
+
+    Months are opened from December backwards, so a year whose early months were
+    closed reopens in the order :func:`open_period` requires.
+    """
+    opened = [open_period(session, company_code, f"{year}-{m:02d}") for m in range(12, 0, -1)]
+    return opened[::-1]
 
 
 @dataclass(frozen=True)
@@ -84,18 +125,28 @@ class Blocker:
 
 
 def close_period(session: Session, company_code: str, code: str, *, actor: str) -> AccountingPeriod:
-    """Close a month. Refused, listing them, while any voucher in it waits for (or failed) ERP sync."""
+    """Close a month. Refused, listing them, while any voucher in it waits for (or failed) ERP sync.
+
+    Refused with :class:`PeriodOutOfOrder`, naming the earliest open month, while any
+    earlier month of the company is open: months close in order. Closing a closed
+    month returns it unchanged.
+    """
     comp = company_by_code(session, company_code)
     parse_code(code)
-    row = session.scalar(
-        select(AccountingPeriod)
-        .where(AccountingPeriod.company_id == comp.id, AccountingPeriod.code == code)
-        .with_for_update()
-    )
+    rows = _locked_periods(session, comp.id)
+    row = next((r for r in rows if r.code == code), None)
     if row is None:
         raise ValidationError("period", f"no accounting period {code} for {company_code}")
     if row.status == "closed":
         return row
+    earlier_open = [r for r in rows if r.code < code and r.status == "open"]
+    if earlier_open:
+        blocking = earlier_open[0].code
+        raise PeriodOutOfOrder(
+            f"cannot close {code} while an earlier month is open: close {blocking} first "
+            "(months close in order)",
+            field="period", period=code, blocking=blocking,
+        )
     blockers = [
         Blocker(e.id, f"{e.voucher_word}-{code}-{e.voucher_number:04d}", status)
         for e, status in session.execute(

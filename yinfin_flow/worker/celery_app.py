@@ -17,7 +17,10 @@ re-queues itself at once: the document's next message becomes due only then.
 
 Beat schedule (:data:`yinfin_flow.worker.jobs.SCHEDULE`, seconds; ``YINFIN_SWEEP_SECONDS``
 overrides the sweep): ``sweep`` (outbox), ``timers`` (approval timeouts/reminders),
-``sync`` (master data), ``reconcile``. Every job is safe when two beats run.
+``sync`` (master data), ``reconcile``, ``purge`` (delivered outbox messages and seen OA
+event ids past their retention). Every job is safe when two beats run.
+Delivery settings are read when this module is imported, so a bad ``YINFIN_OUTBOX_*``
+or retention value stops the worker and beat at start, naming the variable.
 Queue name: ``YINFIN_CELERY_QUEUE`` (default ``yinfin``).
 """
 
@@ -64,8 +67,10 @@ app.conf.update(
         "engine-timers": {"task": "yinfin.timers", "schedule": jobs.SCHEDULE["timers"]},
         "masterdata-sync": {"task": "yinfin.sync", "schedule": jobs.SCHEDULE["sync"]},
         "reconcile": {"task": "yinfin.reconcile", "schedule": jobs.SCHEDULE["reconcile"]},
+        "retention-purge": {"task": "yinfin.purge", "schedule": jobs.SCHEDULE["purge"]},
     },
 )
+DeliverySettings.from_env()  # a bad value is a start-up error naming its variable
 
 _db: Database | None = None
 
@@ -169,6 +174,11 @@ def sync() -> dict[str, Any]:
 @app.task(name="yinfin.reconcile", **RETRY)
 def reconcile(period: str | None = None) -> dict[str, Any]:
     return jobs.reconcile(database(), period=period)
+
+
+@app.task(name="yinfin.purge", **RETRY)
+def purge() -> dict[str, Any]:
+    return jobs.purge(database())
 
 
 @signals.worker_init.connect

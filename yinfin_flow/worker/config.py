@@ -18,6 +18,11 @@ YINFIN_OUTBOX_CONCURRENCY      1         connector calls one dispatcher makes at
                                          of one document, so order is kept)
 YINFIN_SYNC_COMPANY            (only)    company master data is synced into (needed only
                                          when there is more than one)
+YINFIN_OUTBOX_RETENTION        2592000   seconds (30 days) a delivered message is kept
+                                         before the hourly purge deletes it
+YINFIN_INBOUND_SEEN_RETENTION  604800    seconds (7 days) an accepted OA event id is kept
+                                         for replay protection; at least 600 (twice
+                                         the 5-minute timestamp window)
 =============================  ========  ===================================================
 
 With neither connector variable set, no outbox rows are written at all: an
@@ -33,9 +38,15 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import TypeVar
 
+from connectors.base import MAX_SKEW
 from yinfin_flow.domain.errors import ValidationError
 
 T = TypeVar("T")
+
+#: An OA delivery is accepted while its timestamp is within MAX_SKEW (5 minutes) of our
+#: clock, either way: the same delivery replayed can arrive up to twice that after the
+#: first was accepted, so its event id must be remembered at least that long.
+MIN_INBOUND_SEEN_RETENTION = 2 * MAX_SKEW
 
 
 def _names(value: str | None) -> tuple[str, ...]:
@@ -93,6 +104,8 @@ class DeliverySettings:
     batch: int = 50
     concurrency: int = 1
     sync_company: str | None = None
+    outbox_retention: timedelta = timedelta(days=30)
+    inbound_seen_retention: timedelta = timedelta(days=7)
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -114,6 +127,9 @@ class DeliverySettings:
             batch=_count(e, "YINFIN_OUTBOX_BATCH", 50, 1),
             concurrency=_count(e, "YINFIN_OUTBOX_CONCURRENCY", 1, 1),
             sync_company=e.get("YINFIN_SYNC_COMPANY") or None,
+            outbox_retention=seconds(e, "YINFIN_OUTBOX_RETENTION", cls.outbox_retention),
+            inbound_seen_retention=seconds(e, "YINFIN_INBOUND_SEEN_RETENTION",
+                                           cls.inbound_seen_retention, MIN_INBOUND_SEEN_RETENTION),
         )
 
     @property

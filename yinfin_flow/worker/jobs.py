@@ -1,8 +1,9 @@
 """The periodic jobs, one function each; Celery beat and the in-process runner call them.
 
 Each is safe to run twice at once: the outbox sweep claims rows (a row is never
-claimed twice), the engine's timers claim each timer exactly once, and sync and
-reconciliation run under a database lease (:mod:`yinfin_flow.worker.leases`).
+claimed twice), the engine's timers claim each timer exactly once, and sync,
+reconciliation and the retention purge run under a database lease
+(:mod:`yinfin_flow.worker.leases`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from datetime import date
 from typing import Any
 
 from yinfin_flow.db.engine import Database
+from yinfin_flow.domain.errors import DomainError
 
 from . import dispatcher, leases
 from .config import DeliverySettings
@@ -19,7 +21,7 @@ from .config import DeliverySettings
 log = logging.getLogger("yinfin_flow.worker.jobs")
 
 #: how often beat (and the in-process runner) runs each job, in seconds
-SCHEDULE = {"sweep": 10.0, "timers": 60.0, "sync": 900.0, "reconcile": 3600.0}
+SCHEDULE = {"sweep": 10.0, "timers": 60.0, "sync": 900.0, "reconcile": 3600.0, "purge": 3600.0}
 
 
 def sweep(db: Database, settings: DeliverySettings | None = None) -> dict[str, int]:
@@ -69,10 +71,26 @@ def reconcile(db: Database, settings: DeliverySettings | None = None,
             return {"skipped": "another reconciliation is running"}
         out: dict[str, Any] = {}
         for target in settings.erp:
-            report = rec.reconcile(db, code, target)
+            try:
+                report = rec.reconcile(db, code, target)
+            except DomainError as err:  # e.g. the connector's settings are missing: the others still run
+                log.warning("reconciliation with %s refused: %s", target, err.message)
+                out[target] = {"error": err.message}
+                continue
             for d in report.differences:
                 log.warning("reconciliation difference: %s", d.problem,
                             extra={"document": f"voucher:{d.entry_id}", "target": target,
                                    "period": code})
             out[target] = {"checked": report.checked, "differences": len(report.differences)}
         return out
+
+
+def purge(db: Database, settings: DeliverySettings | None = None) -> dict[str, Any]:
+    """Delete delivered outbox messages and seen OA event ids past their retention
+    (:mod:`yinfin_flow.worker.retention`), under the ``retention-purge`` lease."""
+    from . import retention
+
+    with leases.held(db, "retention-purge", ttl=1800) as mine:
+        if not mine:
+            return {"skipped": "another purge is running"}
+        return retention.purge(db, settings).to_dict()

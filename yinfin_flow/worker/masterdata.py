@@ -34,7 +34,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from connectors.base import ConnectorError
+from connectors.base import MASTER_DATA_KINDS, ConnectorError
 from yinfin_flow.db.engine import Database
 from yinfin_flow.db.models import Company
 from yinfin_flow.db.models.outbox import SyncWatermark
@@ -46,6 +46,9 @@ from .dispatcher import ConnectorLookup, registry_lookup
 log = logging.getLogger("yinfin_flow.worker.masterdata")
 
 APPLIED = ("accounts", "cost_centres", "projects", "partners")
+#: every kind a sync can be asked for: the ERP's master data, and an OA directory's
+#: ``cost_centres`` (its departments) and ``users``
+KINDS = (*MASTER_DATA_KINDS, "users")
 _NAME_FIELDS = ("account_name", "cost_center_name", "project_name", "supplier_name", "name",
                 "display_name")
 _TYPES = {"asset": "asset", "liability": "liability", "equity": "equity", "income": "income",
@@ -180,8 +183,15 @@ def _apply_users(db: Database, connector: str, company: str, rows: list[dict[str
                                   department=r.get("department") or None,
                                   manager=r.get("manager") or None, email=r.get("email") or None,
                                   active=bool(r.get("active", True)), external=external)))
+    codes = {i: spec.id for i, spec in specs}
     with db.unit_of_work() as s:
-        result = directory.import_users(s, specs, actor=f"sync:{connector}") if specs else None
+        try:
+            result = directory.import_users(s, specs, actor=f"sync:{connector}") if specs else None
+        except DomainError as err:  # name the OA's records, not rows of a file
+            for e in err.details.get("errors") or ():
+                if isinstance(e, dict) and e.get("row") in codes:
+                    e["record"] = codes[e["row"]]
+            raise
         gone = _deactivate_missing(s, connector, "users", company, rows) if snapshot else 0
         wm = s.get(SyncWatermark, (connector, "users"), with_for_update=True)
         if wm is None:
@@ -203,6 +213,17 @@ def _fail(db: Database, connector: str, kind: str, error: str) -> None:
         wm.last_error = error[:2000]
 
 
+def _explained(err: DomainError, shown: int = 5) -> str:
+    """The error with the first few of its per-record problems (an import lists them all)."""
+    problems = [e for e in err.details.get("errors") or () if isinstance(e, dict)]
+    if not problems:
+        return err.message
+    parts = [f"{e['record'] if 'record' in e else 'row ' + str(e.get('row'))}, "
+             f"{e.get('column')}: {e.get('problem')}" for e in problems[:shown]]
+    more = f"; and {len(problems) - shown} more" if len(problems) > shown else ""
+    return f"{err.message}: {'; '.join(parts)}{more}"
+
+
 def sync_kind(db: Database, name: str, kind: str, company: str, connector: Any) -> dict[str, Any]:
     """Read ``kind`` page by page from its stored watermark; apply and advance each page."""
     total = {"records": 0, "created": 0, "updated": 0, "skipped": 0}
@@ -220,9 +241,10 @@ def sync_kind(db: Database, name: str, kind: str, company: str, connector: Any) 
             counts = _apply(db, name, kind, company, list(records), new_mark,
                             kind in getattr(connector, "snapshot_kinds", ()))
         except DomainError as err:
-            _fail(db, name, kind, f"{err.code}: {err.message}")
-            log.warning("master data %s from %s refused: %s", kind, name, err.message)
-            return {**total, "error": err.message}
+            message = _explained(err)
+            _fail(db, name, kind, f"{err.code}: {message}")
+            log.warning("master data %s from %s refused: %s", kind, name, message)
+            return {**total, "error": message}
         total["records"] += len(records)
         for k, v in counts.items():
             total[k] = total.get(k, 0) + v
@@ -234,10 +256,24 @@ def sync_kind(db: Database, name: str, kind: str, company: str, connector: Any) 
 def sync_connector(db: Database, name: str, *, company: str | None = None,
                    kinds: tuple[str, ...] | None = None,
                    lookup: ConnectorLookup = registry_lookup) -> dict[str, Any]:
-    """Sync every kind ``name`` supports (or ``kinds``) into ``company``; per-kind counts."""
+    """Sync every kind ``name`` supports (or those of ``kinds`` it does, in its order:
+    departments before the users who belong to them) into ``company``; per-kind counts.
+
+    A kind the connector does not offer is refused (:class:`ValidationError` on ``kind``)
+    before anything is read.
+    """
     comp = _company(db, company)
-    connector = lookup(name)
-    wanted = kinds or tuple(getattr(connector, "master_data_kinds", ()))
+    try:
+        connector = lookup(name)
+    except LookupError as err:  # unknown, or its settings are missing: say which
+        raise ValidationError("connector", str(err), connector=name) from None
+    offered = tuple(getattr(connector, "master_data_kinds", ()))
+    if kinds:
+        unknown = [k for k in kinds if k not in offered]
+        if unknown:
+            raise ValidationError("kind", f"{name} offers {', '.join(offered) or 'no master data'}, "
+                                          f"not {', '.join(unknown)}", connector=name)
+    wanted = [k for k in offered if not kinds or k in kinds]
     return {kind: sync_kind(db, name, kind, comp, connector) for kind in wanted}
 
 

@@ -129,7 +129,8 @@ def replay(session: Session, message_id: int, *, now: datetime | None = None) ->
     """
     row = session.get(OutboxMessage, message_id, with_for_update=True)
     if row is None:
-        raise NotFound(f"no outbox message {message_id}", field="id")
+        raise NotFound(f"no outbox message {message_id} (delivered messages are purged after "
+                       "YINFIN_OUTBOX_RETENTION)", field="id")
     if row.status == "dead":
         _revive(session, row, now or utcnow())
     return MessageView.of(row)

@@ -14,6 +14,10 @@ books then differ in detail. Problems:
 ``accounts``    totals agree but the lines do not
 ``unreadable``  the ERP could not be asked (network): try again later
 
+A voucher whose delivered message the retention purge has deleted
+(:mod:`.retention`) is compared all the same: the ERP's number comes from the
+ledger's sync state and our side from the posted entry, which never changes.
+
 Reading from the ERP happens outside any transaction.
 """
 
@@ -33,6 +37,7 @@ from yinfin_flow.db.engine import Database
 from yinfin_flow.db.models import Company
 from yinfin_flow.db.models.ledger import AccountingPeriod, JournalEntry
 from yinfin_flow.db.models.outbox import OutboxMessage
+from yinfin_flow.domain.errors import NotFound, ValidationError
 
 from . import messages
 from .dispatcher import ConnectorLookup, registry_lookup
@@ -105,12 +110,20 @@ def reconcile(db: Database, period: str, target: str, *, company: str | None = N
     from yinfin_flow.ledger.posting import voucher_label
 
     parse_code(period)
+    try:  # a name that is unknown or not configured is the caller's mistake, not the ERP's
+        connector = lookup(target)
+    except LookupError as err:
+        raise ValidationError("connector", str(err), connector=target) from None
     with db.unit_of_work(readonly=True) as s:
-        stmt = (select(JournalEntry.id, JournalEntry.voucher_word, JournalEntry.voucher_number)
+        if company and s.scalar(select(Company.id).where(Company.code == company)) is None:
+            raise NotFound(f"no company {company!r}", field="company")
+        stmt = (select(JournalEntry.id, JournalEntry.voucher_word, JournalEntry.voucher_number,
+                       Company.code)
                 .join(AccountingPeriod, AccountingPeriod.id == JournalEntry.period_id)
+                .join(Company, Company.id == JournalEntry.company_id)
                 .where(AccountingPeriod.code == period).order_by(JournalEntry.id))
         if company:
-            stmt = stmt.join(Company, Company.id == JournalEntry.company_id).where(Company.code == company)
+            stmt = stmt.where(Company.code == company)
         entries = s.execute(stmt).all()
         ids = [e[0] for e in entries]
         sent: dict[int, OutboxMessage] = {}
@@ -120,28 +133,35 @@ def reconcile(db: Database, period: str, target: str, *, company: str | None = N
                     OutboxMessage.target == target, OutboxMessage.kind == "erp_voucher",
                     OutboxMessage.document_key.in_(keys)).order_by(OutboxMessage.id)):
                 sent[int(m.payload.get("entry_id", 0))] = m
-        plan = [(eid, voucher_label(word, period, num), sent.get(eid)) for eid, word, num in entries]
-        plan_data = [(eid, label, None if m is None else (m.status, m.external_id, m.idempotency_key,
-                                                          dict(m.payload), m.last_error))
-                     for eid, label, m in plan]
+        purged = _synced_without_message(s, [eid for eid in ids if eid not in sent], target)
+        rebuilt = _from_ledger(s, period, {code for eid, _, _, code in entries if eid in purged})
+        plan_data: list[tuple[int, str, Any]] = []
+        for eid, word, num, _ in entries:
+            label, msg = voucher_label(word, period, num), sent.get(eid)
+            info: tuple[Any, ...] | None = None
+            if msg is not None:
+                info = (msg.status, msg.external_id, msg.idempotency_key,
+                        messages.voucher_from_json(msg.payload["voucher"])
+                        if msg.status == "delivered" else None,
+                        msg.payload.get("label"), msg.last_error)
+            elif eid in purged and eid in rebuilt:
+                info = ("delivered", purged[eid], None, rebuilt[eid], None, None)
+            plan_data.append((eid, label, info))
     report = Report(period, target)
-    connector = None
     for eid, label, info in plan_data:
         report.checked += 1
         if info is None:
             report.differences.append(Difference(eid, label, "not_queued", f"never sent to {target}"))
             continue
-        status, external, key, payload, last_error = info
-        label = payload.get("label") or label
+        status, external, key, ours, sent_label, last_error = info
+        label = sent_label or label
         if status in ("pending", "in_flight"):
             report.differences.append(Difference(eid, label, "pending", f"{status}, not delivered yet"))
             continue
         if status == "dead":
             report.differences.append(Difference(eid, label, "dead", last_error or "dead letter"))
             continue
-        ours = messages.voucher_from_json(payload["voucher"])
         try:
-            connector = connector or lookup(target)
             theirs = connector.read_voucher(external or key)
         except (ConnectorError, LookupError) as err:
             report.differences.append(Difference(eid, label, "unreadable", str(err)[:500], external))
@@ -158,6 +178,33 @@ def reconcile(db: Database, period: str, target: str, *, company: str | None = N
             report.differences.append(Difference(eid, label, diff[0], diff[1], external,
                                                  ours.totals()[0], theirs.totals()[0]))
     return report
+
+
+def _synced_without_message(s: Any, entry_ids: list[int], target: str) -> dict[int, str]:
+    """Entry id -> the ERP's voucher id, for vouchers synced to ``target`` whose message is gone."""
+    from yinfin_flow.db.models.ledger import JournalSync
+
+    out: dict[int, str] = {}
+    for i in range(0, len(entry_ids), 500):
+        out.update((eid, ext) for eid, ext in s.execute(
+            select(JournalSync.entry_id, JournalSync.erp_voucher_id).where(
+                JournalSync.entry_id.in_(entry_ids[i:i + 500]), JournalSync.target == target,
+                JournalSync.status == "synced", JournalSync.erp_voucher_id.is_not(None))))
+    return out
+
+
+def _from_ledger(s: Any, period: str, companies: set[str]) -> dict[int, Voucher]:
+    """Entry id -> the posted voucher as sent (the ledger never changes a posted entry)."""
+    from connectors.ledger import voucher_from_rows
+    from yinfin_flow.ledger.exports import voucher_rows
+
+    out: dict[int, Voucher] = {}
+    for code in sorted(companies):
+        by_entry: dict[int, list[Any]] = {}
+        for row in voucher_rows(s, code, period):
+            by_entry.setdefault(row.entry_id, []).append(row)
+        out.update((eid, voucher_from_rows(rows)) for eid, rows in by_entry.items())
+    return out
 
 
 def write_xlsx(report: Report, path: Any) -> None:

@@ -3,10 +3,11 @@
 :class:`Runner` is a daemon thread: it wakes when a transaction that wrote outbox
 rows commits (and every ``poll`` seconds regardless), runs dispatcher passes until
 nothing is due, and runs the periodic jobs of :mod:`yinfin_flow.worker.jobs` on their
-schedule (approval timers, and with an ERP configured, master-data sync and
-reconciliation). It is the same dispatcher the Celery tasks use, so the guarantees
-are the same; only the process that runs it differs. Several web processes may each
-run one: claims and leases keep them from doing anything twice.
+schedule (approval timers and the retention purge; with an ERP or an OA configured,
+master-data and directory sync; with an ERP, reconciliation). It is the same
+dispatcher the Celery tasks use, so the guarantees are the same; only the process
+that runs it differs. Several web processes may each run one: claims and leases keep
+them from doing anything twice.
 
 Started by ``yinfin-flow serve``, or by any app created with
 ``YINFIN_INPROCESS_WORKER=1`` (e.g. gunicorn without Redis), never when
@@ -77,9 +78,11 @@ class Runner:
 
     def _periodic(self) -> None:
         now = time.monotonic()
-        work: dict[str, Callable[[], Any]] = {"timers": lambda: jobs.timers(self.db)}
+        work: dict[str, Callable[[], Any]] = {"timers": lambda: jobs.timers(self.db),
+                                              "purge": lambda: jobs.purge(self.db, self.settings)}
+        if self.settings.erp or self.settings.oa:  # an OA alone still has a directory to read
+            work["sync"] = lambda: jobs.sync(self.db, self.settings, self.lookup)
         if self.settings.erp:
-            work["sync"] = lambda: jobs.sync(self.db, self.settings)
             work["reconcile"] = lambda: jobs.reconcile(self.db, self.settings)
         for name, fn in work.items():
             if now - self._last.get(name, -1e9) >= self.schedule.get(name, 60.0):
