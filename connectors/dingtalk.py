@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime
@@ -71,6 +70,7 @@ from .base import (
 from .crypto import BizMsgCrypt
 from .http import Http, body_json, loads
 from .org import Department, OrgOptions, OrgSync, Person, merge_people, paged, text_or_none
+from .tokens import TokenCache, TokenExpired
 
 NAME = "dingtalk"
 TASK_ACTIONS = {"agree": "approve", "refuse": "reject", "redirect": "transfer"}
@@ -79,10 +79,6 @@ ORG_TOKEN = {40014, 42001}  # 不合法的 / 过期的 access_token
 ROOT = "1"
 SETTINGS = ("YINFIN_DINGTALK_APP_KEY", "YINFIN_DINGTALK_APP_SECRET", "YINFIN_DINGTALK_TOKEN",
             "YINFIN_DINGTALK_AES_KEY")
-
-
-class _TokenExpired(Exception):
-    pass
 
 
 class DingTalkConnector(OrgSync):
@@ -101,8 +97,7 @@ class DingTalkConnector(OrgSync):
         self.http = Http(NAME, api_url, timeout=timeout)
         self.oapi = Http(NAME, oapi_url, timeout=timeout)
         self.org_options = org_options or OrgOptions()
-        self._token: str | None = None
-        self._token_until = 0.0
+        self.tokens = TokenCache(NAME, self._fetch_token)
 
     @classmethod
     def from_settings(cls, s: Mapping[str, str]) -> DingTalkConnector:
@@ -255,38 +250,29 @@ class DingTalkConnector(OrgSync):
             return dict(data)
         msg = str(data.get("errmsg") if isinstance(data, dict) else data)
         if code in ORG_TOKEN:
-            raise _TokenExpired(msg)
+            raise TokenExpired(msg)
         if code in ORG_RETRY:
             raise RetryableError(msg, connector=NAME, status=resp.status_code)
         raise PermanentError(msg, connector=NAME, status=resp.status_code)
 
     # -- plumbing -------------------------------------------------------------------
 
-    def access_token(self, *, fresh: bool = False) -> str:
-        if fresh or self._token is None or time.monotonic() >= self._token_until:
-            resp = self.http.request("POST", "/v1.0/oauth2/accessToken",
-                                     json={"appKey": self.app_key, "appSecret": self.app_secret})
-            data = body_json(resp, NAME)
-            if resp.status_code != 200 or "accessToken" not in data:
-                raise PermanentError(str(data.get("message") or data), connector=NAME,
-                                     status=resp.status_code)
-            self._token = data["accessToken"]
-            # refresh a few minutes early: a token that dies mid-call costs a retry
-            self._token_until = time.monotonic() + int(data.get("expireIn", 7200)) - 300
-        assert self._token is not None
-        return self._token
+    def _fetch_token(self) -> tuple[str, float]:
+        resp = self.http.request("POST", "/v1.0/oauth2/accessToken",
+                                 json={"appKey": self.app_key, "appSecret": self.app_secret})
+        data = body_json(resp, NAME)
+        if resp.status_code != 200 or "accessToken" not in data:
+            raise PermanentError(str(data.get("message") or data), connector=NAME,
+                                 status=resp.status_code)
+        return str(data["accessToken"]), int(data.get("expireIn", 7200))
+
+    def access_token(self) -> str:
+        return self.tokens.get()
 
     def _api(self, method: str, path: str, *, once: Callable[..., dict[str, Any]] | None = None,
              **kwargs: Any) -> dict[str, Any]:
         once = once or self._once
-        try:
-            return once(method, path, self.access_token(), **kwargs)
-        except _TokenExpired:
-            try:
-                return once(method, path, self.access_token(fresh=True), **kwargs)
-            except _TokenExpired as err:
-                raise PermanentError(f"token refused after a fresh login: {err}",
-                                     connector=NAME) from None
+        return self.tokens.call(lambda token: once(method, path, token, **kwargs))
 
     def _once(self, method: str, path: str, token: str, **kwargs: Any) -> dict[str, Any]:
         resp = self.http.request(method, path, headers={"x-acs-dingtalk-access-token": token},
@@ -297,7 +283,7 @@ class DingTalkConnector(OrgSync):
         code = str(data.get("code", ""))
         message = str(data.get("message") or data)
         if resp.status_code == 401 or "AccessToken" in code or code == "InvalidAuthentication":
-            raise _TokenExpired(message)
+            raise TokenExpired(message)
         if "QpsLimit" in code or "Throttling" in code:
             raise RetryableError(message, connector=NAME, status=resp.status_code)
         raise PermanentError(message, connector=NAME, status=resp.status_code)
