@@ -30,7 +30,8 @@ first is taken as the main department), ``manager_userid`` and ``leader`` (head 
 department being listed). These old-style APIs live on ``oapi.dingtalk.com`` and take
 the same internal-app token as ``access_token`` query parameter; they answer HTTP 200
 with ``errcode``/``errmsg`` (DingTalk 全局错误码: -1 busy and 90002/90006/90018 call
-limits are retried, 40014/42001 renew the token, 88 and the rest are permanent). A
+limits are retried, 40014/42001 renew the token, the rest are permanent; errcode 88
+鉴权异常 is classified by its ``sub_code``, which is how topapi says 40014). A
 person who has not activated DingTalk yet (``active: false``) is still an employee and
 stays active here; someone who left is no longer listed and becomes inactive.
 Followed: DingTalk's server API docs 「获取部门详情」, 「获取部门列表」 (v2 listsub),
@@ -249,6 +250,11 @@ class DingTalkConnector(OrgSync):
         if code == 0:
             return dict(data)
         msg = str(data.get("errmsg") if isinstance(data, dict) else data)
+        if code == 88:  # 鉴权异常: the reason is in sub_code (40014 = 不合法的access_token)
+            try:
+                code = int(data.get("sub_code") or 88)
+            except (TypeError, ValueError):
+                code = 88
         if code in ORG_TOKEN:
             raise TokenExpired(msg)
         if code in ORG_RETRY:
