@@ -16,8 +16,10 @@ requires, also for ``check_url``. Events handled:
 Outbound (``push_status``): a ``status`` message on an instance started in DingTalk
 becomes an approval comment (``POST /v1.0/workflow/processInstances/comments``; one
 for a request that never lived in DingTalk is skipped, answered ``{"skipped": …}``); a
-``task`` message becomes a DingTalk to-do (``POST /v1.0/todo/users/{unionId}/tasks``)
-whose ``sourceId`` is the idempotency key. The access token comes from
+pending ``task`` message becomes a DingTalk to-do (``POST /v1.0/todo/users/{unionId}/tasks``,
+「创建钉钉待办任务」: ``subject``, ``sourceId``, ``description``, ``executorIds``,
+``detailUrl``) whose ``sourceId`` is the idempotency key; the create call has no "done"
+field, so a finished task is skipped rather than made a new open to-do. The access token comes from
 ``POST /v1.0/oauth2/accessToken`` and is fetched again once when DingTalk says it
 is invalid.
 
@@ -193,11 +195,15 @@ class DingTalkConnector(OrgSync):
         if not self.operator_id:
             raise PermanentError("YINFIN_DINGTALK_OPERATOR_ID is needed to create to-dos",
                                  connector=NAME)
-        done = message.status != "pending"
+        if message.status != "pending":
+            # 创建钉钉待办 has no "done" field (only 更新钉钉待办 PUT …/tasks/{taskId} does, and
+            # it needs DingTalk's to-do id, which we do not keep): creating one here would
+            # put a fresh open to-do in front of someone whose task is over
+            return {"skipped": "DingTalk to-dos are created for pending tasks only"}
         return self._api("POST", f"/v1.0/todo/users/{self.operator_id}/tasks", json={
             "sourceId": idempotency_key, "subject": message.title,
             "description": message.comment or message.status,
-            "executorIds": list(message.user_ids), "isDone": done,
+            "executorIds": list(message.user_ids),
             "detailUrl": {"appUrl": message.url or "", "pcUrl": message.url or ""}})
 
     # -- organisation ---------------------------------------------------------------

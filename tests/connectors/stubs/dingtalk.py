@@ -19,6 +19,12 @@ from connectors.crypto import BizMsgCrypt
 
 from .server import Req, StubServer
 
+#: body fields of 创建钉钉待办任务 (open.dingtalk.com/document/development/add-dingtalk-to-do-task)
+TODO_FIELDS = {"sourceId", "creatorId", "subject", "description", "dueTime", "executorIds",
+               "participantIds", "detailUrl", "contentFieldList", "isOnlyShowExecutor",
+               "priority", "notifyConfigs", "bizCategoryId", "actionList", "todoType",
+               "reminderTimeStamp", "remindNotifyConfigs", "thirdExtension"}
+
 
 class DingTalkStub(StubServer):
     def __init__(self, app_key: str = "dingappkey", app_secret: str = "s3cret") -> None:
@@ -81,6 +87,9 @@ class DingTalkStub(StubServer):
         if (bad := self._authed(req)) is not None:
             return bad
         body = req.json()
+        unknown = set(body) - TODO_FIELDS
+        if unknown:  # the stub refuses what 创建钉钉待办任务 does not document
+            return self._err(400, "InvalidParameter", f"unknown fields {sorted(unknown)}")
         if not body.get("subject"):
             return self._err(400, "MissingSubject", "subject is mandatory")
         self.todos[body["sourceId"]] = body
