@@ -79,6 +79,7 @@ from .tokens import TokenCache
 NAME = "feishu"
 TOKEN_CODES = {99991661, 99991663, 99991664, 99991668}
 RATE_CODES = {99991400, 99991401}
+RATE_RESET = "x-ogw-ratelimit-reset"
 INSTANCE_STATUS = {"APPROVED": "approved", "REJECTED": "rejected", "DELETED": "deleted"}
 TASK_ACTIONS = {"APPROVED": "approve", "REJECTED": "reject", "TRANSFERRED": "transfer"}
 OUR_STATUS = {"pending": "PENDING", "approved": "APPROVED", "rejected": "REJECTED",
@@ -110,7 +111,9 @@ class FeishuConnector(OrgSync):
         self.encrypt_key = encrypt_key
         self.approval_code = approval_code
         self.fetch_forms = fetch_forms
-        self.http = Http(NAME, api_url, timeout=timeout)
+        # Feishu answers a rate limit with HTTP 429 (older APIs: 400) and code 99991400, and
+        # states the wait in x-ogw-ratelimit-reset (「频控策略」)
+        self.http = Http(NAME, api_url, timeout=timeout, retry_after_header=RATE_RESET)
         self.org_options = org_options or OrgOptions()
         self.tokens = TokenCache(NAME, self._fetch_token, expired_codes=TOKEN_CODES)
 
@@ -295,5 +298,5 @@ class FeishuConnector(OrgSync):
         self.tokens.check(code, msg)
         if code in RATE_CODES:  # Feishu says when the window resets
             raise RetryableError(msg, connector=NAME, status=resp.status_code,
-                                 retry_after=retry_after(resp.headers.get("x-ogw-ratelimit-reset")))
+                                 retry_after=retry_after(resp.headers.get(RATE_RESET)))
         raise PermanentError(msg, connector=NAME, status=resp.status_code)

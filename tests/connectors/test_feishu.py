@@ -142,3 +142,10 @@ def test_rate_limit_carries_the_reset_time(feishu, stub) -> None:
     with pytest.raises(RetryableError) as err:
         feishu.push_status(msg, "k")
     assert err.value.retry_after == 3.0 and "frequency limit" in err.value.message
+    # the documented answer of current APIs is HTTP 429 with the same body and headers
+    stub.routes[("POST", "/open-apis/approval/v4/external_instances")] = lambda req: (
+        429, {"code": 99991400, "msg": "request trigger frequency limit"},
+        {"x-ogw-ratelimit-limit": "100", "x-ogw-ratelimit-reset": "52"})
+    with pytest.raises(RetryableError) as err:
+        feishu.push_status(msg, "k")
+    assert err.value.retry_after == 52 and err.value.status == 429
