@@ -14,7 +14,8 @@ Approval events (schema 1.0, subscribed per definition with
 * ``approval_instance``: PENDING → ``form_submitted`` (the form is read from
   ``GET /open-apis/approval/v4/instances/:instance_code``, whose ``form`` is a JSON
   string; numbers are kept as decimal text); APPROVED / REJECTED / DELETED →
-  ``instance_status``; CANCELED → ``instance_withdrawn``.
+  ``instance_status``; CANCELED and REVERTED (the applicant revoked an approved
+  instance) → ``instance_withdrawn``; OVERTIME_CLOSE / OVERTIME_RECOVER are ignored.
 * ``approval_task``: APPROVED / REJECTED / TRANSFERRED → ``task_acted``.
 
 The event's ``uuid`` (2.0: ``header.event_id``) is the replay/idempotency id.
@@ -182,7 +183,7 @@ class FeishuConnector(OrgSync):
                 form, user = (self.instance_form(instance) if self.fetch_forms else ({}, None))
                 return InboundEvent(kind="form_submitted", form=form, external_user_id=user,
                                     **common)
-            if status == "CANCELED":
+            if status in ("CANCELED", "REVERTED"):  # withdrawn; revoked after approval
                 return InboundEvent(kind="instance_withdrawn", status="withdrawn",
                                     external_user_id=None, **common)
             if status in INSTANCE_STATUS:

@@ -78,7 +78,12 @@ def test_task_and_instance_outcomes(feishu) -> None:
              ({"type": "approval_instance", "instance_code": "I", "status": "CANCELED"},
               ("instance_withdrawn", None, "withdrawn", None)),
              ({"type": "approval_instance", "instance_code": "I", "status": "APPROVED"},
-              ("instance_status", None, "approved", None))]
+              ("instance_status", None, "approved", None)),
+             # 审批实例状态变更: REVERTED = the applicant revoked an approved instance
+             # (operate_time an int64 then)
+             ({"type": "approval_instance", "instance_code": "I", "status": "REVERTED",
+               "operate_time": int(MS)},
+              ("instance_withdrawn", None, "withdrawn", None))]
     for n, (event, expected) in enumerate(cases):
         headers, body = delivery(v1(event, f"ev-{n}"), KEY, TS, nonce=f"n{n}")
         [ev] = feishu.verify_and_parse(headers, {}, body, now=NOW, seen=seen).events
