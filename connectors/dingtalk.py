@@ -16,8 +16,10 @@ requires, also for ``check_url``. Events handled:
 Outbound (``push_status``): a ``status`` message on an instance started in DingTalk
 becomes an approval comment (``POST /v1.0/workflow/processInstances/comments``; one
 for a request that never lived in DingTalk is skipped, answered ``{"skipped": …}``); a
-``task`` message becomes a DingTalk to-do (``POST /v1.0/todo/users/{unionId}/tasks``)
-whose ``sourceId`` is the idempotency key. The access token comes from
+pending ``task`` message becomes a DingTalk to-do (``POST /v1.0/todo/users/{unionId}/tasks``,
+「创建钉钉待办任务」: ``subject``, ``sourceId``, ``description``, ``executorIds``,
+``detailUrl``) whose ``sourceId`` is the idempotency key; the create call has no "done"
+field, so a finished task is skipped rather than made a new open to-do. The access token comes from
 ``POST /v1.0/oauth2/accessToken`` and is fetched again once when DingTalk says it
 is invalid.
 
@@ -30,7 +32,8 @@ first is taken as the main department), ``manager_userid`` and ``leader`` (head 
 department being listed). These old-style APIs live on ``oapi.dingtalk.com`` and take
 the same internal-app token as ``access_token`` query parameter; they answer HTTP 200
 with ``errcode``/``errmsg`` (DingTalk 全局错误码: -1 busy and 90002/90006/90018 call
-limits are retried, 40014/42001 renew the token, 88 and the rest are permanent). A
+limits are retried, 40014/42001 renew the token, the rest are permanent; errcode 88
+鉴权异常 is classified by its ``sub_code``, which is how topapi says 40014). A
 person who has not activated DingTalk yet (``active: false``) is still an employee and
 stays active here; someone who left is no longer listed and becomes inactive.
 Followed: DingTalk's server API docs 「获取部门详情」, 「获取部门列表」 (v2 listsub),
@@ -49,7 +52,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime
@@ -71,6 +73,7 @@ from .base import (
 from .crypto import BizMsgCrypt
 from .http import Http, body_json, loads
 from .org import Department, OrgOptions, OrgSync, Person, merge_people, paged, text_or_none
+from .tokens import TokenCache, TokenExpired
 
 NAME = "dingtalk"
 TASK_ACTIONS = {"agree": "approve", "refuse": "reject", "redirect": "transfer"}
@@ -79,10 +82,6 @@ ORG_TOKEN = {40014, 42001}  # 不合法的 / 过期的 access_token
 ROOT = "1"
 SETTINGS = ("YINFIN_DINGTALK_APP_KEY", "YINFIN_DINGTALK_APP_SECRET", "YINFIN_DINGTALK_TOKEN",
             "YINFIN_DINGTALK_AES_KEY")
-
-
-class _TokenExpired(Exception):
-    pass
 
 
 class DingTalkConnector(OrgSync):
@@ -101,8 +100,7 @@ class DingTalkConnector(OrgSync):
         self.http = Http(NAME, api_url, timeout=timeout)
         self.oapi = Http(NAME, oapi_url, timeout=timeout)
         self.org_options = org_options or OrgOptions()
-        self._token: str | None = None
-        self._token_until = 0.0
+        self.tokens = TokenCache(NAME, self._fetch_token)
 
     @classmethod
     def from_settings(cls, s: Mapping[str, str]) -> DingTalkConnector:
@@ -197,11 +195,15 @@ class DingTalkConnector(OrgSync):
         if not self.operator_id:
             raise PermanentError("YINFIN_DINGTALK_OPERATOR_ID is needed to create to-dos",
                                  connector=NAME)
-        done = message.status != "pending"
+        if message.status != "pending":
+            # 创建钉钉待办 has no "done" field (only 更新钉钉待办 PUT …/tasks/{taskId} does, and
+            # it needs DingTalk's to-do id, which we do not keep): creating one here would
+            # put a fresh open to-do in front of someone whose task is over
+            return {"skipped": "DingTalk to-dos are created for pending tasks only"}
         return self._api("POST", f"/v1.0/todo/users/{self.operator_id}/tasks", json={
             "sourceId": idempotency_key, "subject": message.title,
             "description": message.comment or message.status,
-            "executorIds": list(message.user_ids), "isDone": done,
+            "executorIds": list(message.user_ids),
             "detailUrl": {"appUrl": message.url or "", "pcUrl": message.url or ""}})
 
     # -- organisation ---------------------------------------------------------------
@@ -254,39 +256,35 @@ class DingTalkConnector(OrgSync):
         if code == 0:
             return dict(data)
         msg = str(data.get("errmsg") if isinstance(data, dict) else data)
+        if code == 88:  # 鉴权异常: the reason is in sub_code (40014 = 不合法的access_token)
+            try:
+                code = int(data.get("sub_code") or 88)
+            except (TypeError, ValueError):
+                code = 88
         if code in ORG_TOKEN:
-            raise _TokenExpired(msg)
+            raise TokenExpired(msg)
         if code in ORG_RETRY:
             raise RetryableError(msg, connector=NAME, status=resp.status_code)
         raise PermanentError(msg, connector=NAME, status=resp.status_code)
 
     # -- plumbing -------------------------------------------------------------------
 
-    def access_token(self, *, fresh: bool = False) -> str:
-        if fresh or self._token is None or time.monotonic() >= self._token_until:
-            resp = self.http.request("POST", "/v1.0/oauth2/accessToken",
-                                     json={"appKey": self.app_key, "appSecret": self.app_secret})
-            data = body_json(resp, NAME)
-            if resp.status_code != 200 or "accessToken" not in data:
-                raise PermanentError(str(data.get("message") or data), connector=NAME,
-                                     status=resp.status_code)
-            self._token = data["accessToken"]
-            # refresh a few minutes early: a token that dies mid-call costs a retry
-            self._token_until = time.monotonic() + int(data.get("expireIn", 7200)) - 300
-        assert self._token is not None
-        return self._token
+    def _fetch_token(self) -> tuple[str, float]:
+        resp = self.http.request("POST", "/v1.0/oauth2/accessToken",
+                                 json={"appKey": self.app_key, "appSecret": self.app_secret})
+        data = body_json(resp, NAME)
+        if resp.status_code != 200 or "accessToken" not in data:
+            raise PermanentError(str(data.get("message") or data), connector=NAME,
+                                 status=resp.status_code)
+        return str(data["accessToken"]), int(data.get("expireIn", 7200))
+
+    def access_token(self) -> str:
+        return self.tokens.get()
 
     def _api(self, method: str, path: str, *, once: Callable[..., dict[str, Any]] | None = None,
              **kwargs: Any) -> dict[str, Any]:
         once = once or self._once
-        try:
-            return once(method, path, self.access_token(), **kwargs)
-        except _TokenExpired:
-            try:
-                return once(method, path, self.access_token(fresh=True), **kwargs)
-            except _TokenExpired as err:
-                raise PermanentError(f"token refused after a fresh login: {err}",
-                                     connector=NAME) from None
+        return self.tokens.call(lambda token: once(method, path, token, **kwargs))
 
     def _once(self, method: str, path: str, token: str, **kwargs: Any) -> dict[str, Any]:
         resp = self.http.request(method, path, headers={"x-acs-dingtalk-access-token": token},
@@ -297,7 +295,7 @@ class DingTalkConnector(OrgSync):
         code = str(data.get("code", ""))
         message = str(data.get("message") or data)
         if resp.status_code == 401 or "AccessToken" in code or code == "InvalidAuthentication":
-            raise _TokenExpired(message)
+            raise TokenExpired(message)
         if "QpsLimit" in code or "Throttling" in code:
             raise RetryableError(message, connector=NAME, status=resp.status_code)
         raise PermanentError(message, connector=NAME, status=resp.status_code)

@@ -14,7 +14,8 @@ Approval events (schema 1.0, subscribed per definition with
 * ``approval_instance``: PENDING → ``form_submitted`` (the form is read from
   ``GET /open-apis/approval/v4/instances/:instance_code``, whose ``form`` is a JSON
   string; numbers are kept as decimal text); APPROVED / REJECTED / DELETED →
-  ``instance_status``; CANCELED → ``instance_withdrawn``.
+  ``instance_status``; CANCELED and REVERTED (the applicant revoked an approved
+  instance) → ``instance_withdrawn``; OVERTIME_CLOSE / OVERTIME_RECOVER are ignored.
 * ``approval_task``: APPROVED / REJECTED / TRANSFERRED → ``task_acted``.
 
 The event's ``uuid`` (2.0: ``header.event_id``) is the replay/idempotency id.
@@ -53,7 +54,6 @@ from __future__ import annotations
 
 import hmac
 import json
-import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import Decimal
@@ -75,10 +75,12 @@ from .base import (
 from .crypto import feishu_decrypt, feishu_signature
 from .http import Http, body_json, loads, retry_after
 from .org import Department, OrgOptions, OrgSync, Person, merge_people, paged, text_or_none
+from .tokens import TokenCache
 
 NAME = "feishu"
 TOKEN_CODES = {99991661, 99991663, 99991664, 99991668}
 RATE_CODES = {99991400, 99991401}
+RATE_RESET = "x-ogw-ratelimit-reset"
 INSTANCE_STATUS = {"APPROVED": "approved", "REJECTED": "rejected", "DELETED": "deleted"}
 TASK_ACTIONS = {"APPROVED": "approve", "REJECTED": "reject", "TRANSFERRED": "transfer"}
 OUR_STATUS = {"pending": "PENDING", "approved": "APPROVED", "rejected": "REJECTED",
@@ -86,10 +88,6 @@ OUR_STATUS = {"pending": "PENDING", "approved": "APPROVED", "rejected": "REJECTE
 ROOT = "0"
 CONTACT_IDS = {"department_id_type": "open_department_id", "user_id_type": "open_id"}
 SETTINGS = ("YINFIN_FEISHU_APP_ID", "YINFIN_FEISHU_APP_SECRET", "YINFIN_FEISHU_VERIFICATION_TOKEN")
-
-
-class _TokenExpired(Exception):
-    pass
 
 
 def text_value(value: Any) -> str:
@@ -114,10 +112,11 @@ class FeishuConnector(OrgSync):
         self.encrypt_key = encrypt_key
         self.approval_code = approval_code
         self.fetch_forms = fetch_forms
-        self.http = Http(NAME, api_url, timeout=timeout)
+        # Feishu answers a rate limit with HTTP 429 (older APIs: 400) and code 99991400, and
+        # states the wait in x-ogw-ratelimit-reset (「频控策略」)
+        self.http = Http(NAME, api_url, timeout=timeout, retry_after_header=RATE_RESET)
         self.org_options = org_options or OrgOptions()
-        self._token: str | None = None
-        self._token_until = 0.0
+        self.tokens = TokenCache(NAME, self._fetch_token, expired_codes=TOKEN_CODES)
 
     @classmethod
     def from_settings(cls, s: Mapping[str, str]) -> FeishuConnector:
@@ -184,7 +183,7 @@ class FeishuConnector(OrgSync):
                 form, user = (self.instance_form(instance) if self.fetch_forms else ({}, None))
                 return InboundEvent(kind="form_submitted", form=form, external_user_id=user,
                                     **common)
-            if status == "CANCELED":
+            if status in ("CANCELED", "REVERTED"):  # withdrawn; revoked after approval
                 return InboundEvent(kind="instance_withdrawn", status="withdrawn",
                                     external_user_id=None, **common)
             if status in INSTANCE_STATUS:
@@ -275,27 +274,19 @@ class FeishuConnector(OrgSync):
 
     # -- plumbing -------------------------------------------------------------------
 
-    def tenant_token(self, *, fresh: bool = False) -> str:
-        if fresh or self._token is None or time.monotonic() >= self._token_until:
-            resp = self.http.request("POST", "/open-apis/auth/v3/tenant_access_token/internal",
-                                     json={"app_id": self.app_id, "app_secret": self.app_secret})
-            data = body_json(resp, NAME)
-            if data.get("code") != 0:
-                raise PermanentError(str(data.get("msg")), connector=NAME, status=resp.status_code)
-            self._token = str(data["tenant_access_token"])
-            self._token_until = time.monotonic() + int(data.get("expire", 7200)) - 300
-        assert self._token is not None
-        return self._token
+    def _fetch_token(self) -> tuple[str, float]:
+        resp = self.http.request("POST", "/open-apis/auth/v3/tenant_access_token/internal",
+                                 json={"app_id": self.app_id, "app_secret": self.app_secret})
+        data = body_json(resp, NAME)
+        if data.get("code") != 0:
+            raise PermanentError(str(data.get("msg")), connector=NAME, status=resp.status_code)
+        return str(data["tenant_access_token"]), int(data.get("expire", 7200))
+
+    def tenant_token(self) -> str:
+        return self.tokens.get()
 
     def _api(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        try:
-            return self._once(method, path, self.tenant_token(), **kwargs)
-        except _TokenExpired:
-            try:
-                return self._once(method, path, self.tenant_token(fresh=True), **kwargs)
-            except _TokenExpired as err:
-                raise PermanentError(f"token refused after a fresh login: {err}",
-                                     connector=NAME) from None
+        return self.tokens.call(lambda token: self._once(method, path, token, **kwargs))
 
     def _once(self, method: str, path: str, token: str, **kwargs: Any) -> dict[str, Any]:
         resp = self.http.request(method, path, headers={"Authorization": f"Bearer {token}"},
@@ -305,9 +296,8 @@ class FeishuConnector(OrgSync):
         if code == 0:
             return dict(data)
         msg = str(data.get("msg") or data)
-        if code in TOKEN_CODES:
-            raise _TokenExpired(msg)
+        self.tokens.check(code, msg)
         if code in RATE_CODES:  # Feishu says when the window resets
             raise RetryableError(msg, connector=NAME, status=resp.status_code,
-                                 retry_after=retry_after(resp.headers.get("x-ogw-ratelimit-reset")))
+                                 retry_after=retry_after(resp.headers.get(RATE_RESET)))
         raise PermanentError(msg, connector=NAME, status=resp.status_code)

@@ -73,10 +73,13 @@ class Http:
     for the dispatcher's concurrent calls: urllib3 pools the connections)."""
 
     def __init__(self, connector: str, base_url: str, *,
-                 timeout: float | tuple[float, float] = DEFAULT_TIMEOUT) -> None:
+                 timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
+                 retry_after_header: str = "Retry-After") -> None:
         self.connector = connector
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        #: the header a vendor states its back-off in (Feishu: ``x-ogw-ratelimit-reset``)
+        self.retry_after_header = retry_after_header
         self.session = _Session()
         self.session.headers["User-Agent"] = "yinfin-flow-connector/1"
 
@@ -98,7 +101,8 @@ class Http:
             raise RetryableError(
                 f"HTTP {resp.status_code} from {url}: {resp.text[:500]}",
                 connector=self.connector, status=resp.status_code,
-                retry_after=retry_after(resp.headers.get("Retry-After")),
+                retry_after=retry_after(resp.headers.get(self.retry_after_header)
+                                        or resp.headers.get("Retry-After")),
             )
         return resp
 

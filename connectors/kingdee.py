@@ -113,8 +113,8 @@ class KingdeeConnector:
     def login(self) -> None:
         if self.app_id:
             path = f"/{STUB}.AuthService.LoginByAppSecret.common.kdsvc"
-            body = {"acctid": self.acct_id, "username": self.username, "appid": self.app_id,
-                    "appsecret": self.app_secret, "lcid": 2052}
+            body = {"acctID": self.acct_id, "username": self.username, "appId": self.app_id,
+                    "appSecret": self.app_secret, "lcid": 2052}
         else:
             path = f"/{STUB}.AuthService.ValidateUser.common.kdsvc"
             body = {"acctID": self.acct_id, "username": self.username,

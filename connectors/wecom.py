@@ -45,7 +45,7 @@ YINFIN_WECOM_DEPARTMENT_MAP, _DEPARTMENT_PREFIX and _USER_CODE (see :mod:`connec
 from __future__ import annotations
 
 import json
-import time
+import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from datetime import datetime
@@ -67,6 +67,7 @@ from .base import (
 from .crypto import BizMsgCrypt
 from .http import Http, body_json
 from .org import Department, OrgOptions, OrgSync, Person, merge_people, text_or_none
+from .tokens import TokenCache
 
 NAME = "wecom"
 TOKEN_CODES = {40014, 42001}
@@ -76,10 +77,6 @@ FINAL = {"2": "approved", "3": "rejected"}
 EMPLOYED = {1, 4}  # active, not yet activated (2 disabled, 5 left)
 SETTINGS = ("YINFIN_WECOM_CORP_ID", "YINFIN_WECOM_SECRET", "YINFIN_WECOM_AGENT_ID",
             "YINFIN_WECOM_TOKEN", "YINFIN_WECOM_AES_KEY")
-
-
-class _TokenExpired(Exception):
-    pass
 
 
 def _xml(text: str | bytes) -> ET.Element:
@@ -122,7 +119,8 @@ class WeComConnector(OrgSync):
         self.fetch_forms = fetch_forms
         self.http = Http(NAME, api_url, timeout=timeout)
         self.org_options = org_options or OrgOptions()
-        self._tokens: dict[str, tuple[str, float]] = {}  # secret -> (token, valid until)
+        self._tokens: dict[str, TokenCache] = {}  # secret -> its token
+        self._tokens_lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, s: Mapping[str, str]) -> WeComConnector:
@@ -247,33 +245,34 @@ class WeComConnector(OrgSync):
 
     # -- plumbing -------------------------------------------------------------------
 
-    def access_token(self, *, fresh: bool = False, secret: str | None = None) -> str:
-        secret = secret or self.secret
-        token, until = self._tokens.get(secret, ("", 0.0))
-        if fresh or not token or time.monotonic() >= until:
-            resp = self.http.request("GET", "/cgi-bin/gettoken",
-                                     params={"corpid": self.corp_id, "corpsecret": secret})
-            data = body_json(resp, NAME)
-            if data.get("errcode") != 0:
-                raise PermanentError(str(data.get("errmsg")), connector=NAME)
-            token = str(data["access_token"])
-            self._tokens[secret] = (
-                token, time.monotonic() + int(data.get("expires_in", 7200)) - 300)
-        return token
+    def _cache(self, secret: str) -> TokenCache:
+        """One token per secret (the approval app's, the contacts one), made on first use."""
+        cache = self._tokens.get(secret)
+        if cache is None:
+            with self._tokens_lock:
+                cache = self._tokens.setdefault(secret, TokenCache(
+                    NAME, lambda: self._fetch_token(secret), expired_codes=TOKEN_CODES))
+        return cache
+
+    def _fetch_token(self, secret: str) -> tuple[str, float]:
+        resp = self.http.request("GET", "/cgi-bin/gettoken",
+                                 params={"corpid": self.corp_id, "corpsecret": secret})
+        data = body_json(resp, NAME)
+        if data.get("errcode") != 0:
+            cls = RetryableError if data.get("errcode") in RETRY_CODES else PermanentError
+            raise cls(str(data.get("errmsg")), connector=NAME, status=resp.status_code)
+        return str(data["access_token"]), int(data.get("expires_in", 7200))
+
+    def access_token(self, *, secret: str | None = None) -> str:
+        return self._cache(secret or self.secret).get()
 
     def _api(self, method: str, path: str, *, secret: str | None = None,
              **kwargs: Any) -> dict[str, Any]:
-        try:
-            return self._once(method, path, self.access_token(secret=secret), **kwargs)
-        except _TokenExpired:
-            try:
-                return self._once(method, path, self.access_token(fresh=True, secret=secret),
-                                  **kwargs)
-            except _TokenExpired as err:
-                raise PermanentError(f"token refused after a fresh login: {err}",
-                                     connector=NAME) from None
+        cache = self._cache(secret or self.secret)
+        return cache.call(lambda token: self._once(cache, method, path, token, **kwargs))
 
-    def _once(self, method: str, path: str, token: str, **kwargs: Any) -> dict[str, Any]:
+    def _once(self, cache: TokenCache, method: str, path: str, token: str,
+              **kwargs: Any) -> dict[str, Any]:
         params = {**kwargs.pop("params", {}), "access_token": token}
         resp = self.http.request(method, path, params=params, **kwargs)
         data = body_json(resp, NAME)
@@ -281,8 +280,7 @@ class WeComConnector(OrgSync):
         if code == 0:
             return dict(data)
         msg = str(data.get("errmsg") or data)
-        if code in TOKEN_CODES:
-            raise _TokenExpired(msg)
+        cache.check(code, msg)
         if code in RETRY_CODES:
             raise RetryableError(msg, connector=NAME, status=resp.status_code)
         raise PermanentError(msg, connector=NAME, status=resp.status_code)

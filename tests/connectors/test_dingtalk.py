@@ -117,6 +117,9 @@ def test_push_status_comment_and_todo_relogin_once(ding, stub) -> None:
     out = ding.push_status(task, "outbox-42")
     assert out["sourceId"] == "outbox-42" and stub.todos["outbox-42"]["executorIds"] == ["u9"]
     assert len(stub.calls("/v1.0/oauth2/accessToken")) == 2
+    done = StatusMessage(kind="task", request_id="R2", title="请审批", status="approved",
+                         occurred_at=NOW, user_ids=["u9"])
+    assert "skipped" in ding.push_status(done, "outbox-43") and "outbox-43" not in stub.todos
     assert stub.comments[0]["text"].startswith("[approved]")
     ours = StatusMessage(kind="status", request_id="R3", title="t", status="approved",
                          occurred_at=NOW)

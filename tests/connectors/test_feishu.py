@@ -78,7 +78,12 @@ def test_task_and_instance_outcomes(feishu) -> None:
              ({"type": "approval_instance", "instance_code": "I", "status": "CANCELED"},
               ("instance_withdrawn", None, "withdrawn", None)),
              ({"type": "approval_instance", "instance_code": "I", "status": "APPROVED"},
-              ("instance_status", None, "approved", None))]
+              ("instance_status", None, "approved", None)),
+             # 审批实例状态变更: REVERTED = the applicant revoked an approved instance
+             # (operate_time an int64 then)
+             ({"type": "approval_instance", "instance_code": "I", "status": "REVERTED",
+               "operate_time": int(MS)},
+              ("instance_withdrawn", None, "withdrawn", None))]
     for n, (event, expected) in enumerate(cases):
         headers, body = delivery(v1(event, f"ev-{n}"), KEY, TS, nonce=f"n{n}")
         [ev] = feishu.verify_and_parse(headers, {}, body, now=NOW, seen=seen).events
@@ -142,3 +147,10 @@ def test_rate_limit_carries_the_reset_time(feishu, stub) -> None:
     with pytest.raises(RetryableError) as err:
         feishu.push_status(msg, "k")
     assert err.value.retry_after == 3.0 and "frequency limit" in err.value.message
+    # the documented answer of current APIs is HTTP 429 with the same body and headers
+    stub.routes[("POST", "/open-apis/approval/v4/external_instances")] = lambda req: (
+        429, {"code": 99991400, "msg": "request trigger frequency limit"},
+        {"x-ogw-ratelimit-limit": "100", "x-ogw-ratelimit-reset": "52"})
+    with pytest.raises(RetryableError) as err:
+        feishu.push_status(msg, "k")
+    assert err.value.retry_after == 52 and err.value.status == 429

@@ -5,7 +5,7 @@ Errors follow DingTalk's new-API format: HTTP 400/401 with
 
 The address book lives on the old-style ``topapi`` (oapi.dingtalk.com): POST with
 ``?access_token=``, answers always HTTP 200 ``{"errcode": 0, "errmsg": "ok", "result": …,
-"request_id": …}``; 40014 = 不合法的access_token. ``user/list`` pages by ``cursor`` with
+"request_id": …}``; an invalid token is errcode 88 with ``sub_code`` "40014" (全局错误码). ``user/list`` pages by ``cursor`` with
 at most ``page_size`` people per page (``has_more``, ``next_cursor``).
 """
 
@@ -18,6 +18,12 @@ from typing import Any
 from connectors.crypto import BizMsgCrypt
 
 from .server import Req, StubServer
+
+#: body fields of 创建钉钉待办任务 (open.dingtalk.com/document/development/add-dingtalk-to-do-task)
+TODO_FIELDS = {"sourceId", "creatorId", "subject", "description", "dueTime", "executorIds",
+               "participantIds", "detailUrl", "contentFieldList", "isOnlyShowExecutor",
+               "priority", "notifyConfigs", "bizCategoryId", "actionList", "todoType",
+               "reminderTimeStamp", "remindNotifyConfigs", "thirdExtension"}
 
 
 class DingTalkStub(StubServer):
@@ -81,6 +87,9 @@ class DingTalkStub(StubServer):
         if (bad := self._authed(req)) is not None:
             return bad
         body = req.json()
+        unknown = set(body) - TODO_FIELDS
+        if unknown:  # the stub refuses what 创建钉钉待办任务 does not document
+            return self._err(400, "InvalidParameter", f"unknown fields {sorted(unknown)}")
         if not body.get("subject"):
             return self._err(400, "MissingSubject", "subject is mandatory")
         self.todos[body["sourceId"]] = body
@@ -89,7 +98,10 @@ class DingTalkStub(StubServer):
 
     def _top(self, req: Req, result: Any) -> tuple:
         if req.query.get("access_token") not in self.tokens:
-            return 200, {"errcode": 40014, "errmsg": "不合法的access_token", "request_id": "r1"}
+            # 全局错误码: topapi wraps the token refusal in errcode 88 with the reason in sub_code
+            return 200, {"errcode": 88, "sub_code": "40014", "sub_msg": "不合法的access_token",
+                         "errmsg": "ding talk error[subcode=40014,submsg=不合法的access_token]",
+                         "request_id": "r1"}
         if isinstance(result, tuple):
             return 200, {"errcode": result[0], "errmsg": result[1], "request_id": "r1"}
         return 200, {"errcode": 0, "errmsg": "ok", "result": result, "request_id": "r1"}

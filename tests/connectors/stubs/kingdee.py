@@ -49,8 +49,9 @@ class KingdeeStub(StubServer):
 
     def login(self, req: Req) -> tuple:
         body = req.json()
-        ok = (body.get("appsecret") == "app-secret" or body.get("password") == "pw") \
-            and (body.get("acctid") or body.get("acctID")) == "dc1"
+        # the body fields of the WebAPI 接口说明书: acctID, username, appId/appSecret or password, lcid
+        ok = (body.get("appSecret") == "app-secret" or body.get("password") == "pw") \
+            and body.get("acctID") == "dc1" and body.get("lcid") == 2052
         if not ok:
             return 200, {"Message": "用户名或密码错误！", "LoginResultType": 0}
         sid = f"sid{next(self.counter)}"
