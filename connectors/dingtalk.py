@@ -51,7 +51,9 @@ _DEPARTMENT_PREFIX and _USER_CODE (see :mod:`connectors.org`).
 from __future__ import annotations
 
 import json
+import logging
 import secrets
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime
@@ -76,6 +78,9 @@ from .org import Department, OrgOptions, OrgSync, Person, merge_people, paged, t
 from .tokens import TokenCache, TokenExpired
 
 NAME = "dingtalk"
+log = logging.getLogger(__name__)
+#: userid -> unionId answers kept per connector (a unionId never changes for a user of an org)
+UNIONID_CACHE_SIZE = 10_000
 TASK_ACTIONS = {"agree": "approve", "refuse": "reject", "redirect": "transfer"}
 ORG_RETRY = {-1, 90002, 90006, 90018}  # 系统繁忙; call volume / QPS limits
 ORG_TOKEN = {40014, 42001}  # 不合法的 / 过期的 access_token
@@ -89,13 +94,17 @@ class DingTalkConnector(OrgSync):
 
     def __init__(self, *, app_key: str, app_secret: str, token: str, aes_key: str,
                  owner_key: str | None = None, operator_id: str | None = None,
+                 operator_userid: str | None = None,
                  api_url: str = "https://api.dingtalk.com",
                  oapi_url: str = "https://oapi.dingtalk.com", fetch_forms: bool = True,
                  org_options: OrgOptions | None = None,
                  timeout: float | tuple[float, float] = (5.0, 30.0)) -> None:
         self.app_key, self.app_secret = app_key, app_secret
         self.crypto = BizMsgCrypt(NAME, token, aes_key, owner_key or app_key)
-        self.operator_id = operator_id
+        self.operator_id = operator_id  # a unionId (creates the to-dos)
+        self.operator_userid = operator_userid  # a userId (comments when the message names nobody)
+        self._unionids: dict[str, str] = {}
+        self._unionids_lock = threading.Lock()
         self.fetch_forms = fetch_forms
         self.http = Http(NAME, api_url, timeout=timeout)
         self.oapi = Http(NAME, oapi_url, timeout=timeout)
@@ -108,6 +117,7 @@ class DingTalkConnector(OrgSync):
                    token=s["YINFIN_DINGTALK_TOKEN"], aes_key=s["YINFIN_DINGTALK_AES_KEY"],
                    owner_key=s.get("YINFIN_DINGTALK_OWNER_KEY") or None,
                    operator_id=s.get("YINFIN_DINGTALK_OPERATOR_ID") or None,
+                   operator_userid=s.get("YINFIN_DINGTALK_OPERATOR_USERID") or None,
                    api_url=s.get("YINFIN_DINGTALK_API_URL") or "https://api.dingtalk.com",
                    oapi_url=s.get("YINFIN_DINGTALK_OAPI_URL") or "https://oapi.dingtalk.com",
                    org_options=OrgOptions.from_settings(s, "YINFIN_DINGTALK"))
@@ -185,9 +195,17 @@ class DingTalkConnector(OrgSync):
             text = f"[{message.status}] {message.title}"
             if message.comment:
                 text += f": {message.comment}"
+            # commentUserId is a userId (添加审批评论); our directory keeps DingTalk userids
+            author = (list(message.user_ids) or [self.operator_userid or ""])[0]
+            if not author:
+                log.warning("DingTalk comment on %s skipped: the message names no user and "
+                            "YINFIN_DINGTALK_OPERATOR_USERID is not set",
+                            message.external_instance_id)
+                return {"skipped": "no DingTalk userId to comment as "
+                                   "(set YINFIN_DINGTALK_OPERATOR_USERID)"}
             return self._api("POST", "/v1.0/workflow/processInstances/comments", json={
                 "processInstanceId": message.external_instance_id, "text": text,
-                "commentUserId": (message.user_ids or [self.operator_id or ""])[0]})
+                "commentUserId": author})
         if message.kind != "task":
             # a request that never lived in DingTalk has no instance to comment on;
             # its people learn of it through their to-dos
@@ -203,8 +221,29 @@ class DingTalkConnector(OrgSync):
         return self._api("POST", f"/v1.0/todo/users/{self.operator_id}/tasks", json={
             "sourceId": idempotency_key, "subject": message.title,
             "description": message.comment or message.status,
-            "executorIds": list(message.user_ids),
+            # executorIds are unionIds (创建钉钉待办任务); our directory keeps userids
+            "executorIds": [self.union_id(u) for u in message.user_ids],
             "detailUrl": {"appUrl": message.url or "", "pcUrl": message.url or ""}})
+
+    def union_id(self, userid: str) -> str:
+        """The unionId of a DingTalk userid (查询用户详情 ``POST topapi/v2/user/get`` →
+        ``result.unionid``), asked once per user and connector. An unknown user is a
+        :class:`PermanentError` with DingTalk's message."""
+        with self._unionids_lock:
+            found = self._unionids.get(userid)
+        if found is not None:
+            return found
+        result = self._topapi("/topapi/v2/user/get",
+                              {"userid": userid, "language": "zh_CN"}).get("result") or {}
+        union = text_or_none(result.get("unionid"))
+        if union is None:
+            raise PermanentError(f"DingTalk returned no unionid for userid {userid!r}",
+                                 connector=NAME)
+        with self._unionids_lock:
+            if len(self._unionids) >= UNIONID_CACHE_SIZE:
+                self._unionids.pop(next(iter(self._unionids)))  # the oldest answer
+            self._unionids[userid] = union
+        return union
 
     # -- organisation ---------------------------------------------------------------
 
