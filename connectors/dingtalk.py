@@ -140,10 +140,13 @@ class DingTalkConnector(OrgSync):
         event_type = payload.get("EventType")
         events: list[InboundEvent] = []
         if event_type != "check_url":
-            event = self._event(payload, digest_id(plain))
+            # HTTP push events carry DingTalk's own eventId (事件的唯一Id), the same on every
+            # re-delivery; a payload without one falls back to a digest of its content
+            event_id = str(payload.get("eventId") or "") or digest_id(plain)
+            event = self._event(payload, event_id)
             # marked seen only once parsing (and the form fetch) worked: a failure
             # here must leave DingTalk's retry acceptable
-            check_replay(NAME, digest_id(plain), seen)
+            check_replay(NAME, event_id, seen)
             if event is not None:
                 events.append(event)
         return self.success_reply(now, events)

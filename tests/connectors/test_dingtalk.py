@@ -254,3 +254,39 @@ def test_operator_userid_comes_from_the_environment() -> None:
     assert D.from_settings(base).operator_userid is None
     assert D.from_settings({**base, "YINFIN_DINGTALK_OPERATOR_USERID": "op"}).operator_userid == "op"
 
+
+# -- DingTalk's eventId -----------------------------------------------------------------
+
+
+def test_dingtalk_event_id_is_the_replay_key(ding) -> None:
+    # HTTP push payload as documented (审批实例开始、结束、终止、删除): eventId is top level
+    event = {"EventType": "bpms_instance_change", "EventTime": MS, "CorpId": "dingcorp",
+             "BizId": "1663", "eventId": "c7c7120f2c07419ebdba0318c8", "type": "finish",
+             "result": "agree", "processInstanceId": "PI-1", "finishTime": MS, "staffId": "u1"}
+    seen = MemorySeen()
+    query, body = callback(sender(), event, MS)
+    [ev] = ding.verify_and_parse({}, query, body, now=NOW, seen=seen).events
+    assert ev.event_id == "c7c7120f2c07419ebdba0318c8"
+    assert seen.ids == {"dingtalk:c7c7120f2c07419ebdba0318c8"}
+    # DingTalk's re-delivery of the same event, stamped anew: same eventId, other bytes
+    again = {**event, "EventTime": MS + 5000}
+    q2, b2 = callback(sender(), again, MS + 5000, nonce="retry1")
+    with pytest.raises(SignatureError, match="replayed"):
+        ding.verify_and_parse({}, q2, b2, now=NOW, seen=seen)
+    # another event is another id, even with the same content otherwise
+    other = {**event, "eventId": "d8d8231f3d18520fcecb1429d9"}
+    q3, b3 = callback(sender(), other, MS)
+    [ev3] = ding.verify_and_parse({}, q3, b3, now=NOW, seen=seen).events
+    assert ev3.event_id == "d8d8231f3d18520fcecb1429d9"
+
+
+def test_without_event_id_the_digest_stays_the_replay_key(ding) -> None:
+    event = {"EventType": "bpms_task_change", "type": "finish", "result": "agree",
+             "processInstanceId": "PI-1", "finishTime": MS, "taskId": 5}
+    seen = MemorySeen()
+    query, body = callback(sender(), event, MS)
+    [ev] = ding.verify_and_parse({}, query, body, now=NOW, seen=seen).events
+    assert len(ev.event_id) == 32 and seen.ids == {f"dingtalk:{ev.event_id}"}
+    changed = {**event, "finishTime": MS + 1}  # no eventId: other content is another event
+    q2, b2 = callback(sender(), changed, MS)
+    assert ding.verify_and_parse({}, q2, b2, now=NOW, seen=seen).events[0].event_id != ev.event_id
