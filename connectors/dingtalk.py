@@ -13,13 +13,27 @@ requires, also for ``check_url``. Events handled:
 * ``bpms_task_change``: ``type=finish`` → ``task_acted`` (agree → approve,
   refuse → reject, redirect → transfer; ``remark`` is the comment).
 
+The event id (and replay key handed to ``seen``) is DingTalk's own ``eventId`` (事件的唯一Id,
+top level in the decrypted HTTP-push payload, the same on re-delivery); a payload without
+one falls back to a digest of the decrypted text.
+
 Outbound (``push_status``): a ``status`` message on an instance started in DingTalk
 becomes an approval comment (``POST /v1.0/workflow/processInstances/comments``; one
 for a request that never lived in DingTalk is skipped, answered ``{"skipped": …}``); a
 pending ``task`` message becomes a DingTalk to-do (``POST /v1.0/todo/users/{unionId}/tasks``,
 「创建钉钉待办任务」: ``subject``, ``sourceId``, ``description``, ``executorIds``,
 ``detailUrl``) whose ``sourceId`` is the idempotency key; the create call has no "done"
-field, so a finished task is skipped rather than made a new open to-do. The access token comes from
+field, so a finished task is skipped rather than made a new open to-do.
+
+Two kinds of user id: our directory keeps the DingTalk **userid** (``dingtalk_userid``,
+from ``topapi/v2/user/list`` or CSV), which is what events carry (``staffId``) and what an
+approval comment's ``commentUserId`` takes; a to-do's path (creator) and ``executorIds``
+take **unionIds**. Each userid is turned into its unionId with 查询用户详情 (``POST
+topapi/v2/user/get`` ``{userid}`` → ``result.unionid``), asked once per user and kept
+by the connector (a unionId never changes; at most ``UNIONID_CACHE_SIZE`` kept); an
+unknown userid is permanent with DingTalk's ``errmsg``. The comment author is the
+message's first user, else ``YINFIN_DINGTALK_OPERATOR_USERID``; with neither the comment
+is skipped (logged) rather than sent with the operator's unionId. The access token comes from
 ``POST /v1.0/oauth2/accessToken`` and is fetched again once when DingTalk says it
 is invalid.
 
@@ -37,13 +51,15 @@ limits are retried, 40014/42001 renew the token, the rest are permanent; errcode
 person who has not activated DingTalk yet (``active: false``) is still an employee and
 stays active here; someone who left is no longer listed and becomes inactive.
 Followed: DingTalk's server API docs 「获取部门详情」, 「获取部门列表」 (v2 listsub),
-「获取部门用户详情」 (v2 user/list) and 「全局错误码」 (open.dingtalk.com/document/orgapp).
+「获取部门用户详情」 (v2 user/list), 「查询用户详情」 (v2 user/get), 「创建钉钉待办任务」,
+「添加审批评论」, 「审批实例开始、结束、终止、删除」 and 「全局错误码」 (open.dingtalk.com).
 
 Settings (environment): YINFIN_DINGTALK_APP_KEY, YINFIN_DINGTALK_APP_SECRET,
 YINFIN_DINGTALK_TOKEN (callback token), YINFIN_DINGTALK_AES_KEY (43-char
 EncodingAESKey), optional YINFIN_DINGTALK_OWNER_KEY (corpId for callbacks
 registered the legacy way; default the app key), YINFIN_DINGTALK_OPERATOR_ID (the
-unionId creating to-dos), YINFIN_DINGTALK_API_URL (default https://api.dingtalk.com),
+unionId creating to-dos), optional YINFIN_DINGTALK_OPERATOR_USERID (the userId that
+comments when a status message names nobody), YINFIN_DINGTALK_API_URL (default https://api.dingtalk.com),
 YINFIN_DINGTALK_OAPI_URL (default https://oapi.dingtalk.com), YINFIN_DINGTALK_DEPARTMENT_MAP,
 _DEPARTMENT_PREFIX and _USER_CODE (see :mod:`connectors.org`).
 """
