@@ -13,13 +13,27 @@ requires, also for ``check_url``. Events handled:
 * ``bpms_task_change``: ``type=finish`` → ``task_acted`` (agree → approve,
   refuse → reject, redirect → transfer; ``remark`` is the comment).
 
+The event id (and replay key handed to ``seen``) is DingTalk's own ``eventId`` (事件的唯一Id,
+top level in the decrypted HTTP-push payload, the same on re-delivery); a payload without
+one falls back to a digest of the decrypted text.
+
 Outbound (``push_status``): a ``status`` message on an instance started in DingTalk
 becomes an approval comment (``POST /v1.0/workflow/processInstances/comments``; one
 for a request that never lived in DingTalk is skipped, answered ``{"skipped": …}``); a
 pending ``task`` message becomes a DingTalk to-do (``POST /v1.0/todo/users/{unionId}/tasks``,
 「创建钉钉待办任务」: ``subject``, ``sourceId``, ``description``, ``executorIds``,
 ``detailUrl``) whose ``sourceId`` is the idempotency key; the create call has no "done"
-field, so a finished task is skipped rather than made a new open to-do. The access token comes from
+field, so a finished task is skipped rather than made a new open to-do.
+
+Two kinds of user id: our directory keeps the DingTalk **userid** (``dingtalk_userid``,
+from ``topapi/v2/user/list`` or CSV), which is what events carry (``staffId``) and what an
+approval comment's ``commentUserId`` takes; a to-do's path (creator) and ``executorIds``
+take **unionIds**. Each userid is turned into its unionId with 查询用户详情 (``POST
+topapi/v2/user/get`` ``{userid}`` → ``result.unionid``), asked once per user and kept
+by the connector (a unionId never changes; at most ``UNIONID_CACHE_SIZE`` kept); an
+unknown userid is permanent with DingTalk's ``errmsg``. The comment author is the
+message's first user, else ``YINFIN_DINGTALK_OPERATOR_USERID``; with neither the comment
+is skipped (logged) rather than sent with the operator's unionId. The access token comes from
 ``POST /v1.0/oauth2/accessToken`` and is fetched again once when DingTalk says it
 is invalid.
 
@@ -37,13 +51,15 @@ limits are retried, 40014/42001 renew the token, the rest are permanent; errcode
 person who has not activated DingTalk yet (``active: false``) is still an employee and
 stays active here; someone who left is no longer listed and becomes inactive.
 Followed: DingTalk's server API docs 「获取部门详情」, 「获取部门列表」 (v2 listsub),
-「获取部门用户详情」 (v2 user/list) and 「全局错误码」 (open.dingtalk.com/document/orgapp).
+「获取部门用户详情」 (v2 user/list), 「查询用户详情」 (v2 user/get), 「创建钉钉待办任务」,
+「添加审批评论」, 「审批实例开始、结束、终止、删除」 and 「全局错误码」 (open.dingtalk.com).
 
 Settings (environment): YINFIN_DINGTALK_APP_KEY, YINFIN_DINGTALK_APP_SECRET,
 YINFIN_DINGTALK_TOKEN (callback token), YINFIN_DINGTALK_AES_KEY (43-char
 EncodingAESKey), optional YINFIN_DINGTALK_OWNER_KEY (corpId for callbacks
 registered the legacy way; default the app key), YINFIN_DINGTALK_OPERATOR_ID (the
-unionId creating to-dos), YINFIN_DINGTALK_API_URL (default https://api.dingtalk.com),
+unionId creating to-dos), optional YINFIN_DINGTALK_OPERATOR_USERID (the userId that
+comments when a status message names nobody), YINFIN_DINGTALK_API_URL (default https://api.dingtalk.com),
 YINFIN_DINGTALK_OAPI_URL (default https://oapi.dingtalk.com), YINFIN_DINGTALK_DEPARTMENT_MAP,
 _DEPARTMENT_PREFIX and _USER_CODE (see :mod:`connectors.org`).
 """
@@ -51,7 +67,9 @@ _DEPARTMENT_PREFIX and _USER_CODE (see :mod:`connectors.org`).
 from __future__ import annotations
 
 import json
+import logging
 import secrets
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime
@@ -76,6 +94,9 @@ from .org import Department, OrgOptions, OrgSync, Person, merge_people, paged, t
 from .tokens import TokenCache, TokenExpired
 
 NAME = "dingtalk"
+log = logging.getLogger(__name__)
+#: userid -> unionId answers kept per connector (a unionId never changes for a user of an org)
+UNIONID_CACHE_SIZE = 10_000
 TASK_ACTIONS = {"agree": "approve", "refuse": "reject", "redirect": "transfer"}
 ORG_RETRY = {-1, 90002, 90006, 90018}  # 系统繁忙; call volume / QPS limits
 ORG_TOKEN = {40014, 42001}  # 不合法的 / 过期的 access_token
@@ -89,13 +110,17 @@ class DingTalkConnector(OrgSync):
 
     def __init__(self, *, app_key: str, app_secret: str, token: str, aes_key: str,
                  owner_key: str | None = None, operator_id: str | None = None,
+                 operator_userid: str | None = None,
                  api_url: str = "https://api.dingtalk.com",
                  oapi_url: str = "https://oapi.dingtalk.com", fetch_forms: bool = True,
                  org_options: OrgOptions | None = None,
                  timeout: float | tuple[float, float] = (5.0, 30.0)) -> None:
         self.app_key, self.app_secret = app_key, app_secret
         self.crypto = BizMsgCrypt(NAME, token, aes_key, owner_key or app_key)
-        self.operator_id = operator_id
+        self.operator_id = operator_id  # a unionId (creates the to-dos)
+        self.operator_userid = operator_userid  # a userId (comments when the message names nobody)
+        self._unionids: dict[str, str] = {}
+        self._unionids_lock = threading.Lock()
         self.fetch_forms = fetch_forms
         self.http = Http(NAME, api_url, timeout=timeout)
         self.oapi = Http(NAME, oapi_url, timeout=timeout)
@@ -108,6 +133,7 @@ class DingTalkConnector(OrgSync):
                    token=s["YINFIN_DINGTALK_TOKEN"], aes_key=s["YINFIN_DINGTALK_AES_KEY"],
                    owner_key=s.get("YINFIN_DINGTALK_OWNER_KEY") or None,
                    operator_id=s.get("YINFIN_DINGTALK_OPERATOR_ID") or None,
+                   operator_userid=s.get("YINFIN_DINGTALK_OPERATOR_USERID") or None,
                    api_url=s.get("YINFIN_DINGTALK_API_URL") or "https://api.dingtalk.com",
                    oapi_url=s.get("YINFIN_DINGTALK_OAPI_URL") or "https://oapi.dingtalk.com",
                    org_options=OrgOptions.from_settings(s, "YINFIN_DINGTALK"))
@@ -130,10 +156,13 @@ class DingTalkConnector(OrgSync):
         event_type = payload.get("EventType")
         events: list[InboundEvent] = []
         if event_type != "check_url":
-            event = self._event(payload, digest_id(plain))
+            # HTTP push events carry DingTalk's own eventId (事件的唯一Id), the same on every
+            # re-delivery; a payload without one falls back to a digest of its content
+            event_id = str(payload.get("eventId") or "") or digest_id(plain)
+            event = self._event(payload, event_id)
             # marked seen only once parsing (and the form fetch) worked: a failure
             # here must leave DingTalk's retry acceptable
-            check_replay(NAME, digest_id(plain), seen)
+            check_replay(NAME, event_id, seen)
             if event is not None:
                 events.append(event)
         return self.success_reply(now, events)
@@ -185,9 +214,17 @@ class DingTalkConnector(OrgSync):
             text = f"[{message.status}] {message.title}"
             if message.comment:
                 text += f": {message.comment}"
+            # commentUserId is a userId (添加审批评论); our directory keeps DingTalk userids
+            author = (list(message.user_ids) or [self.operator_userid or ""])[0]
+            if not author:
+                log.warning("DingTalk comment on %s skipped: the message names no user and "
+                            "YINFIN_DINGTALK_OPERATOR_USERID is not set",
+                            message.external_instance_id)
+                return {"skipped": "no DingTalk userId to comment as "
+                                   "(set YINFIN_DINGTALK_OPERATOR_USERID)"}
             return self._api("POST", "/v1.0/workflow/processInstances/comments", json={
                 "processInstanceId": message.external_instance_id, "text": text,
-                "commentUserId": (message.user_ids or [self.operator_id or ""])[0]})
+                "commentUserId": author})
         if message.kind != "task":
             # a request that never lived in DingTalk has no instance to comment on;
             # its people learn of it through their to-dos
@@ -203,8 +240,29 @@ class DingTalkConnector(OrgSync):
         return self._api("POST", f"/v1.0/todo/users/{self.operator_id}/tasks", json={
             "sourceId": idempotency_key, "subject": message.title,
             "description": message.comment or message.status,
-            "executorIds": list(message.user_ids),
+            # executorIds are unionIds (创建钉钉待办任务); our directory keeps userids
+            "executorIds": [self.union_id(u) for u in message.user_ids],
             "detailUrl": {"appUrl": message.url or "", "pcUrl": message.url or ""}})
+
+    def union_id(self, userid: str) -> str:
+        """The unionId of a DingTalk userid (查询用户详情 ``POST topapi/v2/user/get`` →
+        ``result.unionid``), asked once per user and connector. An unknown user is a
+        :class:`PermanentError` with DingTalk's message."""
+        with self._unionids_lock:
+            found = self._unionids.get(userid)
+        if found is not None:
+            return found
+        result = self._topapi("/topapi/v2/user/get",
+                              {"userid": userid, "language": "zh_CN"}).get("result") or {}
+        union = text_or_none(result.get("unionid"))
+        if union is None:
+            raise PermanentError(f"DingTalk returned no unionid for userid {userid!r}",
+                                 connector=NAME)
+        with self._unionids_lock:
+            if len(self._unionids) >= UNIONID_CACHE_SIZE:
+                self._unionids.pop(next(iter(self._unionids)))  # the oldest answer
+            self._unionids[userid] = union
+        return union
 
     # -- organisation ---------------------------------------------------------------
 

@@ -31,13 +31,18 @@ def stub(start_stub):
     s.instances["PI-1"] = {"status": "RUNNING", "originatorUserId": "u1", "formComponentValues": [
         {"name": "金额", "value": "1234.50", "componentType": "MoneyField"},
         {"name": "事由", "value": "差旅", "componentType": "TextField"}]}
+    # userid -> unionId as DingTalk keeps them; "op" is the operator creating the to-dos
+    s.people.update({"u1": {"name": "张三", "dept_id_list": [1], "unionid": "UN-zs1"},
+                     "u9": {"name": "李四", "dept_id_list": [1], "unionid": "UN-ls9"},
+                     "op": {"name": "财务机器人", "dept_id_list": [1], "unionid": "union-1"}})
     return s
 
 
 @pytest.fixture
 def ding(stub):
     return DingTalkConnector(app_key="dingappkey", app_secret="s3cret", token="tok", aes_key=AES,
-                             operator_id="union-1", api_url=stub.url, timeout=(1.0, 0.5))
+                             operator_id="union-1", api_url=stub.url, oapi_url=stub.url,
+                             timeout=(1.0, 0.5))
 
 
 def sender() -> BizMsgCrypt:
@@ -115,7 +120,7 @@ def test_push_status_comment_and_todo_relogin_once(ding, stub) -> None:
     task = StatusMessage(kind="task", request_id="R2", title="请审批", status="pending",
                          occurred_at=NOW, user_ids=["u9"], url="https://yinfin/r/R2")
     out = ding.push_status(task, "outbox-42")
-    assert out["sourceId"] == "outbox-42" and stub.todos["outbox-42"]["executorIds"] == ["u9"]
+    assert out["sourceId"] == "outbox-42" and stub.todos["outbox-42"]["executorIds"] == ["UN-ls9"]
     assert len(stub.calls("/v1.0/oauth2/accessToken")) == 2
     done = StatusMessage(kind="task", request_id="R2", title="请审批", status="approved",
                          occurred_at=NOW, user_ids=["u9"])
@@ -128,11 +133,11 @@ def test_push_status_comment_and_todo_relogin_once(ding, stub) -> None:
 
 def test_push_errors_are_classified(ding, stub) -> None:
     msg = StatusMessage(kind="status", request_id="R1", title="t", status="approved",
-                        occurred_at=NOW, external_instance_id="PI-404")
+                        occurred_at=NOW, external_instance_id="PI-404", user_ids=["u1"])
     with pytest.raises(PermanentError, match="审批实例不存在"):
         ding.push_status(msg, "k")
     ok = StatusMessage(kind="status", request_id="R1", title="t", status="approved",
-                       occurred_at=NOW, external_instance_id="PI-1")
+                       occurred_at=NOW, external_instance_id="PI-1", user_ids=["u1"])
     ding.access_token()
     stub.fail_next(502)
     with pytest.raises(RetryableError) as err:
@@ -158,3 +163,130 @@ def test_a_failed_form_fetch_leaves_the_retry_acceptable(ding, stub) -> None:
     stub.failures.clear()
     [ev] = ding.verify_and_parse({}, query, body, now=NOW, seen=seen).events
     assert ev.form["金额"] == "1234.50" and seen.ids == {f"dingtalk:{ev.event_id}"}
+
+
+# -- userid vs unionId ------------------------------------------------------------------
+
+
+def task(key_user: str | list[str]) -> StatusMessage:
+    users = [key_user] if isinstance(key_user, str) else key_user
+    return StatusMessage(kind="task", request_id="R5", title="请审批", status="pending",
+                         occurred_at=NOW, user_ids=users, url="https://yinfin/r/R5")
+
+
+def test_todo_executors_are_unionids_looked_up_once_per_user(ding, stub) -> None:
+    ding.push_status(task(["u9", "u1"]), "outbox-1")
+    assert stub.todos["outbox-1"]["executorIds"] == ["UN-ls9", "UN-zs1"]
+    [first, second] = stub.calls("/topapi/v2/user/get")
+    assert first.json() == {"userid": "u9", "language": "zh_CN"} and second.json()["userid"] == "u1"
+    assert first.query["access_token"]  # the app token, as every topapi call
+    ding.push_status(task("u9"), "outbox-2")
+    ding.push_status(task(["u1", "u9"]), "outbox-3")
+    assert len(stub.calls("/topapi/v2/user/get")) == 2  # cached: a unionId never changes
+    assert stub.todos["outbox-3"]["executorIds"] == ["UN-zs1", "UN-ls9"]
+
+
+def test_the_stub_refuses_a_userid_as_executor(stub) -> None:
+    # what the connector did before it looked unionIds up: DingTalk finds no such unionId
+    from connectors.dingtalk import DingTalkConnector as Raw
+
+    raw = Raw(app_key="dingappkey", app_secret="s3cret", token="tok", aes_key=AES,
+              operator_id="union-1", api_url=stub.url, oapi_url=stub.url, timeout=(1.0, 0.5))
+    with pytest.raises(PermanentError, match="unionId not found"):
+        raw._api("POST", "/v1.0/todo/users/union-1/tasks", json={
+            "sourceId": "x", "subject": "s", "executorIds": ["u9"]})
+
+
+def test_unknown_user_is_permanent_with_dingtalks_message(ding, stub) -> None:
+    with pytest.raises(PermanentError, match="找不到该用户") as err:
+        ding.push_status(task("gone"), "outbox-9")
+    assert err.value.connector == "dingtalk" and "outbox-9" not in stub.todos
+    # nothing cached from a failure: the user added later is found
+    stub.people["gone"] = {"name": "新人", "dept_id_list": [1], "unionid": "UN-new"}
+    ding.push_status(task("gone"), "outbox-9")
+    assert stub.todos["outbox-9"]["executorIds"] == ["UN-new"]
+
+
+def test_lookup_renews_an_expired_token_and_retries_busy_answers(ding, stub) -> None:
+    ding.access_token()
+    stub.expire_tokens()  # the lookup is the first call to meet the revoked token
+    ding.push_status(task("u9"), "outbox-5")
+    assert stub.todos["outbox-5"]["executorIds"] == ["UN-ls9"]
+    assert len(stub.calls("/v1.0/oauth2/accessToken")) == 2
+    assert len(stub.calls("/topapi/v2/user/get")) == 2  # refused once, then answered
+    stub.fail_at("/topapi/v2/user/get", 1, ("status", 200, '{"errcode": -1, "errmsg": "系统繁忙"}'))
+    with pytest.raises(RetryableError, match="系统繁忙"):
+        ding.push_status(task("u1"), "outbox-6")
+    stub.fail_at("/topapi/v2/user/get", 1, 503)
+    with pytest.raises(RetryableError) as err:
+        ding.push_status(task("u1"), "outbox-6")
+    assert err.value.status == 503 and "outbox-6" not in stub.todos
+    ding.push_status(task("u1"), "outbox-6")
+    assert stub.todos["outbox-6"]["executorIds"] == ["UN-zs1"]
+
+
+def test_comment_author_is_a_userid_or_the_comment_is_skipped(ding, stub, caplog) -> None:
+    nobody = StatusMessage(kind="status", request_id="R1", title="差旅报销", status="approved",
+                           occurred_at=NOW, external_instance_id="PI-1")
+    with caplog.at_level("WARNING", logger="connectors.dingtalk"):
+        out = ding.push_status(nobody, "k1")
+    assert "skipped" in out and stub.comments == []  # never the operator's unionId
+    assert "YINFIN_DINGTALK_OPERATOR_USERID" in caplog.text
+    ding.operator_userid = "op"
+    assert ding.push_status(nobody, "k2")["result"] is True
+    named = StatusMessage(kind="status", request_id="R1", title="差旅报销", status="rejected",
+                          occurred_at=NOW, external_instance_id="PI-1", user_ids=["u1"])
+    ding.push_status(named, "k3")
+    assert [c["commentUserId"] for c in stub.comments] == ["op", "u1"]
+    assert not stub.calls("/topapi/v2/user/get")  # comments take the userid as it is
+    stub.comments.clear()
+    with pytest.raises(PermanentError, match="userId"):  # the stub knows a unionId is not one
+        ding.push_status(StatusMessage(kind="status", request_id="R1", title="t",
+                                       status="approved", occurred_at=NOW,
+                                       external_instance_id="PI-1", user_ids=["union-1"]), "k4")
+
+
+def test_operator_userid_comes_from_the_environment() -> None:
+    from connectors.dingtalk import DingTalkConnector as D
+
+    base = {"YINFIN_DINGTALK_APP_KEY": "k", "YINFIN_DINGTALK_APP_SECRET": "s",
+            "YINFIN_DINGTALK_TOKEN": "t", "YINFIN_DINGTALK_AES_KEY": AES}
+    assert D.from_settings(base).operator_userid is None
+    assert D.from_settings({**base, "YINFIN_DINGTALK_OPERATOR_USERID": "op"}).operator_userid == "op"
+
+
+# -- DingTalk's eventId -----------------------------------------------------------------
+
+
+def test_dingtalk_event_id_is_the_replay_key(ding) -> None:
+    # HTTP push payload as documented (审批实例开始、结束、终止、删除): eventId is top level
+    event = {"EventType": "bpms_instance_change", "EventTime": MS, "CorpId": "dingcorp",
+             "BizId": "1663", "eventId": "c7c7120f2c07419ebdba0318c8", "type": "finish",
+             "result": "agree", "processInstanceId": "PI-1", "finishTime": MS, "staffId": "u1"}
+    seen = MemorySeen()
+    query, body = callback(sender(), event, MS)
+    [ev] = ding.verify_and_parse({}, query, body, now=NOW, seen=seen).events
+    assert ev.event_id == "c7c7120f2c07419ebdba0318c8"
+    assert seen.ids == {"dingtalk:c7c7120f2c07419ebdba0318c8"}
+    # DingTalk's re-delivery of the same event, stamped anew: same eventId, other bytes
+    again = {**event, "EventTime": MS + 5000}
+    q2, b2 = callback(sender(), again, MS + 5000, nonce="retry1")
+    with pytest.raises(SignatureError, match="replayed"):
+        ding.verify_and_parse({}, q2, b2, now=NOW, seen=seen)
+    # another event is another id, even with the same content otherwise
+    other = {**event, "eventId": "d8d8231f3d18520fcecb1429d9"}
+    q3, b3 = callback(sender(), other, MS)
+    [ev3] = ding.verify_and_parse({}, q3, b3, now=NOW, seen=seen).events
+    assert ev3.event_id == "d8d8231f3d18520fcecb1429d9"
+
+
+def test_without_event_id_the_digest_stays_the_replay_key(ding) -> None:
+    event = {"EventType": "bpms_task_change", "type": "finish", "result": "agree",
+             "processInstanceId": "PI-1", "finishTime": MS, "taskId": 5}
+    seen = MemorySeen()
+    query, body = callback(sender(), event, MS)
+    [ev] = ding.verify_and_parse({}, query, body, now=NOW, seen=seen).events
+    assert len(ev.event_id) == 32 and seen.ids == {f"dingtalk:{ev.event_id}"}
+    changed = {**event, "finishTime": MS + 1}  # no eventId: other content is another event
+    q2, b2 = callback(sender(), changed, MS)
+    assert ding.verify_and_parse({}, q2, b2, now=NOW, seen=seen).events[0].event_id != ev.event_id

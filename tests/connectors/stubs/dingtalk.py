@@ -6,7 +6,14 @@ Errors follow DingTalk's new-API format: HTTP 400/401 with
 The address book lives on the old-style ``topapi`` (oapi.dingtalk.com): POST with
 ``?access_token=``, answers always HTTP 200 ``{"errcode": 0, "errmsg": "ok", "result": …,
 "request_id": …}``; an invalid token is errcode 88 with ``sub_code`` "40014" (全局错误码). ``user/list`` pages by ``cursor`` with
-at most ``page_size`` people per page (``has_more``, ``next_cursor``).
+at most ``page_size`` people per page (``has_more``, ``next_cursor``). ``user/get``
+(查询用户详情) answers ``result.userid``/``unionid``/``name``; an unknown userid is
+errcode 60121 找不到该用户.
+
+Ids are kept apart as DingTalk does: ``people`` is keyed by userid and each person has
+a ``unionid`` (default ``<userid>-UNION``). Approval comments need the commenter's
+userid (``commentUserId``); to-dos need unionIds (the path's creator, ``executorIds``):
+the stub refuses the other kind of id, so a connector that mixes them up fails here.
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ class DingTalkStub(StubServer):
             ("POST", "/topapi/v2/department/get"): self.dept_get,
             ("POST", "/topapi/v2/department/listsub"): self.dept_listsub,
             ("POST", "/topapi/v2/user/list"): self.user_list,
+            ("POST", "/topapi/v2/user/get"): self.user_get,
             ("POST", "/v1.0/oauth2/accessToken"): self.token,
             ("GET", "/v1.0/workflow/processInstances"): self.instance,
             ("POST", "/v1.0/workflow/processInstances/comments"): self.comment,
@@ -74,12 +82,21 @@ class DingTalkStub(StubServer):
             return self._err(400, "InvalidParameter", "processInstanceId 不存在")
         return 200, {"success": True, "result": inst}
 
+    def unionid(self, userid: str) -> str:
+        return str(self.people[userid].get("unionid") or f"{userid}-UNION")
+
+    def unionids(self) -> set[str]:
+        return {self.unionid(uid) for uid in self.people}
+
     def comment(self, req: Req) -> tuple:
         if (bad := self._authed(req)) is not None:
             return bad
         body = req.json()
         if body.get("processInstanceId") not in self.instances:
             return self._err(400, "InvalidParameter", "审批实例不存在")
+        if body.get("commentUserId") not in self.people:  # a userId, not a unionId
+            return self._err(400, "InvalidParameter",
+                             f"commentUserId {body.get('commentUserId')!r} 不是本企业的userId")
         self.comments.append(body)
         return 200, {"success": True, "result": True}
 
@@ -92,6 +109,12 @@ class DingTalkStub(StubServer):
             return self._err(400, "InvalidParameter", f"unknown fields {sorted(unknown)}")
         if not body.get("subject"):
             return self._err(400, "MissingSubject", "subject is mandatory")
+        creator = req.path.removeprefix("/v1.0/todo/users/").removesuffix("/tasks")
+        unions = self.unionids()
+        strangers = [i for i in [creator, *body.get("executorIds", [])] if i not in unions]
+        if strangers:  # path and executorIds take unionIds (查询用户详情 → unionid)
+            return self._err(400, "todo.taskCreate.paramError",
+                             f"unionId not found: {strangers}")
         self.todos[body["sourceId"]] = body
         return 200, {"id": f"todo{len(self.todos)}", "subject": body["subject"],
                      "sourceId": body["sourceId"]}
@@ -105,6 +128,15 @@ class DingTalkStub(StubServer):
         if isinstance(result, tuple):
             return 200, {"errcode": result[0], "errmsg": result[1], "request_id": "r1"}
         return 200, {"errcode": 0, "errmsg": "ok", "result": result, "request_id": "r1"}
+
+    def user_get(self, req: Req) -> tuple:
+        uid = req.json().get("userid")
+        if uid not in self.people:
+            return self._top(req, (60121, "找不到该用户"))
+        u = self.people[uid]
+        return self._top(req, {"userid": uid, "unionid": self.unionid(uid),
+                               "name": u.get("name", uid), "active": u.get("active", True),
+                               "dept_id_list": u.get("dept_id_list", [1])})
 
     def dept_get(self, req: Req) -> tuple:
         did = req.json().get("dept_id")
@@ -128,7 +160,7 @@ class DingTalkStub(StubServer):
             return self._top(req, (60003, "部门不存在"))
         if size > 100:
             return self._top(req, (400002, "size 超过最大值 100"))
-        members = [dict(u, userid=uid, leader=did in u.get("leads", ()))
+        members = [dict(u, userid=uid, unionid=self.unionid(uid), leader=did in u.get("leads", ()))
                    for uid, u in sorted(self.people.items()) if did in u["dept_id_list"]]
         page = members[cursor:cursor + min(size, self.page_size)]
         more = cursor + len(page) < len(members)
