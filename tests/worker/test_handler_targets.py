@@ -1,6 +1,6 @@
 """The event handlers' targets follow the environment at every event (parsed once per
 value, never stale), and only the targets: a bad setting of the worker's own does not
-fail the actions that queue messages (the worker checks those where it starts)."""
+fail the actions that queue messages (the worker checks those where it reads them)."""
 
 from __future__ import annotations
 

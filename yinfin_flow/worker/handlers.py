@@ -15,7 +15,7 @@ Subscribed by :func:`register` (listed in :mod:`yinfin_flow.bootstrap`):
 Which systems are targets is configuration (:mod:`yinfin_flow.worker.config`):
 with no ``YINFIN_ERP_CONNECTOR`` / ``YINFIN_OA_CONNECTOR`` nothing is written.
 The two are read at each event so a test or an operator can change them without
-re-wiring (the worker's other settings are the worker's, checked where it starts).
+re-wiring (the worker's other settings are checked where the worker reads them).
 """
 
 from __future__ import annotations
