@@ -186,3 +186,29 @@ def test_a_deputy_sees_and_acts_on_delegated_tasks(client: FlaskClient, app: Fla
     assert done.get_json()["status"] == "approved"
     history = client.get(f"{API}/requests/{rid}", headers=as_("amy")).get_json()["history"]
     assert [(h["actor"], h["on_behalf_of"]) for h in history if h["action"] == "approve"] == [("pat", "wang")]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_an_actions_answer_shows_the_same_impact_as_reading_it_again(request: pytest.FixtureRequest,
+                                                                     backend: str):
+    # The manager's approval answers from what its re-check read (no budget write
+    # followed); the finance approval moves the reservation to actual, so its answer
+    # reads again. Either way the answer equals what a fresh GET shows, and another
+    # request on the same line in between shows in both.
+    from .conftest import make_app
+
+    db = request.getfixturevalue("sqlite_db" if backend == "sqlite" else "pg_db")
+    client = make_app(db).test_client()
+    org = world(db)
+    rid = submit(client, org).get_json()["id"]
+    submit(client, org, amount="100.00", who="bob")
+    for who, roles in (("wang", ()), ("fay", ("finance",))):
+        task = next(t for t in client.get(f"{API}/tasks", headers=as_(who, *roles)).get_json()["items"]
+                    if t["request"]["id"] == rid)
+        resp = client.post(f"{API}/tasks/{task['id']}/approve", json={}, headers=as_(who, *roles))
+        assert resp.status_code == 200, resp.get_json()
+        shown = resp.get_json()["request"]["budget_impact"]
+        again = client.get(f"{API}/requests/{rid}", headers=as_("amy")).get_json()["budget_impact"]
+        assert shown == again
+    [res] = shown["reservations"]
+    assert (res["pre_encumbered"], res["actual"]) == ("0.0000", "250.0000")

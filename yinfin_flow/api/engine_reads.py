@@ -18,6 +18,7 @@ from yinfin_flow.db.models.engine import ApprovalRequest, ApprovalTask, RequestC
 from yinfin_flow.db.types import utcnow
 from yinfin_flow.domain.errors import NotFound
 from yinfin_flow.engine import queries, routing
+from yinfin_flow.engine.budgeting import DocumentRead
 from yinfin_flow.security.policy import ADMIN, FINANCE
 
 from .identity import Identity
@@ -90,7 +91,7 @@ def list_requests(session: Session, ident: Identity, *, page: int, page_size: in
                            "pages": (total + page_size - 1) // page_size}}
 
 
-def impact(session: Session, req: ApprovalRequest) -> dict[str, Any]:
+def impact(session: Session, req: ApprovalRequest, read: DocumentRead | None = None) -> dict[str, Any]:
     """What the request holds per line, and ``available`` on each line and controlling
     ancestor now and once this step approves.
 
@@ -98,16 +99,20 @@ def impact(session: Session, req: ApprovalRequest) -> dict[str, Any]:
     step) moves it on to encumbered or actual, which leaves ``available`` as it is; a
     request holding nothing (a draft, a sent-back one after release) would reserve
     its form, so the figures are those of a reservation preview.
+
+    ``read``: the document's reservations and re-check as the engine read them in this
+    transaction with no budget write since (:func:`~yinfin_flow.engine.budgeting.take_read`);
+    the answer is the same as reading them again, without the two statements.
     """
     b = Budgets(session)
-    views = [v for v in b.reservations_for(req.document_type, str(req.id))]
+    views = read.reservations if read is not None else b.reservations_for(req.document_type, str(req.id))
     open_ = [v for v in views if v.status == "open"]
     held_by_line: dict[int, Decimal] = {}
     for v in open_:
         held_by_line[v.line_id] = held_by_line.get(v.line_id, Decimal(0)) + v.pre_encumbered + v.encumbered
     lines = []
     if open_:
-        for c in b.recheck([v.id for v in open_]):
+        for c in read.checks if read is not None else b.recheck([v.id for v in open_]):
             lines.append(_line(c, held_by_line.get(c.line_id, Decimal(0)), c.basis_buckets.available))
     elif req.finished_at is None:
         from yinfin_flow.engine.budgeting import lines_of
@@ -154,7 +159,8 @@ def request_detail(session: Session, req: ApprovalRequest) -> dict[str, Any]:
     }
 
 
-def request_outcome(session: Session, req: ApprovalRequest) -> dict[str, Any]:
-    """The request's summary, current step and budget impact (what an action answers)."""
+def request_outcome(session: Session, req: ApprovalRequest, read: DocumentRead | None = None) -> dict[str, Any]:
+    """The request's summary, current step and budget impact (what an action answers;
+    ``read``: see :func:`impact`)."""
     step = req.route[req.step_index] if req.step_index is not None and req.step_index < len(req.route) else None
-    return {**queries.request_summary(req), "current_step": step, "budget_impact": impact(session, req)}
+    return {**queries.request_summary(req), "current_step": step, "budget_impact": impact(session, req, read)}

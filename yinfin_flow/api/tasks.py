@@ -16,7 +16,7 @@ from sqlalchemy import event
 
 from yinfin_flow.db.models.engine import ApprovalRequest, ApprovalTask
 from yinfin_flow.domain.errors import DomainError, NotFound
-from yinfin_flow.engine import queries, service
+from yinfin_flow.engine import budgeting, queries, service
 
 from ..extension import state
 from .engine_reads import my_task, request_detail, request_outcome
@@ -89,10 +89,13 @@ def _act(task_id: int, action: str, **kw: Any) -> dict[str, Any]:
         with db.unit_of_work() as s:
             loaded = _keep_task(s, task_id)
             req = service.act(s, task_id, ident.id, action, **kw)
+            # The budget document as the action read it (none when it wrote budget):
+            # the answer's impact then needs no second read of the same rows.
+            read = budgeting.take_read(s, req)
             s.flush()
             task = loaded[0] if loaded else s.get(ApprovalTask, task_id)
             assert task is not None
-            return {**queries.task_dict(task), "request": request_outcome(s, req)}
+            return {**queries.task_dict(task), "request": request_outcome(s, req, read)}
     except DomainError:
         with db.unit_of_work(readonly=True) as s:
             my_task(s, ident, task_id)  # 404 for strangers

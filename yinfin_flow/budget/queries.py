@@ -33,6 +33,16 @@ _RESERVED_LINES = (
     .order_by(_reservations.c.id)
 )
 
+# A document's reservations with their lines' codes, in reservation order. Built once:
+# building a select costs more CPU than running this one (it runs at every approval).
+_DOCUMENT_RESERVATIONS = (
+    select(Reservation, BudgetLine.code)
+    .join(BudgetLine, BudgetLine.id == Reservation.line_id)
+    .where(Reservation.document_type == bindparam("document_type"),
+           Reservation.document_id == bindparam("document_id"))
+    .order_by(Reservation.id)
+)
+
 
 class BudgetQueries(BudgetsBase):
     """The reads of :class:`~.service.Budgets`, and request-line resolution."""
@@ -59,12 +69,8 @@ class BudgetQueries(BudgetsBase):
         return checks
 
     def reservations_for(self, document_type: str, document_id: str) -> list[ReservationView]:
-        rows = self.session.execute(
-            select(Reservation, BudgetLine.code)
-            .join(BudgetLine, BudgetLine.id == Reservation.line_id)
-            .where(Reservation.document_type == document_type, Reservation.document_id == document_id)
-            .order_by(Reservation.id)
-        ).all()
+        rows = self.session.execute(_DOCUMENT_RESERVATIONS, {"document_type": document_type,
+                                                             "document_id": document_id}).all()
         return [view_of(r, code) for r, code in rows]
 
     def recheck(self, reservation_ids: Sequence[int]) -> list[LineCheck]:

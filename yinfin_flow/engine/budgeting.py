@@ -14,11 +14,13 @@ currency is released and reserved again, one that was removed is released and cl
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from yinfin_flow.budget import setup
 from yinfin_flow.budget.lookup import Dims, find_line
@@ -28,7 +30,7 @@ from yinfin_flow.db.models.engine import ApprovalRequest
 from yinfin_flow.domain.budget import Action, LineCheck, Mode, raise_if_blocked
 from yinfin_flow.domain.errors import ValidationError
 
-from .runtime import ActionContext, deferred
+from .runtime import DOCUMENT_READ, ActionContext, deferred
 
 
 def document(ctx: ActionContext, req: ApprovalRequest) -> tuple[str, str]:
@@ -111,8 +113,11 @@ def warnings_of(checks: list[LineCheck]) -> list[dict[str, Any]]:
 def open_reservations(ctx: ActionContext, req: ApprovalRequest) -> list[ReservationView]:
     held = ctx.cache.get("held")
     if held is None or held[0] != req.id:
-        views = [v for v in Budgets(ctx.session).reservations_for(*document(ctx, req)) if v.status == "open"]
-        held = ctx.cache["held"] = (req.id, views)
+        views = Budgets(ctx.session).reservations_for(*document(ctx, req))
+        # Every reservation of the document as read (closed ones too): with the
+        # re-check below, what an action's answer shows (see :func:`last_read`).
+        ctx.cache["document"] = (req.id, views)
+        held = ctx.cache["held"] = (req.id, [v for v in views if v.status == "open"])
     return list(held[1])
 
 
@@ -124,6 +129,57 @@ def current_checks(ctx: ActionContext, req: ApprovalRequest) -> list[LineCheck]:
         checks = Budgets(ctx.session).recheck([h.id for h in held]) if held else []
         cached = ctx.cache["checks"] = (req.id, checks)
     return list(cached[1])
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentRead:
+    """A request's budget document as this transaction read it, with no budget write
+    after the read: every reservation (what ``reservations_for`` returns) and the
+    re-check of the open ones (what ``recheck`` of their ids returns)."""
+
+    request_id: int
+    reservations: list[ReservationView]
+    checks: list[LineCheck]
+
+
+def last_read(ctx: ActionContext, req: ApprovalRequest) -> DocumentRead | None:
+    """The document's reservations and re-check as read during this action, if no budget
+    write followed the read (:meth:`ActionContext.budget_changed` forgets them); else None.
+
+    A reservation's own result (``reserve``) is not a re-check: after a write the
+    document is not known this way and the answer reads it again.
+    """
+    doc = ctx.cache.get("document")
+    if doc is None or doc[0] != req.id:
+        return None
+    if not any(v.status == "open" for v in doc[1]):
+        return DocumentRead(req.id, list(doc[1]), [])
+    checks = ctx.cache.get("checks")
+    if checks is None or checks[0] != req.id:
+        return None
+    return DocumentRead(req.id, list(doc[1]), list(checks[1]))
+
+
+def keep_read(ctx: ActionContext, req: ApprovalRequest) -> None:
+    """Leave :func:`last_read` on the session for :func:`take_read` (end of an action)."""
+    read = last_read(ctx, req)
+    if read is None:
+        ctx.session.info.pop(DOCUMENT_READ, None)
+    else:
+        ctx.session.info[DOCUMENT_READ] = (ctx.session.get_transaction(), read)
+
+
+def take_read(session: Session, req: ApprovalRequest) -> DocumentRead | None:
+    """What the last action on ``req`` in this session's current transaction left with
+    :func:`keep_read` (taken: a second call gets None). Valid only until the next budget
+    write: call it right after the action."""
+    kept = session.info.pop(DOCUMENT_READ, None)
+    if kept is None:
+        return None
+    tx, read = kept
+    if tx is None or tx is not session.get_transaction() or read.request_id != req.id:
+        return None
+    return read
 
 
 def reserve(ctx: ActionContext, req: ApprovalRequest, key: str, step: str) -> dict[str, Any]:

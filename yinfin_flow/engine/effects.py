@@ -32,7 +32,10 @@ def after_transition(event_data: EventData) -> None:
     key = next_key(req, event)
     # The posting goes first: a template that consumes budget moves the reservations it
     # names to actual, so it must see them open (the ledger does that move, not us).
-    posting = request_posting(ctx, req, t) if t.posting else None
+    posting = None
+    if t.posting:
+        posting = request_posting(ctx, req, t)
+        ctx.budget_changed()  # the ledger may have moved reservations on while posting
     budget = _budget(ctx, req, t.budget, key, event)
     if posting:
         budget["posting"] = posting

@@ -41,8 +41,13 @@ from .errors import StaleRequest
 from .history import LAST_SEQ, history, start_history
 from .pending import READS_HISTORY, deferred, write_history
 
-__all__ = ["LAST_SEQ", "READS_HISTORY", "ActionContext", "check_version", "deferred", "history", "lock_request",
+__all__ = ["DOCUMENT_READ", "LAST_SEQ", "READS_HISTORY", "ActionContext", "check_version", "deferred", "history", "lock_request",
            "lock_request_of_task", "next_key", "publish", "start_history", "task_event", "write_history"]
+
+
+#: ``session.info`` key of what an action read of its request's budget document
+#: (:func:`yinfin_flow.engine.budgeting.keep_read`).
+DOCUMENT_READ = "yinfin.engine.document_read"
 
 
 @dataclass
@@ -66,6 +71,8 @@ class ActionContext:
         """Forget cached reservations and checks (call on every budget write)."""
         self.cache.pop("held", None)
         self.cache.pop("checks", None)
+        self.cache.pop("document", None)
+        self.session.info.pop(DOCUMENT_READ, None)
 
 
 def lock_request(session: Session, request_id: int, expected_version: int | None = None) -> ApprovalRequest:

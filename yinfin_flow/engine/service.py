@@ -207,6 +207,9 @@ def act(session: Session, task_id: int, actor: str, action: str, *, comment: str
         task_actions.add_approvers(ctx, req, task, users or [], position or "after")
     req.updated_at = ctx.now
     session.flush()
+    # What the action read of the budget document, for an answer that shows its
+    # impact (budgeting.take_read); nothing when a budget write followed the read.
+    budgeting.keep_read(ctx, req)
     return req
 
 

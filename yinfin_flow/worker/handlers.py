@@ -14,16 +14,18 @@ Subscribed by :func:`register` (listed in :mod:`yinfin_flow.bootstrap`):
 
 Which systems are targets is configuration (:mod:`yinfin_flow.worker.config`):
 with no ``YINFIN_ERP_CONNECTOR`` / ``YINFIN_OA_CONNECTOR`` nothing is written.
-Settings are read at each event so a test or an operator can change them without
-re-wiring.
+The two are read at each event so a test or an operator can change them without
+re-wiring (the worker's other settings are checked where the worker reads them).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import select
@@ -52,8 +54,22 @@ _TASK = {"approved": "approved", "auto_approved": "approved", "rejected": "rejec
 _OA_USER_COLUMN = {"dingtalk": "dingtalk_userid", "feishu": "feishu_open_id", "wecom": "wecom_userid"}
 
 
-def _settings() -> DeliverySettings:
-    return DeliverySettings.from_env()
+@dataclass(frozen=True)
+class _Targets:
+    erp: tuple[str, ...]
+    oa: tuple[str, ...]
+
+
+def _settings() -> _Targets:
+    """The configured targets, read from the environment at each event (two look-ups;
+    parsed once per value: this runs for every event of every action)."""
+    return _targets(os.environ.get("YINFIN_ERP_CONNECTOR"), os.environ.get("YINFIN_OA_CONNECTOR"))
+
+
+@lru_cache(maxsize=16)
+def _targets(erp: str | None, oa: str | None) -> _Targets:
+    found = DeliverySettings.from_env({"YINFIN_ERP_CONNECTOR": erp or "", "YINFIN_OA_CONNECTOR": oa or ""})
+    return _Targets(found.erp, found.oa)
 
 
 def _safe(text: str) -> str:
