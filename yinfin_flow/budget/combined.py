@@ -41,9 +41,10 @@ from sqlalchemy import Boolean, TextClause, text
 from sqlalchemy.orm import Session
 
 from yinfin_flow.db.models import BudgetBalance, BudgetLine, ControlRuleRow
+from yinfin_flow.db.raw import driver_sql, fetch
 from yinfin_flow.domain.budget import Buckets
 
-from .lookup import LineRow
+from .lookup import LINE_ROW_COLUMNS, LineRow
 
 #: The fingerprint of the rules that decide for the lines ``{ids}`` (an SQL set):
 #: id and row version of each rule on them, and of every rule with another basis.
@@ -145,6 +146,12 @@ def _sqlite_types() -> dict[str, Any]:
 
 _SQLITE_TYPES = _sqlite_types()
 _STATEMENTS = {dialect: _statements(dialect) for dialect in _WANT}
+# PostgreSQL runs them through psycopg directly (see yinfin_flow.db.raw), pipelined:
+# when one is the first statement of its transaction (a reservation's lock-and-read,
+# a preview), psycopg's BEGIN goes in the same round trip.
+_PG_SQL = {name: driver_sql(stmt) for name, stmt in _STATEMENTS["postgresql"].items()}
+#: The first columns of every variant are a LineRow's, in its order.
+_LINE_COLUMNS = len(LINE_ROW_COLUMNS)
 
 # After a refusal on the fast path (PostgreSQL): a movement made with the key
 # meanwhile, and the rules now (if they changed, the refusal may rest on rules that
@@ -152,6 +159,7 @@ _STATEMENTS = {dialect: _statements(dialect) for dialect in _WANT}
 _AFTER_REFUSAL = text(f"""
 SELECT (SELECT id FROM budget_movements WHERE idempotency_key = :key) AS prior,
        {RULES_SEEN_SQL.format(ids="SELECT unnest(CAST(:rule_ids AS bigint[]))")} AS rules_now""")
+_AFTER_REFUSAL_PG = driver_sql(_AFTER_REFUSAL)
 _REPLAY = text("SELECT id FROM budget_movements WHERE idempotency_key = :key")
 
 
@@ -176,7 +184,7 @@ def _path_read(rows: Sequence[Any], *, locked: bool = False, held: bool = False)
     if held:
         out.held = []
     for row in rows:
-        out.lines[row.id] = LineRow.from_row(row)
+        out.lines[row.id] = LineRow(*row[:_LINE_COLUMNS])
         out.balances[row.id] = Buckets(row.budget, row.pre_encumbered, row.encumbered, row.actual)
         if row.rule_line_id is not None:
             out.rule_rows.append(_RuleRow(row.rule_line_id, row.mode, row.tolerance_percent,
@@ -205,11 +213,12 @@ class _RuleRow:
 def _run(session: Session, name: str, ids_param: str, ids: Iterable[int], **params: Any) -> list[Any]:
     dialect = session.get_bind().dialect.name
     wanted: Any = sorted(set(ids))
-    if dialect == "sqlite":
-        wanted = json.dumps(wanted)
     # On the session's connection: none of these reads depends on ORM changes waiting
     # for a flush (Session.execute would autoflush first), and it costs ~40 µs less.
-    return session.connection().execute(_STATEMENTS[dialect][name], {ids_param: wanted, **params}).all()
+    if dialect == "postgresql":
+        return fetch(session, _PG_SQL[name], {ids_param: wanted, **params}, pipeline=True)
+    return session.connection().execute(_STATEMENTS[dialect][name],
+                                        {ids_param: json.dumps(wanted), **params}).all()
 
 
 def lock_paths(session: Session, line_ids: Iterable[int], key: str | None) -> PathRead | None:
@@ -226,7 +235,7 @@ def after_refusal(session: Session, key: str | None, read: PathRead) -> tuple[in
     """(the movement made with ``key`` meanwhile, whether the rules changed since ``read``)."""
     if read.rules_seen is None:  # SQLite: nothing can have changed under BEGIN IMMEDIATE
         return (session.scalar(_REPLAY, {"key": key}) if key is not None else None), False
-    row = session.connection().execute(_AFTER_REFUSAL, {"key": key, "rule_ids": sorted(read.lines)}).one()
+    (row,) = fetch(session, _AFTER_REFUSAL_PG, {"key": key, "rule_ids": sorted(read.lines)})
     return row.prior, row.rules_now != read.rules_seen
 
 

@@ -1,0 +1,112 @@
+"""Hot-path statements straight through psycopg (``yinfin_flow.db.raw``), PostgreSQL.
+
+They must behave as statements through SQLAlchemy do (same transaction, listeners
+see them, errors are SQLAlchemy's, a dropped connection heals the pool), and the
+pipelined first statement must carry psycopg's ``BEGIN`` in its round trip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+import pytest
+from sqlalchemy import create_engine, event, exc, func, select, text
+
+from yinfin_flow.budget.service import Budgets
+from yinfin_flow.db.engine import Database
+from yinfin_flow.db.models import BudgetMovement
+from yinfin_flow.db.raw import fetch
+
+from ..factories import line_req, org_in
+
+pytestmark = pytest.mark.postgres
+
+
+@contextmanager
+def round_trips(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """Count psycopg's exchanges with the server (as ``bench/profile_budget.py`` does).
+
+    Outside pipeline mode every exchange (a statement's, BEGIN's, COMMIT's) is one call
+    of ``generators.execute``; a pipeline sends without waiting and waits once, at its end.
+    """
+    import psycopg._cursor_base as cursor_base
+    import psycopg.generators as generators
+
+    count = [0]
+    execute, pipeline_exit = generators.execute, psycopg.Pipeline.__exit__
+
+    def counted_execute(pgconn: Any) -> Any:
+        count[0] += 1
+        return (yield from execute(pgconn))
+
+    def counted_exit(self: Any, *args: Any) -> Any:
+        count[0] += 1
+        return pipeline_exit(self, *args)
+
+    with monkeypatch.context() as m:
+        m.setattr(generators, "execute", counted_execute)
+        m.setattr(cursor_base, "execute", counted_execute)
+        m.setattr(psycopg.Pipeline, "__exit__", counted_exit)
+        yield count
+
+
+def test_a_reservation_is_three_round_trips_with_begin_in_the_first(pg_db: Database, monkeypatch):
+    org = org_in(pg_db)
+    with pg_db.unit_of_work() as s:  # warm the connection
+        Budgets(s).reserve("warm", ("t", "0"), [line_req(org.child_line, "1")], actor="amy")
+    with round_trips(monkeypatch) as trips, pg_db.unit_of_work() as s:
+        Budgets(s).reserve("k", ("t", "1"), [line_req(org.child_line, "10")], actor="amy")
+    # BEGIN with the lock-and-read (one pipeline), the write, COMMIT; without the
+    # pipeline BEGIN is a trip of its own (4).
+    assert trips[0] == 3
+
+
+def test_listeners_see_the_statements_and_they_run_in_the_session_transaction(pg_db: Database):
+    org = org_in(pg_db)
+    seen: list[str] = []
+
+    def on(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        seen.append(statement)
+
+    event.listen(pg_db.engine, "before_cursor_execute", on)
+    try:
+        with pytest.raises(RuntimeError), pg_db.unit_of_work() as s:
+            Budgets(s).reserve("k", ("t", "1"), [line_req(org.child_line, "10")], actor="amy")
+            raise RuntimeError("the caller fails after the reservation")
+    finally:
+        event.remove(pg_db.engine, "before_cursor_execute", on)
+    assert any("FOR UPDATE OF b" in sql for sql in seen)
+    assert any("INSERT INTO reservations" in sql for sql in seen)
+    with pg_db.unit_of_work(readonly=True) as s:  # rolled back with the session's transaction
+        assert s.scalar(select(func.count()).select_from(BudgetMovement).where(
+            BudgetMovement.idempotency_key == "k")) == 0
+
+
+@pytest.mark.parametrize("pipeline", [False, True])
+def test_a_driver_error_is_raised_as_sqlalchemy_raises_it(pg_db: Database, pipeline: bool):
+    with pytest.raises(exc.DataError), pg_db.unit_of_work() as s:
+        fetch(s, "SELECT 1 / %(zero)s AS x", {"zero": 0}, pipeline=pipeline)
+    with pg_db.unit_of_work() as s:  # the connection is usable again
+        assert fetch(s, "SELECT %(one)s::int AS x", {"one": 1}, pipeline=pipeline)[0].x == 1
+
+
+def test_a_connection_the_server_dropped_fails_once_then_the_pool_heals(pg_db: Database, pg_url: str):
+    org = org_in(pg_db)
+    db = Database(pg_db.url, pool_size=1, max_overflow=0)
+    try:
+        with db.unit_of_work() as s:
+            first = s.scalar(text("SELECT pg_backend_pid()"))
+        admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            assert conn.scalar(text("SELECT pg_terminate_backend(:pid)"), {"pid": first})
+        admin.dispose()
+        with pytest.raises(exc.OperationalError), db.unit_of_work() as s:
+            Budgets(s).reserve("k", ("t", "1"), [line_req(org.child_line, "10")], actor="amy")
+        with db.unit_of_work() as s:
+            assert s.scalar(text("SELECT pg_backend_pid()")) != first
+            Budgets(s).reserve("k", ("t", "1"), [line_req(org.child_line, "10")], actor="amy")
+    finally:
+        db.dispose()
