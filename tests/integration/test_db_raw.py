@@ -110,3 +110,43 @@ def test_a_connection_the_server_dropped_fails_once_then_the_pool_heals(pg_db: D
             Budgets(s).reserve("k", ("t", "1"), [line_req(org.child_line, "10")], actor="amy")
     finally:
         db.dispose()
+
+
+_MORE_LINES = ["""
+INSERT INTO budget_lines (code, name, company_id, period_id, cost_centre_id, item_id, project_id,
+                          series_key, dims_key, fiscal_year, granularity, period_start, period_end,
+                          parent_id, path, currency, status, owner, created_at)
+SELECT code || '-' || g, name, company_id, period_id, cost_centre_id, item_id, project_id,
+       series_key || '-' || g, dims_key || '-' || g, fiscal_year, granularity, period_start, period_end,
+       NULL, 'x', currency, status, owner, created_at
+FROM budget_lines, generate_series(1, 2000) AS g WHERE id = :line""",
+    "UPDATE budget_lines SET path = CAST(id AS text) WHERE path = 'x'", """
+INSERT INTO budget_balances (line_id, budget, pre_encumbered, encumbered, actual, updated_at)
+SELECT id, 0, 0, 0, 0, now() FROM budget_lines WHERE id NOT IN (SELECT line_id FROM budget_balances)"""]
+
+
+def test_a_one_line_reservation_is_planned_once_per_connection(pg_db: Database):
+    """The lock-and-read for one line has a scalar parameter: the server keeps its generic plan.
+
+    With the ids as an array the server assumes ten of them, finds the generic plan
+    dearer than a custom one for the single id and plans every execution again.
+    """
+    org = org_in(pg_db)
+    with pg_db.unit_of_work() as s:  # 2,000 more lines: with the ids as an array, the
+        # generic plan then looks dearer than a custom one for one id
+        for sql in _MORE_LINES:
+            s.execute(text(sql), {"line": org.office_line})
+    db = Database(pg_db.url, pool_size=1, max_overflow=0)
+    try:
+        for i in range(12):  # psycopg prepares on the 5th, the server tries 5 custom plans
+            with db.unit_of_work() as s:
+                Budgets(s).reserve(f"k{i}", ("t", str(i)), [line_req(org.child_line, "1")], actor="amy")
+        with db.unit_of_work() as s:
+            plans = s.execute(text(
+                "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+                " WHERE statement LIKE '%FOR UPDATE OF b%'")).all()
+    finally:
+        db.dispose()
+    assert len(plans) == 1
+    generic, custom = plans[0]
+    assert custom <= 5 and generic >= 2
