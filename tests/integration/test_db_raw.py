@@ -125,11 +125,12 @@ INSERT INTO budget_balances (line_id, budget, pre_encumbered, encumbered, actual
 SELECT id, 0, 0, 0, 0, now() FROM budget_lines WHERE id NOT IN (SELECT line_id FROM budget_balances)"""]
 
 
-def test_a_one_line_reservation_is_planned_once_per_connection(pg_db: Database):
-    """The lock-and-read for one line has a scalar parameter: the server keeps its generic plan.
+@pytest.mark.parametrize("lines", [1, 3])
+def test_a_reservation_of_a_few_lines_is_planned_once_per_connection(pg_db: Database, lines: int):
+    """The lock-and-read for a few lines binds one scalar per id: the server keeps its generic plan.
 
     With the ids as an array the server assumes ten of them, finds the generic plan
-    dearer than a custom one for the single id and plans every execution again.
+    dearer than a custom one for one to three ids and plans every execution again.
     """
     org = org_in(pg_db)
     with pg_db.unit_of_work() as s:  # 2,000 more lines: with the ids as an array, the
@@ -140,7 +141,9 @@ def test_a_one_line_reservation_is_planned_once_per_connection(pg_db: Database):
     try:
         for i in range(12):  # psycopg prepares on the 5th, the server tries 5 custom plans
             with db.unit_of_work() as s:
-                Budgets(s).reserve(f"k{i}", ("t", str(i)), [line_req(org.child_line, "1")], actor="amy")
+                wanted = (org.child_line, org.sibling_line, org.office_line)[:lines]
+                Budgets(s).reserve(f"k{i}", ("t", str(i)), [line_req(x, "1", ref=str(x)) for x in wanted],
+                                   actor="amy")
         with db.unit_of_work() as s:
             plans = s.execute(text(
                 "SELECT generic_plans, custom_plans FROM pg_prepared_statements"

@@ -84,12 +84,20 @@ WITH want AS (
     WHERE {key} IN (SELECT value FROM json_each(:{param}))
 )""",
 }
-# PostgreSQL, one line (or reservation) asked for: the same with a scalar parameter.
-# Its generic plan costs what a custom plan does, so the server plans the statement
-# once per connection; with an array parameter it assumes ten elements, finds the
-# generic plan dearer than a custom plan for one and plans every execution again
-# (~0.3 ms of server CPU each; pg_prepared_statements showed 0 generic, 295 custom).
-_WANT_ONE = _WANT["postgresql"].replace("= ANY(CAST(:{param} AS bigint[]))", "= CAST(:{param}_one AS bigint)")
+# PostgreSQL, up to SCALAR_IDS lines (or reservations) asked for: the same with one
+# scalar parameter per id. Its generic plan then costs what a custom plan does, so the
+# server plans the statement once per connection. With an array parameter it assumes
+# ten elements, can find the generic plan dearer than a custom plan for one or two
+# and then plans every execution again (~0.3 ms of server CPU each time; on a fresh
+# 1,000-line bench database pg_prepared_statements showed 0 generic, 295 custom plans).
+SCALAR_IDS = 4
+
+
+def _want_scalars(n: int) -> str:
+    ids = ", ".join(f"CAST(:{{param}}_{i} AS bigint)" for i in range(n))
+    return _WANT["postgresql"].replace("= ANY(CAST(:{param} AS bigint[]))", f"IN ({ids})")
+
+
 _OF_LINES = {"source": "budget_lines w", "key": "w.id", "param": "line_ids"}
 _OF_RESERVATIONS = {
     "source": "reservations x JOIN budget_lines w ON w.id = x.line_id", "key": "x.id", "param": "res_ids",
@@ -156,7 +164,10 @@ _STATEMENTS = {dialect: _statements(dialect) for dialect in _WANT}
 # when one is the first statement of its transaction (a reservation's lock-and-read,
 # a preview), psycopg's BEGIN goes in the same round trip.
 _PG_SQL = {name: driver_sql(stmt) for name, stmt in _STATEMENTS["postgresql"].items()}
-_PG_SQL_ONE = {name: driver_sql(stmt) for name, stmt in _statements("postgresql", _WANT_ONE).items()}
+_PG_SQL_SCALARS = {
+    n: {name: driver_sql(stmt) for name, stmt in _statements("postgresql", _want_scalars(n)).items()}
+    for n in range(1, SCALAR_IDS + 1)
+}
 #: The first columns of every variant are a LineRow's, in its order.
 _LINE_COLUMNS = len(LINE_ROW_COLUMNS)
 
@@ -223,10 +234,11 @@ def _run(session: Session, name: str, ids_param: str, ids: Iterable[int], **para
     # On the session's connection: none of these reads depends on ORM changes waiting
     # for a flush (Session.execute would autoflush first), and it costs ~40 µs less.
     if dialect == "postgresql":
-        if len(wanted) == 1:
-            return fetch(session, _PG_SQL_ONE[name], {f"{ids_param}_one": wanted[0], ids_param: wanted, **params},
-                         pipeline=True)
-        return fetch(session, _PG_SQL[name], {ids_param: wanted, **params}, pipeline=True)
+        params[ids_param] = wanted
+        if 0 < len(wanted) <= SCALAR_IDS:
+            params.update((f"{ids_param}_{i}", id_) for i, id_ in enumerate(wanted))
+            return fetch(session, _PG_SQL_SCALARS[len(wanted)][name], params, pipeline=True)
+        return fetch(session, _PG_SQL[name], params, pipeline=True)
     return session.connection().execute(_STATEMENTS[dialect][name],
                                         {ids_param: json.dumps(wanted), **params}).all()
 
