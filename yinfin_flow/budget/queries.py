@@ -18,7 +18,7 @@ from yinfin_flow.domain.money import MAX_AMOUNT, Money, check_currency, parse_am
 
 from .base import BudgetsBase
 from .combined import PathRead, read_held_paths, read_paths
-from .control import ControlContext
+from .control import ControlContext, require_open_path
 from .lookup import LINE_ROW_COLUMNS, LineRow, check_in_period, find_line, rate_for
 from .results import LineRequest, ReservationView, view_of
 from .writes import check_length
@@ -52,6 +52,8 @@ class BudgetQueries(BudgetsBase):
             known = read.lines if read is not None else {}
         resolved = self._resolve(lines, known)
         self._prepare_read(ctx, read, [ln for ln, *_ in resolved])
+        for i, (line, *_rest) in enumerate(resolved):
+            require_open_path(line, ctx.lines, f"lines[{i}]")
         checks: list[LineCheck] = []
         for line, amount, *_ in resolved:
             checks.extend(ctx.check(line, amount))
