@@ -88,6 +88,23 @@ def test_closed_is_more_restrictive_than_hold_whichever_is_nearer(db, org, grand
     assert err.value.details["line_id"] == org.parent_line
 
 
+@pytest.mark.parametrize("by", ["id", "code"])
+def test_a_held_line_under_a_closed_parent_is_refused_as_closed(db, org, by):
+    r = reserve(db, "a", line_req(org.child_line, "100"))
+    set_status(db, org.child_line, "hold")
+    set_status(db, org.parent_line, "closed")
+    with refused(db, LineClosed) as err, db.unit_of_work() as s:
+        Budgets(s).reserve("b", ("expense", "2"), [request(db, org.child_line, "10", by)], actor="amy")
+    assert err.value.details["line_id"] == org.parent_line
+    with refused(db, LineClosed) as err, db.unit_of_work() as s:  # beyond what is held
+        Budgets(s).advance("x", r.reservations[0].id, "actual", "100.01", actor="ap")
+    assert err.value.details["line_id"] == org.parent_line
+    set_status(db, org.parent_line, "open")  # then the line's own hold decides again
+    with refused(db, LineOnHold) as err, db.unit_of_work() as s:
+        Budgets(s).reserve("b", ("expense", "2"), [request(db, org.child_line, "10", by)], actor="amy")
+    assert "line_id" not in err.value.details and err.value.details["line"] == code_of(db, org.child_line)
+
+
 def test_all_or_nothing_when_one_line_of_a_request_is_under_a_closed_parent(db, org):
     set_status(db, org.parent_line, "closed")
     with refused(db, LineClosed) as err, db.unit_of_work() as s:

@@ -127,8 +127,8 @@ class BudgetMoves(BudgetQueries):
         assert line is not None  # a reservation's line is never deleted (foreign key)
         ctx = ControlContext(self.session, self.default_rule)
         ctx.prepare([line])  # control decides: rules are read again under the locks
+        require_open_path(line, ctx.lines, "amount")  # a closed ancestor before the line's own hold
         self._require_consumable(line, "amount")
-        require_open_path(line, ctx.lines, "amount")
         checks = ctx.check(line, plan.extra_consumption)
         raise_if_blocked(checks, line.code)
         return line, plan.moves, checks
