@@ -58,9 +58,8 @@ def instrument(db: Database) -> Counter:
     """Count statements (engine events) and round trips.
 
     On PostgreSQL a round trip is one blocking exchange with the server, counted where
-    psycopg waits for it (``Connection.wait``): a statement, ``BEGIN`` when psycopg
-    sends it alone, ``COMMIT``, a ping; a pipeline (``BEGIN`` with the first
-    statement, ``yinfin_flow.db.raw``) is one. On SQLite every statement counts.
+    psycopg makes it (``generators.execute``): a statement, ``BEGIN`` (psycopg sends
+    it alone), ``COMMIT``, a ping. On SQLite every statement counts.
     """
     c = Counter()
     sqlite = db.dialect == "sqlite"
@@ -100,36 +99,25 @@ def instrument(db: Database) -> Counter:
             c._in_lock = False
         return c
 
-    import psycopg
-
     def trip() -> None:
         c.trips += 1
         if c._in_lock:
             c.locked += 1
 
     # psycopg talks to the server through ``generators.execute`` (send what is queued,
-    # then wait for every answer: one exchange; a statement's, BEGIN's, COMMIT's) and,
-    # in pipeline mode, sends without waiting and waits once when the pipeline ends.
+    # then wait for every answer: one exchange; a statement's, BEGIN's, COMMIT's).
     # The unpatched functions are kept in case an earlier run (``--repeat``) patched them.
     import psycopg._cursor_base as cursor_base
     import psycopg.generators as generators
 
     execute = getattr(generators, "_uncounted_execute", generators.execute)
     generators._uncounted_execute = execute  # type: ignore[attr-defined]
-    exit_ = psycopg.Pipeline.__dict__.get("_uncounted_exit") or psycopg.Pipeline.__exit__
-    psycopg.Pipeline._uncounted_exit = exit_  # type: ignore[attr-defined]
 
     def counted_execute(pgconn: Any) -> Any:
         trip()
         return (yield from execute(pgconn))
 
-    def counted_exit(self: Any, *args: Any) -> Any:
-        if self.level == 1:
-            trip()
-        return exit_(self, *args)
-
     generators.execute = cursor_base.execute = counted_execute  # type: ignore[assignment]
-    psycopg.Pipeline.__exit__ = counted_exit  # type: ignore[method-assign]
     dialect = db.engine.dialect
 
     def unlocking(end: Callable[[Any], None]) -> Callable[[Any], None]:

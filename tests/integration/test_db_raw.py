@@ -1,8 +1,8 @@
 """Hot-path statements straight through psycopg (``yinfin_flow.db.raw``), PostgreSQL.
 
 They must behave as statements through SQLAlchemy do (same transaction, listeners
-see them, errors are SQLAlchemy's, a dropped connection heals the pool), and the
-pipelined first statement must carry psycopg's ``BEGIN`` in its round trip.
+see them, errors are SQLAlchemy's, a dropped connection heals the pool), and a
+reservation stays four round trips.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import psycopg
 import pytest
 from sqlalchemy import create_engine, event, exc, func, select, text
 
@@ -29,39 +28,33 @@ pytestmark = pytest.mark.postgres
 def round_trips(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
     """Count psycopg's exchanges with the server (as ``bench/profile_budget.py`` does).
 
-    Outside pipeline mode every exchange (a statement's, BEGIN's, COMMIT's) is one call
-    of ``generators.execute``; a pipeline sends without waiting and waits once, at its end.
+    Every exchange (a statement's, BEGIN's, COMMIT's) is one call of
+    ``generators.execute``.
     """
     import psycopg._cursor_base as cursor_base
     import psycopg.generators as generators
 
     count = [0]
-    execute, pipeline_exit = generators.execute, psycopg.Pipeline.__exit__
+    execute = generators.execute
 
     def counted_execute(pgconn: Any) -> Any:
         count[0] += 1
         return (yield from execute(pgconn))
 
-    def counted_exit(self: Any, *args: Any) -> Any:
-        count[0] += 1
-        return pipeline_exit(self, *args)
-
     with monkeypatch.context() as m:
         m.setattr(generators, "execute", counted_execute)
         m.setattr(cursor_base, "execute", counted_execute)
-        m.setattr(psycopg.Pipeline, "__exit__", counted_exit)
         yield count
 
 
-def test_a_reservation_is_three_round_trips_with_begin_in_the_first(pg_db: Database, monkeypatch):
+def test_a_reservation_is_four_round_trips(pg_db: Database, monkeypatch):
     org = org_in(pg_db)
     with pg_db.unit_of_work() as s:  # warm the connection
         Budgets(s).reserve("warm", ("t", "0"), [line_req(org.child_line, "1")], actor="amy")
     with round_trips(monkeypatch) as trips, pg_db.unit_of_work() as s:
         Budgets(s).reserve("k", ("t", "1"), [line_req(org.child_line, "10")], actor="amy")
-    # BEGIN with the lock-and-read (one pipeline), the write, COMMIT; without the
-    # pipeline BEGIN is a trip of its own (4).
-    assert trips[0] == 3
+    # BEGIN, the lock-and-read, the write, COMMIT: no other read, no flush.
+    assert trips[0] == 4
 
 
 def test_listeners_see_the_statements_and_they_run_in_the_session_transaction(pg_db: Database):
@@ -85,12 +78,11 @@ def test_listeners_see_the_statements_and_they_run_in_the_session_transaction(pg
             BudgetMovement.idempotency_key == "k")) == 0
 
 
-@pytest.mark.parametrize("pipeline", [False, True])
-def test_a_driver_error_is_raised_as_sqlalchemy_raises_it(pg_db: Database, pipeline: bool):
+def test_a_driver_error_is_raised_as_sqlalchemy_raises_it(pg_db: Database):
     with pytest.raises(exc.DataError), pg_db.unit_of_work() as s:
-        fetch(s, "SELECT 1 / %(zero)s AS x", {"zero": 0}, pipeline=pipeline)
+        fetch(s, "SELECT 1 / %(zero)s AS x", {"zero": 0})
     with pg_db.unit_of_work() as s:  # the connection is usable again
-        assert fetch(s, "SELECT %(one)s::int AS x", {"one": 1}, pipeline=pipeline)[0].x == 1
+        assert fetch(s, "SELECT %(one)s::int AS x", {"one": 1})[0].x == 1
 
 
 def test_a_connection_the_server_dropped_fails_once_then_the_pool_heals(pg_db: Database, pg_url: str):

@@ -160,9 +160,7 @@ def _sqlite_types() -> dict[str, Any]:
 
 _SQLITE_TYPES = _sqlite_types()
 _STATEMENTS = {dialect: _statements(dialect) for dialect in _WANT}
-# PostgreSQL runs them through psycopg directly (see yinfin_flow.db.raw), pipelined:
-# when one is the first statement of its transaction (a reservation's lock-and-read,
-# a preview), psycopg's BEGIN goes in the same round trip.
+# PostgreSQL runs them through psycopg directly (see yinfin_flow.db.raw).
 _PG_SQL = {name: driver_sql(stmt) for name, stmt in _STATEMENTS["postgresql"].items()}
 _PG_SQL_SCALARS = {
     n: {name: driver_sql(stmt) for name, stmt in _statements("postgresql", _want_scalars(n)).items()}
@@ -237,8 +235,8 @@ def _run(session: Session, name: str, ids_param: str, ids: Iterable[int], **para
         params[ids_param] = wanted
         if 0 < len(wanted) <= SCALAR_IDS:
             params.update((f"{ids_param}_{i}", id_) for i, id_ in enumerate(wanted))
-            return fetch(session, _PG_SQL_SCALARS[len(wanted)][name], params, pipeline=True)
-        return fetch(session, _PG_SQL[name], params, pipeline=True)
+            return fetch(session, _PG_SQL_SCALARS[len(wanted)][name], params)
+        return fetch(session, _PG_SQL[name], params)
     return session.connection().execute(_STATEMENTS[dialect][name],
                                         {ids_param: json.dumps(wanted), **params}).all()
 

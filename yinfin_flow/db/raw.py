@@ -13,9 +13,9 @@ transaction (SQLAlchemy commits or rolls it back as before); the engine's
 SQLAlchemy raises it (``sqlalchemy.exc.DBAPIError`` subclasses), and a lost connection
 invalidates the pool as it would through SQLAlchemy.
 
-``pipeline=True`` sends the statement in psycopg's pipeline mode: when it is the
-first of the transaction, psycopg's ``BEGIN`` goes in the same round trip (otherwise
-``BEGIN`` is a round trip of its own).
+psycopg 3 sends the transaction's ``BEGIN`` as a round trip of its own, in pipeline
+mode too (it syncs right after queueing it: checked with strace on psycopg 3.3), so
+these statements are sent plainly.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def driver_sql(stmt: TextClause) -> str:
     return str(stmt.compile(dialect=_DIALECT))
 
 
-def fetch(session: Session, sql: str, params: Mapping[str, Any], *, pipeline: bool = False) -> list[Any]:
+def fetch(session: Session, sql: str, params: Mapping[str, Any]) -> list[Any]:
     """Run ``sql`` (from :func:`driver_sql`) on the session's connection; the rows as named tuples."""
     conn = session.connection()
     driver: psycopg.Connection[Any] = conn.connection.driver_connection  # type: ignore[assignment]
@@ -47,11 +47,7 @@ def fetch(session: Session, sql: str, params: Mapping[str, Any], *, pipeline: bo
         if dispatch.before_cursor_execute:
             for fn in dispatch.before_cursor_execute:
                 fn(conn, cursor, sql, params, None, False)
-        if pipeline:
-            with driver.pipeline():
-                cursor.execute(sql, params)
-        else:
-            cursor.execute(sql, params)
+        cursor.execute(sql, params)
         rows = cursor.fetchall()
         if dispatch.after_cursor_execute:
             for fn in dispatch.after_cursor_execute:
