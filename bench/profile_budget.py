@@ -55,51 +55,79 @@ class Counter:
 
 
 def instrument(db: Database) -> Counter:
+    """Count statements (engine events) and round trips.
+
+    On PostgreSQL a round trip is one blocking exchange with the server, counted where
+    psycopg makes it (``generators.execute``): a statement, ``BEGIN`` (psycopg sends
+    it alone), ``COMMIT``, a ping. On SQLite every statement counts.
+    """
     c = Counter()
     sqlite = db.dialect == "sqlite"
 
     @event.listens_for(db.engine, "before_cursor_execute")
     def _stmt(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         c.statements += 1
+        if not sqlite:
+            return
         c.trips += 1
         if c._in_lock:
             c.locked += 1
-        if sqlite and statement.startswith("BEGIN IMMEDIATE"):
+        if statement.startswith("BEGIN IMMEDIATE"):
             c._in_lock = True
             c.locked += 1
 
     @event.listens_for(db.engine, "after_cursor_execute")
     def _locked(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         # A FOR UPDATE that returned no row locked nothing (the combined read of
-        # budget/combined.py declines that way, e.g. for a replay).
+        # budget/combined.py declines that way, e.g. for a replay). The trip that
+        # carried it was counted already: it counts as locked too.
         if not c._in_lock and "FOR UPDATE" in statement and cursor.rowcount:
             c._in_lock = True
             c.locked += 1
 
-    @event.listens_for(db.engine, "begin")
-    def _begin(conn: Any) -> None:
-        if not sqlite:  # SQLite's BEGIN goes through the cursor and is counted above
+    if sqlite:
+        @event.listens_for(db.engine, "commit")
+        def _commit(conn: Any) -> None:
             c.trips += 1
+            if c._in_lock:
+                c.locked += 1
+            c._in_lock = False
 
-    @event.listens_for(db.engine, "commit")
-    def _commit(conn: Any) -> None:
+        @event.listens_for(db.engine, "rollback")
+        def _rollback(conn: Any) -> None:
+            c.trips += 1
+            c._in_lock = False
+        return c
+
+    def trip() -> None:
         c.trips += 1
         if c._in_lock:
             c.locked += 1
-        c._in_lock = False
 
-    @event.listens_for(db.engine, "rollback")
-    def _rollback(conn: Any) -> None:
-        c.trips += 1
-        c._in_lock = False
+    # psycopg talks to the server through ``generators.execute`` (send what is queued,
+    # then wait for every answer: one exchange; a statement's, BEGIN's, COMMIT's).
+    # The unpatched functions are kept in case an earlier run (``--repeat``) patched them.
+    import psycopg._cursor_base as cursor_base
+    import psycopg.generators as generators
 
-    ping = db.engine.dialect.do_ping
+    execute = getattr(generators, "_uncounted_execute", generators.execute)
+    generators._uncounted_execute = execute  # type: ignore[attr-defined]
 
-    def counted_ping(dbapi_connection: Any) -> bool:
-        c.trips += 1
-        return bool(ping(dbapi_connection))
+    def counted_execute(pgconn: Any) -> Any:
+        trip()
+        return (yield from execute(pgconn))
 
-    db.engine.dialect.do_ping = counted_ping  # type: ignore[method-assign]
+    generators.execute = cursor_base.execute = counted_execute  # type: ignore[assignment]
+    dialect = db.engine.dialect
+
+    def unlocking(end: Callable[[Any], None]) -> Callable[[Any], None]:
+        def ended(dbapi_connection: Any) -> None:
+            end(dbapi_connection)
+            c._in_lock = False  # the lock is gone once COMMIT / ROLLBACK has returned
+        return ended
+
+    dialect.do_commit = unlocking(dialect.do_commit)  # type: ignore[method-assign]
+    dialect.do_rollback = unlocking(dialect.do_rollback)  # type: ignore[method-assign]
     return c
 
 

@@ -9,7 +9,7 @@ whole writing transaction is already serialised by ``BEGIN IMMEDIATE``.)
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -25,15 +25,20 @@ from yinfin_flow.domain.budget import (
     Buckets,
     ControlRule,
     LineCheck,
+    LineClosed,
+    LineOnHold,
+    LineStatus,
     Mode,
     Threshold,
     check_line,
     controlling_lines,
     effective_rule,
+    stopping_line,
 )
 from yinfin_flow.domain.errors import Conflict
 
 from .combined import PathRead
+from .lookup import LineRow
 
 # The hot-path statements are built once, with the values bound at execute time:
 # building and cache-keying a fresh statement per call cost about a third of a
@@ -68,6 +73,27 @@ _LOCK_BALANCES = _READ_BALANCES.order_by(_balances.c.line_id).with_for_update()
 def path_ids(line: BudgetLine) -> list[int]:
     """Root-first ids from the root to ``line`` itself."""
     return [int(p) for p in line.path.split("/") if p]
+
+
+def require_open_path(
+    line: BudgetLine | LineRow, lines: Mapping[int, Any], field: str, *, consuming: bool = True,
+) -> None:
+    """E3 / E4 when an ancestor of ``line`` is closed / on hold (``consuming=False``: closed only).
+
+    ``lines``: the lines control read, every line on ``line``'s path among them
+    (:meth:`.ControlContext.prepare` and :func:`.combined.lock_paths` both read
+    the whole path). The error names the ancestor that decided, as
+    :class:`OverBudget` names a controlling line.
+    """
+    path = path_ids(line)
+    stop = stopping_line(path, {i: lines[i].status for i in path if i in lines}, consuming=consuming)
+    if stop is None or stop[0] == line.id:  # the line's own status: checked where it is resolved
+        return
+    ancestor = lines[stop[0]]
+    error = LineClosed if stop[1] is LineStatus.CLOSED else LineOnHold
+    state = "closed" if stop[1] is LineStatus.CLOSED else "on hold"
+    raise error(f"budget line {ancestor.code} is {state}, and {line.code} is under it",
+                line=ancestor.code, line_id=ancestor.id, requested_line=line.code, field=field)
 
 
 def rule_from_row(row: Any) -> ControlRule:

@@ -23,7 +23,7 @@ from yinfin_flow.domain.errors import NotFound, ValidationError
 from yinfin_flow.domain.money import parse_amount
 
 from .base import BudgetsBase
-from .control import ControlContext
+from .control import ControlContext, require_open_path
 from .results import MovementResult
 from .writes import apply_to_balances, insert_entries
 
@@ -68,6 +68,7 @@ class BudgetJournals(BudgetsBase):
         prior = self._replay(idempotency_key)  # a concurrent retry may have committed while we waited
         if prior is not None:
             return MovementResult(prior, replayed=True)
+        require_open_path(line, ctx.lines, "line_id", consuming=False)  # hold: journals still allowed
         if value < 0:
             self._check_cut(ctx, line, -value)
         movement_id = self._new_movement(kind, idempotency_key, actor, reason=reason)
@@ -143,6 +144,8 @@ class BudgetJournals(BudgetsBase):
         prior = self._replay(idempotency_key)  # a concurrent retry may have committed while we waited
         if prior is not None:
             return MovementResult(prior, replayed=True)
+        for line, f in ((src, "from_line_id"), (dst, "to_line_id")):  # hold: journals still allowed
+            require_open_path(line, ctx.lines, f, consuming=False)
         self._check_cut(ctx, src, value)
         movement_id = self._new_movement("transfer", idempotency_key, actor, reason=reason)
         insert_entries(self.session,

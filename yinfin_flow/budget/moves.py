@@ -29,7 +29,7 @@ from yinfin_flow.domain.errors import Conflict, DomainError, NotFound, Validatio
 from yinfin_flow.domain.money import Money, check_currency, parse_amount
 
 from .combined import lock_paths
-from .control import ControlContext, path_ids, rollup
+from .control import ControlContext, path_ids, require_open_path, rollup
 from .lookup import LineRow
 from .queries import BudgetQueries
 from .results import MovementResult
@@ -127,6 +127,7 @@ class BudgetMoves(BudgetQueries):
         assert line is not None  # a reservation's line is never deleted (foreign key)
         ctx = ControlContext(self.session, self.default_rule)
         ctx.prepare([line])  # control decides: rules are read again under the locks
+        require_open_path(line, ctx.lines, "amount")  # a closed ancestor before the line's own hold
         self._require_consumable(line, "amount")
         checks = ctx.check(line, plan.extra_consumption)
         raise_if_blocked(checks, line.code)

@@ -18,7 +18,7 @@ from yinfin_flow.domain.money import MAX_AMOUNT, Money, check_currency, parse_am
 
 from .base import BudgetsBase
 from .combined import PathRead, read_held_paths, read_paths
-from .control import ControlContext
+from .control import ControlContext, load_lines, path_ids, require_open_path
 from .lookup import LINE_ROW_COLUMNS, LineRow, check_in_period, find_line, rate_for
 from .results import LineRequest, ReservationView, view_of
 from .writes import check_length
@@ -62,6 +62,8 @@ class BudgetQueries(BudgetsBase):
             known = read.lines if read is not None else {}
         resolved = self._resolve(lines, known)
         self._prepare_read(ctx, read, [ln for ln, *_ in resolved])
+        for i, (line, *_rest) in enumerate(resolved):
+            require_open_path(line, ctx.lines, f"lines[{i}]")
         checks: list[LineCheck] = []
         for line, amount, *_ in resolved:
             checks.extend(ctx.check(line, amount))
@@ -153,6 +155,8 @@ class BudgetQueries(BudgetsBase):
                     dims=req.dims,
                     field=f,
                 )
+            if line.status == LineStatus.HOLD.value:  # a closed ancestor is more restrictive: it decides
+                require_open_path(line, {**load_lines(self.session, path_ids(line)), **(known or {})}, f)
             self._require_consumable(line, f)
             amount, rate, source, currency = self._line_amount(req, line, f)
             out.append((line, amount, rate, source, currency, req))

@@ -26,7 +26,7 @@ from yinfin_flow.domain.errors import Conflict, DomainError
 
 from .base import SELECT_LINE, SELECT_REPLAY
 from .combined import PathRead, after_refusal, lock_paths
-from .control import ControlContext
+from .control import ControlContext, require_open_path
 from .journals import BudgetJournals
 from .lookup import Dims, LineRow
 from .moves import BudgetMoves
@@ -106,6 +106,8 @@ class Budgets(BudgetMoves, BudgetJournals):
             ctx.prepare([ln for ln, *_ in resolved])
         checks: list[LineCheck] = []
         try:
+            for i, (line, *_rest) in enumerate(resolved):  # a closed / held ancestor stops it too
+                require_open_path(line, ctx.lines, f"lines[{i}]")
             for line, amount, *_rest in resolved:
                 line_checks = ctx.check(line, amount)
                 raise_if_blocked(line_checks, line.code)

@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from yinfin_flow.db.raw import driver_sql, fetch
 from yinfin_flow.db.types import utcnow
 from yinfin_flow.domain.budget import Bucket
 from yinfin_flow.domain.errors import ValidationError
@@ -110,6 +111,8 @@ WITH {_GUARD_CTE}, m AS (
 UNION ALL
 SELECT 'mov', m.id, NULL, NULL, NULL, NULL, NULL, NULL FROM m
 """)
+# Both run through psycopg directly (yinfin_flow.db.raw): they run under the balance locks.
+_RESERVE_SQL, _MOVE_SQL = driver_sql(_RESERVE_PG), driver_sql(_MOVE_PG)
 
 #: One budget entry to write: (line_id, reservation_id, bucket, amount, currency).
 Entry = tuple[int, int | None, Bucket, Decimal, str]
@@ -186,7 +189,7 @@ def reserve_pg(
     rules_seen: PathRead | None,
 ) -> tuple[int, list[int]] | None:
     """:func:`.writes.insert_reservations` on PostgreSQL (checked already): one statement."""
-    result = read_written(session.connection().execute(_RESERVE_PG, {
+    result = read_written(fetch(session, _RESERVE_SQL, {
         **guard_params(rules_seen), **delta_params(deltas),
         "key": key, "document_type": document[0], "document_id": document[1], "step": step,
         "actor": actor, "now": now,
@@ -196,7 +199,7 @@ def reserve_pg(
              "budget_date": r.budget_date, "amount": r.amount}
             for r in rows
         ]),
-    }).all())
+    }))
     if not result:
         return None
     by_ref = {row.ref: int(row.row_id) for row in result}
@@ -209,7 +212,7 @@ def move_pg(
 ) -> int | None:
     """:func:`.writes.write_movement` on PostgreSQL (checked already): one statement."""
     entries = [e for e in entries if e[3] != 0]
-    rows = read_written(session.connection().execute(_MOVE_PG, {
+    rows = read_written(fetch(session, _MOVE_SQL, {
         **guard_params(None), **delta_params(deltas),
         "kind": kind, "key": key, "actor": actor, "reason": reason, "now": utcnow(),
         "document_type": document[0] if document else None,
@@ -220,7 +223,7 @@ def move_pg(
              "currency": currency}
             for line_id, res_id, bucket, amount, currency in entries
         ]),
-    }).all())
+    }))
     return int(rows[0].id) if rows else None
 
 

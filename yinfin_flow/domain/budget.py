@@ -50,6 +50,24 @@ class LineStatus(enum.StrEnum):
     CLOSED = "closed"  # nothing new; releases of what is held still allowed
 
 
+def stopping_line(path: Sequence[int], statuses: dict[int, str], *, consuming: bool = True) -> tuple[int, LineStatus] | None:
+    """The line on ``path`` (root first, the line itself last) whose status stops a change.
+
+    A line's effective status is the most restrictive of its own and its ancestors':
+    closing (or holding) a department's budget closes (holds) everything under it.
+    Closed is more restrictive than hold; between lines of the same status the nearest
+    to the line (the line itself first) is named. ``consuming=False`` (a budget
+    journal): only closed stops it, hold refuses consumption alone. ``None``: nothing
+    stops it.
+    """
+    stops = (LineStatus.CLOSED, LineStatus.HOLD) if consuming else (LineStatus.CLOSED,)
+    for status in stops:
+        for line_id in reversed(path):
+            if statuses.get(line_id) == status.value:
+                return line_id, status
+    return None
+
+
 class Action(enum.StrEnum):
     INFO = "info"
     WARN = "warn"
