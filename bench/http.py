@@ -17,6 +17,7 @@ server first. Run it with ``python -m bench.http [--quick]``.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import socket
 import subprocess
@@ -43,6 +44,7 @@ from .common import (
     Report,
     Target,
     add_common_arguments,
+    analyze,
     emit,
     machine_header,
     progress,
@@ -203,8 +205,12 @@ def run(ctx: Context) -> Report:
         progress(f"yinfin-flow approvals: set-up ({per_client} requests per client) and run")
         proc, base = _serve("yinfin_flow.app:create_app()", env)
         try:
+            # ANALYZE once every client has submitted its requests, before the clock
+            # starts: the approvals' statements are planned with statistics, as on a
+            # site (see common.analyze).
             flow = run_clients(_approver, {"base": base, "url": url, "lines": lines, "dir": str(wf_dir),
-                                           "per_client": per_client}, st.clients, st.duration)
+                                           "per_client": per_client}, st.clients, st.duration,
+                               before_start=functools.partial(analyze, url))
         finally:
             _stop(proc)
         figures.append(_figure("POST /api/v1/tasks/<id>/approve (token, audit, budget re-check)",
