@@ -11,7 +11,8 @@ Two servers in the same run, each ``gunicorn`` with 4 sync workers on PostgreSQL
 Target: approvals/s >= 0.4 x the bare endpoint's requests/s. Clients are processes
 with keep-alive HTTP sessions; the requests they approve are submitted during set-up
 (not timed), and each client makes :data:`WARM_UP_CALLS` untimed calls on either
-server first. Run it with ``python -m bench.http [--quick]``.
+server first; the database is analysed once every client has set up, before the clock
+starts (:func:`bench.common.analyze`). Run it with ``python -m bench.http [--quick]``.
 """
 
 from __future__ import annotations
