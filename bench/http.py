@@ -11,12 +11,14 @@ Two servers in the same run, each ``gunicorn`` with 4 sync workers on PostgreSQL
 Target: approvals/s >= 0.4 x the bare endpoint's requests/s. Clients are processes
 with keep-alive HTTP sessions; the requests they approve are submitted during set-up
 (not timed), and each client makes :data:`WARM_UP_CALLS` untimed calls on either
-server first. Run it with ``python -m bench.http [--quick]``.
+server first; the database is analysed once every client has set up, before the clock
+starts (:func:`bench.common.analyze`). Run it with ``python -m bench.http [--quick]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import socket
 import subprocess
@@ -43,6 +45,7 @@ from .common import (
     Report,
     Target,
     add_common_arguments,
+    analyze,
     emit,
     machine_header,
     progress,
@@ -203,8 +206,12 @@ def run(ctx: Context) -> Report:
         progress(f"yinfin-flow approvals: set-up ({per_client} requests per client) and run")
         proc, base = _serve("yinfin_flow.app:create_app()", env)
         try:
+            # ANALYZE once every client has submitted its requests, before the clock
+            # starts: the approvals' statements are planned with statistics, as on a
+            # site (see common.analyze).
             flow = run_clients(_approver, {"base": base, "url": url, "lines": lines, "dir": str(wf_dir),
-                                           "per_client": per_client}, st.clients, st.duration)
+                                           "per_client": per_client}, st.clients, st.duration,
+                               before_start=functools.partial(analyze, url))
         finally:
             _stop(proc)
         figures.append(_figure("POST /api/v1/tasks/<id>/approve (token, audit, budget re-check)",

@@ -218,3 +218,37 @@ def test_serve_refuses_an_unsafe_production_config(monkeypatch):
     result = CliRunner().invoke(serve_command, ["--port", "5999"])
     assert result.exit_code != 0
     assert "YINFIN_SECRET_KEY" in result.output
+
+
+def test_the_apps_cookie_sessions_build_a_signer_only_for_a_cookie(monkeypatch):
+    """The signer (itsdangerous) is built only for a request carrying a session cookie;
+    sessions themselves work as Flask's do (signed, a forged cookie is an empty session)."""
+    from flask import session
+    from flask.sessions import SecureCookieSessionInterface
+
+    app = create_app(Settings(database_url="sqlite://", secret_key="s3cret"))
+    built: list[int] = []
+    real = SecureCookieSessionInterface.get_signing_serializer
+
+    def counting(self, app_):  # type: ignore[no-untyped-def]
+        built.append(1)
+        return real(self, app_)
+
+    monkeypatch.setattr(SecureCookieSessionInterface, "get_signing_serializer", counting)
+
+    @app.get("/_set")
+    def _set() -> str:
+        session["who"] = "amy"
+        return "set"
+
+    @app.get("/_get")
+    def _get() -> str:
+        return str(session.get("who"))
+
+    http = app.test_client()
+    assert http.get("/api/v1/health").status_code in (200, 503)
+    assert built == []  # no cookie: no signer
+    assert http.get("/_set").status_code == 200 and len(built) == 1  # signs the new cookie
+    assert http.get("/_get").get_data(as_text=True) == "amy"
+    http.set_cookie("session", "forged")
+    assert http.get("/_get").get_data(as_text=True) == "None"

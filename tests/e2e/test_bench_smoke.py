@@ -57,3 +57,50 @@ def test_budget_benchmark_runs_end_to_end(pg_url: str, tmp_path: Path) -> None:
     assert budget["notes"] == []  # the clients' counts matched what the database holds
     base = next(r for r in figures["reports"] if r["name"] == "baseline")
     assert all(f["value"] > 0 for f in base["sections"]["tps"])
+
+
+def _first_row_seen(index: int, payload: dict[str, object]):  # type: ignore[no-untyped-def]
+    """A client whose first transaction records what ``before_start`` left in the table."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(str(payload["url"]))
+
+    def transaction(n: int) -> str:
+        if n == 0:
+            with engine.begin() as conn:
+                seen = conn.execute(text("SELECT count(*) FROM bench_marks")).scalar_one()
+                conn.execute(text("INSERT INTO bench_client_saw VALUES (:n)"), {"n": seen})
+        return "ok"
+
+    return transaction
+
+
+def test_before_start_runs_once_before_any_client_starts_the_clock(pg_db) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import text
+
+    from bench.common import analyze, run_clients
+
+    url = pg_db.engine.url.render_as_string(hide_password=False)
+    with pg_db.engine.begin() as conn:
+        conn.execute(text("CREATE TABLE bench_marks (id serial PRIMARY KEY)"))
+        conn.execute(text("CREATE TABLE bench_client_saw (n int)"))
+        conn.execute(text("INSERT INTO bench_marks DEFAULT VALUES"))
+        never = conn.execute(text("SELECT reltuples FROM pg_class WHERE relname = 'bench_marks'")).scalar_one()
+    assert never < 0  # never analysed
+
+    def mark_and_analyze() -> None:
+        from sqlalchemy import create_engine
+
+        engine = create_engine(url)
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO bench_marks DEFAULT VALUES"))
+        engine.dispose()
+        analyze(url)
+
+    pg_db.engine.dispose()  # the clients are forked
+    totals = run_clients(_first_row_seen, {"url": url}, 3, 0.2, before_start=mark_and_analyze)
+    assert totals.outcomes["ok"] > 0
+    with pg_db.engine.begin() as conn:
+        assert conn.execute(text("SELECT array_agg(n) FROM bench_client_saw")).scalar_one() == [2, 2, 2]
+        analysed = conn.execute(text("SELECT reltuples FROM pg_class WHERE relname = 'bench_marks'")).scalar_one()
+    assert analysed == 2  # ANALYZE ran: the planner has statistics

@@ -11,6 +11,7 @@ from datetime import date
 from decimal import Decimal
 
 import pytest
+from sqlalchemy import event
 
 from yinfin_flow.budget import setup
 from yinfin_flow.budget.queries import BudgetQueries
@@ -98,3 +99,79 @@ def test_reads_with_a_cumulative_rule_count_the_earlier_periods(db, monkeypatch)
     assert checks[1][4].budget == 150 and checks[1][4].pre_encumbered == 60
     checks = _both_ways(db, monkeypatch, lambda b: b.preview([line_req(feb_id, "91", on=date(2026, 2, 3))]))
     assert checks[0][7]  # 60 + 91 > 150: blocked
+
+
+# -- a document's reservations and their re-check in one statement --------------------
+
+
+def _document_both_ways(db: Database, monkeypatch: pytest.MonkeyPatch, doc: tuple[str, str],
+                        one_statement: bool = True) -> tuple[
+        list[dict[str, object]], list[tuple[object, ...]]]:
+    """``read_document`` (one statement where it applies) against the two reads it replaces,
+    ``reservations_for`` and the ``recheck`` of the open ones, by either path; and its
+    statement count (a rule with another basis brings in the general path's reads)."""
+    statements: list[str] = []
+
+    def count(conn: object, cursor: object, sql: str, *args: object) -> None:
+        statements.append(sql)
+
+    with db.unit_of_work(readonly=True) as s:
+        b = Budgets(s)
+        s.connection()  # BEGIN (SQLite) before counting
+        event.listen(db.engine, "before_cursor_execute", count)
+        try:
+            views, checks = b.read_document(*doc)
+        finally:
+            event.remove(db.engine, "before_cursor_execute", count)
+        one = ([v.to_dict() for v in views], _summary(checks))
+    assert len(statements) == 1 or not one_statement
+    with db.unit_of_work(readonly=True) as s:
+        b = Budgets(s)
+        views = b.reservations_for(*doc)
+        two = ([v.to_dict() for v in views], _summary(b.recheck([v.id for v in views if v.status == "open"])))
+    with monkeypatch.context() as m:
+        m.setattr(BudgetQueries, "_combined", lambda self: False)
+        with db.unit_of_work(readonly=True) as s:
+            views, checks = Budgets(s).read_document(*doc)
+            general = ([v.to_dict() for v in views], _summary(checks))
+    assert one == two == general
+    return one
+
+
+def test_a_documents_reservations_and_recheck_are_one_read_with_the_same_answer(db, held, monkeypatch):
+    org, ids = held
+    with db.unit_of_work() as s:  # one closed, one on another document, one partly released
+        b = Budgets(s)
+        b.release("rel", [ids[2]], actor="amy", close=True)
+        b.release("part", [ids[3]], "50", actor="amy")
+        other = b.reserve("c", ("expense", "2"), [line_req(org.child_line, "10")], actor="amy").reservations[0].id
+    views, checks = _document_both_ways(db, monkeypatch, ("expense", "1"))
+    assert [v["id"] for v in views] == ids and other not in [v["id"] for v in views]
+    assert [v["status"] for v in views] == ["open", "open", "closed", "open"]
+    assert views[3]["pre_encumbered"] == "150.0000" and views[0]["rate"].startswith("1")
+    # the office line's reservation is closed: not re-checked; the child's counts the other document
+    assert [c[0] for c in checks] == [org.child_line, org.parent_line, org.sibling_line]
+    assert checks[0][4].pre_encumbered == 300 + 150 + 10
+
+
+def test_a_document_with_nothing_open_or_nothing_at_all_has_no_checks(db, held, monkeypatch):
+    _, ids = held
+    with db.unit_of_work() as s:
+        Budgets(s).release("all", ids, actor="amy", close=True)
+    views, checks = _document_both_ways(db, monkeypatch, ("expense", "1"))
+    assert len(views) == 4 and checks == []
+    assert _document_both_ways(db, monkeypatch, ("expense", "404")) == ([], [])
+
+
+def test_a_documents_read_with_a_cumulative_rule_takes_the_general_checks(db, monkeypatch):
+    org = org_in(db)
+    with db.unit_of_work() as s:
+        feb = setup.create_line(s, company_code="ACME", period_code="2026-02", cost_centre="RD", item="OFFICE")
+        b = Budgets(s)
+        b.adjust(None, feb.id, "50", actor="cfo", reason="feb")
+        setup.set_rule(s, feb.id, mode="hard", actor="cfo", basis="cumulative")
+        b.reserve("j", ("expense", "1"), [line_req(org.office_line, "60")], actor="amy")
+        feb_id = feb.id
+    _, checks = _document_both_ways(db, monkeypatch, ("expense", "1"), one_statement=False)
+    assert [c[0] for c in checks] == [org.office_line, feb_id]
+    assert checks[1][4].budget == 150 and checks[1][4].pre_encumbered == 60

@@ -102,17 +102,20 @@ def impact(session: Session, req: ApprovalRequest, read: DocumentRead | None = N
 
     ``read``: the document's reservations and re-check as the engine read them in this
     transaction with no budget write since (:func:`~yinfin_flow.engine.budgeting.take_read`);
-    the answer is the same as reading them again, without the two statements.
+    the answer is the same as reading them again, without the statement.
     """
     b = Budgets(session)
-    views = read.reservations if read is not None else b.reservations_for(req.document_type, str(req.id))
+    if read is None:  # the reservations and their re-check in one statement
+        views, checks = b.read_document(req.document_type, str(req.id))
+    else:
+        views, checks = read.reservations, read.checks
     open_ = [v for v in views if v.status == "open"]
     held_by_line: dict[int, Decimal] = {}
     for v in open_:
         held_by_line[v.line_id] = held_by_line.get(v.line_id, Decimal(0)) + v.pre_encumbered + v.encumbered
     lines = []
     if open_:
-        for c in read.checks if read is not None else b.recheck([v.id for v in open_]):
+        for c in checks:
             lines.append(_line(c, held_by_line.get(c.line_id, Decimal(0)), c.basis_buckets.available))
     elif req.finished_at is None:
         from yinfin_flow.engine.budgeting import lines_of

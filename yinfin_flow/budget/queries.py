@@ -19,6 +19,7 @@ from yinfin_flow.domain.money import MAX_AMOUNT, Money, check_currency, parse_am
 from .base import BudgetsBase
 from .combined import PathRead, read_held_paths, read_paths
 from .control import ControlContext, load_lines, path_ids, require_open_path
+from .document_read import read_document_paths
 from .lookup import LINE_ROW_COLUMNS, LineRow, check_in_period, find_line, rate_for
 from .results import LineRequest, ReservationView, view_of
 from .writes import check_length
@@ -79,19 +80,39 @@ class BudgetQueries(BudgetsBase):
         """Re-check what reservations already hold against today's balances (no write)."""
         if not reservation_ids:
             return []
+        if self._combined():  # lines, ancestors, rules and balances in one statement
+            return self._recheck_read(read_held_paths(self.session, reservation_ids))
         lines: dict[int, LineRow] = {}
         ctx = ControlContext(self.session, self.default_rule)
-        if self._combined():  # lines, ancestors, rules and balances in one statement
-            read = read_held_paths(self.session, reservation_ids)
-            held_on = [] if read is None else [read.lines[line_id] for _, line_id in read.held or []]
-            lines = {ln.id: ln for ln in held_on}
-            self._prepare_read(ctx, read, lines.values())
-        else:
-            held_on = [  # one line per reservation, in reservation order
-                lines.setdefault(row.id, LineRow.from_row(row))
-                for row in self.session.execute(_RESERVED_LINES, {"ids": list(reservation_ids)})
-            ]
-            ctx.prepare(lines.values(), lock=False)
+        held_on = [  # one line per reservation, in reservation order
+            lines.setdefault(row.id, LineRow.from_row(row))
+            for row in self.session.execute(_RESERVED_LINES, {"ids": list(reservation_ids)})
+        ]
+        ctx.prepare(lines.values(), lock=False)
+        return self._checks_of(ctx, held_on)
+
+    def read_document(self, document_type: str, document_id: str) -> tuple[list[ReservationView], list[LineCheck]]:
+        """:meth:`reservations_for` and the :meth:`recheck` of the open ones, in one statement
+        where the combined reads apply (:mod:`.document_read`): the same two answers."""
+        if not self._combined():
+            views = self.reservations_for(document_type, document_id)
+            return views, self.recheck([v.id for v in views if v.status == "open"])
+        doc = read_document_paths(self.session, document_type, document_id)
+        if not any(v.status == "open" for v in doc.reservations):
+            return doc.reservations, []
+        return doc.reservations, self._recheck_read(doc.read)
+
+    def _recheck_read(self, read: PathRead | None) -> list[LineCheck]:
+        """The re-check of the reservations a held read (``read.held``) maps to their lines."""
+        ctx = ControlContext(self.session, self.default_rule)
+        held_on = [] if read is None else [read.lines[line_id] for _, line_id in read.held or []]
+        lines = {ln.id: ln for ln in held_on}
+        self._prepare_read(ctx, read, lines.values())
+        return self._checks_of(ctx, held_on)
+
+    @staticmethod
+    def _checks_of(ctx: ControlContext, held_on: Sequence[BudgetLine | LineRow]) -> list[LineCheck]:
+        """Each line held on and its controlling ancestors checked once, in reservation order."""
         checks = []
         seen: set[int] = set()
         for line in held_on:

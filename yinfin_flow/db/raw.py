@@ -25,21 +25,22 @@ from typing import Any
 
 import psycopg
 from psycopg.rows import namedtuple_row
-from sqlalchemy import TextClause
+from sqlalchemy import ClauseElement, Connection
 from sqlalchemy.dialects.postgresql import psycopg as pg_psycopg
 from sqlalchemy.orm import Session
 
 _DIALECT = pg_psycopg.dialect()
 
 
-def driver_sql(stmt: TextClause) -> str:
+def driver_sql(stmt: ClauseElement) -> str:
     """``stmt`` (``:name`` parameters) as psycopg takes it (``%(name)s``), compiled once."""
     return str(stmt.compile(dialect=_DIALECT))
 
 
-def fetch(session: Session, sql: str, params: Mapping[str, Any]) -> list[Any]:
-    """Run ``sql`` (from :func:`driver_sql`) on the session's connection; the rows as named tuples."""
-    conn = session.connection()
+def fetch(session: Session | Connection, sql: str, params: Mapping[str, Any]) -> list[Any]:
+    """Run ``sql`` (from :func:`driver_sql`) on the session's connection (or on ``session``,
+    a Connection, e.g. one in autocommit); the rows as named tuples."""
+    conn = session if isinstance(session, Connection) else session.connection()
     driver: psycopg.Connection[Any] = conn.connection.driver_connection  # type: ignore[assignment]
     cursor = driver.cursor(row_factory=namedtuple_row)
     dispatch = conn.dispatch

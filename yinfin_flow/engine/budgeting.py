@@ -110,10 +110,20 @@ def warnings_of(checks: list[LineCheck]) -> list[dict[str, Any]]:
             if c.level in (Action.WARN, Action.BLOCK) and c.rule.mode in (Mode.HARD, Mode.SOFT)]
 
 
-def open_reservations(ctx: ActionContext, req: ApprovalRequest) -> list[ReservationView]:
+def open_reservations(ctx: ActionContext, req: ApprovalRequest, *, recheck: bool = False) -> list[ReservationView]:
+    """The request's open reservations (cached until the next budget write).
+
+    ``recheck``: the caller re-checks them next (:func:`current_checks`); when nothing
+    is cached, the reservations and their re-check are then read in one statement.
+    """
     held = ctx.cache.get("held")
     if held is None or held[0] != req.id:
-        views = Budgets(ctx.session).reservations_for(*document(ctx, req))
+        b = Budgets(ctx.session)
+        if recheck:
+            views, checks = b.read_document(*document(ctx, req))
+            ctx.cache["checks"] = (req.id, checks)
+        else:
+            views = b.reservations_for(*document(ctx, req))
         # Every reservation of the document as read (closed ones too): with the
         # re-check below, what an action's answer shows (see :func:`last_read`).
         ctx.cache["document"] = (req.id, views)
@@ -125,9 +135,11 @@ def current_checks(ctx: ActionContext, req: ApprovalRequest) -> list[LineCheck]:
     """Today's checks of what the request holds (cached until the next budget write)."""
     cached = ctx.cache.get("checks")
     if cached is None or cached[0] != req.id:
-        held = open_reservations(ctx, req)
-        checks = Budgets(ctx.session).recheck([h.id for h in held]) if held else []
-        cached = ctx.cache["checks"] = (req.id, checks)
+        held = open_reservations(ctx, req, recheck=True)
+        cached = ctx.cache.get("checks")
+        if cached is None or cached[0] != req.id:  # the reservations were cached already
+            checks = Budgets(ctx.session).recheck([h.id for h in held]) if held else []
+            cached = ctx.cache["checks"] = (req.id, checks)
     return list(cached[1])
 
 
@@ -249,7 +261,7 @@ def preview(ctx: ActionContext, req: ApprovalRequest) -> dict[str, Any]:
 
 def recheck(ctx: ActionContext, req: ApprovalRequest) -> dict[str, Any]:
     """Re-check what is held against today's balances; a hard overrun refuses the action."""
-    held = open_reservations(ctx, req)
+    held = open_reservations(ctx, req, recheck=True)
     checks = current_checks(ctx, req)
     raise_if_blocked(checks, ",".join(h.line_code for h in held))
     return {"action": "recheck", "checks": [c.to_dict() for c in checks], "warnings": warnings_of(checks)}

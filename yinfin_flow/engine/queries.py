@@ -71,9 +71,7 @@ def get_request(session: Session, request_id: int) -> dict[str, Any]:
     if req is None:
         raise NotFound(f"no request {request_id}", field="request_id")
     b = Budgets(session)
-    reservations = b.reservations_for(req.document_type, str(req.id))
-    open_ids = [r.id for r in reservations if r.status == "open"]
-    checks = b.recheck(open_ids) if open_ids else []
+    reservations, checks = b.read_document(req.document_type, str(req.id))  # one statement
     tasks = session.scalars(select(ApprovalTask).where(ApprovalTask.request_id == req.id).order_by(ApprovalTask.id))
     hist = session.scalars(select(RequestHistory).where(RequestHistory.request_id == req.id)
                            .order_by(RequestHistory.seq))

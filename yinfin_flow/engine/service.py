@@ -183,7 +183,7 @@ def act(session: Session, task_id: int, actor: str, action: str, *, comment: str
         # Nothing of this action is unflushed yet; no autoflush all the same, so the
         # re-check's reads never split the action's changes into two flushes.
         with session.no_autoflush:
-            budget = budgeting.recheck(ctx, req) if budgeting.open_reservations(ctx, req) else None
+            budget = budgeting.recheck(ctx, req) if budgeting.open_reservations(ctx, req, recheck=True) else None
         # Nothing refuses the approval from here on: the request changes now, so that
         # its UPDATE can go with the next task's INSERT (pending.insert_returning_id).
         req.updated_at = ctx.now

@@ -117,7 +117,7 @@ def _escalate(ctx: ActionContext, req: Any, task: ApprovalTask) -> str:
 def _approve(ctx: ActionContext, req: Any, task: ApprovalTask) -> str:
     from . import budgeting
 
-    budget = budgeting.recheck(ctx, req) if budgeting.open_reservations(ctx, req) else None
+    budget = budgeting.recheck(ctx, req) if budgeting.open_reservations(ctx, req, recheck=True) else None
     steps.close_task(ctx, req, task, "approved")
     task.comment = "approved automatically: the step timed out"
     history(ctx, req, "timeout_approve", task=task, budget=budget)
