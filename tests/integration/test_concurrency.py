@@ -81,6 +81,9 @@ class Sampler:
                     available = b.budget - b.pre_encumbered - b.encumbered - b.actual
                     self.lowest[b.line_id] = min(self.lowest.get(b.line_id, available), available)
             self.samples += 1
+            # A breath between samples: a reader spinning flat out holds the GIL and, on
+            # SQLite, keeps WAL checkpoints from finishing, which starves the writers.
+            self._stop.wait(0.002)
 
     def __enter__(self) -> Sampler:
         self._thread.start()
