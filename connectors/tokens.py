@@ -71,7 +71,7 @@ class TokenCache:
     def _refresh(self) -> str:
         self._token, self._until = None, 0.0  # a failed fetch leaves nothing behind
         token, lifetime = self._fetch()
-        lifetime = float(lifetime)
+        lifetime = int(lifetime)  # vendors state whole seconds (expires_in / expire)
         # never keep a token past half its life because of the margin (short-lived tokens)
         self._until = self._clock() + lifetime - min(self._margin, lifetime / 2)
         self._token = token
