@@ -82,6 +82,15 @@ def test_percent_tolerance_relaxes_the_block() -> None:
     assert check(rule, "200", "0", "220.01").blocked
 
 
+def test_the_tolerance_in_answers_is_at_the_stored_scale() -> None:
+    # 5 % of 15,000.0000 computes as 750.00000000; answers and refusals show 750.0000
+    c = check(ControlRule(Mode.HARD, tolerance_percent=D(5)), "15000.0000", "0", "99999")
+    assert c.to_dict()["tolerance"] == "750.0000"
+    with pytest.raises(OverBudget) as err:
+        raise_if_blocked([c], "ACME/2026-01/RD/TRAVEL")
+    assert err.value.details["tolerance"] == "750.0000"
+
+
 def test_absolute_tolerance_relaxes_the_block() -> None:
     rule = ControlRule(Mode.HARD, tolerance_amount=D("5.00"))
     assert not check(rule, "200", "0", "205").blocked

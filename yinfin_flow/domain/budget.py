@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from .errors import DomainError
+from .money import to_storage
 
 ZERO = Decimal(0)
 HUNDRED = Decimal(100)
@@ -236,6 +237,11 @@ class LineCheck:
         return self.basis_buckets.available - self.delta
 
     @property
+    def tolerance(self) -> Decimal:
+        """The rule's allowed overrun on this line, at the stored scale (for answers)."""
+        return to_storage(self.rule.tolerance(self.basis_buckets.budget))
+
+    @property
     def usage_percent(self) -> Decimal | None:
         budget = self.basis_buckets.budget
         if budget <= 0:
@@ -255,7 +261,7 @@ class LineCheck:
             "asked": str(self.delta),
             "available": str(self.basis_buckets.available),
             "available_after": str(self.available_after),
-            "tolerance": str(self.rule.tolerance(self.basis_buckets.budget)),
+            "tolerance": str(self.tolerance),
             "usage_percent": None if self.usage_percent is None else str(self.usage_percent),
             "level": None if self.level is None else self.level.value,
             "blocked": self.blocked,
@@ -339,7 +345,7 @@ def raise_if_blocked(checks: Sequence[LineCheck], asked_on: str) -> None:
                 asked=str(c.delta),
                 available=str(c.basis_buckets.available),
                 currency=c.currency,
-                tolerance=str(c.rule.tolerance(c.basis_buckets.budget)),
+                tolerance=str(c.tolerance),
                 breakdown=c.basis_buckets.to_dict(),
             )
 
