@@ -166,7 +166,9 @@ class StatusMessage:
     started in that OA; ``template`` is the OA-side approval definition
     (DingTalk processCode, Feishu approval_code, WeCom template id) where needed.
     ``status`` is one of ``pending`` / ``approved`` / ``rejected`` / ``withdrawn``
-    / ``cancelled``.
+    / ``cancelled``. ``external_task_id``, on a message about a finished task, is the
+    OA's own id for that task's to-do, as the OA answered the task's ``pending``
+    message (the dispatcher adds it; None when it is not known).
     """
 
     kind: str
@@ -181,6 +183,7 @@ class StatusMessage:
     url: str | None = None
     form: Mapping[str, str] = field(default_factory=dict)
     task_id: str | None = None
+    external_task_id: str | None = None
 
 
 @runtime_checkable

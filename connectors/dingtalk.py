@@ -22,8 +22,11 @@ becomes an approval comment (``POST /v1.0/workflow/processInstances/comments``; 
 for a request that never lived in DingTalk is skipped, answered ``{"skipped": …}``); a
 pending ``task`` message becomes a DingTalk to-do (``POST /v1.0/todo/users/{unionId}/tasks``,
 「创建钉钉待办任务」: ``subject``, ``sourceId``, ``description``, ``executorIds``,
-``detailUrl``) whose ``sourceId`` is the idempotency key; the create call has no "done"
-field, so a finished task is skipped rather than made a new open to-do.
+``detailUrl``) whose ``sourceId`` is the idempotency key; DingTalk answers the to-do's
+``id``, which the outbox keeps. A finished task's message closes that to-do
+(「更新钉钉待办任务」 ``PUT /v1.0/todo/users/{unionId}/tasks/{id}`` with ``done: true``; the
+dispatcher hands the id back as ``external_task_id``); with no id known it is skipped
+rather than made a new open to-do.
 
 Two kinds of user id: our directory keeps the DingTalk **userid** (``dingtalk_userid``,
 from ``topapi/v2/user/list`` or CSV), which is what events carry (``staffId``) and what an
@@ -52,6 +55,7 @@ person who has not activated DingTalk yet (``active: false``) is still an employ
 stays active here; someone who left is no longer listed and becomes inactive.
 Followed: DingTalk's server API docs 「获取部门详情」, 「获取部门列表」 (v2 listsub),
 「获取部门用户详情」 (v2 user/list), 「查询用户详情」 (v2 user/get), 「创建钉钉待办任务」,
+「更新钉钉待办任务」,
 「添加审批评论」, 「审批实例开始、结束、终止、删除」 and 「全局错误码」 (open.dingtalk.com).
 
 Settings (environment): YINFIN_DINGTALK_APP_KEY, YINFIN_DINGTALK_APP_SECRET,
@@ -233,16 +237,34 @@ class DingTalkConnector(OrgSync):
             raise PermanentError("YINFIN_DINGTALK_OPERATOR_ID is needed to create to-dos",
                                  connector=NAME)
         if message.status != "pending":
-            # 创建钉钉待办 has no "done" field (only 更新钉钉待办 PUT …/tasks/{taskId} does, and
-            # it needs DingTalk's to-do id, which we do not keep): creating one here would
-            # put a fresh open to-do in front of someone whose task is over
-            return {"skipped": "DingTalk to-dos are created for pending tasks only"}
+            return self._close_todo(message)
         return self._api("POST", f"/v1.0/todo/users/{self.operator_id}/tasks", json={
             "sourceId": idempotency_key, "subject": message.title,
             "description": message.comment or message.status,
             # executorIds are unionIds (创建钉钉待办任务); our directory keeps userids
             "executorIds": [self.union_id(u) for u in message.user_ids],
             "detailUrl": {"appUrl": message.url or "", "pcUrl": message.url or ""}})
+
+    def _close_todo(self, message: StatusMessage) -> dict[str, Any]:
+        """Mark a finished task's to-do done (更新钉钉待办任务, ``PUT
+        /v1.0/todo/users/{unionId}/tasks/{taskId}?operatorId=`` with ``done: true``).
+
+        DingTalk closes a to-do only by its own id, which it answered when the to-do was
+        made (the dispatcher hands it back as ``external_task_id``). Without it (the
+        to-do was made before this was kept, or its record was purged) nothing is sent:
+        creating a to-do here would put a fresh open one in front of someone whose task
+        is over. A to-do someone already deleted in DingTalk ("task not exist") is done
+        as far as we are concerned."""
+        if not message.external_task_id:
+            return {"skipped": "no DingTalk to-do id known for this task"}
+        try:
+            return self._api("PUT", f"/v1.0/todo/users/{self.operator_id}/tasks/"
+                                    f"{message.external_task_id}",
+                             params={"operatorId": self.operator_id}, json={"done": True})
+        except PermanentError as err:
+            if "task not exist" in (err.message or ""):
+                return {"skipped": f"DingTalk to-do {message.external_task_id} no longer exists"}
+            raise
 
     def union_id(self, userid: str) -> str:
         """The unionId of a DingTalk userid (查询用户详情 ``POST topapi/v2/user/get`` →

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -124,11 +125,33 @@ def test_push_status_comment_and_todo_relogin_once(ding, stub) -> None:
     assert len(stub.calls("/v1.0/oauth2/accessToken")) == 2
     done = StatusMessage(kind="task", request_id="R2", title="请审批", status="approved",
                          occurred_at=NOW, user_ids=["u9"])
+    # no to-do id known: nothing sent, and above all no new open to-do
     assert "skipped" in ding.push_status(done, "outbox-43") and "outbox-43" not in stub.todos
     assert stub.comments[0]["text"].startswith("[approved]")
     ours = StatusMessage(kind="status", request_id="R3", title="t", status="approved",
                          occurred_at=NOW)
     assert "skipped" in ding.push_status(ours, "k3") and len(stub.comments) == 1
+
+
+def test_a_finished_task_closes_its_todo_by_dingtalks_id(ding, stub) -> None:
+    task = StatusMessage(kind="task", request_id="R2", title="请审批", status="pending",
+                         occurred_at=NOW, user_ids=["u9"], task_id="7")
+    todo_id = ding.push_status(task, "yf-task7-created")["id"]
+    assert stub.todos["yf-task7-created"]["done"] is False
+    done = replace(task, status="approved", external_task_id=todo_id)
+    assert ding.push_status(done, "yf-task7-done-approve") == {"result": True}
+    assert stub.todos["yf-task7-created"]["done"] is True
+    assert "yf-task7-done-approve" not in stub.todos  # closed, not made anew
+    [put] = [r for r in stub.requests if r.method == "PUT"]
+    assert put.path == f"/v1.0/todo/users/union-1/tasks/{todo_id}"
+    assert put.query["operatorId"] == "union-1" and put.json() == {"done": True}
+    # a to-do someone deleted in DingTalk meanwhile: done as far as we are concerned
+    gone = replace(done, external_task_id="todo-deleted")
+    assert "skipped" in ding.push_status(gone, "yf-task7-done-again")
+    # any other refusal is still an error (here: a creator DingTalk does not know)
+    ding.operator_id = "union-unknown"
+    with pytest.raises(PermanentError, match="unionId not found"):
+        ding.push_status(done, "yf-task7-done-approve")
 
 
 def test_push_errors_are_classified(ding, stub) -> None:

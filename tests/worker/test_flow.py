@@ -57,6 +57,14 @@ def test_request_statuses_tasks_and_voucher_flow_out_in_order(db, monkeypatch, e
     assert ("task", str(finance[1][0]), "pending") in pushed
     # and the one nobody needed any more was closed in the OA too
     assert [st for k, t, st in pushed if t == str(finance[1][0])][-1] != "pending"
+    # each closing message names the OA's own id for the to-do it closes: the id the OA
+    # answered to that task's pending message (the fake answers OA-<n> for its n-th call)
+    answered = {m.task_id: f"OA-{n}" for n, (_, m) in enumerate(erp.statuses, 1)
+                if m.kind == "task" and m.status == "pending"}
+    closing = [m for _, m in erp.statuses if m.kind == "task" and m.status != "pending"]
+    assert len(closing) >= 2
+    assert all(m.external_task_id == answered[m.task_id] for m in closing)
+    assert all(m.external_task_id is None for _, m in erp.statuses if m.status == "pending")
 
 
 def test_in_process_runner_delivers_after_commit(sqlite_db, erp_env, erp, lookup, settings):

@@ -143,8 +143,45 @@ def claim(db: Database, settings: DeliverySettings, *, now: datetime | None = No
                     attempts=OUTBOX.c.attempts + 1, updated_at=at)
             .returning(OUTBOX.c.id, OUTBOX.c.target, OUTBOX.c.kind, OUTBOX.c.document_key,
                        OUTBOX.c.idempotency_key, OUTBOX.c.payload, OUTBOX.c.attempts)).all()
-    return sorted((Claimed(r.id, r.target, r.kind, r.document_key, r.idempotency_key,
-                           dict(r.payload), r.attempts, token) for r in rows), key=lambda c: c.id)
+        claimed = sorted((Claimed(r.id, r.target, r.kind, r.document_key, r.idempotency_key,
+                                  dict(r.payload), r.attempts, token) for r in rows),
+                         key=lambda c: c.id)
+        _name_earlier_tasks(s, claimed)
+    return claimed
+
+
+def _name_earlier_tasks(s: Any, claimed: list[Claimed]) -> None:
+    """Give each message about a finished task the OA's id for that task's to-do.
+
+    The OA answered the task's ``pending`` message with its own id for the to-do (kept
+    as that row's ``external_id``); a vendor that can only close a to-do by its own id
+    (DingTalk: 更新钉钉待办任务 ``PUT …/tasks/{taskId}`` with ``done``) needs it back.
+    The pending row is delivered before this one (same target and document, earlier
+    id), so it is there unless retention purged it (then nothing is added and the
+    connector does what it can without). Only the claim's copy of the payload gets
+    ``message.external_task_id``; the row keeps what the change wrote.
+    """
+    finished = [c for c in claimed if c.kind == "oa_task"
+                and c.payload.get("message", {}).get("status") != "pending"
+                and c.payload.get("message", {}).get("task_id")]
+    if not finished:
+        return
+    t = OUTBOX.c
+    earlier = s.execute(
+        select(t.target, t.payload, t.external_id)
+        .where(t.kind == "oa_task", t.status == "delivered", t.external_id.is_not(None),
+               t.document_key.in_({c.document_key for c in finished}),
+               t.target.in_({c.target for c in finished}))
+        .order_by(t.id))
+    todo: dict[tuple[str, str], str] = {}
+    for target, payload, external_id in earlier:
+        message = (payload or {}).get("message") or {}
+        if message.get("status") == "pending" and message.get("task_id"):
+            todo.setdefault((target, str(message["task_id"])), external_id)  # the first to-do
+    for c in finished:
+        found = todo.get((c.target, str(c.payload["message"]["task_id"])))
+        if found:
+            c.payload["message"] = {**c.payload["message"], "external_task_id": found}
 
 
 def _give_up(s: Any, row: OutboxMessage, error: str, at: datetime) -> None:

@@ -31,6 +31,8 @@ TODO_FIELDS = {"sourceId", "creatorId", "subject", "description", "dueTime", "ex
                "participantIds", "detailUrl", "contentFieldList", "isOnlyShowExecutor",
                "priority", "notifyConfigs", "bizCategoryId", "actionList", "todoType",
                "reminderTimeStamp", "remindNotifyConfigs", "thirdExtension"}
+#: body fields of 更新钉钉待办任务 (PUT /v1.0/todo/users/{unionId}/tasks/{taskId}?operatorId=)
+TODO_UPDATE_FIELDS = {"subject", "description", "dueTime", "done", "executorIds", "participantIds"}
 
 
 class DingTalkStub(StubServer):
@@ -41,7 +43,7 @@ class DingTalkStub(StubServer):
         self.counter = itertools.count(1)
         self.instances: dict[str, dict[str, Any]] = {}
         self.comments: list[dict[str, Any]] = []
-        self.todos: dict[str, dict[str, Any]] = {}
+        self.todos: dict[str, dict[str, Any]] = {}  # by sourceId; "id" and "done" added
         #: dept_id -> {"name", "parent_id"}; the root (1) is the company
         self.depts: dict[int, dict[str, Any]] = {1: {"name": "示例科技", "parent_id": None}}
         #: userid -> the user/list fields (dept_id_list, manager_userid, leader_in …)
@@ -56,6 +58,7 @@ class DingTalkStub(StubServer):
             ("GET", "/v1.0/workflow/processInstances"): self.instance,
             ("POST", "/v1.0/workflow/processInstances/comments"): self.comment,
             ("POST", "/v1.0/todo/users/*"): self.todo,
+            ("PUT", "/v1.0/todo/users/*"): self.todo_update,
         })
 
     def _err(self, status: int, code: str, message: str) -> tuple:
@@ -115,9 +118,25 @@ class DingTalkStub(StubServer):
         if strangers:  # path and executorIds take unionIds (查询用户详情 → unionid)
             return self._err(400, "todo.taskCreate.paramError",
                              f"unionId not found: {strangers}")
-        self.todos[body["sourceId"]] = body
-        return 200, {"id": f"todo{len(self.todos)}", "subject": body["subject"],
-                     "sourceId": body["sourceId"]}
+        todo_id = f"todo{len(self.todos) + 1}"
+        self.todos[body["sourceId"]] = {**body, "id": todo_id, "done": False}
+        return 200, {"id": todo_id, "subject": body["subject"], "sourceId": body["sourceId"]}
+
+    def todo_update(self, req: Req) -> tuple:
+        if (bad := self._authed(req)) is not None:
+            return bad
+        union, _, todo_id = req.path.removeprefix("/v1.0/todo/users/").partition("/tasks/")
+        body = req.json()
+        unknown = set(body) - TODO_UPDATE_FIELDS
+        if unknown:
+            return self._err(400, "InvalidParameter", f"unknown fields {sorted(unknown)}")
+        if union not in self.unionids() or req.query.get("operatorId") not in self.unionids():
+            return self._err(400, "todo.taskUpdate.paramError", "unionId not found")
+        todo = next((t for t in self.todos.values() if t["id"] == todo_id), None)
+        if todo is None:
+            return self._err(400, "todo.taskUpdate.paramError", "task not exist")
+        todo.update(body)
+        return 200, {"result": True}
 
     def _top(self, req: Req, result: Any) -> tuple:
         if req.query.get("access_token") not in self.tokens:
