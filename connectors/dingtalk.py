@@ -34,9 +34,10 @@ approval comment's ``commentUserId`` takes; a to-do's path (creator) and ``execu
 take **unionIds**. Each userid is turned into its unionId with 查询用户详情 (``POST
 topapi/v2/user/get`` ``{userid}`` → ``result.unionid``), asked once per user and kept
 by the connector (a unionId never changes; at most ``UNIONID_CACHE_SIZE`` kept); an
-unknown userid is permanent with DingTalk's ``errmsg``. The comment author is the
-message's first user, else ``YINFIN_DINGTALK_OPERATOR_USERID``; with neither the comment
-is skipped (logged) rather than sent with the operator's unionId. The access token comes from
+unknown userid is permanent with DingTalk's ``errmsg``. The comment author is
+``YINFIN_DINGTALK_OPERATOR_USERID`` (an account such as a finance robot), else the
+message's first user (the requester); with neither the comment is skipped (logged)
+rather than sent with the operator's unionId. The access token comes from
 ``POST /v1.0/oauth2/accessToken`` and is fetched again once when DingTalk says it
 is invalid.
 
@@ -63,7 +64,7 @@ YINFIN_DINGTALK_TOKEN (callback token), YINFIN_DINGTALK_AES_KEY (43-char
 EncodingAESKey), optional YINFIN_DINGTALK_OWNER_KEY (corpId for callbacks
 registered the legacy way; default the app key), YINFIN_DINGTALK_OPERATOR_ID (the
 unionId creating to-dos), optional YINFIN_DINGTALK_OPERATOR_USERID (the userId that
-comments when a status message names nobody), YINFIN_DINGTALK_API_URL (default https://api.dingtalk.com),
+writes the status comments), YINFIN_DINGTALK_API_URL (default https://api.dingtalk.com),
 YINFIN_DINGTALK_OAPI_URL (default https://oapi.dingtalk.com), YINFIN_DINGTALK_DEPARTMENT_MAP,
 _DEPARTMENT_PREFIX and _USER_CODE (see :mod:`connectors.org`).
 """
@@ -218,8 +219,10 @@ class DingTalkConnector(OrgSync):
             text = f"[{message.status}] {message.title}"
             if message.comment:
                 text += f": {message.comment}"
-            # commentUserId is a userId (添加审批评论); our directory keeps DingTalk userids
-            author = (list(message.user_ids) or [self.operator_userid or ""])[0]
+            # commentUserId is a userId (添加审批评论); our directory keeps DingTalk userids.
+            # The operator first: a status comment written as the requester would look
+            # as if the requester had said "[approved]" of their own request.
+            author = self.operator_userid or (list(message.user_ids) or [""])[0]
             if not author:
                 log.warning("DingTalk comment on %s skipped: the message names no user and "
                             "YINFIN_DINGTALK_OPERATOR_USERID is not set",

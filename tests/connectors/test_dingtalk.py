@@ -248,7 +248,7 @@ def test_lookup_renews_an_expired_token_and_retries_busy_answers(ding, stub) -> 
     assert stub.todos["outbox-6"]["executorIds"] == ["UN-zs1"]
 
 
-def test_comment_author_is_a_userid_or_the_comment_is_skipped(ding, stub, caplog) -> None:
+def test_comment_author_is_the_operators_or_the_requesters_userid_or_skipped(ding, stub, caplog) -> None:
     nobody = StatusMessage(kind="status", request_id="R1", title="差旅报销", status="approved",
                            occurred_at=NOW, external_instance_id="PI-1")
     with caplog.at_level("WARNING", logger="connectors.dingtalk"):
@@ -260,7 +260,11 @@ def test_comment_author_is_a_userid_or_the_comment_is_skipped(ding, stub, caplog
     named = StatusMessage(kind="status", request_id="R1", title="差旅报销", status="rejected",
                           occurred_at=NOW, external_instance_id="PI-1", user_ids=["u1"])
     ding.push_status(named, "k3")
-    assert [c["commentUserId"] for c in stub.comments] == ["op", "u1"]
+    # the operator writes the status comments when one is set, not the requester
+    assert [c["commentUserId"] for c in stub.comments] == ["op", "op"]
+    ding.operator_userid = None
+    ding.push_status(named, "k3b")
+    assert stub.comments[-1]["commentUserId"] == "u1"
     assert not stub.calls("/topapi/v2/user/get")  # comments take the userid as it is
     stub.comments.clear()
     with pytest.raises(PermanentError, match="userId"):  # the stub knows a unionId is not one
