@@ -41,6 +41,9 @@ blp = Blueprint("tasks", __name__, url_prefix="/tasks",
 register_blueprint_handlers(blp)
 
 TID = "<int(min=1, max=2147483647):task_id>"
+# Bodies are parsed with schema instances made once: given a class, webargs builds a
+# new instance (deep copies of every field) for each request. Loading keeps no state
+# on the instance, and the OpenAPI document is the same.
 AUTH = {"security": [{"bearerAuth": []}, {"devUser": []}]}
 
 
@@ -116,7 +119,7 @@ def _keep_task(s: Any, task_id: int) -> list[ApprovalTask]:
 
 
 @blp.post(f"/{TID}/approve")
-@blp.arguments(ActInSchema)
+@blp.arguments(ActInSchema())
 @blp.response(200, TaskOutcomeSchema)
 @blp.doc(**AUTH)
 def approve(body: dict[str, Any], task_id: int) -> dict[str, Any]:
@@ -125,7 +128,7 @@ def approve(body: dict[str, Any], task_id: int) -> dict[str, Any]:
 
 
 @blp.post(f"/{TID}/reject")
-@blp.arguments(RejectInSchema)
+@blp.arguments(RejectInSchema())
 @blp.response(200, TaskOutcomeSchema)
 @blp.doc(**AUTH)
 def reject(body: dict[str, Any], task_id: int) -> dict[str, Any]:
@@ -134,7 +137,7 @@ def reject(body: dict[str, Any], task_id: int) -> dict[str, Any]:
 
 
 @blp.post(f"/{TID}/send-back")
-@blp.arguments(SendBackInSchema)
+@blp.arguments(SendBackInSchema())
 @blp.response(200, TaskOutcomeSchema)
 @blp.doc(**AUTH)
 def send_back(body: dict[str, Any], task_id: int) -> dict[str, Any]:
@@ -144,7 +147,7 @@ def send_back(body: dict[str, Any], task_id: int) -> dict[str, Any]:
 
 
 @blp.post(f"/{TID}/transfer")
-@blp.arguments(TaskTransferInSchema)
+@blp.arguments(TaskTransferInSchema())
 @blp.response(200, TaskOutcomeSchema)
 @blp.doc(**AUTH)
 def transfer(body: dict[str, Any], task_id: int) -> dict[str, Any]:
@@ -154,7 +157,7 @@ def transfer(body: dict[str, Any], task_id: int) -> dict[str, Any]:
 
 
 @blp.post(f"/{TID}/add-approver")
-@blp.arguments(AddApproverInSchema)
+@blp.arguments(AddApproverInSchema())
 @blp.response(200, TaskOutcomeSchema)
 @blp.doc(**AUTH)
 def add_approver(body: dict[str, Any], task_id: int) -> dict[str, Any]:
@@ -164,7 +167,7 @@ def add_approver(body: dict[str, Any], task_id: int) -> dict[str, Any]:
 
 
 @blp.post(f"/{TID}/comment")
-@blp.arguments(TextInSchema)
+@blp.arguments(TextInSchema())
 @blp.response(201, TaskDetailSchema)
 @blp.doc(**AUTH)
 def comment(body: dict[str, Any], task_id: int) -> dict[str, Any]:
