@@ -25,9 +25,11 @@ def test_the_split_form_hashes_like_the_canonical_json():
     tricky = {"actor": '审批人 "x"\\', "method": "POST", "path": '/a"id":0', "endpoint": None,
               "status": 201, "remote_addr": "::1", "user_agent": "ua\n\u2028", "idempotency_key": None,
               "detail": '{"id":1}'}
-    for row_id in (1, 42, SPAN + 7):
-        before, after = audit.split_canonical(at, tricky)
-        assert before + str(row_id).encode() + after == audit._canonical(audit._content(row_id, at, tricky))
+    trickier = {**tricky, "actor": '","id":0,"', "detail": '"id":0', "user_agent": "\\\"id\\\":0"}
+    for values in (tricky, trickier):
+        for row_id in (1, 42, SPAN + 7):
+            before, after = audit.split_canonical(at, values)
+            assert before + str(row_id).encode() + after == audit._canonical(audit._content(row_id, at, values))
 
 
 def test_concurrent_appends_never_fork_a_chain_on_postgres(pg_db: Database):
