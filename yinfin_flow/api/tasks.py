@@ -13,6 +13,7 @@ from typing import Any
 from flask import current_app
 from flask_smorest import Blueprint
 from sqlalchemy import event
+from sqlalchemy.orm import Session
 
 from yinfin_flow.db.models.engine import ApprovalRequest, ApprovalTask
 from yinfin_flow.domain.errors import DomainError, NotFound
@@ -105,17 +106,24 @@ def _act(task_id: int, action: str, **kw: Any) -> dict[str, Any]:
         raise
 
 
-def _keep_task(s: Any, task_id: int) -> list[ApprovalTask]:
+_KEEP = "yinfin_flow.keep_task"
+
+
+def _keep_task(s: Session, task_id: int) -> list[ApprovalTask]:
     """Hold on to the task when the action loads it: the session only keeps loaded
     objects weakly, so it would be read again for the answer (a statement)."""
     loaded: list[ApprovalTask] = []
-
-    def keep(_session: Any, obj: Any) -> None:
-        if isinstance(obj, ApprovalTask) and obj.id == task_id:
-            loaded[:] = [obj]
-
-    event.listen(s, "loaded_as_persistent", keep)
+    s.info[_KEEP] = (task_id, loaded)
     return loaded
+
+
+@event.listens_for(Session, "loaded_as_persistent")
+def _kept(session: Session, obj: Any) -> None:
+    # One listener for all sessions, on for the ones _keep_task marks (a listener added
+    # to each action's session cost ~60 Python calls per approval).
+    want = session.info.get(_KEEP)
+    if want is not None and isinstance(obj, ApprovalTask) and obj.id == want[0]:
+        want[1][:] = [obj]
 
 
 @blp.post(f"/{TID}/approve")
