@@ -287,10 +287,13 @@ def _request_ids(app: Any) -> None:
 
     from yinfin_flow.worker import logs
 
+    sane = re.compile(r"[A-Za-z0-9._-]{1,64}").fullmatch
+
     def begin() -> None:
         given = request.headers.get("X-Request-Id", "")
-        rid = given if re.fullmatch(r"[A-Za-z0-9._-]{1,64}", given) else uuid.uuid4().hex
-        g.yinfin_request_id, g.yinfin_log_token = rid, logs.bind(request_id=rid)
+        rid = given if sane(given) else uuid.uuid4().hex
+        call = g._get_current_object()  # type: ignore[attr-defined]
+        call.yinfin_request_id, call.yinfin_log_token = rid, logs.bind(request_id=rid)
 
     def echo(response: Response) -> Response:
         rid = g.get("yinfin_request_id")

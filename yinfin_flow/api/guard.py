@@ -32,7 +32,7 @@ import os
 import re
 from typing import Any
 
-from flask import Flask, Response, current_app, g, has_request_context, request
+from flask import Flask, Request, Response, current_app, g, has_request_context, request
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
@@ -67,23 +67,28 @@ def install(app: Flask, api_prefix: str, redis_url: str | None) -> None:
     app.extensions[LIMITER_KEY] = FailureLimiter.from_url(redis_url)
     origins = _cors_origins(app)
 
-    def ours() -> bool:
-        return request.path == prefix or request.path.startswith(prefix + "/")
+    under = prefix + "/"
 
+    # ``request`` and ``g`` are context-local proxies (a lookup at each use): the hooks
+    # below take the objects once.
     def before() -> Response | None:
-        if not ours() or request.endpoint is None or request.method == "OPTIONS":
+        req: Request = request._get_current_object()  # type: ignore[attr-defined]
+        path = req.path
+        if not (path == prefix or path.startswith(under)) or req.endpoint is None or req.method == "OPTIONS":
             return None
         try:
-            return _authorize()
+            return _authorize(req)
         except DomainError as err:
             g.yinfin_refused = err.code
             return handle_domain_error(err)
 
     def after(response: Response) -> Response:
-        if not ours():
+        req: Request = request._get_current_object()  # type: ignore[attr-defined]
+        path = req.path
+        if not (path == prefix or path.startswith(under)):
             return response
         g.pop("yinfin_audit_status", None)  # no more in-transaction rows for this call
-        if request.method in MUTATING and request.endpoint not in READ_ONLY_POSTS:
+        if req.method in MUTATING and req.endpoint not in READ_ONLY_POSTS:
             _audit(response)
         _finish_idempotency(response)
         if origins:
@@ -95,6 +100,7 @@ def install(app: Flask, api_prefix: str, redis_url: str | None) -> None:
 
 
 def _success_status(endpoint: str | None) -> int:
+    """The lowest 2xx the endpoint documents (200 when it documents none)."""
     view = current_app.view_functions.get(endpoint or "")
     responses = getattr(view, "_apidoc", {}).get("response", {}).get("responses", {})
     ok = [int(k) for k in responses if 200 <= int(k) < 300]
@@ -102,11 +108,13 @@ def _success_status(endpoint: str | None) -> int:
 
 
 def _event(status: int, detail: str | None = None) -> audit.AuditEvent:
+    req: Request = request._get_current_object()  # type: ignore[attr-defined]
+    headers = req.headers
     return audit.AuditEvent(
-        method=request.method, path=request.path, status=status, actor=_actor(),
-        endpoint=request.endpoint, remote_addr=request.remote_addr,
-        user_agent=request.headers.get("User-Agent"),
-        idempotency_key=request.headers.get("Idempotency-Key"), detail=detail,
+        method=req.method, path=req.path, status=status, actor=_actor(req),
+        endpoint=req.endpoint, remote_addr=req.remote_addr,
+        user_agent=headers.get("User-Agent"),
+        idempotency_key=headers.get("Idempotency-Key"), detail=detail,
     )
 
 
@@ -121,22 +129,28 @@ def _ours(session: Session) -> bool:
 
 @event.listens_for(Session, "before_commit")
 def _audit_in_transaction(session: Session) -> None:
-    if not has_request_context() or g.get("yinfin_audit_status") is None:
+    if not has_request_context():
         return
-    if g.get("yinfin_audit_tx") is not None or g.get("yinfin_audited") or not _ours(session):
+    call = g._get_current_object()  # type: ignore[attr-defined]
+    status = call.get("yinfin_audit_status")
+    if status is None or call.get("yinfin_audit_tx") is not None or call.get("yinfin_audited"):
+        return
+    if not _ours(session):
         return
     # Flush the action's own changes first: the chain head the append takes is then
     # held only for its one statement and the commit (other calls take other heads).
     session.flush()
-    audit.append(session, _event(g.yinfin_audit_status))
-    g.yinfin_audit_tx = session
+    audit.append(session, _event(status))
+    call.yinfin_audit_tx = session
 
 
 @event.listens_for(Session, "after_commit")
 def _audit_committed(session: Session) -> None:
-    if has_request_context() and g.get("yinfin_audit_tx") is session:
-        g.yinfin_audited = True
-        g.yinfin_audit_tx = None
+    if has_request_context():
+        call = g._get_current_object()  # type: ignore[attr-defined]
+        if call.get("yinfin_audit_tx") is session:
+            call.yinfin_audited = True
+            call.yinfin_audit_tx = None
 
 
 @event.listens_for(Session, "after_rollback")
@@ -145,13 +159,14 @@ def _audit_rolled_back(session: Session) -> None:
         g.yinfin_audit_tx = None
 
 
-def _authorize() -> Response | None:
-    access = access_for(request.endpoint)
+def _authorize(req: Request) -> Response | None:
+    endpoint = req.endpoint
+    access = access_for(endpoint)
     if access is None:
         return error_response(403, "forbidden", "this endpoint has no access rule; refused",
-                              {"endpoint": request.endpoint})
+                              {"endpoint": endpoint})
     if access.kind == "signed":
-        g.yinfin_audit_status = _success_status(request.endpoint)
+        g.yinfin_audit_status = _success_status(endpoint)
         return None
     if access.kind == "public":
         return None
@@ -164,10 +179,10 @@ def _authorize() -> Response | None:
         return error_response(403, "forbidden",
                               f"needs the role {' or '.join(sorted(access.roles))}",
                               {"roles": sorted(access.roles)})
-    if request.method in MUTATING and request.endpoint not in READ_ONLY_POSTS:
+    if req.method in MUTATING and endpoint not in READ_ONLY_POSTS:
         replay = _claim(ident.id)
         if replay is None:  # from here on, the action's commit carries its audit row
-            g.yinfin_audit_status = _success_status(request.endpoint)
+            g.yinfin_audit_status = _success_status(endpoint)
         return replay
     return None
 
@@ -206,12 +221,12 @@ def _finish_idempotency(response: Response) -> None:
         log.exception("could not store the answer for idempotency record %s", record)
 
 
-def _actor() -> str | None:
+def _actor(req: Request) -> str | None:
     ident: Any = g.get("yinfin_identity")
     if ident is not None:
         return str(ident.id)
-    if request.endpoint == "oa.inbound_events":
-        return f"oa:{(request.view_args or {}).get('connector', '?')}"
+    if req.endpoint == "oa.inbound_events":
+        return f"oa:{(req.view_args or {}).get('connector', '?')}"
     return None
 
 

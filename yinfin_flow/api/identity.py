@@ -105,13 +105,14 @@ def _lookup(db: Any, token: str) -> tuple[str, frozenset[str]] | None:
         return tokens.identify(conn, token)
 
 
-def _token_identity(token: str) -> Identity:
+def _token_identity(req: Request, token: str) -> Identity:
     from yinfin_flow.extension import state
     from yinfin_flow.security import tokens
 
-    st = state(current_app)
-    limiter = current_app.extensions["yinfin_flow.limiter"]
-    keys = [f"addr:{request.remote_addr or '-'}", f"token:{tokens.prefix_of(token)}"]
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    st = state(app)
+    limiter = app.extensions["yinfin_flow.limiter"]
+    keys = [f"addr:{req.remote_addr or '-'}", f"token:{tokens.prefix_of(token)}"]
     over = limiter.blocked(keys)
     if over is not None:
         raise RateLimited("too many failed authentications; wait a minute", field="Authorization")
@@ -128,18 +129,20 @@ def current_identity() -> Identity | None:
     Raises :class:`Unauthenticated` for a bad bearer token, :class:`RateLimited` when
     its address or token prefix failed too often.
     """
-    if "yinfin_identity" not in g:
+    call = g._get_current_object()  # type: ignore[attr-defined]
+    if "yinfin_identity" not in call:
         from yinfin_flow.extension import state
 
-        token = _bearer(request)
+        req: Request = request._get_current_object()  # type: ignore[attr-defined]
+        token = _bearer(req)
         if token is not None:
-            ident: Identity | None = _token_identity(token)
+            ident: Identity | None = _token_identity(req, token)
         else:
-            ident = state(current_app).identity_provider(request)
+            ident = state(current_app).identity_provider(req)
             if ident is not None and "employee" not in ident.roles:
                 ident = Identity(ident.id, ident.roles | {"employee"})
-        g.yinfin_identity = ident
-    found: Identity | None = g.yinfin_identity
+        call.yinfin_identity = ident
+    found: Identity | None = call.yinfin_identity
     return found
 
 
