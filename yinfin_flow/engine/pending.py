@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from sqlalchemy import Dialect, Table, bindparam, event, insert, select, update
@@ -140,7 +140,7 @@ def _write_all(session: Session) -> None:
     _check_one(len(matched))
 
 
-@cache
+@lru_cache(maxsize=256)  # per statement shape and engine (a dialect each): bounded
 def _driver_form(stmt: Any, dialect: Dialect) -> tuple[str, tuple[tuple[str, Any], ...]] | None:
     """``stmt`` as psycopg takes it, and the bind processors of its parameters, as
     SQLAlchemy would compile and bind it on ``dialect`` (its own processors: the
