@@ -169,3 +169,29 @@ def test_the_lock_and_read_reaches_the_balances_by_their_key(pg_db: Database):
     assert "Seq Scan on budget_balances" not in plan, plan
     assert "Seq Scan on budget_lines" not in plan, plan
     assert "pk_budget_balances" in plan, plan
+
+
+def test_each_connection_keeps_one_cursor_and_rows_keep_their_names(pg_db: Database):
+    db = Database(pg_db.url, pool_size=1, max_overflow=0)
+    cursors: list[Any] = []
+
+    def on(conn: Any, cursor: Any, *args: Any) -> None:
+        cursors.append(cursor)
+
+    event.listen(db.engine, "before_cursor_execute", on)
+    try:
+        for n in range(3):
+            with db.unit_of_work() as s:
+                (a,) = fetch(s, "SELECT %(n)s::int AS n, 'x' AS tag", {"n": n})
+                b = fetch(s, "SELECT g AS value, g * 2 AS \"twice it\" FROM generate_series(1, %(n)s) g", {"n": n})
+            assert (a.n, a.tag, a[0]) == (n, "x", n)
+            assert [(r.value, r.twice_it) for r in b] == [(g, 2 * g) for g in range(1, n + 1)]
+        assert len({id(c) for c in cursors}) == 1  # one cursor for six statements on one connection
+        with db.engine.connect() as conn:
+            conn.invalidate()  # a new DBAPI connection gets its own cursor
+        with db.unit_of_work() as s:
+            assert fetch(s, "SELECT %(n)s::int AS n, 'x' AS tag", {"n": 9})[0].n == 9
+        assert cursors[-1] is not cursors[0] and not cursors[-1].closed
+    finally:
+        event.remove(db.engine, "before_cursor_execute", on)
+        db.dispose()
