@@ -111,3 +111,26 @@ def test_balances_never_pass_the_largest_amount(db):
     with db.unit_of_work(readonly=True) as s:
         assert verify(s) == []
         assert s.get(BudgetBalance, org.office_line).budget < Decimal(10) ** 14
+
+
+def test_a_request_of_many_lines_under_one_parent_rolls_up_exactly(db):
+    """Seven lines locked and written at once (ids past the scalar variant, as array literals)."""
+    org = org_in(db)
+    with db.unit_of_work() as s:
+        lines = []
+        for i in range(6):
+            setup.create_item(s, "ACME", f"X{i}", f"Extra {i}")
+            ln = setup.create_line(s, company_code="ACME", period_code="2026-01", cost_centre="RD-APP",
+                                   item=f"X{i}", parent_id=org.parent_line)
+            Budgets(s).adjust(None, ln.id, "10", actor="cfo", reason="budget", kind="original")
+            lines.append(ln.id)
+    asks = [line_req(x, f"1.{i}7", ref=f"r{i}") for i, x in enumerate([*lines, org.child_line])]
+    with db.unit_of_work() as s:
+        r = Budgets(s).reserve("many", ("expense", "m"), asks, actor="amy")
+    assert [v.line_id for v in r.reservations] == [*lines, org.child_line]
+    assert [v.amount for v in r.reservations] == [Decimal(f"1.{i}7") for i in range(7)]
+    for i, x in enumerate(lines):
+        assert bal(db, x) == (Decimal("10"), Decimal(f"1.{i}7"), 0, 0)
+    assert bal(db, org.parent_line)[1] == sum(Decimal(f"1.{i}7") for i in range(7))
+    with db.unit_of_work(readonly=True) as s:
+        assert verify(s) == []
