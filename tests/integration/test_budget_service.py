@@ -134,3 +134,12 @@ def test_a_request_of_many_lines_under_one_parent_rolls_up_exactly(db):
     assert bal(db, org.parent_line)[1] == sum(Decimal(f"1.{i}7") for i in range(7))
     with db.unit_of_work(readonly=True) as s:
         assert verify(s) == []
+
+
+def test_an_amount_in_the_line_currency_is_kept_at_its_minor_units(db):
+    org = org_in(db)
+    with db.unit_of_work() as s:
+        r = Budgets(s).reserve("cny", ("expense", "c"), [line_req(org.child_line, "12.3")], actor="amy")
+    (v,) = r.reservations
+    assert (str(v.amount), str(v.source_amount), v.rate) == ("12.30", "12.3", Decimal(1))
+    assert bal(db, org.child_line)[1] == Decimal("12.30")

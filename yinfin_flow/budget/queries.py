@@ -24,6 +24,7 @@ from .lookup import LINE_ROW_COLUMNS, LineRow, check_in_period, find_line, rate_
 from .results import LineRequest, ReservationView, view_of
 from .writes import check_length
 
+_ONE = Decimal(1)
 _lines = BudgetLine.__table__
 _reservations = Reservation.__table__
 # The line of each reservation, in reservation order (what recheck reads).
@@ -187,8 +188,11 @@ class BudgetQueries(BudgetsBase):
         """(amount in line currency, rate, source amount, source currency), all validated."""
         currency = check_currency(req.currency, f"{field}.currency")
         source = parse_amount(req.amount, currency, f"{field}.amount", positive=True)
-        rate = rate_for(self.session, currency, line.currency, req.budget_date, f"{field}.currency")
-        amount = Money(source, currency).convert(rate, line.currency).amount
+        if currency == line.currency:  # what convert at rate 1 gives, without looking a rate up
+            rate, amount = _ONE, Money(source, currency).round().amount
+        else:
+            rate = rate_for(self.session, currency, line.currency, req.budget_date, f"{field}.currency")
+            amount = Money(source, currency).convert(rate, line.currency).amount
         if amount <= 0:
             raise ValidationError(f"{field}.amount", "rounds to zero in the budget currency")
         if amount >= MAX_AMOUNT:  # else the database (Numeric(20, 4) / int64) overflows

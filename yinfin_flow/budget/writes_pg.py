@@ -129,7 +129,11 @@ def as_json(rows: Sequence[dict[str, Any]]) -> str:
     functions, so amounts stay exact (no float anywhere). Measured: a statement
     with 15 array parameters cost about 100 µs more client CPU than with one JSON text.
     """
-    return json.dumps(rows, default=str, separators=(",", ":"))
+    return _JSON.encode(rows)
+
+
+# One encoder for every call: json.dumps with options builds a new one each time.
+_JSON = json.JSONEncoder(default=str, separators=(",", ":"))
 
 
 def delta_params(deltas: dict[tuple[int, Bucket], Decimal]) -> dict[str, Any]:
