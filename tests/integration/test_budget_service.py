@@ -134,6 +134,11 @@ def test_a_request_of_many_lines_under_one_parent_rolls_up_exactly(db):
     assert bal(db, org.parent_line)[1] == sum(Decimal(f"1.{i}7") for i in range(7))
     with db.unit_of_work(readonly=True) as s:
         assert verify(s) == []
+        checks = Budgets(s).recheck([v.id for v in r.reservations])  # seven reservation ids at once
+        preview = Budgets(s).preview(asks)
+    assert {c.line_id for c in checks} == {*lines, org.child_line, org.parent_line}
+    assert {c.line_id for c in preview} == {*lines, org.child_line, org.parent_line}
+    assert not any(c.blocked for c in [*checks, *preview])
 
 
 def test_an_amount_in_the_line_currency_is_kept_at_its_minor_units(db):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from yinfin_flow.budget.writes_pg import id_array
+from yinfin_flow.db.raw import id_array
 
 
 def test_ids_go_as_an_array_literal():

@@ -41,7 +41,7 @@ from sqlalchemy import Boolean, TextClause, text
 from sqlalchemy.orm import Session
 
 from yinfin_flow.db.models import BudgetBalance, BudgetLine, ControlRuleRow
-from yinfin_flow.db.raw import driver_sql, fetch
+from yinfin_flow.db.raw import driver_sql, fetch, id_array
 from yinfin_flow.domain.budget import Buckets
 
 from .lookup import LINE_ROW_COLUMNS, LineRow
@@ -249,7 +249,7 @@ def _run(session: Session, name: str, ids_param: str, ids: Iterable[int], **para
     # On the session's connection: none of these reads depends on ORM changes waiting
     # for a flush (Session.execute would autoflush first), and it costs ~40 µs less.
     if dialect == "postgresql":
-        params[ids_param] = wanted
+        params[ids_param] = id_array(wanted)  # the scalar variants bind it too ("held")
         if 0 < len(wanted) <= SCALAR_IDS:
             params.update((f"{ids_param}_{i}", id_) for i, id_ in enumerate(wanted))
             return fetch(session, _PG_SQL_SCALARS[len(wanted)][name], params)
@@ -272,7 +272,7 @@ def after_refusal(session: Session, key: str | None, read: PathRead) -> tuple[in
     """(the movement made with ``key`` meanwhile, whether the rules changed since ``read``)."""
     if read.rules_seen is None:  # SQLite: nothing can have changed under BEGIN IMMEDIATE
         return (session.scalar(_REPLAY, {"key": key}) if key is not None else None), False
-    (row,) = fetch(session, _AFTER_REFUSAL_PG, {"key": key, "rule_ids": sorted(read.lines)})
+    (row,) = fetch(session, _AFTER_REFUSAL_PG, {"key": key, "rule_ids": id_array(sorted(read.lines))})
     return row.prior, row.rules_now != read.rules_seen
 
 

@@ -28,7 +28,7 @@ the column names again on every execution).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -95,3 +95,13 @@ def _row_maker(cursor: psycopg.Cursor[Any], sql: str) -> Callable[[Sequence[Any]
             _ROW_MAKERS.clear()
         _ROW_MAKERS[sql] = make
     return make
+
+
+def id_array(ids: Iterable[int]) -> str:
+    """Ids as a PostgreSQL array literal (``{1,5,9}``), for ``CAST(:x AS bigint[])``.
+
+    psycopg dumps a list by inspecting its elements and building an array dumper
+    every time (~4 µs of client CPU per list, measured); a string is dumped as it
+    is. ``int.__repr__`` refuses anything but an int, so nothing else reaches the literal.
+    """
+    return "{" + ",".join(map(int.__repr__, ids)) + "}"
