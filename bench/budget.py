@@ -30,7 +30,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, text
+from sqlalchemy import func, select, text
 
 from yinfin_flow.budget import setup
 from yinfin_flow.budget.service import Budgets, LineRequest
@@ -56,6 +56,7 @@ from .common import (
     scratch_database,
     settings_from,
 )
+from .pgstats import seq_reads
 
 DESCRIPTION = "budget reservations/s (spread, hot line) vs pgbench; availability check vs history"
 
@@ -250,36 +251,14 @@ def add_history(db: Database, line_id: int, entries: int) -> None:
                            f"(SELECT max(id) FROM {table}))"))
 
 
-#: The tables every reservation writes. Reading any of them sequentially during a
-#: timed run makes each reservation dearer than the last (see seq_reads()).
+#: The tables every reservation writes. The trap reported beside the rates (found
+#: 2026-11-26): ``ANALYZE`` of a still-empty ``reservations`` table records zero rows,
+#: and each backend then caches the foreign-key check of
+#: ``budget_entries.reservation_id`` as a sequential scan until the table is analysed
+#: again; every reservation read every one before it, and over a 20 s run the spread
+#: case fell from ~2,000 to ~1,000 tps. The run therefore loads its history (as a site
+#: has it) before it analyses, and reports these tables' sequential reads.
 GROWING = ("reservations", "budget_entries", "budget_movements")
-#: Seconds for ended backends to report their table counts (PostgreSQL 15 flushes
-#: them when a session ends, a moment after the client has gone).
-STATS_SETTLE = 0.5
-
-
-def seq_reads(db: Database) -> int:
-    """Rows read so far by sequential scans of the :data:`GROWING` tables.
-
-    The trap this watches for (found 2026-11-26): ``ANALYZE`` of a still-empty
-    ``reservations`` table records zero rows, and each backend then caches the
-    foreign-key check of ``budget_entries.reservation_id`` as a sequential scan,
-    a plan it keeps until the table is analysed again. Every reservation then
-    read every reservation before it: over a 20 s run the spread case fell from
-    ~2,000 to ~1,000 tps. The run therefore loads its history (as a site has)
-    before it analyses, and reports this figure so that a plan gone wrong shows.
-    """
-    db.dispose()  # a backend reports its counts when its session ends
-    time.sleep(STATS_SETTLE)
-    try:
-        with db.engine.connect() as conn:
-            return int(conn.execute(
-                text("SELECT coalesce(sum(seq_tup_read), 0) FROM pg_stat_user_tables "
-                     "WHERE relname IN :names").bindparams(bindparam("names", expanding=True)),
-                {"names": list(GROWING)},
-            ).scalar_one())
-    finally:
-        db.dispose()  # the clients are forked: hold no connection across the fork
 
 
 def entries_on(db: Database, line_id: int) -> int:
@@ -341,10 +320,10 @@ def run(ctx: Context, sizes: Sizes | None = None) -> Report:
             ("hot", "(b) one hot line", [org.hot], TARGET_HOT),
         ):
             progress(f"reserving: {label}")
-            scanned = seq_reads(db)
+            scanned = seq_reads(db, GROWING)
             totals = reserve_rate(url, phase, lines, st.clients, st.duration)
             tps = totals.rate("ok")
-            scanned = (seq_reads(db) - scanned) / max(1, totals.outcomes["ok"])
+            scanned = (seq_reads(db, GROWING) - scanned) / max(1, totals.outcomes["ok"])
             rates.append(Figure(
                 label, tps, "tps",
                 f"= {tps / base.tpcb:.2f} x TPC-B, {tps / base.simple_update:.2f} x simple-update; "
