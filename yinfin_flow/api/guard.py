@@ -69,12 +69,14 @@ def install(app: Flask, api_prefix: str, redis_url: str | None) -> None:
 
     under = prefix + "/"
 
+    def ours(req: Request) -> bool:
+        return req.path == prefix or req.path.startswith(under)
+
     # ``request`` and ``g`` are context-local proxies (a lookup at each use): the hooks
     # below take the objects once.
     def before() -> Response | None:
-        req: Request = request._get_current_object()  # type: ignore[attr-defined]
-        path = req.path
-        if not (path == prefix or path.startswith(under)) or req.endpoint is None or req.method == "OPTIONS":
+        req = _current_request()
+        if not ours(req) or req.endpoint is None or req.method == "OPTIONS":
             return None
         try:
             return _authorize(req)
@@ -83,9 +85,8 @@ def install(app: Flask, api_prefix: str, redis_url: str | None) -> None:
             return handle_domain_error(err)
 
     def after(response: Response) -> Response:
-        req: Request = request._get_current_object()  # type: ignore[attr-defined]
-        path = req.path
-        if not (path == prefix or path.startswith(under)):
+        req = _current_request()
+        if not ours(req):
             return response
         g.pop("yinfin_audit_status", None)  # no more in-transaction rows for this call
         if req.method in MUTATING and req.endpoint not in READ_ONLY_POSTS:
@@ -107,8 +108,13 @@ def _success_status(endpoint: str | None) -> int:
     return min(ok) if ok else 200
 
 
+def _current_request() -> Request:
+    """The request itself, not the context-local proxy (one lookup instead of one per use)."""
+    return request._get_current_object()  # type: ignore[attr-defined, no-any-return]
+
+
 def _event(status: int, detail: str | None = None) -> audit.AuditEvent:
-    req: Request = request._get_current_object()  # type: ignore[attr-defined]
+    req = _current_request()
     headers = req.headers
     return audit.AuditEvent(
         method=req.method, path=req.path, status=status, actor=_actor(req),
