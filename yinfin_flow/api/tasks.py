@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app
+from flask import Response, current_app
 from flask_smorest import Blueprint
 from sqlalchemy import event
 from sqlalchemy.orm import Session
@@ -20,6 +20,7 @@ from yinfin_flow.domain.errors import DomainError, NotFound
 from yinfin_flow.engine import budgeting, queries, service
 
 from ..extension import state
+from .answers import as_dumped
 from .engine_reads import my_task, request_detail, request_outcome
 from .engine_schemas import (
     ActInSchema,
@@ -81,7 +82,7 @@ def get_task(task_id: int) -> dict[str, Any]:
         return _task_detail(s, my_task(s, ident, task_id))
 
 
-def _act(task_id: int, action: str, **kw: Any) -> dict[str, Any]:
+def _act(task_id: int, action: str, **kw: Any) -> Response:
     """The engine checks who may act (the assignee or their delegate today) before it
     changes anything, so the task is not read here first (a statement per action).
     When the engine refuses, the caller's claim on the task is checked afresh: anyone
@@ -99,7 +100,9 @@ def _act(task_id: int, action: str, **kw: Any) -> dict[str, Any]:
             s.flush()
             task = loaded[0] if loaded else s.get(ApprovalTask, task_id)
             assert task is not None
-            return {**queries.task_dict(task), "request": request_outcome(s, req, read)}
+            # Built in TaskOutcomeSchema's dumped form: sent as it is (api/answers).
+            return as_dumped(TaskOutcomeSchema, {**queries.task_dict(task),
+                                                 "request": request_outcome(s, req, read)})
     except DomainError:
         with db.unit_of_work(readonly=True) as s:
             my_task(s, ident, task_id)  # 404 for strangers
@@ -130,7 +133,7 @@ def _kept(session: Session, obj: Any) -> None:
 @blp.arguments(ActInSchema())
 @blp.response(200, TaskOutcomeSchema)
 @blp.doc(**AUTH)
-def approve(body: dict[str, Any], task_id: int) -> dict[str, Any]:
+def approve(body: dict[str, Any], task_id: int) -> Response:
     """Approve: the budget held is re-checked first (a hard overrun is 409 ``over_budget``)."""
     return _act(task_id, "approve", comment=body["comment"], expected_version=body["version"])
 
@@ -139,7 +142,7 @@ def approve(body: dict[str, Any], task_id: int) -> dict[str, Any]:
 @blp.arguments(RejectInSchema())
 @blp.response(200, TaskOutcomeSchema)
 @blp.doc(**AUTH)
-def reject(body: dict[str, Any], task_id: int) -> dict[str, Any]:
+def reject(body: dict[str, Any], task_id: int) -> Response:
     """Reject (a comment saying why is required); the request's budget is released."""
     return _act(task_id, "reject", comment=body["comment"], expected_version=body["version"])
 
@@ -148,7 +151,7 @@ def reject(body: dict[str, Any], task_id: int) -> dict[str, Any]:
 @blp.arguments(SendBackInSchema())
 @blp.response(200, TaskOutcomeSchema)
 @blp.doc(**AUTH)
-def send_back(body: dict[str, Any], task_id: int) -> dict[str, Any]:
+def send_back(body: dict[str, Any], task_id: int) -> Response:
     """Send back to the submitter, the previous step, or an earlier step by id."""
     return _act(task_id, "send_back", comment=body["comment"], target=body["target"],
                 expected_version=body["version"])
@@ -158,7 +161,7 @@ def send_back(body: dict[str, Any], task_id: int) -> dict[str, Any]:
 @blp.arguments(TaskTransferInSchema())
 @blp.response(200, TaskOutcomeSchema)
 @blp.doc(**AUTH)
-def transfer(body: dict[str, Any], task_id: int) -> dict[str, Any]:
+def transfer(body: dict[str, Any], task_id: int) -> Response:
     """Hand the task to someone else (never to the requester)."""
     return _act(task_id, "transfer", comment=body["comment"], to=body["to"],
                 expected_version=body["version"])
@@ -168,7 +171,7 @@ def transfer(body: dict[str, Any], task_id: int) -> dict[str, Any]:
 @blp.arguments(AddApproverInSchema())
 @blp.response(200, TaskOutcomeSchema)
 @blp.doc(**AUTH)
-def add_approver(body: dict[str, Any], task_id: int) -> dict[str, Any]:
+def add_approver(body: dict[str, Any], task_id: int) -> Response:
     """Add approvers (加签) before, after or beside you on this step."""
     return _act(task_id, "add_approver", comment=body["comment"], users=body["users"],
                 position=body["position"], expected_version=body["version"])
