@@ -121,6 +121,7 @@ def _keep_task(s: Session, task_id: int) -> list[ApprovalTask]:
 
 
 @event.listens_for(Session, "loaded_as_persistent")
+@event.listens_for(Session, "detached_to_persistent")  # read through db/objects
 def _kept(session: Session, obj: Any) -> None:
     # One listener for all sessions, on for the ones _keep_task marks (a listener added
     # to each action's session cost ~60 Python calls per approval).

@@ -45,9 +45,32 @@ def driver_sql(stmt: ClauseElement) -> str:
     return str(stmt.compile(dialect=_DIALECT))
 
 
+def driver_statement(stmt: ClauseElement) -> tuple[str, dict[str, Any]]:
+    """As :func:`driver_sql`, with the values the statement carries itself (its literals,
+    e.g. an ``IN`` list), to send with the caller's."""
+    compiled = stmt.compile(dialect=_DIALECT)
+    return str(compiled), {name: value for name, value in compiled.params.items() if value is not None}
+
+
 def fetch(session: Session | Connection, sql: str, params: Mapping[str, Any]) -> list[Any]:
     """Run ``sql`` (from :func:`driver_sql`) on the session's connection (or on ``session``,
     a Connection, e.g. one in autocommit); the rows as named tuples."""
+    cursor, rows = _run(session, sql, params)
+    make = _row_maker(cursor, sql)
+    return [make(row) for row in rows]
+
+
+def fetch_typed(session: Session | Connection, sql: str,
+                params: Mapping[str, Any]) -> tuple[list[tuple[Any, ...]], tuple[int, ...]]:
+    """As :func:`fetch`, the rows as plain tuples, with the type oid of each column."""
+    cursor, rows = _run(session, sql, params)
+    res = cursor.pgresult
+    oids = tuple(map(res.ftype, range(res.nfields))) if res is not None else ()
+    return rows, oids
+
+
+def _run(session: Session | Connection, sql: str,
+         params: Mapping[str, Any]) -> tuple[psycopg.Cursor[Any], list[Any]]:
     conn = session if isinstance(session, Connection) else session.connection()
     cursor = _cursor(conn)
     dispatch = conn.dispatch
@@ -57,7 +80,6 @@ def fetch(session: Session | Connection, sql: str, params: Mapping[str, Any]) ->
                 fn(conn, cursor, sql, params, None, False)
         cursor.execute(sql, params)
         rows = cursor.fetchall()
-        make = _row_maker(cursor, sql)
         if dispatch.after_cursor_execute:
             for fn in dispatch.after_cursor_execute:
                 fn(conn, cursor, sql, params, None, False)
@@ -65,7 +87,7 @@ def fetch(session: Session | Connection, sql: str, params: Mapping[str, Any]) ->
         # As SQLAlchemy would: wrap the error, and invalidate the pool on a disconnect.
         conn._handle_dbapi_exception(e, sql, params, cursor, None)  # noqa: SLF001 - pinned < 2.2
         raise  # not reached: the call above raises
-    return [make(row) for row in rows]
+    return cursor, rows
 
 
 _CURSOR = "yinfin_raw_cursor"

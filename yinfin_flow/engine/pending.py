@@ -283,12 +283,18 @@ def _combined(n_rows: int, shape: tuple[tuple[Table, tuple[str, ...], bool], ...
     return main
 
 
+def before_read(session: Session, reads_history: bool = False) -> None:
+    """What every ORM statement gets (below), for a read that bypasses the ORM
+    (:class:`yinfin_flow.db.objects.Reader`): pending history rows are written first,
+    unless the read is inside :func:`deferred` and does not read ``request_history``."""
+    if (_PENDING in session.info and _due(session)
+            and (not session.info.get(_HOLD) or reads_history)):
+        write_history(session)
+
+
 @event.listens_for(Session, "do_orm_execute")
 def _before_execute(state: ORMExecuteState) -> None:
-    session = state.session
-    if (_PENDING in session.info and _due(session)
-            and (not session.info.get(_HOLD) or state.execution_options.get(READS_HISTORY))):
-        write_history(session)
+    before_read(state.session, bool(state.execution_options.get(READS_HISTORY)))
 
 
 @event.listens_for(Session, "before_flush")

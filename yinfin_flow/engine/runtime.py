@@ -33,13 +33,14 @@ from sqlalchemy.orm import Session
 
 from yinfin_flow import events
 from yinfin_flow.db.models.engine import ApprovalRequest, ApprovalTask
+from yinfin_flow.db.objects import Reader
 from yinfin_flow.db.types import utcnow
 from yinfin_flow.domain.errors import NotFound, ValidationError
 from yinfin_flow.domain.workflow import Definition
 
 from .errors import StaleRequest
 from .history import LAST_SEQ, history, start_history
-from .pending import READS_HISTORY, deferred, write_history
+from .pending import READS_HISTORY, before_read, deferred, write_history
 
 __all__ = ["DOCUMENT_READ", "LAST_SEQ", "READS_HISTORY", "ActionContext", "check_version", "deferred", "history", "lock_request",
            "lock_request_of_task", "next_key", "publish", "start_history", "task_event", "write_history"]
@@ -79,7 +80,7 @@ def lock_request(session: Session, request_id: int, expected_version: int | None
     """Load the request under its row lock (the first lock every action takes)."""
     if not isinstance(request_id, int) or isinstance(request_id, bool):
         raise ValidationError("request_id", "must be an integer")
-    req = session.scalar(_LOCK, {"request_id": request_id})
+    req = _one(session, _LOCK, _READ_LOCK, {"request_id": request_id})
     if req is None:
         raise NotFound(f"no request {request_id}", field="request_id")
     check_version(req, expected_version)
@@ -109,6 +110,19 @@ _LOCK_BY_TASK = (
 )
 
 
+# The same statements for PostgreSQL, read without the ORM's per-statement cost (db/objects).
+_READ_LOCK = Reader(_LOCK)
+_READ_LOCK_BY_TASK = Reader(_LOCK_BY_TASK)
+
+
+def _one(session: Session, stmt: Any, reader: Reader, params: dict[str, Any]) -> ApprovalRequest | None:
+    if session.get_bind().dialect.name != "postgresql":
+        return session.scalar(stmt, params)  # type: ignore[no-any-return]
+    before_read(session)
+    rows = reader(session, params)
+    return rows[0][0] if rows else None
+
+
 def lock_request_of_task(session: Session, task_id: int,
                          expected_version: int | None = None) -> ApprovalRequest:
     """Load the request a task belongs to, under the request's row lock, in one statement.
@@ -117,7 +131,7 @@ def lock_request_of_task(session: Session, task_id: int,
     task's ``request_id`` in a subquery instead of a separate read of the task. Raises
     :class:`NotFound` (field ``task_id``) when there is no such task.
     """
-    req = session.scalar(_LOCK_BY_TASK, {"task_id": task_id})
+    req = _one(session, _LOCK_BY_TASK, _READ_LOCK_BY_TASK, {"task_id": task_id})
     if req is None:
         raise NotFound(f"no task {task_id}", field="task_id")
     check_version(req, expected_version)

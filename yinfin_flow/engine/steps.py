@@ -30,12 +30,13 @@ from sqlalchemy import and_, bindparam, func, literal, or_, select, update
 from sqlalchemy.orm import Session, aliased, make_transient_to_detached
 
 from yinfin_flow.db.models.engine import ApprovalRequest, ApprovalTask, EngineTimer, RequestHistory
+from yinfin_flow.db.objects import Reader
 from yinfin_flow.domain.errors import NotFound
 from yinfin_flow.domain.workflow import State, Step
 
 from . import budgeting, routing
 from .errors import NoApprover
-from .pending import insert_returning_id
+from .pending import before_read, insert_returning_id
 from .runtime import (
     LAST_SEQ,
     READS_HISTORY,
@@ -104,8 +105,12 @@ def load_round(ctx: ActionContext, req: ApprovalRequest,
     any task still open in another round (for :func:`close_open`). ``rows``: (task,
     last seq) as :func:`lock_with_round` read them with the lock (nothing is read)."""
     if rows is None:
-        rows = [(t, seq) for t, seq in ctx.session.execute(_ROUND_TASKS, {"request_id": req.id,
-                                                                           "round": req.round})]
+        params = {"request_id": req.id, "round": req.round}
+        if ctx.session.get_bind().dialect.name == "postgresql":  # without the ORM's cost (db/objects)
+            before_read(ctx.session, reads_history=True)
+            rows = [(t, seq) for t, seq in _READ_ROUND_TASKS(ctx.session, params)]
+        else:
+            rows = [(t, seq) for t, seq in ctx.session.execute(_ROUND_TASKS, params)]
     tasks = [t for t, _ in rows if t is not None and t.round == req.round]
     ctx.cache.setdefault("tasks", {})[(req.id, req.round)] = tasks
     ctx.cache.setdefault("open_elsewhere", {})[req.id] = [t for t, _ in rows
@@ -122,6 +127,7 @@ _ROUND_TASKS = (
            or_(ApprovalTask.round == bindparam("round"), _STATUS_OPEN))
     .execution_options(populate_existing=True, **{READS_HISTORY: True})
 )
+_READ_ROUND_TASKS = Reader(_ROUND_TASKS)
 
 
 def lock_with_round(session: Session, task_id: int, expected_version: int | None = None,

@@ -1,0 +1,89 @@
+"""db/objects.Reader: the engine's hot reads on PostgreSQL bypass the ORM's query path.
+What it builds must be what the ORM would have loaded, and the session must keep one
+copy of each row."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import inspect, select, text
+
+from yinfin_flow.db.models.engine import ApprovalRequest, ApprovalTask
+from yinfin_flow.db.objects import Reader
+from yinfin_flow.engine import pending as pending_writes
+from yinfin_flow.engine import runtime, service, steps
+
+from .test_engine_support import expense_form, flow, pending, world
+
+_NO_TASKS = Reader(select(ApprovalTask).where(ApprovalTask.request_id == 0))
+
+
+def _columns(obj: Any) -> dict[str, Any]:
+    return {a.key: getattr(obj, a.key) for a in inspect(type(obj)).column_attrs}
+
+
+@pytest.fixture
+def submitted(pg_db: Any, tmp_path: Any) -> tuple[int, int]:
+    org = world(pg_db)
+    wf = flow(tmp_path, "      - {id: a, approvers: [{type: user, user: pat}]}\n")
+    with pg_db.unit_of_work() as s:
+        rid = service.submit(s, "flow", requester="amy", company="ACME", title="t",
+                             form=expense_form(org.child_line, "100.00"), directory=wf).id
+    [(task_id, _, _)] = pending(pg_db, rid)
+    return rid, task_id
+
+
+@pytest.mark.postgres
+def test_a_read_object_equals_what_the_orm_loads_value_for_value(pg_db: Any, submitted: tuple[int, int]):
+    rid, task_id = submitted
+    with pg_db.unit_of_work() as s:
+        orm = _columns(s.get(ApprovalRequest, rid))
+        [(orm_task, orm_seq)] = s.execute(steps._ROUND_TASKS, {"request_id": rid, "round": 1}).all()
+        orm_task = _columns(orm_task)
+    with pg_db.unit_of_work() as s:
+        # A session time zone other than UTC: values arrive as +08:00 and only the
+        # column type's result processing (UTCDateTime) turns them into UTC.
+        s.execute(text("SET LOCAL TIME ZONE 'Asia/Shanghai'"))
+        req = runtime.lock_request_of_task(s, task_id)
+        assert inspect(req).persistent and not s.dirty and not s.new
+        read = _columns(req)
+        [(task, seq)] = Reader(steps._ROUND_TASKS)(s, {"request_id": rid, "round": req.round})
+        assert seq == orm_seq > 0
+    assert {k: repr(v) for k, v in read.items()} == {k: repr(v) for k, v in orm.items()}
+    assert {k: repr(v) for k, v in _columns(task).items()} == {k: repr(v) for k, v in orm_task.items()}
+
+
+@pytest.mark.postgres
+def test_a_row_the_session_holds_is_refreshed_in_place_not_copied(pg_db: Any, submitted: tuple[int, int]):
+    rid, task_id = submitted
+    with pg_db.unit_of_work() as s:
+        held = s.get(ApprovalRequest, rid)
+        with s.no_autoflush:
+            held.title = "changed here, never flushed"
+            assert runtime.lock_request_of_task(s, task_id) is held
+        assert held.title == "t"  # overwritten by what the row holds, as populate_existing does
+        assert not s.is_modified(held)  # nothing left to write
+
+
+@pytest.mark.postgres
+def test_a_read_flushes_first_and_writes_pending_history(pg_db: Any, submitted: tuple[int, int]):
+    rid, task_id = submitted
+    with pg_db.unit_of_work() as s:
+        [(task, last)] = s.execute(steps._ROUND_TASKS, {"request_id": rid, "round": 1}).all()
+        task.comment = "flushed by the read"
+        pending_writes.record(s, {"request_id": rid, "seq": last + 1, "action": "comment", "actor": "pat",
+                                  "on_behalf_of": None, "step_id": None, "task_id": None,
+                                  "from_state": None, "to_state": None, "comment": "c", "budget": None,
+                                  "data": None, "created_at": task.created_at})
+        pending_writes.before_read(s, reads_history=True)
+        [(again, seq)] = Reader(steps._ROUND_TASKS)(s, {"request_id": rid, "round": 1})
+        assert again is task and again.comment == "flushed by the read"
+        assert seq == last + 1  # the pending row was written before the read
+
+
+@pytest.mark.postgres
+def test_no_row_reads_nothing(pg_db: Any):
+    world(pg_db)
+    with pg_db.unit_of_work() as s:
+        assert _NO_TASKS(s, {}) == []
