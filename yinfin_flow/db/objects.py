@@ -20,7 +20,7 @@ session with SQLAlchemy's public API:
 As the ORM query would, the read flushes the session first (autoflush) and runs in
 the session's transaction, and a driver error is raised as SQLAlchemy raises it.
 Unlike it, the session's ``do_orm_execute`` listeners are not called (a caller
-that relies on one calls it itself), and an object arrives through the
+that relies on one passes it as ``before``), and an object arrives through the
 ``detached_to_persistent`` event, not ``loaded_as_persistent``.
 PostgreSQL only (:mod:`.raw`).
 """
@@ -60,9 +60,14 @@ class Reader:
             raise ValueError("Reader needs a single-column primary key selected first")
         self._slots: dict[tuple[int, ...], list[_Slot]] = {}
 
-    def __call__(self, session: Session, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+    def __call__(self, session: Session, params: Mapping[str, Any],
+                 before: Callable[[Session], None] | None = None) -> list[tuple[Any, ...]]:
+        """The rows; ``before`` runs after the autoflush, where the ORM calls the
+        session's ``do_orm_execute`` listeners."""
         if session.autoflush:
             session.flush()
+        if before is not None:
+            before(session)
         rows, oids = fetch_typed(session, self.sql, {**self._fixed, **params} if self._fixed else params)
         if not rows:
             return []

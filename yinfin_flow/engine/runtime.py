@@ -118,8 +118,7 @@ _READ_LOCK_BY_TASK = Reader(_LOCK_BY_TASK)
 def _one(session: Session, stmt: Any, reader: Reader, params: dict[str, Any]) -> ApprovalRequest | None:
     if session.get_bind().dialect.name != "postgresql":
         return session.scalar(stmt, params)  # type: ignore[no-any-return]
-    before_read(session)
-    rows = reader(session, params)
+    rows = reader(session, params, before=before_read)
     return rows[0][0] if rows else None
 
 

@@ -107,8 +107,7 @@ def load_round(ctx: ActionContext, req: ApprovalRequest,
     if rows is None:
         params = {"request_id": req.id, "round": req.round}
         if ctx.session.get_bind().dialect.name == "postgresql":  # without the ORM's cost (db/objects)
-            before_read(ctx.session, reads_history=True)
-            rows = [(t, seq) for t, seq in _READ_ROUND_TASKS(ctx.session, params)]
+            rows = [(t, seq) for t, seq in _READ_ROUND_TASKS(ctx.session, params, before=_reads_history)]
         else:
             rows = [(t, seq) for t, seq in ctx.session.execute(_ROUND_TASKS, params)]
     tasks = [t for t, _ in rows if t is not None and t.round == req.round]
@@ -128,6 +127,10 @@ _ROUND_TASKS = (
     .execution_options(populate_existing=True, **{READS_HISTORY: True})
 )
 _READ_ROUND_TASKS = Reader(_ROUND_TASKS)
+
+
+def _reads_history(session: Session) -> None:
+    before_read(session, reads_history=True)
 
 
 def lock_with_round(session: Session, task_id: int, expected_version: int | None = None,
