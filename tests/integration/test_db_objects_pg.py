@@ -12,9 +12,9 @@ from sqlalchemy import inspect, select, text
 from yinfin_flow.db.models.engine import ApprovalRequest, ApprovalTask
 from yinfin_flow.db.objects import Reader
 from yinfin_flow.engine import pending as pending_writes
-from yinfin_flow.engine import runtime, service, steps
+from yinfin_flow.engine import runtime, steps
 
-from .test_engine_support import expense_form, flow, pending, world
+from .test_engine_support import one_pending_task, world
 
 _NO_TASKS = Reader(select(ApprovalTask).where(ApprovalTask.request_id == 0))
 
@@ -25,13 +25,7 @@ def _columns(obj: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def submitted(pg_db: Any, tmp_path: Any) -> tuple[int, int]:
-    org = world(pg_db)
-    wf = flow(tmp_path, "      - {id: a, approvers: [{type: user, user: pat}]}\n")
-    with pg_db.unit_of_work() as s:
-        rid = service.submit(s, "flow", requester="amy", company="ACME", title="t",
-                             form=expense_form(org.child_line, "100.00"), directory=wf).id
-    [(task_id, _, _)] = pending(pg_db, rid)
-    return rid, task_id
+    return one_pending_task(pg_db, tmp_path)
 
 
 @pytest.mark.postgres

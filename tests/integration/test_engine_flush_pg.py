@@ -12,7 +12,7 @@ from yinfin_flow.db.types import utcnow
 from yinfin_flow.engine import pending as pending_writes
 from yinfin_flow.engine import service
 
-from .test_engine_support import expense_form, flow, pending, world
+from .test_engine_support import one_pending_task
 
 
 class _Undo(Exception):
@@ -46,12 +46,7 @@ def _flush_of_an_approval(db: Any, task_id: int, now: Any) -> list[tuple[str, di
 
 @pytest.mark.postgres
 def test_an_actions_flush_sends_what_sqlalchemy_would(pg_db: Any, tmp_path: Any, monkeypatch: Any) -> None:
-    org = world(pg_db)
-    wf = flow(tmp_path, "      - {id: a, approvers: [{type: user, user: pat}]}\n")
-    with pg_db.unit_of_work() as s:
-        rid = service.submit(s, "flow", requester="amy", company="ACME", title="t",
-                             form=expense_form(org.child_line, "100.00"), directory=wf).id
-    [(task_id, _, _)] = pending(pg_db, rid)
+    _, task_id = one_pending_task(pg_db, tmp_path)
     now = utcnow()
     direct = _flush_of_an_approval(pg_db, task_id, now)
     assert pending_writes._driver_form.cache_info().currsize > 0  # the direct path was taken

@@ -16,7 +16,7 @@ from yinfin_flow.db.engine import Database
 from yinfin_flow.db.models import BudgetBalance
 from yinfin_flow.db.models.engine import ApprovalRequest, ApprovalTask, RequestHistory
 from yinfin_flow.demo.ledger import setup_books
-from yinfin_flow.engine import directory
+from yinfin_flow.engine import directory, service
 from yinfin_flow.engine.directory import UserSpec
 from yinfin_flow.ledger import handlers
 from yinfin_flow.verify import verify
@@ -75,6 +75,18 @@ def pending(db: Database, request_id: int) -> list[tuple[int, str, str]]:
         return [(t.id, t.step_id, t.assignee) for t in s.scalars(
             select(ApprovalTask).where(ApprovalTask.request_id == request_id, ApprovalTask.status == "pending")
             .order_by(ApprovalTask.id))]
+
+
+def one_pending_task(db: Database, tmp: Path) -> tuple[int, int]:
+    """A world, and amy's request of 100.00 through a one-step flow to pat: (request id,
+    pat's pending task id)."""
+    org = world(db)
+    wf = flow(tmp, "      - {id: a, approvers: [{type: user, user: pat}]}\n")
+    with db.unit_of_work() as s:
+        rid = service.submit(s, "flow", requester="amy", company="ACME", title="t",
+                             form=expense_form(org.child_line, "100.00"), directory=wf).id
+    [(task_id, _, _)] = pending(db, rid)
+    return rid, task_id
 
 
 def state(db: Database, request_id: int) -> str:

@@ -54,16 +54,19 @@ class Reader:
         self.cls = entity
         by_column = {prop.columns[0]: prop.key for prop in self.mapper.column_attrs}
         self._columns = [(by_column.get(col), col.type) for col in stmt.selected_columns]
-        self._keys = [k for k, _ in self._columns if k is not None]
         pk = [by_column[c] for c in self.mapper.primary_key]
         if len(pk) != 1 or self._columns[0][0] != pk[0]:
             raise ValueError("Reader needs a single-column primary key selected first")
+        self._pk = pk[0]
         self._slots: dict[tuple[int, ...], list[_Slot]] = {}
 
     def __call__(self, session: Session, params: Mapping[str, Any],
                  before: Callable[[Session], None] | None = None) -> list[tuple[Any, ...]]:
         """The rows; ``before`` runs after the autoflush, where the ORM calls the
-        session's ``do_orm_execute`` listeners."""
+        session's ``do_orm_execute`` listeners. Elsewhere than on PostgreSQL the
+        statement simply runs through the ORM (and its listeners)."""
+        if session.get_bind().dialect.name != "postgresql":
+            return [tuple(row) for row in session.execute(self.stmt, params)]
         if session.autoflush:
             session.flush()
         if before is not None:
@@ -88,7 +91,7 @@ class Reader:
         return out
 
     def _persistent(self, session: Session, identity_map: Any, values: dict[str, Any]) -> Any:
-        held = identity_map.get(self.mapper.identity_key_from_primary_key([values[self._keys[0]]]))
+        held = identity_map.get(self.mapper.identity_key_from_primary_key((values[self._pk],)))
         if held is not None:
             for key, value in values.items():
                 set_committed_value(held, key, value)

@@ -80,7 +80,7 @@ def lock_request(session: Session, request_id: int, expected_version: int | None
     """Load the request under its row lock (the first lock every action takes)."""
     if not isinstance(request_id, int) or isinstance(request_id, bool):
         raise ValidationError("request_id", "must be an integer")
-    req = _one(session, _LOCK, _READ_LOCK, {"request_id": request_id})
+    req = _one(session, _READ_LOCK, {"request_id": request_id})
     if req is None:
         raise NotFound(f"no request {request_id}", field="request_id")
     check_version(req, expected_version)
@@ -110,14 +110,12 @@ _LOCK_BY_TASK = (
 )
 
 
-# The same statements for PostgreSQL, read without the ORM's per-statement cost (db/objects).
+# Read on PostgreSQL without the ORM's per-statement cost (db/objects).
 _READ_LOCK = Reader(_LOCK)
 _READ_LOCK_BY_TASK = Reader(_LOCK_BY_TASK)
 
 
-def _one(session: Session, stmt: Any, reader: Reader, params: dict[str, Any]) -> ApprovalRequest | None:
-    if session.get_bind().dialect.name != "postgresql":
-        return session.scalar(stmt, params)  # type: ignore[no-any-return]
+def _one(session: Session, reader: Reader, params: dict[str, Any]) -> ApprovalRequest | None:
     rows = reader(session, params, before=before_read)
     return rows[0][0] if rows else None
 
@@ -130,7 +128,7 @@ def lock_request_of_task(session: Session, task_id: int,
     task's ``request_id`` in a subquery instead of a separate read of the task. Raises
     :class:`NotFound` (field ``task_id``) when there is no such task.
     """
-    req = _one(session, _LOCK_BY_TASK, _READ_LOCK_BY_TASK, {"task_id": task_id})
+    req = _one(session, _READ_LOCK_BY_TASK, {"task_id": task_id})
     if req is None:
         raise NotFound(f"no task {task_id}", field="task_id")
     check_version(req, expected_version)

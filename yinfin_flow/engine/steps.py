@@ -104,12 +104,8 @@ def load_round(ctx: ActionContext, req: ApprovalRequest,
     the same statement reads the request's last history seq for :func:`history`, and
     any task still open in another round (for :func:`close_open`). ``rows``: (task,
     last seq) as :func:`lock_with_round` read them with the lock (nothing is read)."""
-    if rows is None:
-        params = {"request_id": req.id, "round": req.round}
-        if ctx.session.get_bind().dialect.name == "postgresql":  # without the ORM's cost (db/objects)
-            rows = [(t, seq) for t, seq in _READ_ROUND_TASKS(ctx.session, params, before=_reads_history)]
-        else:
-            rows = [(t, seq) for t, seq in ctx.session.execute(_ROUND_TASKS, params)]
+    if rows is None:  # on PostgreSQL without the ORM's per-statement cost (db/objects)
+        rows = _READ_ROUND_TASKS(ctx.session, {"request_id": req.id, "round": req.round}, before=_reads_history)
     tasks = [t for t, _ in rows if t is not None and t.round == req.round]
     ctx.cache.setdefault("tasks", {})[(req.id, req.round)] = tasks
     ctx.cache.setdefault("open_elsewhere", {})[req.id] = [t for t, _ in rows
