@@ -54,7 +54,9 @@ RULES_SEEN_SQL = (
     " FROM control_rules c WHERE c.line_id IN ({ids}) OR c.basis <> 'period')"
 )
 
-_COLUMNS = """
+#: The columns of every path read (a LineRow's first, then the balance and the rule);
+#: shared with .document_read, whose statement reads the same rows.
+PATH_COLUMNS = """
     l.id, l.code, l.path, l.currency, l.status, l.series_key, l.granularity,
     l.fiscal_year, l.period_start, l.period_end,
     b.budget, b.pre_encumbered, b.encumbered, b.actual,
@@ -63,7 +65,7 @@ _COLUMNS = """
     EXISTS (SELECT 1 FROM control_rules c WHERE c.basis <> 'period') AS basis_rules"""
 
 # The lines of ``want`` (a set of ids) with balances and rules; .document_read uses it.
-_FROM = """
+FROM_WANT = """
 FROM want
 JOIN budget_balances b ON b.line_id = want.id
 JOIN budget_lines l ON l.id = b.line_id
@@ -81,7 +83,7 @@ JOIN budget_lines l ON l.id = b.line_id
 LEFT JOIN control_rules r ON r.line_id = b.line_id
 WHERE b.line_id = ANY(CAST((SELECT ids FROM want) AS bigint[]))
   AND l.id = ANY(CAST((SELECT ids FROM want) AS bigint[]))""",
-    "sqlite": _FROM + "\nWHERE true",
+    "sqlite": FROM_WANT + "\nWHERE true",
 }
 
 # Every line on the paths of the lines (or the reservations' lines) asked for; each
@@ -142,7 +144,7 @@ def _statements(dialect: str, want: str | None = None) -> dict[str, TextClause]:
         # with another basis exists, nor when a movement was made with the key
         # already (a replay needs no lock): the caller then takes the general path.
         "lock": f"""{want.format(**_OF_LINES)}
-SELECT {_COLUMNS}, {rules_seen} AS rules_seen
+SELECT {PATH_COLUMNS}, {rules_seen} AS rules_seen
 {from_}
   AND NOT EXISTS (SELECT 1 FROM control_rules c WHERE c.basis <> 'period')
   AND NOT EXISTS (SELECT 1 FROM budget_movements WHERE idempotency_key = :key)
@@ -150,18 +152,18 @@ ORDER BY b.line_id
 {lock}""",
         # The same without locking, for preview.
         "read": f"""{want.format(**_OF_LINES)}
-SELECT {_COLUMNS}
+SELECT {PATH_COLUMNS}
 {from_}
 ORDER BY b.line_id""",
         # The same for the lines reservations hold, for the re-check at each step.
         "held": f"""{want.format(**_OF_RESERVATIONS)}
-SELECT {_COLUMNS}, {_HELD[dialect]} AS held
+SELECT {PATH_COLUMNS}, {_HELD[dialect]} AS held
 {from_}
 ORDER BY b.line_id""",
     }
     if dialect == "postgresql":  # psycopg returns the right Python types as they are
         return {name: text(sql) for name, sql in stmts.items()}
-    return {name: text(sql).columns(**_SQLITE_TYPES) for name, sql in stmts.items()}
+    return {name: text(sql).columns(**SQLITE_TYPES) for name, sql in stmts.items()}
 
 
 def _sqlite_types() -> dict[str, Any]:
@@ -175,7 +177,8 @@ def _sqlite_types() -> dict[str, Any]:
     return types
 
 
-_SQLITE_TYPES = _sqlite_types()
+#: The result types of those columns that SQLAlchemy converts on SQLite.
+SQLITE_TYPES = _sqlite_types()
 _STATEMENTS = {dialect: _statements(dialect) for dialect in _WANT}
 # PostgreSQL runs them through psycopg directly (see yinfin_flow.db.raw).
 _PG_SQL = {name: driver_sql(stmt) for name, stmt in _STATEMENTS["postgresql"].items()}
@@ -208,7 +211,9 @@ class PathRead:
     held: list[tuple[int, int]] | None = None  # (reservation id, line id), read variant for reservations
 
 
-def _path_read(rows: Sequence[Any], *, locked: bool = False, held: bool = False) -> PathRead | None:
+def path_read(rows: Sequence[Any], *, locked: bool = False, held: bool = False) -> PathRead | None:
+    """The rows of a path read (:data:`PATH_COLUMNS` first) as a :class:`PathRead`; None
+    for no rows."""
     if not rows:
         return None
     out = PathRead({}, {}, [], bool(rows[0].basis_rules))
@@ -265,7 +270,7 @@ def lock_paths(session: Session, line_ids: Iterable[int], key: str | None) -> Pa
     basis than the period exists or a movement with ``key`` exists: the caller takes
     the general path. (On SQLite nothing is locked: the writer holds the database.)
     """
-    return _path_read(_run(session, "lock", "line_ids", line_ids, key=key), locked=True)
+    return path_read(_run(session, "lock", "line_ids", line_ids, key=key), locked=True)
 
 
 def after_refusal(session: Session, key: str | None, read: PathRead) -> tuple[int | None, bool]:
@@ -278,9 +283,9 @@ def after_refusal(session: Session, key: str | None, read: PathRead) -> tuple[in
 
 def read_paths(session: Session, line_ids: Iterable[int]) -> PathRead | None:
     """:func:`lock_paths` without locking (and without the fingerprint)."""
-    return _path_read(_run(session, "read", "line_ids", line_ids))
+    return path_read(_run(session, "read", "line_ids", line_ids))
 
 
 def read_held_paths(session: Session, reservation_ids: Iterable[int]) -> PathRead | None:
     """:func:`read_paths` for the lines ``reservation_ids`` hold; ``held`` maps them."""
-    return _path_read(_run(session, "held", "res_ids", reservation_ids), held=True)
+    return path_read(_run(session, "held", "res_ids", reservation_ids), held=True)

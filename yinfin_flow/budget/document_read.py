@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from yinfin_flow.db.models import Reservation
 from yinfin_flow.db.raw import driver_sql, fetch
 
-from .combined import _COLUMNS, _FROM, _SQLITE_TYPES, PathRead, _path_read
+from .combined import FROM_WANT, PATH_COLUMNS, SQLITE_TYPES, PathRead, path_read
 from .results import ReservationView
 
 # The document's reservations, with their lines' codes and paths.
@@ -67,9 +67,9 @@ _RESERVATION = (
     ("rate", "r_rate"), ("pre_encumbered", "r_pre_encumbered"), ("encumbered", "r_encumbered"),
     ("actual", "r_actual"), ("status", "r_status"),
 )
-# .combined._COLUMNS is a comma-separated list (no comma inside any of its expressions);
+# .combined.PATH_COLUMNS is a comma-separated list (no comma inside any of its expressions);
 # a wrong count fails every statement of this module, so any test here catches it.
-_LINE_COLUMN_COUNT = len(_COLUMNS.split(","))
+_LINE_COLUMN_COUNT = len(PATH_COLUMNS.split(","))
 
 
 def _statement(dialect: str) -> TextClause:
@@ -77,9 +77,9 @@ def _statement(dialect: str) -> TextClause:
     sql = f"""
 WITH {_DOC},
 {_WANT[dialect]}
-SELECT {_COLUMNS}, {_HELD[dialect]} AS held,
+SELECT {PATH_COLUMNS}, {_HELD[dialect]} AS held,
        {", ".join(f"NULL AS {name}" for _, name in _RESERVATION)}
-{_FROM}
+{FROM_WANT}
 UNION ALL
 SELECT {nulls}, {", ".join(f"d.{col}" for col, _ in _RESERVATION)}
 FROM doc d
@@ -87,7 +87,7 @@ ORDER BY r_id, id"""
     if dialect == "postgresql":  # psycopg returns the right Python types as they are
         return text(sql)
     res = Reservation.__table__.c
-    types = dict(_SQLITE_TYPES)
+    types = dict(SQLITE_TYPES)
     types.update({f"r_{name}": res[name].type
                   for name in ("source_amount", "rate", "pre_encumbered", "encumbered", "actual")})
     return text(sql).columns(**types)
@@ -116,7 +116,7 @@ def read_document_paths(session: Session, document_type: str, document_id: str) 
         rows = list(session.connection().execute(_STATEMENTS[dialect], params).all())
     views = [_view(r) for r in rows if r.r_id is not None]
     line_rows = [r for r in rows if r.r_id is None]
-    return DocumentPaths(views, _path_read(line_rows, held=True))
+    return DocumentPaths(views, path_read(line_rows, held=True))
 
 
 def _view(r: Any) -> ReservationView:
