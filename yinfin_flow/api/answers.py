@@ -5,7 +5,8 @@ schema. Some answers are already built, field by field, in exactly that dumped f
 (plain JSON values; money and times as the strings the schemas declare), and the
 dump then only copies them: for a task action it was ~180 µs of the worker's
 ~2.4 ms per approval (measured, ``bench/README.md``). A view whose answer is built
-that way returns :func:`as_dumped`. The schema stays on the endpoint, so the OpenAPI
+that way returns :func:`as_dumped` (today the task actions and the request and task
+details). The schema stays on the endpoint, so the OpenAPI
 document is unchanged.
 
 What keeps the two in step: outside production every such answer is dumped all the

@@ -12,12 +12,13 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from flask import current_app, request
+from flask import Response, current_app, request
 from flask_smorest import Blueprint
 
 from yinfin_flow.engine import service
 
 from ..extension import state
+from .answers import as_dumped
 from .engine_reads import list_requests as _list
 from .engine_reads import request_detail, visible_request
 from .engine_schemas import (
@@ -49,9 +50,12 @@ def _engine_key(user: str, key: str) -> str:
     return "api:" + hashlib.sha256(f"{user}\x1f{key}".encode()).hexdigest()
 
 
-def _detail(s: Any, request_id: int) -> dict[str, Any]:
+def _detail(s: Any, request_id: int, status: int = 200) -> Response:
+    """The request with its history and budget impact, built in RequestDetailSchema's
+    dumped form and sent as it is (api/answers)."""
     s.flush()
-    return request_detail(s, visible_request(s, require_actor(), request_id))
+    return as_dumped(RequestDetailSchema, request_detail(s, visible_request(s, require_actor(), request_id)),
+                     status)
 
 
 @blp.get("")
@@ -70,7 +74,7 @@ def list_requests(**query: Any) -> dict[str, Any]:
 @blp.arguments(SubmitInSchema)
 @blp.response(201, RequestDetailSchema)
 @blp.doc(**AUTH)
-def submit_request(body: dict[str, Any]) -> dict[str, Any]:
+def submit_request(body: dict[str, Any]) -> Response:
     """Create a request as the caller and submit it (or keep it as a draft).
 
     Budget is reserved for every line or none: over a hard budget is 409
@@ -87,13 +91,13 @@ def submit_request(body: dict[str, Any]) -> dict[str, Any]:
             override_reason=body["override_reason"], directory=st.settings.workflows_dir,
             key=_engine_key(ident.id, key) if key else None,
         )
-        return _detail(s, req.id)
+        return _detail(s, req.id, 201)
 
 
 @blp.get(f"/{RID}")
 @blp.response(200, RequestDetailSchema)
 @blp.doc(**AUTH)
-def get_request(request_id: int) -> dict[str, Any]:
+def get_request(request_id: int) -> Response:
     """The request with its form, route, tasks, history and budget impact per line."""
     with state(current_app).db.unit_of_work(readonly=True) as s:
         return _detail(s, request_id)
@@ -103,7 +107,7 @@ def get_request(request_id: int) -> dict[str, Any]:
 @blp.arguments(CommentInSchema)
 @blp.response(200, RequestDetailSchema)
 @blp.doc(**AUTH)
-def withdraw_request(body: dict[str, Any], request_id: int) -> dict[str, Any]:
+def withdraw_request(body: dict[str, Any], request_id: int) -> Response:
     """The requester takes the request back; what it holds is released."""
     ident = require_actor()
     with state(current_app).db.unit_of_work() as s:
@@ -116,7 +120,7 @@ def withdraw_request(body: dict[str, Any], request_id: int) -> dict[str, Any]:
 @blp.arguments(ResubmitInSchema)
 @blp.response(200, RequestDetailSchema)
 @blp.doc(**AUTH)
-def resubmit_request(body: dict[str, Any], request_id: int) -> dict[str, Any]:
+def resubmit_request(body: dict[str, Any], request_id: int) -> Response:
     """Send a sent-back request on again, optionally with form changes."""
     ident = require_actor()
     with state(current_app).db.unit_of_work() as s:
@@ -130,7 +134,7 @@ def resubmit_request(body: dict[str, Any], request_id: int) -> dict[str, Any]:
 @blp.arguments(CommentInSchema)
 @blp.response(200, RequestDetailSchema)
 @blp.doc(**AUTH)
-def cancel_request(body: dict[str, Any], request_id: int) -> dict[str, Any]:
+def cancel_request(body: dict[str, Any], request_id: int) -> Response:
     """Cancel, where the workflow has a ``cancel`` event (e.g. an approved purchase,
     by the buyer); what it holds is released. 409 ``invalid_action`` otherwise."""
     ident = require_actor()
@@ -144,7 +148,7 @@ def cancel_request(body: dict[str, Any], request_id: int) -> dict[str, Any]:
 @blp.arguments(EventInSchema)
 @blp.response(200, RequestDetailSchema)
 @blp.doc(**AUTH)
-def perform_event(body: dict[str, Any], request_id: int) -> dict[str, Any]:
+def perform_event(body: dict[str, Any], request_id: int) -> Response:
     """Fire a document event the workflow gives to a role or the requester
     (``issue_po``, ``receive``, ``pay``, ``close``…)."""
     ident = require_actor()
@@ -158,13 +162,13 @@ def perform_event(body: dict[str, Any], request_id: int) -> dict[str, Any]:
 @blp.arguments(TextInSchema)
 @blp.response(201, RequestDetailSchema)
 @blp.doc(**AUTH)
-def comment_request(body: dict[str, Any], request_id: int) -> dict[str, Any]:
+def comment_request(body: dict[str, Any], request_id: int) -> Response:
     """Add a comment to the request's history (anyone who may see it)."""
     ident = require_actor()
     with state(current_app).db.unit_of_work() as s:
         visible_request(s, ident, request_id)
         service.comment(s, request_id, ident.id, body["text"])
-        return _detail(s, request_id)
+        return _detail(s, request_id, 201)
 
 
 @blp.post(f"/{RID}/urge")

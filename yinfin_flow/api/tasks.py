@@ -49,14 +49,15 @@ TID = "<int(min=1, max=2147483647):task_id>"
 AUTH = {"security": [{"bearerAuth": []}, {"devUser": []}]}
 
 
-def _task_detail(s: Any, task: ApprovalTask, *, changed: bool = False) -> dict[str, Any]:
-    """The task and its request in full; ``changed``: an action ran in this session
-    since the task was read (write it out and read the task again)."""
+def _task_detail(s: Any, task: ApprovalTask, *, changed: bool = False, status: int = 200) -> Response:
+    """The task and its request in full (built in TaskDetailSchema's dumped form: sent
+    as it is, api/answers); ``changed``: an action ran in this session since the task
+    was read (write it out and read the task again)."""
     if changed:
         s.flush()
         s.refresh(task)
     req = s.get(ApprovalRequest, task.request_id)
-    return {**queries.task_dict(task), "request": request_detail(s, req)}
+    return as_dumped(TaskDetailSchema, {**queries.task_dict(task), "request": request_detail(s, req)}, status)
 
 
 @blp.get("")
@@ -74,7 +75,7 @@ def inbox(status: str, page: int, page_size: int) -> dict[str, Any]:
 @blp.get(f"/{TID}")
 @blp.response(200, TaskDetailSchema)
 @blp.doc(**AUTH)
-def get_task(task_id: int) -> dict[str, Any]:
+def get_task(task_id: int) -> Response:
     """The task and its request, with what the request holds on each line and what
     ``available`` becomes on each line and controlling ancestor if you approve."""
     ident = require_actor()
@@ -182,13 +183,13 @@ def add_approver(body: dict[str, Any], task_id: int) -> Response:
 @blp.arguments(TextInSchema())
 @blp.response(201, TaskDetailSchema)
 @blp.doc(**AUTH)
-def comment(body: dict[str, Any], task_id: int) -> dict[str, Any]:
+def comment(body: dict[str, Any], task_id: int) -> Response:
     """Comment on the task's request without deciding."""
     ident = require_actor()
     with state(current_app).db.unit_of_work() as s:
         task = my_task(s, ident, task_id)
         service.comment(s, task.request_id, ident.id, body["text"])
-        return _task_detail(s, task, changed=True)
+        return _task_detail(s, task, changed=True, status=201)
 
 
 @blp.post(f"/{TID}/urge")
