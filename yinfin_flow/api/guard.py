@@ -42,6 +42,7 @@ from yinfin_flow.security import audit, idempotency
 from yinfin_flow.security.policy import access_for
 from yinfin_flow.security.ratelimit import FailureLimiter
 
+from .answers import documented_success
 from .errors import error_response, handle_domain_error
 from .identity import Unauthenticated, current_identity
 
@@ -98,14 +99,6 @@ def install(app: Flask, api_prefix: str, redis_url: str | None) -> None:
 
     app.before_request(before)
     app.after_request(after)
-
-
-def _success_status(endpoint: str | None) -> int:
-    """The lowest 2xx the endpoint documents (200 when it documents none)."""
-    view = current_app.view_functions.get(endpoint or "")
-    responses = getattr(view, "_apidoc", {}).get("response", {}).get("responses", {})
-    ok = [int(k) for k in responses if 200 <= int(k) < 300]
-    return min(ok) if ok else 200
 
 
 def _current_request() -> Request:
@@ -172,7 +165,7 @@ def _authorize(req: Request) -> Response | None:
         return error_response(403, "forbidden", "this endpoint has no access rule; refused",
                               {"endpoint": endpoint})
     if access.kind == "signed":
-        g.yinfin_audit_status = _success_status(endpoint)
+        g.yinfin_audit_status = documented_success(endpoint)[0]
         return None
     if access.kind == "public":
         return None
@@ -188,7 +181,7 @@ def _authorize(req: Request) -> Response | None:
     if req.method in MUTATING and endpoint not in READ_ONLY_POSTS:
         replay = _claim(ident.id)
         if replay is None:  # from here on, the action's commit carries its audit row
-            g.yinfin_audit_status = _success_status(endpoint)
+            g.yinfin_audit_status = documented_success(endpoint)[0]
         return replay
     return None
 

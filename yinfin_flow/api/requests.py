@@ -50,12 +50,11 @@ def _engine_key(user: str, key: str) -> str:
     return "api:" + hashlib.sha256(f"{user}\x1f{key}".encode()).hexdigest()
 
 
-def _detail(s: Any, request_id: int, status: int = 200) -> Response:
+def _detail(s: Any, request_id: int) -> Response:
     """The request with its history and budget impact, built in RequestDetailSchema's
     dumped form and sent as it is (api/answers)."""
     s.flush()
-    return as_dumped(RequestDetailSchema, request_detail(s, visible_request(s, require_actor(), request_id)),
-                     status)
+    return as_dumped(request_detail(s, visible_request(s, require_actor(), request_id)))
 
 
 @blp.get("")
@@ -91,7 +90,7 @@ def submit_request(body: dict[str, Any]) -> Response:
             override_reason=body["override_reason"], directory=st.settings.workflows_dir,
             key=_engine_key(ident.id, key) if key else None,
         )
-        return _detail(s, req.id, 201)
+        return _detail(s, req.id)
 
 
 @blp.get(f"/{RID}")
@@ -168,7 +167,7 @@ def comment_request(body: dict[str, Any], request_id: int) -> Response:
     with state(current_app).db.unit_of_work() as s:
         visible_request(s, ident, request_id)
         service.comment(s, request_id, ident.id, body["text"])
-        return _detail(s, request_id, 201)
+        return _detail(s, request_id)
 
 
 @blp.post(f"/{RID}/urge")

@@ -49,7 +49,7 @@ TID = "<int(min=1, max=2147483647):task_id>"
 AUTH = {"security": [{"bearerAuth": []}, {"devUser": []}]}
 
 
-def _task_detail(s: Any, task: ApprovalTask, *, changed: bool = False, status: int = 200) -> Response:
+def _task_detail(s: Any, task: ApprovalTask, *, changed: bool = False) -> Response:
     """The task and its request in full (built in TaskDetailSchema's dumped form: sent
     as it is, api/answers); ``changed``: an action ran in this session since the task
     was read (write it out and read the task again)."""
@@ -57,7 +57,7 @@ def _task_detail(s: Any, task: ApprovalTask, *, changed: bool = False, status: i
         s.flush()
         s.refresh(task)
     req = s.get(ApprovalRequest, task.request_id)
-    return as_dumped(TaskDetailSchema, {**queries.task_dict(task), "request": request_detail(s, req)}, status)
+    return as_dumped({**queries.task_dict(task), "request": request_detail(s, req)})
 
 
 @blp.get("")
@@ -102,8 +102,7 @@ def _act(task_id: int, action: str, **kw: Any) -> Response:
             task = loaded[0] if loaded else s.get(ApprovalTask, task_id)
             assert task is not None
             # Built in TaskOutcomeSchema's dumped form: sent as it is (api/answers).
-            return as_dumped(TaskOutcomeSchema, {**queries.task_dict(task),
-                                                 "request": request_outcome(s, req, read)})
+            return as_dumped({**queries.task_dict(task), "request": request_outcome(s, req, read)})
     except DomainError:
         with db.unit_of_work(readonly=True) as s:
             my_task(s, ident, task_id)  # 404 for strangers
@@ -189,7 +188,7 @@ def comment(body: dict[str, Any], task_id: int) -> Response:
     with state(current_app).db.unit_of_work() as s:
         task = my_task(s, ident, task_id)
         service.comment(s, task.request_id, ident.id, body["text"])
-        return _task_detail(s, task, changed=True, status=201)
+        return _task_detail(s, task, changed=True)
 
 
 @blp.post(f"/{TID}/urge")
