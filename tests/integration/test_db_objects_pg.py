@@ -85,7 +85,7 @@ def test_before_runs_ahead_of_the_read_as_the_orms_listeners_would(pg_db: Any, s
         pending_writes.record(s, _history_row(rid, last + 1, task.created_at))
         [(_, unseen)] = read(s, {"request_id": rid, "round": 1})  # nothing asked to write it
         [(_, seen)] = read(s, {"request_id": rid, "round": 1},
-                           before=lambda s: pending_writes.before_read(s, reads_history=True))
+                           before=pending_writes.before_read)  # the statement reads history
     assert (unseen, seen) == (last, last + 1)
 
 
@@ -94,3 +94,17 @@ def test_no_row_reads_nothing(pg_db: Any):
     world(pg_db)
     with pg_db.unit_of_work() as s:
         assert _NO_TASKS(s, {}) == []
+
+
+@pytest.mark.postgres
+def test_inside_deferred_only_a_statement_marked_reads_history_writes_it(pg_db: Any, submitted: tuple[int, int]):
+    rid, task_id = submitted
+    read_round = Reader(steps._ROUND_TASKS)  # marked READS_HISTORY
+    with pg_db.unit_of_work() as s:
+        [(task, last)] = read_round(s, {"request_id": rid, "round": 1})
+        pending_writes.record(s, _history_row(rid, last + 1, task.created_at))
+        with pending_writes.deferred(s):
+            runtime._READ_LOCK_BY_TASK(s, {"task_id": task_id}, before=pending_writes.before_read)
+            [(_, after_lock)] = read_round(s, {"request_id": rid, "round": 1})  # no before: nothing written
+            [(_, after_round)] = read_round(s, {"request_id": rid, "round": 1}, before=pending_writes.before_read)
+    assert (after_lock, after_round) == (last, last + 1)

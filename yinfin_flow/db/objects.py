@@ -48,6 +48,7 @@ class Reader:
 
     def __init__(self, stmt: Select[Any]) -> None:
         self.stmt = stmt
+        self._options = stmt.get_execution_options()
         self.sql, self._fixed = driver_statement(stmt)
         entity = stmt.column_descriptions[0]["entity"]
         self.mapper: Mapper[Any] = inspect(entity)
@@ -61,16 +62,17 @@ class Reader:
         self._slots: dict[tuple[int, ...], list[_Slot]] = {}
 
     def __call__(self, session: Session, params: Mapping[str, Any],
-                 before: Callable[[Session], None] | None = None) -> list[tuple[Any, ...]]:
-        """The rows; ``before`` runs after the autoflush, where the ORM calls the
-        session's ``do_orm_execute`` listeners. Elsewhere than on PostgreSQL the
-        statement simply runs through the ORM (and its listeners)."""
+                 before: Callable[[Session, Mapping[str, Any]], None] | None = None) -> list[tuple[Any, ...]]:
+        """The rows; ``before(session, the statement's execution options)`` runs after
+        the autoflush, where the ORM calls the session's ``do_orm_execute`` listeners.
+        Elsewhere than on PostgreSQL the statement simply runs through the ORM (and its
+        listeners)."""
         if session.get_bind().dialect.name != "postgresql":
             return [tuple(row) for row in session.execute(self.stmt, params)]
         if session.autoflush:
             session.flush()
         if before is not None:
-            before(session)
+            before(session, self._options)
         rows, oids = fetch_typed(session, self.sql, {**self._fixed, **params} if self._fixed else params)
         if not rows:
             return []

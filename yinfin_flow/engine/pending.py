@@ -24,7 +24,7 @@ before it along): the engine records no history inside a savepoint.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from functools import cache, lru_cache
 from typing import Any
@@ -283,18 +283,18 @@ def _combined(n_rows: int, shape: tuple[tuple[Table, tuple[str, ...], bool], ...
     return main
 
 
-def before_read(session: Session, reads_history: bool = False) -> None:
-    """What every ORM statement gets (below), for a read that bypasses the ORM
-    (:class:`yinfin_flow.db.objects.Reader`): pending history rows are written first,
-    unless the read is inside :func:`deferred` and does not read ``request_history``."""
+def before_read(session: Session, execution_options: Mapping[str, Any]) -> None:
+    """What every ORM statement gets (below), and a read that bypasses the ORM
+    (:class:`yinfin_flow.db.objects.Reader`) too: pending history rows are written first,
+    unless the read is inside :func:`deferred` and is not marked :data:`READS_HISTORY`."""
     if (_PENDING in session.info and _due(session)
-            and (not session.info.get(_HOLD) or reads_history)):
+            and (not session.info.get(_HOLD) or execution_options.get(READS_HISTORY))):
         write_history(session)
 
 
 @event.listens_for(Session, "do_orm_execute")
 def _before_execute(state: ORMExecuteState) -> None:
-    before_read(state.session, bool(state.execution_options.get(READS_HISTORY)))
+    before_read(state.session, state.execution_options)
 
 
 @event.listens_for(Session, "before_flush")

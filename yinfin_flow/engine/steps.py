@@ -105,7 +105,7 @@ def load_round(ctx: ActionContext, req: ApprovalRequest,
     any task still open in another round (for :func:`close_open`). ``rows``: (task,
     last seq) as :func:`lock_with_round` read them with the lock (nothing is read)."""
     if rows is None:  # on PostgreSQL without the ORM's per-statement cost (db/objects)
-        rows = _READ_ROUND_TASKS(ctx.session, {"request_id": req.id, "round": req.round}, before=_reads_history)
+        rows = _READ_ROUND_TASKS(ctx.session, {"request_id": req.id, "round": req.round}, before=before_read)
     tasks = [t for t, _ in rows if t is not None and t.round == req.round]
     ctx.cache.setdefault("tasks", {})[(req.id, req.round)] = tasks
     ctx.cache.setdefault("open_elsewhere", {})[req.id] = [t for t, _ in rows
@@ -123,10 +123,6 @@ _ROUND_TASKS = (
     .execution_options(populate_existing=True, **{READS_HISTORY: True})
 )
 _READ_ROUND_TASKS = Reader(_ROUND_TASKS)
-
-
-def _reads_history(session: Session) -> None:
-    before_read(session, reads_history=True)
 
 
 def lock_with_round(session: Session, task_id: int, expected_version: int | None = None,
