@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+#: The release version: the one place it is written (pyproject.toml reads it from here).
+__version__ = "0.1.0"
+
 if TYPE_CHECKING:
     from .app import create_app
     from .extension import YinFinFlow
 
-__all__ = ["YinFinFlow", "create_app"]
+__all__ = ["YinFinFlow", "__version__", "create_app"]
 
 
 def __getattr__(name: str) -> Any:

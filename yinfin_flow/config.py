@@ -3,10 +3,39 @@
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_DIR = Path(__file__).resolve().parent
+PROJECT_ROOT = PACKAGE_DIR.parent
+SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+DEFAULT_SCHEMA = "yinfin"
+
+
+def shipped(name: str) -> Path:
+    """A directory the project ships beside its code (``migrations``, ``workflows``).
+
+    Installed from a wheel it is inside the package (``yinfin_flow/<name>``, mapped there
+    by the build); run from a checkout (or an editable install) it is the repository's
+    top-level ``<name>/``.
+    """
+    inside = PACKAGE_DIR / name
+    return inside if inside.is_dir() else PROJECT_ROOT / name
+
+
+def database_schema(environ: Mapping[str, str] | None = None) -> str:
+    """``YINFIN_DATABASE_SCHEMA`` (default ``yinfin``): the PostgreSQL schema yinfin-flow's
+    tables live in. Refuses a name that is not a plain lower-case identifier."""
+    env = os.environ if environ is None else environ
+    name = env.get("YINFIN_DATABASE_SCHEMA") or DEFAULT_SCHEMA
+    if not SCHEMA_NAME.fullmatch(name) or name.startswith("pg_"):
+        raise ConfigError(
+            f"YINFIN_DATABASE_SCHEMA {name!r} is not a schema name yinfin-flow can use: "
+            "lower-case letters, digits and _, starting with a letter or _, not pg_…, "
+            "at most 63 characters")
+    return name
 
 
 class ConfigError(RuntimeError):
@@ -26,7 +55,8 @@ class Settings:
     redis_url: str | None = None  # unset: background work runs in-process
     secret_key: str | None = None
     env: str = "development"  # development | production
-    workflows_dir: Path = PROJECT_ROOT / "workflows"
+    database_schema: str = DEFAULT_SCHEMA  # PostgreSQL: the schema all of yinfin-flow's tables live in
+    workflows_dir: Path = field(default_factory=lambda: shipped("workflows"))
     default_control_mode: str = "hard"
     rule_change_approval: str = "required"  # required | off: control rule changes need a second person
 
@@ -38,7 +68,8 @@ class Settings:
             redis_url=env.get("YINFIN_REDIS_URL") or None,
             secret_key=env.get("YINFIN_SECRET_KEY") or None,
             env=env.get("YINFIN_ENV", "development"),
-            workflows_dir=Path(env.get("YINFIN_WORKFLOWS_DIR") or PROJECT_ROOT / "workflows"),
+            database_schema=database_schema(env),
+            workflows_dir=Path(env.get("YINFIN_WORKFLOWS_DIR") or shipped("workflows")),
             default_control_mode=env.get("YINFIN_DEFAULT_CONTROL_MODE", "hard"),
             rule_change_approval=env.get("YINFIN_RULE_CHANGE_APPROVAL") or "required",
         )
@@ -51,6 +82,7 @@ class Settings:
 
     def check(self) -> None:
         """Refuse configurations that are unsafe to run."""
+        database_schema({"YINFIN_DATABASE_SCHEMA": self.database_schema})
         if self.production and not self.secret_key:
             raise ConfigError("YINFIN_SECRET_KEY must be set when YINFIN_ENV=production")
         if self.production and self.database_url.startswith("sqlite"):

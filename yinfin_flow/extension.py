@@ -178,7 +178,7 @@ class YinFinFlow:
         if prefix is None:
             prefix = str(app.config.get("YINFIN_URL_PREFIX", ""))
         prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
-        database = database or self._defaults["database"] or Database(settings.database_url)
+        database = database or self._defaults["database"] or Database(settings.database_url, schema=settings.database_schema)
         if settings.secret_key and not app.config.get("SECRET_KEY"):
             app.config["SECRET_KEY"] = settings.secret_key
 

@@ -303,3 +303,5 @@ def downgrade() -> None:
 
     op.drop_table('budget_movements')
     # ### end Alembic commands ###
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP FUNCTION IF EXISTS yinfin_append_only()")

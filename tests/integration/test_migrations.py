@@ -19,6 +19,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
 
 from yinfin_flow.db.engine import make_engine
+from yinfin_flow.db.layout import VERSION_TABLE
 from yinfin_flow.db.migrate import downgrade, upgrade
 from yinfin_flow.db.models import Base
 
@@ -59,7 +60,8 @@ def schema_diff(url: str) -> list[Any]:
     engine = make_engine(url)
     try:
         with engine.connect() as conn:
-            ctx = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": False})
+            ctx = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": False,
+                                                         "version_table": VERSION_TABLE})
             return list(compare_metadata(ctx, Base.metadata))
     finally:
         engine.dispose()
@@ -78,9 +80,9 @@ def test_upgrade_head_gives_exactly_the_models_and_downgrade_removes_them(empty_
     upgrade(empty_url)
     diff = schema_diff(empty_url)
     assert diff == [], "the migrations and the models differ:\n" + "\n".join(map(repr, diff))
-    assert tables(empty_url) == {t.name for t in Base.metadata.sorted_tables} | {"alembic_version"}
+    assert tables(empty_url) == {t.name for t in Base.metadata.sorted_tables} | {"yinfin_alembic_version"}
     downgrade(empty_url, "base")
-    assert tables(empty_url) <= {"alembic_version"}
+    assert tables(empty_url) == set()
     # ... and the way back up works again from there
     upgrade(empty_url)
     assert schema_diff(empty_url) == []

@@ -40,7 +40,8 @@ def settings() -> Settings:
 @contextmanager
 def unit_of_work(readonly: bool = False) -> Iterator[Session]:
     """One transaction on the configured database; the engine is disposed after."""
-    db = Database(settings().database_url)
+    s = settings()
+    db = Database(s.database_url, schema=s.database_schema)
     try:
         with db.unit_of_work(readonly=readonly) as session:
             yield session

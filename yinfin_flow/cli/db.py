@@ -18,7 +18,7 @@ def command() -> None:
 def upgrade(revision: str) -> None:
     """Migrate the database in YINFIN_DATABASE_URL up to REVISION."""
     settings = Settings.from_env()
-    migrate.upgrade(settings.database_url, revision)
+    migrate.upgrade(settings.database_url, revision, schema=settings.database_schema)
     click.echo(f"database at {revision}: {settings.database_url}")
 
 
@@ -28,5 +28,5 @@ def upgrade(revision: str) -> None:
 def downgrade(revision: str) -> None:
     """Migrate the database down to REVISION (default: empty)."""
     settings = Settings.from_env()
-    migrate.downgrade(settings.database_url, revision)
+    migrate.downgrade(settings.database_url, revision, schema=settings.database_schema)
     click.echo(f"database at {revision}")

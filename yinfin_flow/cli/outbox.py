@@ -22,7 +22,8 @@ from .common import handle_errors, settings, table, unit_of_work
 
 
 def _db() -> Database:
-    return Database(settings().database_url)
+    s = settings()
+    return Database(s.database_url, schema=s.database_schema)
 
 
 def _when(value: object) -> str:

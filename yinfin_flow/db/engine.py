@@ -17,11 +17,18 @@ from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from yinfin_flow.config import database_schema
+from yinfin_flow.db import layout
+
 READONLY = "yinfin_readonly"
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """Create an engine for ``url`` with the settings yinfin-flow relies on."""
+def make_engine(url: str, *, schema: str | None = None, **kwargs: Any) -> Engine:
+    """Create an engine for ``url`` with the settings yinfin-flow relies on.
+
+    On PostgreSQL every connection works in yinfin-flow's own schema (``schema``, else
+    ``YINFIN_DATABASE_SCHEMA``, default ``yinfin``): see :mod:`yinfin_flow.db.layout`.
+    """
     u = make_url(url)
     if u.get_backend_name() == "sqlite":
         if u.database and u.database != ":memory:":
@@ -34,6 +41,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         return engine
     if u.get_backend_name() == "postgresql" and u.get_driver_name() in ("", "psycopg2"):
         u = u.set(drivername="postgresql+psycopg")
+    if u.get_backend_name() == "postgresql":
+        kwargs["connect_args"] = layout.connect_args(
+            schema or database_schema(), u.query.get("options"), kwargs.get("connect_args"))
     # No ``pool_pre_ping`` by default: its ``SELECT 1`` is a round trip on every
     # checkout, a seventh of a reservation (bench/README.md). Instead, connections
     # are replaced after half an hour (before servers and proxies drop idle ones),
@@ -78,9 +88,9 @@ def _setup_sqlite(engine: Engine) -> None:
 class Database:
     """An engine plus the session factories built on it."""
 
-    def __init__(self, url: str, **engine_kwargs: Any) -> None:
+    def __init__(self, url: str, *, schema: str | None = None, **engine_kwargs: Any) -> None:
         self.url = url
-        self.engine = make_engine(url, **engine_kwargs)
+        self.engine = make_engine(url, schema=schema, **engine_kwargs)
         self._writer = sessionmaker(self.engine, expire_on_commit=False)
         self._reader = sessionmaker(
             self.engine.execution_options(**{READONLY: True}), expire_on_commit=False

@@ -81,7 +81,8 @@ def database() -> Database:
     if _db is None:
         from yinfin_flow.config import Settings
 
-        _db = Database(Settings.from_env().database_url)
+        settings = Settings.from_env()
+        _db = Database(settings.database_url, schema=settings.database_schema)
     return _db
 
 
