@@ -1,12 +1,14 @@
-"""``yinfin-flow workflows …``: list, check and draw the definitions in ``workflows/``."""
+"""``yinfin-flow workflows …``: list, check and draw the definitions (the shipped ones, or
+``YINFIN_WORKFLOWS_DIR``); ``init`` copies the shipped ones out for a company to edit."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import click
 
-from yinfin_flow.config import Settings
+from yinfin_flow.config import Settings, shipped
 from yinfin_flow.domain.workflow_check import check as static_check
 from yinfin_flow.engine import diagram
 from yinfin_flow.engine.definitions import DefinitionError, compile_expression, load_file
@@ -23,6 +25,33 @@ def _files(directory: Path) -> list[Path]:
 @click.group("workflows")
 def command() -> None:
     """Workflow definitions (states, steps, budget actions)."""
+
+
+def shipped_files() -> list[Path]:
+    """The shipped definitions and posting templates, relative to the shipped directory."""
+    root = shipped("workflows")
+    return sorted(p.relative_to(root) for pattern in ("*.yaml", "postings/*.yaml")
+                  for p in root.glob(pattern))
+
+
+@command.command("init")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Overwrite files DIRECTORY already has.")
+def init(directory: Path, force: bool) -> None:
+    """Copy the shipped definitions and posting templates into DIRECTORY to edit; then
+    set YINFIN_WORKFLOWS_DIR=DIRECTORY. Files already there are kept unless --force."""
+    root = shipped("workflows")
+    files = shipped_files()
+    existing = [f for f in files if (directory / f).exists()]
+    if existing and not force:
+        for f in existing:
+            click.echo(f"exists: {directory / f}", err=True)
+        raise click.ClickException(
+            f"{len(existing)} file(s) already in {directory}; nothing copied (--force overwrites)")
+    for f in files:
+        (directory / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(root / f, directory / f)
+    click.echo(f"copied {len(files)} files to {directory}; set YINFIN_WORKFLOWS_DIR={directory.resolve()}")
 
 
 @command.command("list")
