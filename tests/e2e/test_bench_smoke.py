@@ -61,9 +61,11 @@ def test_budget_benchmark_runs_end_to_end(pg_url: str, tmp_path: Path) -> None:
 
 def _first_row_seen(index: int, payload: dict[str, object]):  # type: ignore[no-untyped-def]
     """A client whose first transaction records what ``before_start`` left in the table."""
-    from sqlalchemy import create_engine, text
+    from sqlalchemy import text
 
-    engine = create_engine(str(payload["url"]))
+    from yinfin_flow.db.engine import make_engine
+
+    engine = make_engine(str(payload["url"]))  # in yinfin-flow's schema, where the test made the tables
 
     def transaction(n: int) -> str:
         if n == 0:
@@ -89,9 +91,9 @@ def test_before_start_runs_once_before_any_client_starts_the_clock(pg_db) -> Non
     assert never < 0  # never analysed
 
     def mark_and_analyze() -> None:
-        from sqlalchemy import create_engine
+        from yinfin_flow.db.engine import make_engine
 
-        engine = create_engine(url)
+        engine = make_engine(url)
         with engine.begin() as conn:
             conn.execute(text("INSERT INTO bench_marks DEFAULT VALUES"))
         engine.dispose()

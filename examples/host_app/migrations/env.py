@@ -9,9 +9,8 @@ from __future__ import annotations
 import os
 
 from alembic import context
-from sqlalchemy import create_engine
-
 from hostapp.models import Base
+from sqlalchemy import create_engine
 
 URL = os.environ.get("DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1/hostapp")
 
