@@ -21,8 +21,7 @@ def shipped(name: str) -> Path:
     by the build); run from a checkout (or an editable install) it is the repository's
     top-level ``<name>/``.
     """
-    inside = PACKAGE_DIR / name
-    return inside if inside.is_dir() else PROJECT_ROOT / name
+    return PACKAGE_DIR / name if installed() else PROJECT_ROOT / name
 
 
 def database_schema(environ: Mapping[str, str] | None = None) -> str:
@@ -42,8 +41,17 @@ class ConfigError(RuntimeError):
     pass
 
 
+def installed() -> bool:
+    """Running from an installed wheel (the shipped directories are inside the package),
+    not from a checkout."""
+    return (PACKAGE_DIR / "migrations").is_dir()
+
+
 def _default_database_url() -> str:
-    instance = Path(os.environ.get("YINFIN_INSTANCE_DIR", PROJECT_ROOT / "instance"))
+    # A checkout keeps its data in the repository's instance/; an installed package
+    # never writes into site-packages: instance/ in the folder it is run from.
+    base = Path.cwd() if installed() else PROJECT_ROOT
+    instance = Path(os.environ.get("YINFIN_INSTANCE_DIR") or base / "instance")
     return f"sqlite:///{instance / 'yinfin.sqlite'}"
 
 

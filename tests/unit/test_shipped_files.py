@@ -19,10 +19,22 @@ def test_the_shipped_directories_are_found_from_the_checkout_and_from_the_packag
     assert (shipped("migrations") / "env.py").is_file()
     # an installed wheel has them inside the package: that one wins
     fake_package = tmp_path / "site-packages" / "yinfin_flow"
-    (fake_package / "workflows").mkdir(parents=True)
+    for name in ("workflows", "migrations"):
+        (fake_package / name).mkdir(parents=True)
     monkeypatch.setattr("yinfin_flow.config.PACKAGE_DIR", fake_package)
     assert shipped("workflows") == fake_package / "workflows"
     assert PACKAGE_DIR.name == "yinfin_flow"
+
+
+def test_an_installed_package_keeps_its_default_database_in_the_working_folder(tmp_path: Path,
+                                                                               monkeypatch) -> None:
+    monkeypatch.delenv("YINFIN_INSTANCE_DIR", raising=False)
+    assert Settings.from_env({}).database_url == f"sqlite:///{PROJECT_ROOT / 'instance' / 'yinfin.sqlite'}"
+    fake_package = tmp_path / "site-packages" / "yinfin_flow"
+    (fake_package / "migrations").mkdir(parents=True)
+    monkeypatch.setattr("yinfin_flow.config.PACKAGE_DIR", fake_package)
+    monkeypatch.chdir(tmp_path)
+    assert Settings.from_env({}).database_url == f"sqlite:///{tmp_path / 'instance' / 'yinfin.sqlite'}"
 
 
 def test_the_shipped_workflows_are_the_default_and_the_setting_overrides(tmp_path: Path) -> None:
