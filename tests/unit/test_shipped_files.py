@@ -66,3 +66,13 @@ def test_workflows_init_copies_definitions_and_posting_templates_to_edit(tmp_pat
     # and the copy is what `workflows check` (and the engine) read when pointed at it
     checked = runner.invoke(main, ["workflows", "check", "--dir", str(target)])
     assert checked.exit_code == 0, checked.output
+
+
+def test_the_version_is_written_once_and_the_command_line_tells_it() -> None:
+    from importlib.metadata import version
+
+    import yinfin_flow
+
+    assert version("yinfin-flow") == yinfin_flow.__version__
+    done = CliRunner().invoke(main, ["--version"])
+    assert done.exit_code == 0 and done.output.strip() == f"yinfin-flow, version {yinfin_flow.__version__}"

@@ -10,10 +10,13 @@ import importlib
 
 import click
 
+from yinfin_flow import __version__
+
 GROUPS = ["db", "demo", "budget", "rates", "verify", "serve", "workflows", "journal", "org", "token", "outbox"]
 
 
 @click.group()
+@click.version_option(__version__, prog_name="yinfin-flow")
 def main() -> None:
     """yinfin-flow: budget-linked approvals (业财融合)."""
 
