@@ -32,7 +32,7 @@ DEFAULT_TIMEOUT = (5.0, 30.0)
 READ_TRIES = 3
 #: the longest pause between two tries of a read; a vendor asking for a longer
 #: ``Retry-After`` gets the attempt back instead (the outbox waits as long as asked)
-READ_PAUSE_MAX = 0.5
+READ_PAUSE_MAX = 1.0
 
 
 class _Session(requests.Session):

@@ -189,8 +189,8 @@ class DeliverySettings:
         need_lease = timedelta(seconds=math.ceil(need))
         if self.lease >= need_lease:
             return self
-        why = (f"one message to {target} can take {need:g} s (its timeout times the calls "
-               f"one message makes; see {target.upper()} timeout settings)")
+        why = (f"one message to {target} can take {need:g} s (its timeouts times the calls "
+               f"one message makes; YINFIN_{target.upper()}_TIMEOUT sets the timeouts)")
         if given:
             raise ValidationError("YINFIN_OUTBOX_LEASE",
                                   f"{self.lease.total_seconds():g} s is shorter than {why}: "

@@ -252,15 +252,19 @@ def remember(db: Database, report: Report) -> None:
         row.checked, row.matched, row.findings = report.checked, report.matched, counts
 
 
-def last_runs(db: Database) -> dict[str, dict[str, Any]]:
-    """Target -> its last reconciliation (period, when, checked, matched, findings)."""
+def last_runs(session: Any, targets: list[str] | tuple[str, ...] | None = None
+              ) -> dict[str, dict[str, Any]]:
+    """Target -> its last reconciliation (period, when, checked, matched, findings:
+    the count of each problem found; empty when everything matched)."""
     from yinfin_flow.db.models.outbox import ReconcileRun
 
-    with db.unit_of_work(readonly=True) as s:
-        return {r.target: {"period": r.period, "finished_at": r.finished_at.isoformat(),
-                           "checked": r.checked, "matched": r.matched,
-                           "findings": dict(r.findings or {})}
-                for r in s.scalars(select(ReconcileRun).order_by(ReconcileRun.target))}
+    stmt = select(ReconcileRun).order_by(ReconcileRun.target)
+    if targets is not None:
+        stmt = stmt.where(ReconcileRun.target.in_(list(targets)))
+    return {r.target: {"period": r.period, "finished_at": r.finished_at.isoformat(),
+                       "checked": r.checked, "matched": r.matched,
+                       "findings": dict(r.findings or {})}
+            for r in session.scalars(stmt)}
 
 
 def _synced_without_message(s: Any, entry_ids: list[int], target: str) -> dict[int, str]:
