@@ -182,7 +182,9 @@ class OnePending(app.Task):  # type: ignore[name-defined,misc]
         task_id = task_id or uuid.uuid4().hex
         try:
             r = _redis()
-            if not r.set(SWEEP_PENDING, task_id, nx=True, ex=SWEEP_PENDING_TTL):
+            for _ in range(3):  # the waiting one may start (and drop its mark) in between
+                if r.set(SWEEP_PENDING, task_id, nx=True, ex=SWEEP_PENDING_TTL):
+                    break
                 waiting = r.get(SWEEP_PENDING)
                 if waiting:
                     return self.AsyncResult(waiting.decode())
