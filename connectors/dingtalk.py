@@ -94,7 +94,7 @@ from .base import (
     from_epoch,
 )
 from .crypto import BizMsgCrypt
-from .http import Http, body_json, loads
+from .http import Http, body_json, loads, need_object, reading
 from .org import Department, OrgOptions, OrgSync, Person, merge_people, paged, text_or_none
 from .tokens import TokenCache, TokenExpired
 
@@ -355,11 +355,12 @@ class DingTalkConnector(OrgSync):
     def _fetch_token(self) -> tuple[str, float]:
         resp = self.http.request("POST", "/v1.0/oauth2/accessToken",
                                  json={"appKey": self.app_key, "appSecret": self.app_secret})
-        data = body_json(resp, NAME)
+        data = need_object(body_json(resp, NAME), NAME, "the access token answer")
         if resp.status_code != 200 or "accessToken" not in data:
             raise PermanentError(str(data.get("message") or data), connector=NAME,
                                  status=resp.status_code)
-        return str(data["accessToken"]), int(data.get("expireIn", 7200))
+        with reading(NAME, "the access token answer"):
+            return str(data["accessToken"]), int(data.get("expireIn", 7200))
 
     def access_token(self) -> str:
         return self.tokens.get()
@@ -372,7 +373,7 @@ class DingTalkConnector(OrgSync):
     def _once(self, method: str, path: str, token: str, **kwargs: Any) -> dict[str, Any]:
         resp = self.http.request(method, path, headers={"x-acs-dingtalk-access-token": token},
                                  **kwargs)
-        data = body_json(resp, NAME)
+        data = need_object(body_json(resp, NAME), NAME, f"the answer to {method} {path}")
         if resp.status_code == 200:
             return dict(data)
         code = str(data.get("code", ""))

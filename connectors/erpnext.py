@@ -39,6 +39,7 @@ YINFIN_ERPNEXT_COMPANY, optional YINFIN_ERPNEXT_KEY_FIELD, YINFIN_ERPNEXT_PARTY_
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -49,7 +50,17 @@ from urllib.parse import quote
 import requests
 
 from .base import PermanentError, RetryableError, Voucher, VoucherLine
-from .http import Http, body_json, dumps_numbers, loads
+from .http import (
+    Http,
+    MalformedReply,
+    body_json,
+    dumps_numbers,
+    loads,
+    need_list,
+    need_object,
+    reading,
+    timeout_setting,
+)
 
 NAME = "erpnext"
 JE = "/api/resource/Journal%20Entry"
@@ -120,7 +131,13 @@ class ERPNextConnector:
         return cls(url=s["YINFIN_ERPNEXT_URL"], api_key=s["YINFIN_ERPNEXT_API_KEY"],
                    api_secret=s["YINFIN_ERPNEXT_API_SECRET"], company=s["YINFIN_ERPNEXT_COMPANY"],
                    key_field=s.get("YINFIN_ERPNEXT_KEY_FIELD", ""),
-                   party_type=s.get("YINFIN_ERPNEXT_PARTY_TYPE") or "Supplier")
+                   party_type=s.get("YINFIN_ERPNEXT_PARTY_TYPE") or "Supplier",
+                   timeout=timeout_setting(s, "YINFIN_ERPNEXT_TIMEOUT", (5.0, 60.0)))
+
+    def message_budget(self) -> float:
+        """Seconds one voucher may take at most: its key, account and cost-centre
+        look-ups (reads, each retried within the attempt) and one insert or submit."""
+        return self.http.budget(reads=3, writes=1)
 
     # -- HTTP -----------------------------------------------------------------------
 
@@ -131,10 +148,11 @@ class ERPNextConnector:
         if body is not None:
             kwargs["data"] = dumps_numbers(body).encode()
             kwargs["headers"] = {"Content-Type": "application/json"}
-        resp: requests.Response = self.http.request(method, path, **kwargs)
+        send = self.http.read if method == "GET" else self.http.request
+        resp: requests.Response = send(method, path, **kwargs)
         if resp.status_code == 404 and missing_ok:
             return None
-        data = body_json(resp, NAME)
+        data = need_object(body_json(resp, NAME), NAME, f"{method} {path}")
         if resp.status_code < 400:
             return data.get("data")
         message = frappe_message(data, f"HTTP {resp.status_code}")
@@ -150,7 +168,11 @@ class ERPNextConnector:
             params["or_filters"] = or_filters
         if order_by:
             params["order_by"] = order_by
-        return list(self._call("GET", f"/api/resource/{quote(doctype)}", params=params) or [])
+        rows = need_list(self._call("GET", f"/api/resource/{quote(doctype)}", params=params) or [],
+                         NAME, f"list of {doctype}")
+        for row in rows:
+            need_object(row, NAME, f"a row of the list of {doctype}")
+        return rows
 
     # -- vouchers -------------------------------------------------------------------
 
@@ -222,11 +244,12 @@ class ERPNextConnector:
         else:
             found = self._find(idempotency_key)
         if found:
-            if found["docstatus"] == 0:
-                self._call("PUT", f"{JE}/{quote(found['name'])}", body={"docstatus": 1})
-            return str(found["name"])
+            name = _name(found, "the Journal Entry found by its key")
+            if found.get("docstatus") == 0:
+                self._call("PUT", f"{JE}/{quote(name)}", body={"docstatus": 1})
+            return name
         doc = self._call("POST", JE, body=self._doc(voucher, idempotency_key, prepared))
-        return str(doc["name"])
+        return _name(doc, "the Journal Entry just created")
 
     def _names(self, doctype: str, number_field: str, codes: set[str], what: str, *,
                known: Mapping[str, str] | None = None, missing_ok: bool = False
@@ -237,7 +260,8 @@ class ERPNextConnector:
             return {}
         rows = self._list(doctype, ["name", number_field],
                           [[number_field, "in", sorted(codes)], ["company", "=", self.company]])
-        found = {str(r[number_field]): str(r["name"]) for r in rows}
+        with reading(NAME, f"the list of {doctype}"):
+            found = {str(r[number_field]): str(r["name"]) for r in rows}
         if (missing := sorted(codes - set(found))) and not missing_ok:
             raise PermanentError(f"{what} not found in ERPNext company {self.company}: "
                                  f"{', '.join(missing)}", connector=NAME)
@@ -283,7 +307,11 @@ class ERPNextConnector:
             found = self._find(number_or_key)
             if not found:
                 return None
-            doc = self._call("GET", f"{JE}/{quote(found['name'])}")
+            doc = self._call("GET", f"{JE}/{quote(_name(found, 'the Journal Entry found'))}")
+        with reading(NAME, f"Journal Entry {number_or_key}"):
+            return self._voucher(need_object(doc, NAME, f"Journal Entry {number_or_key}"))
+
+    def _voucher(self, doc: dict[str, Any]) -> Voucher:
         names = sorted({r["account"] for r in doc["accounts"]})
         numbers = {r["name"]: str(r.get("account_number") or r["name"]) for r in self._list(
             "Account", ["name", "account_number"], [["name", "in", names]])}
@@ -298,6 +326,26 @@ class ERPNextConnector:
                        memo=str(doc.get("user_remark") or ""), lines=lines, number=doc["name"],
                        key=(doc.get(self.key_field) if self.key_field else None))
 
+    def keyed_vouchers(self, start: date, end: date) -> list[tuple[str, str]]:
+        """(key, ERPNext name) of every live Journal Entry dated ``start``..``end`` that
+        carries one of our keys: reconciliation finds duplicates and strays with it."""
+        key_of = self.key_field or "user_remark"
+        filters: list[Any] = [["docstatus", "!=", 2], ["posting_date", ">=", start.isoformat()],
+                              ["posting_date", "<=", end.isoformat()]]
+        filters.append([key_of, "like", "%"] if self.key_field else [key_of, "like", "%[yinfin:%"])
+        out: list[tuple[str, str]] = []
+        with reading(NAME, "the list of keyed Journal Entries"):
+            for row in self._list("Journal Entry", ["name", key_of], filters, limit=0):
+                have = str(row.get(key_of) or "")
+                if self.key_field:
+                    key = have
+                else:
+                    found = re.search(r"\[yinfin:(.+?)\](?!.*\[yinfin:)", have, re.S)
+                    key = found.group(1) if found else ""
+                if key:
+                    out.append((key, str(row["name"])))
+        return out
+
     # -- master data ----------------------------------------------------------------
 
     def changed_master_data(self, kind: str, watermark: str | None
@@ -310,13 +358,22 @@ class ERPNextConnector:
         rows = self._list(doctype, ["name", "modified", *fields], filters,
                           order_by="modified asc, name asc")
         # ">=" then drop what the watermark already covered: exact with same-second ties
-        rows = [r for r in rows if (r["modified"], r["name"]) > (when, last)]
-        records = [{**r, "code": r.get(code_field) or r["name"],
-                    "active": not r.get("disabled") and r.get("is_active", "Yes") != "No"}
-                   for r in rows]
+        with reading(NAME, f"the list of {doctype}"):
+            rows = [r for r in rows if (r["modified"], r["name"]) > (when, last)]
+            records = [{**r, "code": r.get(code_field) or r["name"],
+                        "active": not r.get("disabled") and r.get("is_active", "Yes") != "No"}
+                       for r in rows]
         if records:
             watermark = f"{records[-1]['modified']}|{records[-1]['name']}"
         return records, watermark
+
+
+def _name(doc: Any, what: str) -> str:
+    """The ``name`` of a document ERPNext answered with (:class:`MalformedReply` if none)."""
+    name = need_object(doc, NAME, what).get("name")
+    if not isinstance(name, str) or not name:
+        raise MalformedReply(f"{what}: the answer has no name", connector=NAME)
+    return name
 
 
 def _chunks(keys: list[str], marker: Any) -> list[list[str]]:

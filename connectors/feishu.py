@@ -73,7 +73,7 @@ from .base import (
     lower_keys,
 )
 from .crypto import feishu_decrypt, feishu_signature
-from .http import Http, body_json, loads, retry_after
+from .http import Http, body_json, loads, need_object, reading, retry_after
 from .org import Department, OrgOptions, OrgSync, Person, merge_people, paged, text_or_none
 from .tokens import TokenCache
 
@@ -277,10 +277,11 @@ class FeishuConnector(OrgSync):
     def _fetch_token(self) -> tuple[str, float]:
         resp = self.http.request("POST", "/open-apis/auth/v3/tenant_access_token/internal",
                                  json={"app_id": self.app_id, "app_secret": self.app_secret})
-        data = body_json(resp, NAME)
+        data = need_object(body_json(resp, NAME), NAME, "the access token answer")
         if data.get("code") != 0:
             raise PermanentError(str(data.get("msg")), connector=NAME, status=resp.status_code)
-        return str(data["tenant_access_token"]), int(data.get("expire", 7200))
+        with reading(NAME, "the access token answer"):
+            return str(data["tenant_access_token"]), int(data.get("expire", 7200))
 
     def tenant_token(self) -> str:
         return self.tokens.get()
@@ -291,7 +292,7 @@ class FeishuConnector(OrgSync):
     def _once(self, method: str, path: str, token: str, **kwargs: Any) -> dict[str, Any]:
         resp = self.http.request(method, path, headers={"Authorization": f"Bearer {token}"},
                                  **kwargs)
-        data = body_json(resp, NAME)
+        data = need_object(body_json(resp, NAME), NAME, f"the answer to {method} {path}")
         code = data.get("code")
         if code == 0:
             return dict(data)

@@ -14,6 +14,9 @@ import math
 import os
 import re
 import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,6 +28,11 @@ from .base import PermanentError, RetryableError
 
 #: (connect, read) seconds; a vendor that takes longer is retried later, not waited for.
 DEFAULT_TIMEOUT = (5.0, 30.0)
+#: a read (a look-up: safe to repeat) is tried this many times within one delivery attempt
+READ_TRIES = 3
+#: the longest pause between two tries of a read; a vendor asking for a longer
+#: ``Retry-After`` gets the attempt back instead (the outbox waits as long as asked)
+READ_PAUSE_MAX = 1.0
 
 
 class _Session(requests.Session):
@@ -83,6 +91,34 @@ class Http:
         self.session = _Session()
         self.session.headers["User-Agent"] = "yinfin-flow-connector/1"
 
+    def longest_call(self) -> float:
+        """Seconds one call may take at most: connect + read timeout."""
+        t = self.timeout
+        return float(t[0]) + float(t[1]) if isinstance(t, tuple) else 2.0 * float(t)
+
+    def longest_read(self) -> float:
+        """Seconds :meth:`read` may take at most (every try and every pause)."""
+        return READ_TRIES * self.longest_call() + (READ_TRIES - 1) * READ_PAUSE_MAX
+
+    def budget(self, *, reads: int, writes: int) -> float:
+        """Seconds a piece of work of ``reads`` look-ups and ``writes`` other calls may take."""
+        return reads * self.longest_read() + writes * self.longest_call()
+
+    def read(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """:meth:`request` for a call that only reads (a look-up), tried up to
+        :data:`READ_TRIES` times while it fails retryably: one lost look-up must not
+        cost a whole delivery attempt, which takes several calls that must all succeed.
+        A ``Retry-After`` longer than :data:`READ_PAUSE_MAX` ends the tries at once."""
+        for attempt in range(1, READ_TRIES + 1):
+            try:
+                return self.request(method, path, **kwargs)
+            except RetryableError as err:
+                pause = err.retry_after if err.retry_after is not None else 0.1 * attempt
+                if attempt == READ_TRIES or pause > READ_PAUSE_MAX:
+                    raise
+                time.sleep(pause)
+        raise AssertionError("unreachable")
+
     def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         """Send; raise :class:`RetryableError` for transport trouble, 5xx and 429."""
         url = path if path.startswith("http") else f"{self.base_url}{path}"
@@ -95,6 +131,10 @@ class Http:
                 requests.exceptions.InvalidSchema) as err:
             # a configuration mistake: retrying cannot help, dead-letter and say why
             raise PermanentError(f"bad URL {url!r}: {err}", connector=self.connector) from err
+        except (requests.exceptions.ChunkedEncodingError,
+                requests.exceptions.ContentDecodingError) as err:
+            raise RetryableError(f"answer from {url} cut off or garbled: {err}",
+                                 connector=self.connector) from err
         except requests.RequestException as err:
             raise RetryableError(f"cannot reach {url}: {err}", connector=self.connector) from err
         if resp.status_code == 429 or resp.status_code >= 500:
@@ -105,6 +145,23 @@ class Http:
                                         or resp.headers.get("Retry-After")),
             )
         return resp
+
+
+def timeout_setting(settings: Mapping[str, str], name: str,
+                    default: tuple[float, float]) -> tuple[float, float]:
+    """``(connect, read)`` seconds from ``settings[name]``: ``"connect,read"`` or one
+    number for both; ``default`` when unset. A bad value names the variable."""
+    raw = (settings.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        parts = [float(Decimal(p.strip())) for p in raw.split(",")]
+    except ArithmeticError:
+        parts = []
+    if len(parts) not in (1, 2) or not all(0 < p < 3600 for p in parts):
+        raise ValueError(f"{name}: {raw!r} is not a timeout in seconds "
+                         "(one number, or connect,read)")
+    return (parts[0], parts[-1])
 
 
 def retry_after(value: str | None) -> int | None:
@@ -118,6 +175,50 @@ def retry_after(value: str | None) -> int | None:
 def loads(text: str | bytes) -> Any:
     """JSON with decimals kept exact."""
     return json.loads(text, parse_float=Decimal)
+
+
+class MalformedReply(PermanentError):
+    """The vendor answered in a shape we cannot read (a list where an object belongs, a
+    field missing, a number that is not one). Asking the same again gets the same
+    answer, so it is not retried: a person checks the URL, version or proxy. (A body
+    that is not JSON at all, a gateway's HTML page or a cut-off body, is retried: see
+    :func:`body_json`.)"""
+
+    code = "connector_malformed"
+
+
+def need_object(data: Any, connector: str, what: str) -> dict[str, Any]:
+    """``data`` when it is a JSON object, else :class:`MalformedReply` naming ``what``."""
+    if not isinstance(data, dict):
+        raise MalformedReply(f"{what}: expected a JSON object, got {_kind(data)}",
+                             connector=connector)
+    return data
+
+
+def need_list(data: Any, connector: str, what: str) -> list[Any]:
+    """``data`` when it is a JSON array, else :class:`MalformedReply` naming ``what``."""
+    if not isinstance(data, list):
+        raise MalformedReply(f"{what}: expected a JSON array, got {_kind(data)}",
+                             connector=connector)
+    return data
+
+
+def _kind(data: Any) -> str:
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
+             type(None): "null"}
+    return names.get(type(data), "a number")
+
+
+@contextmanager
+def reading(connector: str, what: str) -> Iterator[None]:
+    """Parse a vendor's answer inside this block: a field that is missing or of the
+    wrong type (``KeyError``, ``TypeError``, ``IndexError``, a bad number …) becomes
+    :class:`MalformedReply` saying what was being read, never an uncaught error."""
+    try:
+        yield
+    except (KeyError, IndexError, TypeError, AttributeError, ValueError, ArithmeticError) as err:
+        raise MalformedReply(f"{what}: malformed reply ({type(err).__name__}: {err})",
+                             connector=connector) from None
 
 
 def body_json(resp: requests.Response, connector: str) -> Any:

@@ -41,7 +41,7 @@ from decimal import Decimal
 from typing import Any
 
 from .base import MASTER_DATA_KINDS, PermanentError, Voucher, VoucherLine
-from .http import Http, body_json, dumps_numbers
+from .http import Http, body_json, dumps_numbers, need_list, need_object, reading, timeout_setting
 
 NAME = "kingdee"
 STUB = "Kingdee.BOS.WebApi.ServicesStub"
@@ -106,7 +106,14 @@ class KingdeeConnector:
                    app_secret=s.get("YINFIN_KINGDEE_APP_SECRET", ""),
                    password=s.get("YINFIN_KINGDEE_PASSWORD", ""),
                    currencies=s.get("YINFIN_KINGDEE_CURRENCIES", ""),
-                   words=s.get("YINFIN_KINGDEE_WORDS", ""), flex=s.get("YINFIN_KINGDEE_FLEX", ""))
+                   words=s.get("YINFIN_KINGDEE_WORDS", ""), flex=s.get("YINFIN_KINGDEE_FLEX", ""),
+                   timeout=timeout_setting(s, "YINFIN_KINGDEE_TIMEOUT", (5.0, 60.0)))
+
+    def message_budget(self) -> float:
+        """Seconds one voucher may take at most: a login, the key look-up (a read,
+        retried within the attempt), Save, Submit and Audit, each call possibly
+        repeated once after logging in again."""
+        return self.http.budget(reads=2, writes=8)
 
     # -- session ------------------------------------------------------------------------
 
@@ -119,7 +126,8 @@ class KingdeeConnector:
             path = f"/{STUB}.AuthService.ValidateUser.common.kdsvc"
             body = {"acctID": self.acct_id, "username": self.username,
                     "password": self.password, "lcid": 2052}
-        data = body_json(self.http.request("POST", path, json=body), NAME)
+        data = need_object(body_json(self.http.request("POST", path, json=body), NAME), NAME,
+                           "the login answer")
         if data.get("LoginResultType") != 1:
             raise PermanentError(str(data.get("Message") or "login refused"), connector=NAME)
         self._logged_in = True
@@ -138,14 +146,19 @@ class KingdeeConnector:
                                      connector=NAME) from None
 
     def _once(self, service: str, payload: dict[str, Any]) -> Any:
-        resp = self.http.request(
+        send = self.http.read if service == "ExecuteBillQuery" else self.http.request
+        resp = send(
             "POST", f"/{STUB}.DynamicFormService.{service}.common.kdsvc",
             data=dumps_numbers(payload).encode(), headers={"Content-Type": "application/json"})
         data = body_json(resp, NAME)
-        status = _status(data)
+        with reading(NAME, f"the {service} answer"):
+            status = _status(data)
+            if status is not None:
+                need_object(status, NAME, f"the {service} ResponseStatus")
         if status is not None and not status.get("IsSuccess", False):
-            message = "; ".join(str(e.get("Message")) for e in status.get("Errors") or []) \
-                or f"{service} failed"
+            with reading(NAME, f"the {service} error"):
+                message = "; ".join(str(e.get("Message")) for e in status.get("Errors") or []) \
+                    or f"{service} failed"
             if status.get("MsgCode") == 1:
                 raise _SessionLost(message)
             raise PermanentError(message, connector=NAME, status=resp.status_code)
@@ -156,13 +169,15 @@ class KingdeeConnector:
     def post_voucher(self, voucher: Voucher, idempotency_key: str) -> str:
         found = self._query_voucher(f"FEXPLANATION like {_quote('%' + marker(idempotency_key) + '%')}")
         if found:
-            vid, number, state = found[0][0], found[0][1], found[0][3]
+            with reading(NAME, "the voucher found by its key"):
+                vid, number, state = found[0][0], found[0][1], found[0][3]
         else:
             data = self._call("Save", {"formid": "GL_VOUCHER", "data": {
                 "NeedUpDateFields": [], "IsDeleteEntry": "true",
                 "Model": self._model(voucher, marker(idempotency_key))}})
-            entity = data["Result"]["ResponseStatus"]["SuccessEntitys"][0]
-            vid, number, state = entity["Id"], entity["Number"], "A"
+            with reading(NAME, "the Save answer"):
+                entity = data["Result"]["ResponseStatus"]["SuccessEntitys"][0]
+                vid, number, state = entity["Id"], entity["Number"], "A"
         # A created/re-audit (A/D) voucher still needs submit; submitted (B) needs audit.
         if state in ("A", "D"):
             self._call("Submit", {"formid": "GL_VOUCHER", "data": {"Ids": str(vid)}})
@@ -195,7 +210,10 @@ class KingdeeConnector:
         rows = self._call("ExecuteBillQuery", {"data": {
             "FormId": form, "FieldKeys": ",".join(fields), "FilterString": filter_string,
             "OrderString": order, "TopRowCount": 0, "StartRow": 0, "Limit": limit}})
-        return list(rows)
+        rows = need_list(rows, NAME, f"the {form} query")
+        for row in rows:
+            need_list(row, NAME, f"a row of the {form} query")
+        return rows
 
     def _query_voucher(self, filter_string: str) -> list[list[Any]]:
         return self._query("GL_VOUCHER", READ_FIELDS, filter_string, "FVOUCHERID ASC")
@@ -205,6 +223,10 @@ class KingdeeConnector:
             f"FEXPLANATION like {_quote('%' + marker(number_or_key) + '%')}")
         if not rows:
             return None
+        with reading(NAME, f"voucher {number_or_key}"):
+            return self._voucher(rows)
+
+    def _voucher(self, rows: list[list[Any]]) -> Voucher:
         first_id = rows[0][0]
         rows = [r for r in rows if r[0] == first_id]
         lines = tuple(VoucherLine(
@@ -215,6 +237,24 @@ class KingdeeConnector:
         ) for r in rows)
         return Voucher(company=self.book, date=date.fromisoformat(str(rows[0][2])[:10]),
                        memo=lines[0].memo, lines=lines, number=str(rows[0][1]))
+
+    def key_token(self, key: str) -> str:
+        """What a voucher carries of ``key`` (its marker: a hash, not the key)."""
+        return marker(key)
+
+    def keyed_vouchers(self, start: date, end: date) -> list[tuple[str, str]]:
+        """(marker, voucher number) of every voucher dated ``start``..``end`` whose
+        entries carry one of our markers (each voucher once per marker)."""
+        rows = self._query_voucher(
+            f"FDate >= {_quote(start.isoformat())} and FDate <= {_quote(end.isoformat())} "
+            f"and FEXPLANATION like {_quote('%(yf:%')}")
+        seen: set[tuple[str, str]] = set()
+        with reading(NAME, "the keyed vouchers"):
+            for r in rows:
+                found = re.search(r"\(yf:[0-9a-f]{16}\)", str(r[4]))
+                if found:
+                    seen.add((found.group(0), str(r[1])))
+        return sorted(seen)
 
     # -- master data --------------------------------------------------------------------
 
@@ -231,8 +271,9 @@ class KingdeeConnector:
             filt = (f"FModifyDate > {_quote(when)} or (FModifyDate = {_quote(when)} "
                     f"and {pk} > {int(last or 0)})")
         rows = self._query(form, [pk, *fields, "FModifyDate"], filt, f"FModifyDate ASC, {pk} ASC")
-        records = [{"id": r[0], "code": r[1], "name": r[2], "active": r[3] != "B",
-                    "modified": r[4]} for r in rows]
+        with reading(NAME, f"the {form} query"):
+            records = [{"id": r[0], "code": r[1], "name": r[2], "active": r[3] != "B",
+                        "modified": r[4]} for r in rows]
         if records:
             watermark = f"{records[-1]['modified']}|{records[-1]['id']}"
         return records, watermark

@@ -40,12 +40,14 @@ from decimal import Decimal
 from typing import Any
 
 from .base import PermanentError, RetryableError, Voucher, VoucherLine
-from .http import Http, body_json, dumps_numbers
+from .http import Http, body_json, dumps_numbers, need_object, reading, timeout_setting
 
 NAME = "odoo"
 SETTINGS = ("YINFIN_ODOO_URL", "YINFIN_ODOO_DB", "YINFIN_ODOO_USERNAME", "YINFIN_ODOO_API_KEY")
 RETRY_ERRORS = ("SerializationFailure", "TransactionRollbackError", "ConcurrencyError",
                 "LockNotAvailable")
+#: ``execute_kw`` methods that only read: safe to try again within one attempt
+READ_METHODS = ("search_read", "read", "search", "search_count")
 MASTER_MODELS = {
     "accounts": ("account.account", ["code", "name", "account_type"], "code"),
     "cost_centres": ("account.analytic.account", ["code", "name", "active"], "code"),
@@ -73,21 +75,31 @@ class OdooConnector:
     def from_settings(cls, s: Mapping[str, str]) -> OdooConnector:
         return cls(url=s["YINFIN_ODOO_URL"], db=s["YINFIN_ODOO_DB"],
                    username=s["YINFIN_ODOO_USERNAME"], api_key=s["YINFIN_ODOO_API_KEY"],
-                   journal=s.get("YINFIN_ODOO_JOURNAL") or "MISC")
+                   journal=s.get("YINFIN_ODOO_JOURNAL") or "MISC",
+                   timeout=timeout_setting(s, "YINFIN_ODOO_TIMEOUT", (5.0, 60.0)))
+
+    def message_budget(self) -> float:
+        """Seconds one voucher may take at most: authenticate, look the key up, the
+        journal/account/partner/analytic/currency look-ups, create, post, read the
+        name (every call a JSON-RPC POST; only create and post change anything)."""
+        return self.http.budget(reads=9, writes=2)
 
     # -- JSON-RPC -------------------------------------------------------------------
 
-    def _rpc(self, service: str, method: str, args: list[Any]) -> Any:
+    def _rpc(self, service: str, method: str, args: list[Any], *, read: bool = False) -> Any:
         payload = {"jsonrpc": "2.0", "method": "call", "id": next(self._ids),
                    "params": {"service": service, "method": method, "args": args}}
-        resp = self.http.request("POST", "/jsonrpc", data=dumps_numbers(payload).encode(),
+        send = self.http.read if read else self.http.request
+        resp = send("POST", "/jsonrpc", data=dumps_numbers(payload).encode(),
                                  headers={"Content-Type": "application/json"})
-        data = body_json(resp, NAME)
+        data = need_object(body_json(resp, NAME), NAME, f"the answer to {method}")
         if "error" not in data:
             return data.get("result")
-        err = data["error"]
-        info = err.get("data") or {}
-        name, message = str(info.get("name", "")), str(info.get("message") or err.get("message"))
+        with reading(NAME, f"the error answer to {method}"):
+            err = need_object(data["error"], NAME, f"the error answer to {method}")
+            info = need_object(err.get("data") or {}, NAME, f"the error answer to {method}")
+            name = str(info.get("name", ""))
+            message = str(info.get("message") or err.get("message"))
         if name.endswith("SessionExpiredException"):
             raise _SessionExpired(message)
         if any(n in name for n in RETRY_ERRORS):
@@ -95,7 +107,8 @@ class OdooConnector:
         raise PermanentError(message, connector=NAME)
 
     def authenticate(self) -> int:
-        uid = self._rpc("common", "authenticate", [self.db, self.username, self.api_key, {}])
+        uid = self._rpc("common", "authenticate", [self.db, self.username, self.api_key, {}],
+                        read=True)
         if not uid:  # Odoo answers false for a bad login, not an error
             raise PermanentError("Odoo refused the login (check user and API key)",
                                  connector=NAME)
@@ -108,7 +121,8 @@ class OdooConnector:
             uid = self.uid or self.authenticate()
             try:
                 return self._rpc("object", "execute_kw",
-                                 [self.db, uid, self.api_key, model, method, list(args), kwargs])
+                                 [self.db, uid, self.api_key, model, method, list(args), kwargs],
+                                 read=method in READ_METHODS)
             except _SessionExpired as err:
                 self.uid = None
                 if attempt == 2:
@@ -122,21 +136,26 @@ class OdooConnector:
                              [["ref", "=", idempotency_key], ["state", "!=", "cancel"]],
                              fields=["id", "name", "state"], limit=1)
         if found:
-            move_id = found[0]["id"]
-            if found[0]["state"] == "draft":
+            with reading(NAME, "the move found by its key"):
+                move_id, state = int(found[0]["id"]), found[0]["state"]
+            if state == "draft":
                 self.execute("account.move", "action_post", [move_id])
         else:
-            move_id = self.execute("account.move", "create", self._move(voucher, idempotency_key))
+            created = self.execute("account.move", "create", self._move(voucher, idempotency_key))
+            with reading(NAME, "the id of the move just created"):
+                move_id = int(created[0] if isinstance(created, list) else created)
             self.execute("account.move", "action_post", [move_id])
-        [move] = self.execute("account.move", "read", [move_id], fields=["name"])
-        return str(move["name"])
+        with reading(NAME, f"move {move_id}"):
+            [move] = self.execute("account.move", "read", [move_id], fields=["name"])
+            return str(move["name"])
 
     def _lookup(self, model: str, field: str, codes: set[str], what: str) -> dict[str, int]:
         if not codes:
             return {}
         rows = self.execute(model, "search_read", [[field, "in", sorted(codes)]],
                             fields=["id", field])
-        found = {str(r[field]): int(r["id"]) for r in rows}
+        with reading(NAME, f"the {model} look-up"):
+            found = {str(r[field]): int(r["id"]) for r in rows}
         missing = sorted(codes - set(found))
         if missing:
             raise PermanentError(f"{what} not found in Odoo: {', '.join(missing)}", connector=NAME)
@@ -175,7 +194,10 @@ class OdooConnector:
                              fields=["id", "name", "date", "ref", "narration"], limit=1)
         if not moves:
             return None
-        m = moves[0]
+        with reading(NAME, f"move {number_or_key}"):
+            return self._voucher(moves[0])
+
+    def _voucher(self, m: dict[str, Any]) -> Voucher:
         rows = self.execute("account.move.line", "search_read", [["move_id", "=", m["id"]]],
                             fields=["account_id", "name", "debit", "credit", "currency_id",
                                     "amount_currency"], order="id asc")
@@ -191,6 +213,16 @@ class OdooConnector:
         return Voucher(company=self.db, date=date.fromisoformat(str(m["date"])),
                        memo=str(m.get("narration") or ""), lines=lines, number=str(m["name"]),
                        key=m.get("ref") or None)
+
+    def keyed_vouchers(self, start: date, end: date) -> list[tuple[str, str]]:
+        """(key, move name) of every move dated ``start``..``end`` whose ``ref`` holds
+        one of our keys (``yf-…``), cancelled ones aside."""
+        moves = self.execute("account.move", "search_read",
+                             [["ref", "=like", "yf-%"], ["state", "!=", "cancel"],
+                              ["date", ">=", start.isoformat()], ["date", "<=", end.isoformat()]],
+                             fields=["name", "ref"])
+        with reading(NAME, "the keyed moves"):
+            return [(str(m["ref"]), str(m["name"])) for m in moves]
 
     # -- master data ----------------------------------------------------------------
 
@@ -208,7 +240,9 @@ class OdooConnector:
         rows = self.execute(model, "search_read", domain,
                             fields=["id", "write_date", *fields], order="write_date asc, id asc",
                             limit=500, context={"active_test": False})
-        records = [{**r, "code": r.get(code_field), "active": r.get("active", True)} for r in rows]
+        with reading(NAME, f"the {model} records"):
+            records = [{**r, "code": r.get(code_field), "active": r.get("active", True)}
+                       for r in rows]
         if records:
             watermark = f"{records[-1]['write_date']}|{records[-1]['id']}"
         return records, watermark

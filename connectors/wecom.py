@@ -65,7 +65,7 @@ from .base import (
     from_epoch,
 )
 from .crypto import BizMsgCrypt
-from .http import Http, body_json
+from .http import Http, body_json, need_object, reading
 from .org import Department, OrgOptions, OrgSync, Person, merge_people, text_or_none
 from .tokens import TokenCache
 
@@ -257,11 +257,12 @@ class WeComConnector(OrgSync):
     def _fetch_token(self, secret: str) -> tuple[str, float]:
         resp = self.http.request("GET", "/cgi-bin/gettoken",
                                  params={"corpid": self.corp_id, "corpsecret": secret})
-        data = body_json(resp, NAME)
+        data = need_object(body_json(resp, NAME), NAME, "the access token answer")
         if data.get("errcode") != 0:
             cls = RetryableError if data.get("errcode") in RETRY_CODES else PermanentError
             raise cls(str(data.get("errmsg")), connector=NAME, status=resp.status_code)
-        return str(data["access_token"]), int(data.get("expires_in", 7200))
+        with reading(NAME, "the access token answer"):
+            return str(data["access_token"]), int(data.get("expires_in", 7200))
 
     def access_token(self, *, secret: str | None = None) -> str:
         return self._cache(secret or self.secret).get()
@@ -275,7 +276,7 @@ class WeComConnector(OrgSync):
               **kwargs: Any) -> dict[str, Any]:
         params = {**kwargs.pop("params", {}), "access_token": token}
         resp = self.http.request(method, path, params=params, **kwargs)
-        data = body_json(resp, NAME)
+        data = need_object(body_json(resp, NAME), NAME, f"the answer to {method} {path}")
         code = data.get("errcode", 0)
         if code == 0:
             return dict(data)

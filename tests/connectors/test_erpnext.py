@@ -10,6 +10,7 @@ import pytest
 
 from connectors.base import PermanentError, RetryableError
 from connectors.erpnext import ERPNextConnector
+from connectors.http import READ_TRIES
 
 from .conftest import sample_voucher
 from .stubs.erpnext import ERPNextStub
@@ -74,7 +75,8 @@ def test_frappe_errors_are_kept_verbatim(erp, stub) -> None:
                                                "exception": "Deadlock found"})))
     with pytest.raises(RetryableError):
         erp.post_voucher(v, "je:6")
-    stub.fail_next(("status", 429, "slow down"))
+    # a look-up is tried again within the attempt; one that keeps failing ends it
+    stub.fail_next(*[("status", 429, "slow down")] * READ_TRIES)
     with pytest.raises(RetryableError):
         erp.post_voucher(v, "je:6")
     bad = ERPNextConnector(url=stub.url, api_key="k1", api_secret="no", company="Yinfin Ltd")

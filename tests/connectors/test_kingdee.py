@@ -7,6 +7,7 @@ from decimal import Decimal
 import pytest
 
 from connectors.base import ERPConnector, PermanentError, RetryableError
+from connectors.http import READ_TRIES
 from connectors.kingdee import KingdeeConnector, marker
 
 from .conftest import sample_voucher
@@ -30,6 +31,8 @@ def test_post_save_submit_audit_and_again_is_one_voucher(kd, stub) -> None:
     assert number == "记-0001" and stub.vouchers[100001]["state"] == "C"
     assert kd.post_voucher(sample_voucher(), "je:1") == "记-0001"
     assert len(stub.vouchers) == 1
+    stub.fail_next(503)  # one lost look-up costs a second look-up, not the attempt
+    assert kd.post_voucher(sample_voucher(), "je:2") == "记-0002"
     model = stub.vouchers[100001]["model"]
     assert model["FAccountBookID"] == {"FNumber": "001"}
     assert model["FVOUCHERGROUPID"] == {"FNumber": "PRE001"}
@@ -75,15 +78,17 @@ def test_session_lost_relogs_in_once_and_bad_login_is_permanent(kd, stub) -> Non
 
 def test_transport_failures_are_retryable(kd, stub) -> None:
     kd.login()
-    stub.fail_next(500)
+    stub.fail_next(*[500] * READ_TRIES)  # the key look-up is tried again within the attempt
     with pytest.raises(RetryableError) as err:
         kd.post_voucher(sample_voucher(), "je:1")
     assert err.value.status == 500
-    stub.fail_next(("sleep", 1.5))
+    stub.fail_next(*[("sleep", 1.5)] * READ_TRIES)
     with pytest.raises(RetryableError, match="timeout"):
         kd.post_voucher(sample_voucher(), "je:1")
     assert kd.post_voucher(sample_voucher(), "je:1") == "记-0001"
     assert len(stub.vouchers) == 1
+    stub.fail_next(503)  # one lost look-up costs a second look-up, not the attempt
+    assert kd.post_voucher(sample_voucher(), "je:2") == "记-0002"
 
 
 def test_read_back_by_number_or_key(kd) -> None:

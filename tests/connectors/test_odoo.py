@@ -9,6 +9,7 @@ from decimal import Decimal
 import pytest
 
 from connectors.base import PermanentError, RetryableError
+from connectors.http import READ_TRIES
 from connectors.odoo import OdooConnector
 
 from .conftest import sample_voucher
@@ -66,7 +67,7 @@ def test_errors_keep_odoos_message(odoo, stub) -> None:
     with pytest.raises(PermanentError) as err:
         odoo.post_voucher(unbalanced, "je:5")
     assert err.value.message == "The move (MISC/1) is not balanced."
-    stub.fail_next(503)
+    stub.fail_next(*[503] * READ_TRIES)  # a look-up that keeps failing ends the attempt
     with pytest.raises(RetryableError):
         odoo.post_voucher(v, "je:6")
     bad = OdooConnector(url=stub.url, db="prod", username="api@corp", api_key="wrong")

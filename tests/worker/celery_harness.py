@@ -21,6 +21,9 @@ import redis as redis_lib
 
 from ..connectors.stubs.erpnext import ERPNextStub
 
+#: (connect, read) seconds of the ERPNext connector in worker tests, and the shortest
+#: lease that covers one voucher with it (3 look-ups of 3 tries and 2 pauses, 1 insert)
+ERP_TIMEOUT, ERP_LEASE = "0.2,0.4", "12"
 CELERY = str(Path(sys.executable).with_name("celery"))
 REDIS_START = ["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port", "6379",
                "--save", "", "--appendonly", "no", "--dir", "/var/lib/redis",
@@ -83,7 +86,10 @@ def worker_env(pg_url: str, redis_base: str, stub_url: str, **extra: str) -> dic
         "YINFIN_ERPNEXT_URL": stub_url, "YINFIN_ERPNEXT_API_KEY": "k1",
         "YINFIN_ERPNEXT_API_SECRET": "s1", "YINFIN_ERPNEXT_COMPANY": "Yinfin Ltd",
         "YINFIN_OUTBOX_BACKOFF": "0.2", "YINFIN_OUTBOX_BACKOFF_MAX": "1",
-        "YINFIN_OUTBOX_LEASE": "3", "YINFIN_OUTBOX_MAX_ATTEMPTS": "50",
+        # the lease must cover one message's longest time (timeouts × calls), see
+        # DeliverySettings.lease_checked: short timeouts keep the takeover tests quick
+        "YINFIN_ERPNEXT_TIMEOUT": ERP_TIMEOUT, "YINFIN_OUTBOX_LEASE": ERP_LEASE,
+        "YINFIN_OUTBOX_MAX_ATTEMPTS": "50",
         "YINFIN_SWEEP_SECONDS": "0.5", "YINFIN_LOG_FORMAT": "json",
     })
     env.update(extra)

@@ -267,13 +267,18 @@ def _check_redis(st: FlowState) -> dict[str, Any]:
 
 def _connector_check(name: str) -> Any:
     def check(st: FlowState) -> dict[str, Any]:
+        from yinfin_flow.worker.reconcile import last_runs
+
         with st.db.unit_of_work(readonly=True) as s:
             [t] = [x for x in outbox.target_status(s, [name]) if x.target == name]
-        # dead letters and a backlog are reported, not failed: the instance still serves,
-        # and a load balancer must not take it out because an ERP is down
+            reconciled = last_runs(s, [name]).get(name)
+        # dead letters, a backlog and reconciliation findings are reported, not failed:
+        # the instance still serves, and a load balancer must not take it out because an
+        # ERP is down or holds a duplicate
         return {"last_success": t.last_success.isoformat() if t.last_success else None,
                 "backlog": t.backlog, "dead_letters": t.dead_letters,
-                "oldest_pending": t.oldest_pending.isoformat() if t.oldest_pending else None}
+                "oldest_pending": t.oldest_pending.isoformat() if t.oldest_pending else None,
+                "last_reconcile": reconciled}
     return check
 
 

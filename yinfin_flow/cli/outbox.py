@@ -98,14 +98,22 @@ def replay_cmd(message_id: int | None, everything: bool, target: str | None) -> 
 @command.command("status")
 @handle_errors
 def status_cmd() -> None:
-    """Backlog, dead letters and last success per connector."""
+    """Backlog, dead letters and last success per connector, and what the last
+    reconciliation with each ERP found."""
     from yinfin_flow.worker import outbox
+    from yinfin_flow.worker.reconcile import last_runs
 
     with unit_of_work(readonly=True) as s:
         found = outbox.target_status(s, DeliverySettings.from_env().targets)
+        runs = last_runs(s)
     click.echo(table(["target", "backlog", "in flight", "dead", "delivered", "last success"],
                      [[t.target, str(t.backlog), str(t.in_flight), str(t.dead_letters),
                        str(t.delivered), _when(t.last_success)] for t in found], right=[1, 2, 3, 4]))
+    for target, run in runs.items():
+        counts = ", ".join(f"{n} {problem}" for problem, n in sorted(run["findings"].items()))
+        click.echo(f"last reconcile with {target} ({run['period']}, {_when(run['finished_at'])}): "
+                   f"{run['checked']} checked, {run['matched']} match"
+                   + (f"; findings: {counts}" if counts else "; no findings"))
 
 
 @command.command("deliver")

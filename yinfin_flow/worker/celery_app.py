@@ -20,7 +20,13 @@ overrides the sweep): ``sweep`` (outbox), ``timers`` (approval timeouts/reminder
 ``sync`` (master data), ``reconcile``, ``purge`` (delivered outbox messages and seen OA
 event ids past their retention). Every job is safe when two beats run.
 Delivery settings are read when this module is imported, so a bad ``YINFIN_OUTBOX_*``
-or retention value stops the worker and beat at start, naming the variable.
+or retention value stops the worker and beat at start, naming the variable; so does a
+``YINFIN_OUTBOX_LEASE`` shorter than one message to a configured connector can take.
+
+A worker never sits on one slow pass: a pass starts no call after
+``YINFIN_OUTBOX_PASS_SECONDS`` and gives the rest of its batch back, re-queueing
+itself behind whatever else waits; at most one ``sweep`` waits in the queue
+(:class:`OnePending`), so beat's sweeps cannot pile up behind a busy worker.
 Queue name: ``YINFIN_CELERY_QUEUE`` (default ``yinfin``).
 """
 
@@ -127,7 +133,7 @@ def deliver(self: Any, ids: list[int] | None = None) -> dict[str, int]:
     settings = DeliverySettings.from_env()
     db = database()
     r = dispatcher.run_once(db, settings, ids=ids)
-    if r.delivered or r.attempted >= settings.batch:
+    if r.delivered or r.attempted >= settings.batch or r.given_back:
         # a full batch: probably more waiting. Any delivery: the next message of each of
         # those documents was blocked behind it (a pass claims one per document) and is
         # due only now that this pass recorded, so no other task may have seen it yet;
@@ -143,9 +149,66 @@ def deliver(self: Any, ids: list[int] | None = None) -> dict[str, int]:
     return {"delivered": len(r.delivered), "retried": len(r.retried), "dead": len(r.dead)}
 
 
-@app.task(name="yinfin.sweep", **RETRY)
+#: the Redis key holding the id of the one sweep waiting in the queue
+SWEEP_PENDING = f"yinfin:sweep-pending:{QUEUE}"
+#: how long that mark lives at most (a sweep lost with its queue is then sent again)
+SWEEP_PENDING_TTL = 300
+
+
+def _redis() -> Any:
+    import redis
+
+    global _redis_client
+    if _redis_client is None:
+        _redis_client = redis.Redis.from_url(app.conf.broker_url, socket_connect_timeout=3,
+                                             socket_timeout=3)
+    return _redis_client
+
+
+_redis_client: Any = None
+
+
+class OnePending(app.Task):  # type: ignore[name-defined,misc]
+    """A task of which at most one waits in the queue: sending it while one waits
+    returns the waiting one instead of queueing another (``SET … NX`` in Redis), so
+    beat's sweeps cannot pile up behind a busy worker. The mark is removed when the
+    task starts, so the next sweep may be queued while one runs."""
+
+    def apply_async(self, args: Any = None, kwargs: Any = None, task_id: str | None = None,
+                    **options: Any) -> Any:
+        import uuid
+
+        import redis
+
+        task_id = task_id or uuid.uuid4().hex
+        try:
+            r = _redis()
+            for _ in range(3):  # the waiting one may start (and drop its mark) in between
+                if r.set(SWEEP_PENDING, task_id, nx=True, ex=SWEEP_PENDING_TTL):
+                    break
+                waiting = r.get(SWEEP_PENDING)
+                if waiting:
+                    return self.AsyncResult(waiting.decode())
+        except redis.RedisError:  # the broker is down: sending fails the same way below
+            pass
+        return super().apply_async(args, kwargs, task_id=task_id, **options)
+
+    def before_start(self, task_id: str, args: Any, kwargs: Any) -> None:
+        import redis
+
+        try:
+            r = _redis()
+            if (r.get(SWEEP_PENDING) or b"").decode() == task_id:
+                r.delete(SWEEP_PENDING)
+        except redis.RedisError:
+            pass  # the mark expires on its own
+
+
+@app.task(name="yinfin.sweep", base=OnePending, **RETRY)
 def sweep() -> int:
-    """Queue drain tasks for whatever is due (the safety net: lost tasks, crashed workers)."""
+    """Queue drain tasks for whatever is due (the safety net: lost tasks, crashed workers).
+
+    At most one sweep waits in the queue (:class:`OnePending`)."""
     from sqlalchemy import func, select
 
     from yinfin_flow.db.models.outbox import OutboxMessage

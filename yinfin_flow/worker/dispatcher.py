@@ -8,11 +8,14 @@ One pass (:func:`run_once`) is three steps, each safe to die in:
    now + lease) and a fresh ``claim_token``. PostgreSQL takes the rows with
    ``FOR UPDATE SKIP LOCKED``, so concurrent dispatchers never claim the same row and
    never wait on each other; SQLite's ``BEGIN IMMEDIATE`` serialises the claim.
-2. **call** the connector with the message's idempotency key, no transaction open.
-   A worker killed here leaves the row ``in_flight``; once the lease runs out any
-   dispatcher claims it again, and the key makes the second call find the first
-   voucher instead of making another.
-3. **record** (one short transaction): delivered (with the outside id; a voucher's
+2. **call** the connector with the message's idempotency key, no transaction open,
+   each call fenced by :class:`~yinfin_flow.worker.hold.Hold` (made only while the
+   pass still holds the row, its lease renewed first when it could run out during
+   the call). A worker killed here leaves the row ``in_flight``; once the lease runs
+   out any dispatcher claims it again, and the key, looked up again right before the
+   insert, makes the second call find the first voucher instead of making another.
+3. **record** (one short transaction, whenever the lease is renewed and at the end
+   of the pass): delivered (with the outside id; a voucher's
    ledger sync state becomes ``synced``), or back to ``pending`` after an exponential
    backoff with jitter (at least the vendor's ``retry_after``), or ``dead`` after a
    :class:`~connectors.base.PermanentError` or the last allowed try.
@@ -25,7 +28,7 @@ import random
 import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -38,7 +41,8 @@ from yinfin_flow.db.models.outbox import OutboxMessage
 from yinfin_flow.db.types import utcnow
 
 from . import messages
-from .config import DeliverySettings
+from .config import DeliverySettings, connector_seconds
+from .hold import Hold
 from .logs import document_context
 
 log = logging.getLogger("yinfin_flow.worker.dispatcher")
@@ -64,6 +68,8 @@ class Claimed:
     payload: dict[str, Any]
     attempts: int
     token: str
+    #: when the claim's lease runs out (the pass renews it before a call that could outlast it)
+    leased_until: datetime
 
 
 @dataclass(frozen=True)
@@ -86,6 +92,10 @@ class PassResult:
     delivered: list[int]
     retried: list[int]
     dead: list[int]
+    #: claimed, but no call made: the pass ran out of time (back to pending, untried)
+    given_back: list[int] = field(default_factory=list)
+    #: lost to another dispatcher's takeover before their call (never called)
+    lost: list[int] = field(default_factory=list)
 
     @property
     def attempted(self) -> int:
@@ -144,7 +154,8 @@ def claim(db: Database, settings: DeliverySettings, *, now: datetime | None = No
             .returning(OUTBOX.c.id, OUTBOX.c.target, OUTBOX.c.kind, OUTBOX.c.document_key,
                        OUTBOX.c.idempotency_key, OUTBOX.c.payload, OUTBOX.c.attempts)).all()
         claimed = sorted((Claimed(r.id, r.target, r.kind, r.document_key, r.idempotency_key,
-                                  dict(r.payload), r.attempts, token) for r in rows),
+                                  dict(r.payload), r.attempts, token, at + settings.lease)
+                          for r in rows),
                          key=lambda c: c.id)
         _name_earlier_tasks(s, claimed)
     return claimed
@@ -298,20 +309,43 @@ def record(db: Database, outcomes: list[Outcome], settings: DeliverySettings, *,
 def run_once(db: Database, settings: DeliverySettings | None = None, *,
              lookup: ConnectorLookup = registry_lookup, now: datetime | None = None,
              limit: int | None = None, ids: Iterable[int] | None = None) -> PassResult:
-    """One claim → call → record pass. Returns what happened."""
+    """One claim → call → record pass. Returns what happened.
+
+    Every call is fenced (:class:`~yinfin_flow.worker.hold.Hold`): made only while the
+    pass still holds the message, under a lease that outlasts it. The batch look-up
+    (:func:`prepare`) is used only for messages on their first try: nobody else has
+    ever held those, so nobody can have posted them since. A message tried before may
+    have been taken over from a dispatcher that is still posting it, so its key is
+    looked up again right before the insert."""
     settings = settings or DeliverySettings.from_env()
     claimed = claim(db, settings, now=now, limit=limit, ids=ids)
+    if not claimed:
+        return PassResult([], [], [])
     lookup = _per_pass(lookup)
-    prepared = prepare(claimed, lookup)
+    budgets: dict[str, float] = {}
 
-    def one(c: Claimed) -> Outcome:
-        return call(c, lookup, prepared.get(c.id))
+    def budget(target: str) -> float:
+        if target not in budgets:
+            try:
+                budgets[target] = connector_seconds(lookup(target))
+            except LookupError:
+                budgets[target] = 0.0
+        return budgets[target]
+
+    hold = Hold(db, settings, claimed, budget=budget, now=now)
+    first = [c for c in claimed if c.attempts == 1]
+    prepared = prepare(first, lookup)
+
+    def one(c: Claimed) -> None:
+        if hold.before_call(c):
+            hold.done(call(c, lookup, prepared.get(c.id)))
 
     if settings.concurrency > 1 and len(claimed) > 1:
-        outcomes = list(_pool(settings.concurrency).map(one, claimed))
+        list(_pool(settings.concurrency).map(one, claimed))
     else:
-        outcomes = [one(c) for c in claimed]
-    return record(db, outcomes, settings, now=None if now is None else now)
+        for c in claimed:
+            one(c)
+    return hold.finish()
 
 
 def _per_pass(lookup: ConnectorLookup) -> ConnectorLookup:
@@ -343,7 +377,7 @@ def drain(db: Database, settings: DeliverySettings | None = None, *,
     total = PassResult([], [], [])
     for _ in range(max_passes):
         r = run_once(db, settings, lookup=lookup)
-        if not r.attempted:
+        if not r.attempted and not r.given_back:
             break
         total.delivered += r.delivered
         total.retried += r.retried

@@ -76,6 +76,16 @@ def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.-]", "-", text)[:40]
 
 
+def voucher_key(company: str, entry_id: int) -> str:
+    """The idempotency key a posted voucher is sent to every ERP with (reconciliation
+    rebuilds it for vouchers whose message the retention purge deleted)."""
+    return f"{KEY_PREFIX}{_safe(company)}-je{entry_id}"
+
+
+#: every voucher key starts so: an ERP voucher carrying it came from us
+KEY_PREFIX = "yf-"
+
+
 # -- vouchers -------------------------------------------------------------------------
 
 
@@ -94,7 +104,7 @@ def on_journal_posted(session: Session, event: events.Event) -> None:
     company = session.get(Company, entry.company_id)
     assert company is not None
     v = voucher_from_rows(voucher_rows(session, company.code, entry_id=entry_id))
-    key = f"yf-{_safe(company.code)}-je{entry_id}"
+    key = voucher_key(company.code, entry_id)
     voucher = messages.voucher_to_json(replace(v, company=company.code, key=key))
     for target in targets:
         enqueue(session, target=target, kind="erp_voucher", document_key=f"voucher:{entry_id}",

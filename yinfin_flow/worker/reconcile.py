@@ -12,7 +12,15 @@ books then differ in detail. Problems:
 ``missing``     delivered, but the ERP no longer finds it (deleted there?)
 ``amounts``     totals differ
 ``accounts``    totals agree but the lines do not
-``unreadable``  the ERP could not be asked (network): try again later
+``unreadable``  the ERP could not be asked (network, a malformed answer): try again later
+``duplicate``   the ERP holds two or more live vouchers carrying this voucher's key
+``erp_only``    the ERP holds a voucher dated in the period carrying our key prefix
+                that no voucher of ours in the period has (``entry_id`` 0)
+
+The last two come from the ERP's list of vouchers carrying our keys in the period
+(the connector's ``keyed_vouchers``; an ERP that cannot list them is not asked).
+Each run's counts per problem are kept per ERP (:class:`ReconcileRun`): ``outbox
+status`` and ``GET /api/v1/health`` show the last one.
 
 A voucher whose delivered message the retention purge has deleted
 (:mod:`.retention`) is compared all the same: the ERP's number comes from the
@@ -23,10 +31,13 @@ Reading from the ERP happens outside any transaction.
 
 from __future__ import annotations
 
+import calendar
 import csv
 import io
+import logging
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -41,6 +52,9 @@ from yinfin_flow.domain.errors import NotFound, ValidationError
 
 from . import messages
 from .dispatcher import ConnectorLookup, registry_lookup
+from .handlers import voucher_key
+
+log = logging.getLogger("yinfin_flow.worker.reconcile")
 
 
 @dataclass(frozen=True)
@@ -109,7 +123,7 @@ def reconcile(db: Database, period: str, target: str, *, company: str | None = N
     from yinfin_flow.ledger.periods import parse_code
     from yinfin_flow.ledger.posting import voucher_label
 
-    parse_code(period)
+    year, month = parse_code(period)
     try:  # a name that is unknown or not configured is the caller's mistake, not the ERP's
         connector = lookup(target)
     except LookupError as err:
@@ -147,6 +161,8 @@ def reconcile(db: Database, period: str, target: str, *, company: str | None = N
             elif eid in purged and eid in rebuilt:
                 info = ("delivered", purged[eid], None, rebuilt[eid], None, None)
             plan_data.append((eid, label, info))
+        keys = {eid: (sent[eid].idempotency_key if eid in sent else voucher_key(code, eid))
+                for eid, _, _, code in entries}
     report = Report(period, target)
     for eid, label, info in plan_data:
         report.checked += 1
@@ -166,6 +182,11 @@ def reconcile(db: Database, period: str, target: str, *, company: str | None = N
         except (ConnectorError, LookupError) as err:
             report.differences.append(Difference(eid, label, "unreadable", str(err)[:500], external))
             continue
+        except Exception as err:  # noqa: BLE001 - one odd answer must not end the whole run
+            log.exception("reading voucher %s back from %s failed", external or key, target)
+            report.differences.append(Difference(eid, label, "unreadable",
+                                                 f"{type(err).__name__}: {err}"[:500], external))
+            continue
         if theirs is None:
             report.differences.append(Difference(eid, label, "missing",
                                                  f"{target} has no voucher {external or key}",
@@ -177,7 +198,73 @@ def reconcile(db: Database, period: str, target: str, *, company: str | None = N
         else:
             report.differences.append(Difference(eid, label, diff[0], diff[1], external,
                                                  ours.totals()[0], theirs.totals()[0]))
+    labels = {eid: label for eid, label, _ in plan_data}
+    last_day = date(year, month, calendar.monthrange(year, month)[1])
+    _keyed(report, connector, date(year, month, 1), last_day, keys, labels)
+    remember(db, report)
     return report
+
+
+def _keyed(report: Report, connector: Any, start: date, end: date, keys: dict[int, str],
+           labels: dict[int, str]) -> None:
+    """Add ``duplicate`` and ``erp_only`` findings from the ERP's own list of the
+    period's vouchers that carry our keys."""
+    listing = getattr(connector, "keyed_vouchers", None)
+    if listing is None:
+        return
+    token = getattr(connector, "key_token", lambda k: k)
+    try:
+        found = listing(start, end)
+    except (ConnectorError, LookupError) as err:
+        report.differences.append(Difference(0, None, "unreadable",
+                                             f"listing the ERP's keyed vouchers: {err}"[:500]))
+        return
+    by_token: dict[str, list[str]] = {}
+    for tok, number in found:
+        by_token.setdefault(tok, []).append(number)
+    ours = {token(k): eid for eid, k in keys.items()}
+    for tok, numbers in sorted(by_token.items()):
+        names = ", ".join(sorted(numbers))
+        eid = ours.get(tok)
+        if eid is None:
+            for number in sorted(numbers):
+                report.differences.append(Difference(
+                    0, None, "erp_only", f"ERP voucher {number} carries our key {tok}, which "
+                    f"no voucher of ours in {report.period} has", number))
+        elif len(numbers) > 1:
+            report.differences.append(Difference(
+                eid, labels.get(eid), "duplicate",
+                f"{len(numbers)} ERP vouchers carry our key {tok}: {names}", names[:64]))
+
+
+def remember(db: Database, report: Report) -> None:
+    """Keep this run's counts per problem as the target's last reconciliation."""
+    from yinfin_flow.db.models.outbox import ReconcileRun
+    from yinfin_flow.db.types import utcnow
+
+    counts = dict(Counter(d.problem for d in report.differences))
+    with db.unit_of_work() as s:
+        row = s.get(ReconcileRun, report.target, with_for_update=True)
+        if row is None:
+            row = ReconcileRun(target=report.target)
+            s.add(row)
+        row.period, row.finished_at = report.period, utcnow()
+        row.checked, row.matched, row.findings = report.checked, report.matched, counts
+
+
+def last_runs(session: Any, targets: list[str] | tuple[str, ...] | None = None
+              ) -> dict[str, dict[str, Any]]:
+    """Target -> its last reconciliation (period, when, checked, matched, findings:
+    the count of each problem found; empty when everything matched)."""
+    from yinfin_flow.db.models.outbox import ReconcileRun
+
+    stmt = select(ReconcileRun).order_by(ReconcileRun.target)
+    if targets is not None:
+        stmt = stmt.where(ReconcileRun.target.in_(list(targets)))
+    return {r.target: {"period": r.period, "finished_at": r.finished_at.isoformat(),
+                       "checked": r.checked, "matched": r.matched,
+                       "findings": dict(r.findings or {})}
+            for r in session.scalars(stmt)}
 
 
 def _synced_without_message(s: Any, entry_ids: list[int], target: str) -> dict[int, str]:

@@ -37,6 +37,8 @@ def _ok(doc: dict, flt: list) -> bool:
         return have in value
     if op == ">=":
         return have is not None and have >= value
+    if op == "<=":
+        return have is not None and have <= value
     if op == "like":
         return value.strip("%") in (have or "")
     raise ValueError(op)

@@ -4,7 +4,8 @@ A stub registers handlers per (method, path); each gets a :class:`Req` and retur
 ``(status, body)`` or ``(status, body, headers)``; dict/list bodies are sent as JSON.
 ``fail_next`` queues failure answers for the next requests: an int is an HTTP
 status with an empty body; ``("sleep", seconds)`` stalls longer than the client's
-timeout; ``("status", code, body)`` sends that status and body. ``fail_at(path, n, failure)``
+timeout; ``("status", code, body)`` sends that status and body; ``("truncated", code,
+body)`` announces a longer body than it sends, then closes the connection. ``fail_at(path, n, failure)``
 answers the ``n``-th next request to ``path`` (1 = the next one) with ``failure``.
 """
 
@@ -71,6 +72,8 @@ class StubServer:
                     if fail[0] == "sleep":
                         time.sleep(fail[1])
                         return self._send(500, b"too late", {})
+                    if fail[0] == "truncated":
+                        return self._send(fail[1], fail[2], {"X-Cut": "50"})
                     return self._send(fail[1], fail[2], {})
                 handler = stub.routes.get((self.command, parts.path)) or stub.match(req)
                 if handler is None:
@@ -86,9 +89,12 @@ class StubServer:
                     body = body.encode()
                 try:
                     self.send_response(status)
+                    cut = int(headers.pop("X-Cut", 0))
                     for k, v in headers.items():
                         self.send_header(k, v)
-                    self.send_header("Content-Length", str(len(body)))
+                    self.send_header("Content-Length", str(len(body) + cut))
+                    if cut:
+                        self.close_connection = True
                     self.end_headers()
                     self.wfile.write(body)
                 except (BrokenPipeError, ConnectionResetError):

@@ -85,3 +85,18 @@ class JobLease(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     holder: Mapped[str] = mapped_column(String(64))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ReconcileRun(Base):
+    """The last reconciliation with each ERP: what ``outbox status`` and the health
+    check show. ``findings`` counts the differences per problem (``missing``,
+    ``duplicate``, ``erp_only`` …; empty when everything matched)."""
+
+    __tablename__ = "reconcile_runs"
+
+    target: Mapped[str] = mapped_column(String(64), primary_key=True)
+    period: Mapped[str] = mapped_column(String(16))
+    finished_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    checked: Mapped[int] = mapped_column(Integer, default=0)
+    matched: Mapped[int] = mapped_column(Integer, default=0)
+    findings: Mapped[dict[str, Any]] = mapped_column(JSON)
