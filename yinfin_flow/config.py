@@ -29,6 +29,8 @@ class Settings:
     workflows_dir: Path = PROJECT_ROOT / "workflows"
     default_control_mode: str = "hard"
     rule_change_approval: str = "required"  # required | off: control rule changes need a second person
+    # required | off: budget adjustments, transfers and imports need a second person
+    budget_journal_approval: str = "required"
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -41,6 +43,7 @@ class Settings:
             workflows_dir=Path(env.get("YINFIN_WORKFLOWS_DIR") or PROJECT_ROOT / "workflows"),
             default_control_mode=env.get("YINFIN_DEFAULT_CONTROL_MODE", "hard"),
             rule_change_approval=env.get("YINFIN_RULE_CHANGE_APPROVAL") or "required",
+            budget_journal_approval=env.get("YINFIN_BUDGET_JOURNAL_APPROVAL") or "required",
         )
         settings.check()
         return settings
@@ -62,3 +65,5 @@ class Settings:
             )
         if self.rule_change_approval not in ("required", "off"):
             raise ConfigError("YINFIN_RULE_CHANGE_APPROVAL must be required or off")
+        if self.budget_journal_approval not in ("required", "off"):
+            raise ConfigError("YINFIN_BUDGET_JOURNAL_APPROVAL must be required or off")

@@ -4,7 +4,8 @@
 - :func:`handle_errors`: a :class:`DomainError` prints ``error <code>: <message>`` and its
   details on stderr and exits 1 (no traceback); a database without tables says to run
   ``yinfin-flow db upgrade``.
-- :func:`actor_option`: ``--actor``, defaulting to ``$USER``.
+- :func:`actor_option`: ``--actor``, defaulting to ``$USER``; :func:`cli_actor` checks it
+  names a finance person of the directory.
 - :func:`table`: a plain text table that lines up Chinese text too.
 """
 
@@ -93,6 +94,27 @@ def actor_option(fn: F) -> F:
 def require_actor(actor: str) -> None:
     if not actor or not actor.strip():
         raise ValidationError("actor", "who is acting is required (--actor or $USER)")
+
+
+class NotFinance(DomainError):
+    code = "forbidden"
+    http_status = 403
+
+
+def cli_actor(session: Session, actor: str) -> str:
+    """``cli:<actor>`` once ``actor`` is an active person of the directory holding ``finance``
+    (a shell cannot prove who types, but it can refuse names nobody holds)."""
+    from yinfin_flow.budget.journal_proposals import require_person
+    from yinfin_flow.budget.rule_changes import person
+    from yinfin_flow.engine.directory import roles_of
+
+    require_actor(actor)
+    who = person(actor.strip())
+    require_person(session, who)
+    if "finance" not in {g.role for g in roles_of(session, who)}:
+        raise NotFinance(f"{who} does not hold the finance role: budgets are finance's",
+                         field="actor", actor=who)
+    return f"cli:{who}"
 
 
 def find_line(session: Session, ref: str, field: str = "line") -> BudgetLine:

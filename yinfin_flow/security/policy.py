@@ -65,6 +65,13 @@ POLICY: dict[str, Access] = {
     "budget.patch_line": FINANCE_ONLY,
     "budget.post_adjustment": FINANCE_ONLY,
     "budget.post_transfer": FINANCE_ONLY,
+    "budget.post_import": FINANCE_ONLY,
+    # budget journal proposals (four eyes): as rule changes
+    "budget.list_journal_proposals": FINANCE_ONLY,
+    "budget.get_journal_proposal": FINANCE_ONLY,
+    "budget.approve_journal_proposal": FINANCE_ONLY,
+    "budget.reject_journal_proposal": FINANCE_ONLY,
+    "budget.withdraw_journal_proposal": FINANCE_ONLY,
     # rule changes (four eyes): finance proposes and decides; the service refuses the
     # proposer's own decision and anyone else's withdrawal
     "budget.list_rule_changes": FINANCE_ONLY,

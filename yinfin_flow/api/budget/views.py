@@ -15,27 +15,23 @@ from flask_smorest import Blueprint
 from yinfin_flow.budget import setup
 from yinfin_flow.budget.lookup import Dims
 from yinfin_flow.budget.service import Budgets, LineRequest
-from yinfin_flow.domain.budget import ControlRule, CurrencyMismatch
+from yinfin_flow.domain.budget import ControlRule
 
 from ...extension import FlowState, state
 from ..errors import register_blueprint_handlers
 from ..identity import require_actor
 from . import reads
 from .schemas import (
-    AdjustmentInSchema,
     AlertPageSchema,
     AlertQuery,
     EntryPageSchema,
-    IdempotencyHeaders,
     LineDetailSchema,
     LinePageSchema,
     LineQuery,
     LineStatusInSchema,
-    MovementSchema,
     PageQuery,
     PreviewRequestSchema,
     PreviewSchema,
-    TransferInSchema,
     TreeQuery,
     TreeSchema,
 )
@@ -60,14 +56,6 @@ def _budgets(st: FlowState, session: Any) -> Budgets:
 
 def _default_rule(st: FlowState, session: Any) -> ControlRule:
     return _budgets(st, session).default_rule
-
-
-def _same_currency(line_currency: str, currency: str, field: str = "currency") -> None:
-    if currency.upper() != line_currency:
-        raise CurrencyMismatch(
-            f"budget journals are in the line's currency {line_currency}, not {currency}",
-            field=field, line_currency=line_currency,
-        )
 
 
 # -- reads -------------------------------------------------------------------------
@@ -165,43 +153,3 @@ def patch_line(body: dict[str, Any], line_id: int) -> dict[str, Any]:
     with st.db.unit_of_work() as s:
         setup.set_status(s, line_id, body["status"])
         return reads.line_detail(s, line_id, _default_rule(st, s))
-
-
-@blp.post("/adjustments")
-@blp.arguments(IdempotencyHeaders, location="headers", as_kwargs=True)
-@blp.arguments(AdjustmentInSchema)
-@blp.response(201, MovementSchema)
-@blp.doc(**ACTOR_DOC)
-def post_adjustment(body: dict[str, Any], idempotency_key: str | None) -> dict[str, Any]:
-    """Add to a line's budget (``original`` or ``adjustment``) or, negative, cut it."""
-    actor = require_actor()
-    st = _flow()
-    with st.db.unit_of_work() as s:
-        line = reads.require_line(s, body["line_id"])
-        _same_currency(line.currency, body["currency"])
-        result = _budgets(st, s).adjust(
-            idempotency_key, line.id, body["amount"], actor=actor.id, reason=body["reason"],
-            kind=body["kind"],
-        )
-        return {"movement_id": result.movement_id, "replayed": result.replayed,
-                "lines": reads.lines_by_id(s, [line.id])}
-
-
-@blp.post("/transfers")
-@blp.arguments(IdempotencyHeaders, location="headers", as_kwargs=True)
-@blp.arguments(TransferInSchema)
-@blp.response(201, MovementSchema)
-@blp.doc(**ACTOR_DOC)
-def post_transfer(body: dict[str, Any], idempotency_key: str | None) -> dict[str, Any]:
-    """Move budget between two lines of the same currency (never below zero under hard control)."""
-    actor = require_actor()
-    st = _flow()
-    with st.db.unit_of_work() as s:
-        src = reads.require_line(s, body["from_line_id"], "from_line_id")
-        _same_currency(src.currency, body["currency"])
-        result = _budgets(st, s).transfer(
-            idempotency_key, src.id, body["to_line_id"], body["amount"], actor=actor.id,
-            reason=body["reason"],
-        )
-        return {"movement_id": result.movement_id, "replayed": result.replayed,
-                "lines": reads.lines_by_id(s, [src.id, body["to_line_id"]])}
