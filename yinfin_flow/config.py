@@ -23,6 +23,8 @@ class Settings:
     """Everything configurable. Read once with :func:`Settings.from_env`."""
 
     database_url: str = field(default_factory=_default_database_url)
+    # reports, the budget tree, line reads, exports and simulation read here (a replica); unset: the primary
+    database_read_url: str | None = None
     redis_url: str | None = None  # unset: background work runs in-process
     secret_key: str | None = None
     env: str = "development"  # development | production
@@ -37,6 +39,7 @@ class Settings:
         env = os.environ if environ is None else environ
         settings = cls(
             database_url=env.get("YINFIN_DATABASE_URL") or _default_database_url(),
+            database_read_url=env.get("YINFIN_DATABASE_READ_URL") or None,
             redis_url=env.get("YINFIN_REDIS_URL") or None,
             secret_key=env.get("YINFIN_SECRET_KEY") or None,
             env=env.get("YINFIN_ENV", "development"),

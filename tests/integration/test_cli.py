@@ -358,3 +358,28 @@ def test_demo_budgets_load_clean_on_both_databases(db):
             demo_budgets.YEARLY)
         held = s.scalars(select(BudgetLine.code).where(BudgetLine.status == "hold")).all()
         assert len(held) == 12 and all("/FIN/ENTERTAIN" in c for c in held)
+
+
+def test_simulate_shows_both_rules_side_by_side(demo_cli):
+    invoke, database = demo_cli
+    app = code(1, "RD-APP", "TRAVEL")  # 15,000 under the demo's rules
+    for key, amount in (("s1", "9000"), ("s2", "4000"), ("s3", "1500")):
+        with database.unit_of_work() as s:
+            req = LineRequest(ref="1", amount=amount, currency="CNY", budget_date=date(YEAR, 1, 5), line_code=app)
+            Budgets(s).reserve(key, ("expense", key), [req], actor="amy")
+    r = invoke(budget, "simulate", app, "--mode", "hard", "--threshold", "60:warn", "--threshold", "90:block")
+    assert r.exit_code == 0, r.output
+    assert f"{app}: 3 request(s) from " in r.output
+    assert "passed only under the rule in force: 1" in r.output and "expense:s3" in r.output
+    assert "warned under the proposed rule: 2" in r.output and "warn at 60" in r.output  # 60 % and 86.7 %
+    as_json = json.loads(invoke(budget, "simulate", app, "--mode", "hard", "--threshold", "90:block",
+                                "--json").output)
+    assert (as_json["requests"], as_json["proposed"]["refused"], as_json["proposed"]["refused_amount"]) == (
+        3, 1, "1500.0000")
+    r = invoke(budget, "rule", app, "--mode", "hard", "--threshold", "90:block", "--reason", "tighten")
+    change_id = re.search(r"rule change (\d+) proposed", r.output).group(1)
+    assert f"budget simulate {app} --change {change_id}" in r.output
+    by_change = json.loads(invoke(budget, "simulate", app, "--change", change_id, "--json").output)
+    assert by_change["proposed"] == as_json["proposed"]
+    r = invoke(budget, "simulate", app)
+    assert r.exit_code == 1 and "error validation_error: mode:" in r.output

@@ -210,6 +210,7 @@ def rule(line: str, mode: str, tolerance_percent: str | None, tolerance_amount: 
             change = rule_changes.propose(session, ln.id, actor=who, reason=reason, **values)
             click.echo(f"{ln.code}: rule change {change.id} proposed by {who}; it applies when another "
                        f"finance user approves it (POST /api/v1/budget/rule-changes/{change.id}/approve)")
+            click.echo(f"what it would have done: yinfin-flow budget simulate {ln.code} --change {change.id}")
             return
         setup.set_rule(session, ln.id, actor=who, **values)
         report = line_report(session, line=ln.code, default_rule=default_rule())[0]
@@ -231,8 +232,10 @@ def status(line: str, status: str, actor: str) -> None:
     click.echo(f"{ln.code}: {old} -> {status}")
 
 
-# Budget journals (adjust, transfer, import and their proposals) live in .budget_journals.
+# Budget journals (adjust, transfer, import and their proposals) live in .budget_journals,
+# the what-if simulation in .budget_simulate.
 from .budget_journals import COMMANDS as _JOURNAL_COMMANDS  # noqa: E402 - after the group exists
+from .budget_simulate import simulate as _simulate  # noqa: E402
 
-for _journal_command in _JOURNAL_COMMANDS:
+for _journal_command in [*_JOURNAL_COMMANDS, _simulate]:
     command.add_command(_journal_command)

@@ -49,6 +49,19 @@ def unit_of_work(readonly: bool = False) -> Iterator[Session]:
         db.dispose()
 
 
+@contextmanager
+def read_unit_of_work() -> Iterator[Session]:
+    """A read-only transaction on ``YINFIN_DATABASE_READ_URL`` when set (a replica), else on
+    the primary: for reads that may lag (reports, the budget tree, exports, simulation)."""
+    s = settings()
+    db = Database(s.database_read_url or s.database_url)
+    try:
+        with db.unit_of_work(readonly=True) as session:
+            yield session
+    finally:
+        db.dispose()
+
+
 def default_rule() -> ControlRule:
     mode = settings().default_control_mode
     return DEFAULT_RULE if mode == "hard" else ControlRule(mode=Mode(mode))

@@ -80,6 +80,8 @@ POLICY: dict[str, Access] = {
     "budget.approve_rule_change": FINANCE_ONLY,
     "budget.reject_rule_change": FINANCE_ONLY,
     "budget.withdraw_rule_change": FINANCE_ONLY,
+    # what-if simulation of a rule: replays everyone's requests, so finance's
+    "budget.simulate_rule": FINANCE_ONLY,
     # requests: own ones (finance and admins see all); the engine checks each action
     "requests.list_requests": USER,
     "requests.submit_request": USER,
