@@ -39,6 +39,7 @@ EXPECTED: dict[str, frozenset[str]] = {
     f"POST {P}/budget/adjustments": FINANCE,
     f"POST {P}/budget/transfers": FINANCE,
     f"POST {P}/budget/imports": FINANCE,
+    f"POST {P}/periods/close": FINANCE,
     f"POST {P}/budget/lines/{{line_id}}/simulate": FINANCE,
     f"GET {P}/budget/journal-proposals": FINANCE,
     f"GET {P}/budget/journal-proposals/{{proposal_id}}": FINANCE,

@@ -113,6 +113,17 @@ class PeriodListSchema(Schema):
     items = fields.List(fields.Nested(PeriodSchema), required=True)
 
 
+class CloseThroughInSchema(CompanyQuery):
+    through = fields.String(required=True, validate=validate.Regexp(PERIOD), metadata={"example": "2026-11"})
+
+
+class CloseThroughSchema(Schema):
+    closed = fields.List(fields.Nested(PeriodSchema), required=True,
+                         metadata={"description": "the months this call closed, oldest first"})
+    items = fields.List(fields.Nested(PeriodSchema), required=True,
+                        metadata={"description": "every month of the company afterwards"})
+
+
 class ReportSchema(Schema):
     report = fields.Dict(required=True, metadata={"description": "the report (money as strings)"})
 
@@ -241,6 +252,22 @@ def close_period(body: dict[str, Any], code: str) -> Any:
     ident = require_actor()
     with state(current_app).db.unit_of_work() as s:
         return periods.close_period(s, body["company"], code, actor=ident.id)
+
+
+@period_blp.post("/close")
+@period_blp.arguments(CloseThroughInSchema)
+@period_blp.response(200, CloseThroughSchema)
+@period_blp.doc(**AUTH)
+def close_through(body: dict[str, Any]) -> dict[str, Any]:
+    """Close every open month up to and including ``through``, oldest first, in one action.
+
+    All or nothing: `409 period_close_blocked` names every month whose vouchers wait for
+    (or failed) ERP sync (`details.blocking`), and nothing closes.
+    """
+    ident = require_actor()
+    with state(current_app).db.unit_of_work() as s:
+        closed = periods.close_through(s, body["company"], body["through"], actor=ident.id)
+        return {"closed": closed, "items": periods.list_periods(s, body["company"])}
 
 
 @report_blp.get("/trial-balance")

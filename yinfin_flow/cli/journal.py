@@ -180,16 +180,28 @@ def open_cmd(code: str, company: str | None) -> None:
 
 
 @period_cmd.command("close")
-@click.argument("code")
+@click.argument("code", required=False)
+@click.option("--through", help="Close every open month up to and including this one (YYYY-MM), oldest first.")
 @click.option("--actor", required=True)
 @company_option
 @handle_errors
-def close_cmd(code: str, actor: str, company: str | None) -> None:
-    """Close month CODE; refused while an earlier month is open or vouchers in it wait for the ERP."""
+def close_cmd(code: str | None, through: str | None, actor: str, company: str | None) -> None:
+    """Close month CODE, or with --through every open month up to one; refused while an
+    earlier month is open or vouchers wait for the ERP (each blocking month and voucher named)."""
+    if (code is None) == (through is None):
+        raise ValidationError("period", "give one month CODE or --through YYYY-MM")
     with unit_of_work() as s:
         comp = _company(s, company)
-        periods.close_period(s, comp, code, actor=actor)
-    click.echo(f"{comp} {code} closed")
+        if through is not None:
+            closed = periods.close_through(s, comp, through, actor=actor)
+        else:
+            periods.close_period(s, comp, code or "", actor=actor)
+    if through is None:
+        click.echo(f"{comp} {code} closed")
+    elif closed:
+        click.echo(f"{comp} closed {', '.join(p.code for p in closed)}")
+    else:
+        click.echo(f"{comp}: every month through {through} was already closed")
 
 
 @period_cmd.command("list")

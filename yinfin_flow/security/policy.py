@@ -110,6 +110,7 @@ POLICY: dict[str, Access] = {
     "periods.list_periods": BOOKS,
     "periods.open_period": FINANCE_ONLY,
     "periods.close_period": FINANCE_ONLY,
+    "periods.close_through": FINANCE_ONLY,
     "reports.trial_balance": BOOKS,
     "reports.budget_vs_actual": BOOKS,
     # definitions: anyone may read what applies to them; admins check drafts
