@@ -62,9 +62,8 @@ def test_close_through_closes_every_earlier_open_month_in_order(db):
     assert close_through(db, "2026-06") == ["2026-06"]
 
     # reopen stays one month at a time, from the latest back
-    with pytest.raises(PeriodOutOfOrder):
-        with db.unit_of_work() as s:
-            periods.open_period(s, "ACME", "2026-04")
+    with pytest.raises(PeriodOutOfOrder), db.unit_of_work() as s:
+        periods.open_period(s, "ACME", "2026-04")
     with db.unit_of_work() as s:
         periods.open_period(s, "ACME", "2026-06")
     assert status(db)["2026-06"] == "open"
