@@ -1,5 +1,6 @@
 """The books over HTTP: ``/journal`` (vouchers: list, get, reverse), ``/periods`` (list,
-open, close) and ``/reports`` (trial balance, budget vs actual). Finance changes them;
+open, close) and ``/reports`` (trial balance, budget vs actual: on the read database when
+``YINFIN_DATABASE_READ_URL`` is set). Finance changes them;
 finance and admins read them (see :mod:`yinfin_flow.security.policy`)."""
 
 from __future__ import annotations
@@ -276,7 +277,7 @@ def close_through(body: dict[str, Any]) -> dict[str, Any]:
 @report_blp.doc(**AUTH)
 def trial_balance(company: str, period: str) -> dict[str, Any]:
     """Opening, turnover and closing per account for a month (base currency)."""
-    with state(current_app).db.unit_of_work(readonly=True) as s:
+    with state(current_app).reads.unit_of_work(readonly=True) as s:
         return {"report": reports.to_jsonable(reports.trial_balance(s, company, period))}
 
 
@@ -286,5 +287,5 @@ def trial_balance(company: str, period: str) -> dict[str, Any]:
 @report_blp.doc(**AUTH)
 def budget_vs_actual(company: str, period: str | None, year: int | None) -> dict[str, Any]:
     """Budget buckets beside the ledger per cost centre and account (a month or a year)."""
-    with state(current_app).db.unit_of_work(readonly=True) as s:
+    with state(current_app).reads.unit_of_work(readonly=True) as s:
         return {"report": reports.to_jsonable(reports.budget_vs_actual(s, company, period=period, year=year))}

@@ -28,6 +28,7 @@ from .common import (
     find_line,
     handle_errors,
     money,
+    read_unit_of_work,
     require_actor,
     settings,
     table,
@@ -52,7 +53,7 @@ def command() -> None:
 @handle_errors
 def export(output: Path, fmt: str | None, company: str | None, period: str | None, year: int | None) -> None:
     """Write lines with budget, pre_encumbered, encumbered, actual and available; importable back."""
-    with unit_of_work(readonly=True) as session:
+    with read_unit_of_work() as session:
         n = io.export_budgets(session, output, fmt=fmt, company=company, period=period, year=year,
                               default_rule=default_rule())
     click.echo(f"{n} line(s) written to {output}")
@@ -68,7 +69,7 @@ def export(output: Path, fmt: str | None, company: str | None, period: str | Non
 def show(company: str | None, period: str | None, year: int | None, line_code: str | None,
          as_json: bool) -> None:
     """The line tree with budget / pre-encumbered / encumbered / actual / available."""
-    with unit_of_work(readonly=True) as session:
+    with read_unit_of_work() as session:
         rows = line_report(session, company=company, period=period, year=year, line=line_code,
                            default_rule=default_rule())
     if as_json:
@@ -145,7 +146,7 @@ def render_tree(rows: Sequence[LineReport]) -> str:
 @handle_errors
 def history(line: str, limit: int) -> None:
     """LINE's budget entries, newest first: when, who, what kind, bucket, amount, reason."""
-    with unit_of_work(readonly=True) as session:
+    with read_unit_of_work() as session:
         ln = find_line(session, line)
         rows = session.execute(
             select(BudgetEntry.created_at, BudgetMovement.actor, BudgetMovement.kind,

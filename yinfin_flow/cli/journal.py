@@ -26,6 +26,7 @@ from yinfin_flow.ledger.posting import post
 from yinfin_flow.ledger.reversal import reverse
 
 from .budget import handle_errors, unit_of_work
+from .common import read_unit_of_work
 
 
 def _company(session: Any, code: str | None) -> str:
@@ -60,7 +61,7 @@ def command() -> None:
 @handle_errors
 def export_cmd(fmt: str, period: str | None, output: Path, company: str | None) -> None:
     """Write the journal as a beancount ledger or an ERP voucher import file."""
-    with unit_of_work(readonly=True) as s:
+    with read_unit_of_work() as s:
         n = exports.export(s, _company(s, company), fmt, output, period)
     click.echo(f"{n} voucher(s) written to {output}")
 
@@ -256,7 +257,7 @@ def _table(rows: list[dict[str, Any]], cols: list[str]) -> None:
 @handle_errors
 def trial_balance_cmd(period: str, as_json: bool, company: str | None) -> None:
     """科目余额表: opening, debit, credit, closing per account for PERIOD."""
-    with unit_of_work(readonly=True) as s:
+    with read_unit_of_work() as s:
         tb = reports.trial_balance(s, _company(s, company), period)
     if as_json:
         _echo_json(tb)
@@ -276,7 +277,7 @@ def trial_balance_cmd(period: str, as_json: bool, company: str | None) -> None:
 @handle_errors
 def budget_vs_actual_cmd(period: str | None, year: int | None, as_json: bool, company: str | None) -> None:
     """Budget, commitments and actual beside the ledger, per cost centre and account."""
-    with unit_of_work(readonly=True) as s:
+    with read_unit_of_work() as s:
         rep = reports.budget_vs_actual(s, _company(s, company), period=period,
                                        year=year if period is None else None)
     if as_json:
@@ -294,7 +295,7 @@ def budget_vs_actual_cmd(period: str | None, year: int | None, as_json: bool, co
 @handle_errors
 def trail_cmd(document_type: str, document_id: str) -> None:
     """A request end to end: approvals, budget movements, vouchers, ERP voucher ids (JSON)."""
-    with unit_of_work(readonly=True) as s:
+    with read_unit_of_work() as s:
         _echo_json(reports.trail(s, document_type, document_id))
 
 

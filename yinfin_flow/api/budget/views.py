@@ -1,7 +1,8 @@
 """Budget resources under ``/api/v1/budget``: thin views over the budget services.
 
 Each view parses with a schema, works in one unit of work, and dumps with a schema.
-Reads run in read-only transactions; every change runs in one writing transaction,
+Reads run in read-only transactions (the line list, a line, the tree and a line's
+entries on the read database when ``YINFIN_DATABASE_READ_URL`` is set: they may lag); every change runs in one writing transaction,
 so nothing is written half-way. Changes need an acting user (401 without one).
 """
 
@@ -67,7 +68,7 @@ def _default_rule(st: FlowState, session: Any) -> ControlRule:
 def list_lines(page: int, page_size: int, **filters: Any) -> dict[str, Any]:
     """Budget lines with their buckets, filtered by dimension codes and status."""
     st = _flow()
-    with st.db.unit_of_work(readonly=True) as s:
+    with st.reads.unit_of_work(readonly=True) as s:
         return reads.list_lines(s, reads.Filters(**filters), page, page_size)
 
 
@@ -76,7 +77,7 @@ def list_lines(page: int, page_size: int, **filters: Any) -> dict[str, Any]:
 def get_line(line_id: int) -> dict[str, Any]:
     """One line: dimensions, buckets, effective control rule and every controlling line."""
     st = _flow()
-    with st.db.unit_of_work(readonly=True) as s:
+    with st.reads.unit_of_work(readonly=True) as s:
         return reads.line_detail(s, line_id, _default_rule(st, s))
 
 
@@ -86,7 +87,7 @@ def get_line(line_id: int) -> dict[str, Any]:
 def get_tree(company: str | None, period: str | None) -> dict[str, Any]:
     """The line tree (department ← sub-department…) with each node's buckets."""
     st = _flow()
-    with st.db.unit_of_work(readonly=True) as s:
+    with st.reads.unit_of_work(readonly=True) as s:
         return reads.tree(s, company, period)
 
 
@@ -96,7 +97,7 @@ def get_tree(company: str | None, period: str | None) -> dict[str, Any]:
 def list_entries(line_id: int, page: int, page_size: int) -> dict[str, Any]:
     """The line's append-only budget entries, newest first."""
     st = _flow()
-    with st.db.unit_of_work(readonly=True) as s:
+    with st.reads.unit_of_work(readonly=True) as s:
         return reads.entries(s, line_id, page, page_size)
 
 
