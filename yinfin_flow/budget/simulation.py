@@ -38,6 +38,7 @@ from yinfin_flow.domain.budget import (
     DEFAULT_RULE,
     HUNDRED,
     Action,
+    Basis,
     Bucket,
     Buckets,
     ControlRule,
@@ -85,13 +86,16 @@ class _Scenario:
     peak: Decimal | None = None
     peak_on: date | None = None
     negative_on: date | None = None
+    basis: Basis | None = None  # L's rule's basis (rules do not change during a replay)
 
     def rule(self) -> ControlRule:
         return self.ctx.effective_rule(self.ctx.lines[self.line_id])
 
     def watch(self, on: date) -> None:
         """L's utilisation and available after a movement (under its rule's basis)."""
-        b = self.ctx.buckets(self.line_id, self.rule().basis)
+        if self.basis is None:
+            self.basis = self.rule().basis
+        b = self.ctx.buckets(self.line_id, self.basis)
         if b.budget > 0:
             usage = (b.consumed * HUNDRED / b.budget).quantize(Decimal("0.01"))
             if self.peak is None or usage > self.peak:
@@ -141,6 +145,7 @@ def _outcome(checks: list[LineCheck]) -> dict[str, Any]:
 @dataclass
 class _Entry:
     movement_id: int
+    id: int
     line_id: int
     reservation_id: int | None
     bucket: Bucket
@@ -204,9 +209,9 @@ def simulate(session: Session, line_id: int, rule: dict[str, Any], *, start: dat
             .join(BudgetMovement, BudgetMovement.id == BudgetEntry.movement_id)
             .where(BudgetEntry.line_id.in_(_IDS), BudgetEntry.created_at >= opened,
                    BudgetEntry.created_at < closed), {"ids": chunk})
-        entries += [_Entry(m, lid, rid, Bucket(b), amt, at.date(), f"{dt}:{di}" if dt else None)
-                    for m, _id, lid, rid, b, amt, at, dt, di in sorted(rows, key=lambda r: (r[0], r[1]))]
-    entries.sort(key=lambda e: e.movement_id)  # stable: each movement's entries stay in id order
+        entries += [_Entry(m, i, lid, rid, Bucket(b), amt, at.date(), f"{dt}:{di}" if dt else None)
+                    for m, i, lid, rid, b, amt, at, dt, di in rows]
+    entries.sort(key=lambda e: (e.movement_id, e.id))  # movement by movement, each in the order written
     in_scope = {ln.id: ln for ln in scope}
     requests: list[dict[str, Any]] = []
     i = 0
@@ -242,11 +247,15 @@ def _apply(balances: dict[int, Any], up: dict[int, list[int]], line_id: int, buc
 def _move(ctx: ControlContext, up: dict[int, list[int]], e: _Entry) -> None:
     targets = up.get(e.line_id, []) if e.bucket in CONSUMING else (
         [e.line_id] if e.line_id in up.get(e.line_id, []) else [])
+    a, bucket = e.amount, e.bucket
     for t in targets:
-        b = ctx.balances.get(t, Buckets())
-        values = {k: b.get(k) for k in Bucket}
-        values[e.bucket] += e.amount
-        ctx.balances[t] = Buckets(*(values[k] for k in Bucket))
+        b = ctx.balances.get(t) or Buckets()
+        ctx.balances[t] = Buckets(
+            b.budget + a if bucket is Bucket.BUDGET else b.budget,
+            b.pre_encumbered + a if bucket is Bucket.PRE_ENCUMBERED else b.pre_encumbered,
+            b.encumbered + a if bucket is Bucket.ENCUMBERED else b.encumbered,
+            b.actual + a if bucket is Bucket.ACTUAL else b.actual,
+        )
 
 
 def _replay_movement(group: list[_Entry], in_scope: dict[int, BudgetLine], up: dict[int, list[int]],
