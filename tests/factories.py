@@ -48,6 +48,17 @@ def make_org(session: Session, *, budgets: tuple[str, str, str, str] = ("1000", 
     return Org("ACME", parent.id, child.id, sib.id, office.id)
 
 
+FINANCE_PEOPLE = ("cfo", "frank", "fiona")
+
+
+def add_people(session: Session, *ids: str, company: str = "ACME") -> None:
+    """Directory entries (no department, no roles) for people who act on budgets by name."""
+    from yinfin_flow.engine.directory import UserSpec, upsert_user
+
+    for uid in ids or FINANCE_PEOPLE:
+        upsert_user(session, UserSpec(id=uid, name=uid.title(), company=company), actor="test")
+
+
 def org_in(db: Database, **kw: object) -> Org:
     with db.unit_of_work() as s:
         return make_org(s, **kw)  # type: ignore[arg-type]

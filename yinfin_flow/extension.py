@@ -66,6 +66,13 @@ class FlowState:
     api: FlowApi
     url_prefix: str  # where the host mounted us ("" standalone)
     health_checks: dict[str, HealthCheck] = field(default_factory=dict)
+    read_db: Database | None = None  # YINFIN_DATABASE_READ_URL: a replica for reads that may lag
+
+    @property
+    def reads(self) -> Database:
+        """Where reads that may leave the primary go (reports, the budget tree, line reads,
+        exports, simulation): the read database when one is configured, else the primary."""
+        return self.read_db if self.read_db is not None else self.db
 
     @property
     def api_prefix(self) -> str:
@@ -184,6 +191,8 @@ class YinFinFlow:
 
         api = self._make_api(app, prefix)
         st = FlowState(settings, database, provider, api, prefix)
+        if settings.database_read_url:
+            st.read_db = Database(settings.database_read_url)
         st.add_health_check("database", _check_database)
         app.extensions[EXTENSION_KEY] = st
         register_app_handlers(app, st.api_prefix)

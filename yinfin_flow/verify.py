@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from sqlalchemy.orm import Session
 
-from yinfin_flow.budget import rule_changes
+from yinfin_flow.budget import journal_proposals, rule_changes
 from yinfin_flow.budget import verify as budget_verify
 from yinfin_flow.budget.verify import Problem
 from yinfin_flow.engine import verify as engine_verify
@@ -22,8 +22,8 @@ Check = Callable[[Session], list[Problem]]
 
 
 def all_checks() -> list[Check]:
-    return [*budget_verify.CHECKS, *rule_changes.CHECKS, *engine_verify.CHECKS, *ledger_verify.CHECKS,
-            *audit.CHECKS]
+    return [*budget_verify.CHECKS, *rule_changes.CHECKS, *journal_proposals.CHECKS, *engine_verify.CHECKS,
+            *ledger_verify.CHECKS, *audit.CHECKS]
 
 
 def verify(session: Session) -> list[Problem]:

@@ -14,7 +14,7 @@ from yinfin_flow.config import Settings
 from yinfin_flow.db.engine import Database
 from yinfin_flow.extension import state
 
-from ..factories import Org, org_in
+from ..factories import Org, add_people, org_in
 
 FINANCE = {"X-Yinfin-User": "cfo", "X-Yinfin-Roles": "finance"}
 
@@ -49,5 +49,9 @@ def anonymous(app: Flask) -> FlaskClient:
 
 @pytest.fixture
 def org(app: Flask) -> Org:
-    """ACME's department tree with January 2026 travel and office budgets."""
-    return org_in(state(app).db)
+    """ACME's department tree with January 2026 travel and office budgets, and the finance
+    people who act on it by name (``cfo``, ``frank``, ``fiona``: directory entries, no roles)."""
+    found = org_in(state(app).db)
+    with state(app).db.unit_of_work() as s:
+        add_people(s)
+    return found

@@ -13,11 +13,18 @@ from yinfin_flow.budget.verify import verify
 from yinfin_flow.db.engine import Database
 from yinfin_flow.extension import state
 
-from ..factories import Org, line_req, org_in
+from ..factories import Org, add_people, line_req, org_in
 from .conftest import FINANCE, make_app
 
 API = "/api/v1/budget"
 REVIEWER = {"X-Yinfin-User": "frank", "X-Yinfin-Roles": "finance"}  # finance, not the proposer
+
+
+@pytest.fixture
+def app(sqlite_db: Database) -> Flask:
+    """Budget journals book at once here (``YINFIN_BUDGET_JOURNAL_APPROVAL=off``): these tests
+    are about the journals themselves; their four eyes are in ``test_api_journal_proposals``."""
+    return make_app(sqlite_db, budget_journal_approval="off")
 
 
 def preview_body(line_id: int, amount: str, **extra: object) -> dict:
@@ -284,7 +291,7 @@ def test_adjustment_adds_cuts_and_is_idempotent(app: Flask, client: FlaskClient,
     assert client.get(f"{API}/lines/{org.office_line}").get_json()["buckets"]["budget"] == "125.5000"
     # The budget service's own key still holds when the API's record is gone.
     again = client.post(f"{API}/adjustments", json=body,
-                        headers={**headers, "X-Yinfin-User": "cfo2"}).get_json()
+                        headers={**headers, "X-Yinfin-User": "frank"}).get_json()
     assert again["replayed"] is True and again["movement_id"] == first.get_json()["movement_id"]
 
     cut = client.post(f"{API}/adjustments", headers=FINANCE,
@@ -337,10 +344,13 @@ class TestOnPostgres:
 
     @pytest.fixture
     def pg(self, pg_db: Database) -> tuple[FlaskClient, Org]:
-        app = make_app(pg_db)
+        app = make_app(pg_db, budget_journal_approval="off")
         client = app.test_client()
         client.environ_base["HTTP_X_YINFIN_USER"] = "viewer"
-        return client, org_in(pg_db)
+        found = org_in(pg_db)
+        with pg_db.unit_of_work() as s:
+            add_people(s)
+        return client, found
 
     def test_reads_and_changes(self, pg: tuple[FlaskClient, Org]):
         client, org = pg

@@ -19,7 +19,7 @@ from yinfin_flow.config import PROJECT_ROOT, ConfigError, Settings
 from yinfin_flow.db.engine import Database
 from yinfin_flow.extension import state
 
-from ..factories import Org, org_in
+from ..factories import Org, add_people, org_in
 from .conftest import FINANCE
 
 
@@ -107,7 +107,8 @@ def test_production_ignores_the_development_identity_stand_in(sqlite_db: Databas
 
 
 def test_a_host_identity_provider_decides_who_acts(sqlite_db: Database):
-    prod = Settings(database_url=sqlite_db.url, env="production", secret_key="s3cret")
+    prod = Settings(database_url=sqlite_db.url, env="production", secret_key="s3cret",
+                    budget_journal_approval="off")
 
     def sso(req):  # a host's login: here, a session cookie it trusts
         return Identity("sso:lee", frozenset({"finance"})) if req.cookies.get("sid") == "ok" else None
@@ -115,6 +116,8 @@ def test_a_host_identity_provider_decides_who_acts(sqlite_db: Database):
     app = create_app(prod, identity_provider=sso)
     state(app).db = sqlite_db
     org = org_in(sqlite_db)
+    with sqlite_db.unit_of_work() as s:
+        add_people(s, "sso:lee")  # the host's user is a person of the directory too
     client = app.test_client()
     body = {"line_id": org.office_line, "amount": "1", "currency": "CNY", "reason": "r"}
     # The development header means nothing in production.

@@ -80,6 +80,8 @@ PG_LABELS = [
     "POST /api/v1/budget/preview",
     "POST /api/v1/budget/adjustments",
     "POST /api/v1/budget/transfers",
+    "POST /api/v1/budget/imports",
+    "POST /api/v1/budget/lines/{line_id}/simulate",
     "PUT /api/v1/budget/lines/{line_id}/rule",
     "POST /api/v1/budget/rule-changes",
     "POST /api/v1/budget/rule-changes/{change_id}/reject",

@@ -76,6 +76,34 @@ def test_periods_and_reports(client: FlaskClient, org: Org):
     assert bva.status_code == 200 and bva.get_json()["report"]
 
 
+def test_close_through_a_month_in_one_call(app: Flask, client: FlaskClient, org: Org):
+    rid = approved_expense(client, org)
+    [entry] = [e for e in client.get(f"{API}/journal/entries?company=ACME", headers=FIN).get_json()["items"]
+               if e["document"] == f"expense:{rid}"]
+    from yinfin_flow.ledger import sync
+
+    with state(app).db.unit_of_work() as s:
+        sync.mark(s, entry["id"], "pending")  # queued for the ERP, not there yet
+    through = entry["period"]  # the voucher's month (posted today)
+    blocked = client.post(f"{API}/periods/close", json={"company": "ACME", "through": through}, headers=FIN)
+    assert blocked.status_code == 409, blocked.get_json()
+    body = blocked.get_json()
+    assert body["code"] == "period_close_blocked"
+    assert body["details"]["blocking"] == [{"period": entry["period"], "unsynced": [
+        {"entry_id": entry["id"], "voucher": entry["voucher"], "status": "pending"}]}]
+    with state(app).db.unit_of_work() as s:
+        sync.mark(s, entry["id"], "synced", erp_voucher_id="K3-1")
+    done = client.post(f"{API}/periods/close", json={"company": "ACME", "through": through}, headers=FIN)
+    assert done.status_code == 200, done.get_json()
+    out = done.get_json()
+    months = [p["code"] for p in out["items"]]
+    assert [p["code"] for p in out["closed"]] == [m for m in months if m <= through] and through in months
+    assert all(p["closed_by"] == "fay" for p in out["closed"])
+    assert {p["code"]: p["status"] for p in out["items"]} == {m: "closed" if m <= through else "open" for m in months}
+    bad = client.post(f"{API}/periods/close", json={"company": "ACME", "through": "2026-3"}, headers=FIN)
+    assert bad.status_code == 422 and bad.get_json()["details"]["errors"][0]["field"] == "through"
+
+
 def test_workflow_definitions_are_read_and_drafts_validated(client: FlaskClient):
     names = [w["name"] for w in client.get(f"{API}/workflows").get_json()["items"]]
     assert "expense" in names

@@ -49,6 +49,7 @@ def bearer(token: str) -> dict[str, str]:
 
 
 def production_app(db: Database, **settings) -> Flask:
+    settings.setdefault("budget_journal_approval", "off")  # adjustments book at once: one call, one effect
     app = create_app(Settings(database_url=db.url, env="production", secret_key="k", **settings))
     state(app).db.dispose()
     state(app).db = db
@@ -206,7 +207,7 @@ def test_every_change_is_audited_and_the_chain_detects_tampering(client: FlaskCl
         rows = list(s.scalars(select(AuditLog).order_by(AuditLog.id)))
         assert verify(s) == []
     assert [(r.actor, r.method, r.status, r.detail) for r in rows] == [
-        ("cfo", "POST", 201, None), ("amy", "POST", 403, "forbidden")]
+        ("cfo", "POST", 202, None), ("amy", "POST", 403, "forbidden")]  # 202: proposed
     assert rows[0].user_agent == "oa/1.0" and rows[0].remote_addr == "127.0.0.1"
     assert rows[1].prev_hash == rows[0].hash
     # The table refuses edits; edit it behind the trigger's back and verify notices.
@@ -225,7 +226,8 @@ def test_every_change_is_audited_and_the_chain_detects_tampering(client: FlaskCl
 
 def test_concurrent_duplicates_do_the_action_once(pg_db: Database):
     org = org_in(pg_db)
-    app = make_app(pg_db)
+    add_user(pg_db, "cfo")
+    app = make_app(pg_db, budget_journal_approval="off")
     body = {"line_id": org.office_line, "amount": "7", "currency": "CNY", "reason": "chairs"}
     statuses: list[int] = []
     start = threading.Barrier(4)

@@ -29,6 +29,7 @@ from yinfin_flow.db.models import (
     ExchangeRate,
 )
 from yinfin_flow.demo import budgets as demo_budgets
+from yinfin_flow.demo import org as demo_org
 from yinfin_flow.domain.budget import LineOnHold, OverBudget
 
 DATA = Path(__file__).resolve().parent.parent / "data"
@@ -41,7 +42,7 @@ def _runner(path: Path):
     database = Database(url)
 
     def invoke(cmd, *args: str):
-        return runner.invoke(cmd, list(args), env={"YINFIN_DATABASE_URL": url, "USER": "cfo"})
+        return runner.invoke(cmd, list(args), env={"YINFIN_DATABASE_URL": url, "USER": "fiona"})
 
     return invoke, database
 
@@ -64,6 +65,7 @@ def demo_template(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactor
     database = Database(f"sqlite:///{path}")
     with database.unit_of_work() as s:
         demo_budgets.load(s)
+        demo_org.load(s)  # the finance people who act on budgets (fiona, frank, zhou.cfo)
     database.dispose()
     return path
 
@@ -170,41 +172,80 @@ def test_show_prints_the_tree_with_control_and_status(demo_cli):
     assert missing.exit_code == 1 and "error not_found: no company 'NOPE'" in missing.output
 
 
-def test_adjust_transfer_rule_status(demo_cli):
+def test_adjust_and_transfer_are_proposals_another_finance_person_approves(demo_cli):
     invoke, database = demo_cli
     rd, app, web = code(1, "RD", "TRAVEL"), code(1, "RD-APP", "TRAVEL"), code(1, "RD-WEB", "TRAVEL")
     r = invoke(budget, "adjust", rd, "-1000", "--reason", "mid-year cut")
     assert r.exit_code == 0, r.output
-    assert "30,000.00 -> 29,000.00 CNY" in r.output
+    assert "30,000.00 -> 29,000.00 CNY when approved" in r.output
+    cut = int(re.search(r"proposal (\d+) \(adjustment\) proposed by cli:fiona", r.output).group(1))
+    assert balance(database, rd).budget == Decimal("30000")  # nothing booked yet
     r = invoke(budget, "transfer", app, web, "500", "--reason", "rebalance", "--actor", "zhou.cfo")
+    assert r.exit_code == 0, r.output
+    move = int(re.search(r"proposal (\d+) \(transfer\) proposed by cli:zhou.cfo", r.output).group(1))
+    r = invoke(budget, "proposals", "list", "--status", "pending")
+    assert r.exit_code == 0 and f"{rd} 30,000.00 -> 29,000.00" in r.output, r.output
+
+    r = invoke(budget, "proposals", "approve", str(cut))  # fiona proposed it
+    assert r.exit_code == 1 and "error segregation_of_duties:" in r.output
+    r = invoke(budget, "proposals", "approve", str(cut), "--actor", "cfo")  # free text, nobody
+    assert r.exit_code == 1 and "error unknown_person:" in r.output
+    r = invoke(budget, "proposals", "approve", str(cut), "--actor", "amy")  # a person, not finance
+    assert r.exit_code == 1 and "error forbidden: amy does not hold the finance role" in r.output
+    r = invoke(budget, "proposals", "approve", str(cut), "--actor", "frank")
+    assert r.exit_code == 0 and f"proposal {cut} (adjustment): approved by cli:frank" in r.output, r.output
+    assert balance(database, rd).budget == Decimal("29000")
+    r = invoke(budget, "proposals", "approve", str(move))
     assert r.exit_code == 0, r.output
     assert balance(database, app).budget == Decimal("14500")
     assert balance(database, web).budget == Decimal("12500")
+    r = invoke(budget, "history", web)
+    newest = r.output.splitlines()[3]
+    assert "cli:zhou.cfo" in newest and "transfer" in newest and "500.00" in newest and "approved by fiona" in newest
+    ok = invoke(verify)
+    assert ok.exit_code == 0, ok.output
+
+
+def test_rule_and_status_from_the_command_line(demo_cli):
+    invoke, database = demo_cli
+    web = code(1, "RD-WEB", "TRAVEL")
     r = invoke(budget, "rule", web, "--mode", "soft", "--tolerance-amount", "100",
                "--threshold", "70:info", "--threshold", "85:warn:notify", "--no-subtree",
                "--reason", "sales season")
     assert r.exit_code == 0, r.output
-    change_id = int(re.search(r"rule change (\d+) proposed by cli:cfo", r.output).group(1))
+    change_id = int(re.search(r"rule change (\d+) proposed by cli:fiona", r.output).group(1))
     with database.unit_of_work() as s:  # the CLI only proposes: another finance user approves
         line_id = s.scalar(select(BudgetLine.id).where(BudgetLine.code == web))
         assert s.scalar(select(ControlRuleRow).where(ControlRuleRow.line_id == line_id)) is None
         with pytest.raises(rule_changes.SegregationOfDuties):
-            rule_changes.approve(s, change_id, actor="cfo")  # cli:cfo is cfo
+            rule_changes.approve(s, change_id, actor="fiona")  # cli:fiona is fiona
         rule_changes.approve(s, change_id, actor="zhou.cfo")
     with database.unit_of_work(readonly=True) as s:
         row = s.scalar(select(ControlRuleRow).where(ControlRuleRow.line_id == line_id))
         assert (row.mode, row.subtree, row.tolerance_amount, row.updated_by, row.approved_by) == (
-            "soft", False, Decimal("100"), "cli:cfo", "zhou.cfo")
+            "soft", False, Decimal("100"), "cli:fiona", "zhou.cfo")
         assert [t["action"] for t in row.thresholds] == ["info", "warn"]
+    r = invoke(budget, "rule", web, "--mode", "hard", "--actor", "cfo")
+    assert r.exit_code == 1 and "error unknown_person:" in r.output
     r = invoke(budget, "status", web, "closed")
     assert r.exit_code == 0 and "open -> closed" in r.output
-    r = invoke(budget, "history", web)
-    assert r.exit_code == 0, r.output
-    newest, oldest = r.output.splitlines()[3], r.output.splitlines()[-1]
-    assert "zhou.cfo" in newest and "transfer" in newest and "500.00" in newest and "rebalance" in newest
-    assert "original" in oldest and "12,000.00" in oldest
     ok = invoke(verify)
     assert ok.exit_code == 0, ok.output
+
+
+def test_adjust_and_transfer_book_at_once_when_approval_is_off(demo_cli, monkeypatch):
+    invoke, database = demo_cli
+    monkeypatch.setenv("YINFIN_BUDGET_JOURNAL_APPROVAL", "off")
+    rd, app, web = code(1, "RD", "TRAVEL"), code(1, "RD-APP", "TRAVEL"), code(1, "RD-WEB", "TRAVEL")
+    r = invoke(budget, "adjust", rd, "-1000", "--reason", "mid-year cut")
+    assert r.exit_code == 0 and r.output.strip() == f"{rd}: budget 30,000.00 -> 29,000.00 CNY", r.output
+    r = invoke(budget, "transfer", app, web, "500", "--reason", "rebalance", "--actor", "zhou.cfo")
+    assert r.exit_code == 0, r.output
+    assert (balance(database, app).budget, balance(database, web).budget) == (Decimal("14500"), Decimal("12500"))
+    newest = invoke(budget, "history", web).output.splitlines()[3]
+    assert "cli:zhou.cfo" in newest and "rebalance" in newest
+    r = invoke(budget, "adjust", rd, "5", "--reason", "x", "--actor", "cfo")
+    assert r.exit_code == 1 and "error unknown_person: 'cfo' is not an active person" in r.output
 
 
 def test_rule_applies_at_once_when_approval_is_off(demo_cli, monkeypatch):
@@ -217,7 +258,7 @@ def test_rule_applies_at_once_when_approval_is_off(demo_cli, monkeypatch):
     with database.unit_of_work(readonly=True) as s:
         line_id = s.scalar(select(BudgetLine.id).where(BudgetLine.code == web))
         row = s.scalar(select(ControlRuleRow).where(ControlRuleRow.line_id == line_id))
-        assert (row.mode, row.updated_by, row.approved_by) == ("track", "cli:cfo", None)
+        assert (row.mode, row.updated_by, row.approved_by) == ("track", "cli:fiona", None)
 
 
 def test_refusals_print_code_and_details_without_traceback(demo_cli):
@@ -256,14 +297,14 @@ def test_import_errors_listed_and_nothing_imported(demo_cli):
         assert s.scalar(select(func.count()).select_from(BudgetEntry)) == before
 
 
-def test_export_import_round_trip_and_dry_run(demo_cli, tmp_path):
+def test_export_import_round_trip_and_dry_run(demo_cli, tmp_path, monkeypatch):
     invoke, database = demo_cli
     out = tmp_path / "budgets.xlsx"
     r = invoke(budget, "export", "-o", str(out), "--period", f"{YEAR}-01")
     assert r.exit_code == 0 and "11 line(s) written" in r.output
     r = invoke(budget, "import", str(out))
     assert r.exit_code == 0, r.output
-    assert "0 line(s) created, 0 adjusted, 11 unchanged" in r.output
+    assert "when approved: 0 line(s) created, 0 adjusted, 11 unchanged" in r.output
     csv_out = tmp_path / "budgets.csv"
     assert invoke(budget, "export", "-o", str(csv_out), "--year", str(YEAR)).exit_code == 0
     edited = csv_out.read_text(encoding="utf-8-sig").replace(
@@ -276,8 +317,16 @@ def test_export_import_round_trip_and_dry_run(demo_cli, tmp_path):
     assert "dry run, nothing written" in r.output and "by +200.00 CNY" in r.output
     assert balance(database, code(1, "FIN", "OFFICE")).budget == Decimal("5000")
     r = invoke(budget, "import", str(csv_out))
-    assert "0 line(s) created, 1 adjusted, 133 unchanged" in r.output
+    assert "when approved: 0 line(s) created, 1 adjusted, 133 unchanged" in r.output
+    proposal = int(re.search(r"proposal (\d+) \(import\) proposed by cli:fiona", r.output).group(1))
+    assert balance(database, code(1, "FIN", "OFFICE")).budget == Decimal("5000")
+    r = invoke(budget, "proposals", "approve", str(proposal), "--actor", "frank")
+    assert r.exit_code == 0 and "0 created, 1 adjusted, 133 unchanged" in r.output, r.output
     assert balance(database, code(1, "FIN", "OFFICE")).budget == Decimal("5200")
+    monkeypatch.setenv("YINFIN_BUDGET_JOURNAL_APPROVAL", "off")
+    r = invoke(budget, "import", str(out))  # the January export again: FIN/OFFICE back to 5000
+    assert r.exit_code == 0 and r.output.endswith("0 line(s) created, 1 adjusted, 10 unchanged from budgets.xlsx\n")
+    assert balance(database, code(1, "FIN", "OFFICE")).budget == Decimal("5000")
 
 
 def test_rates_import(cli):
@@ -309,3 +358,28 @@ def test_demo_budgets_load_clean_on_both_databases(db):
             demo_budgets.YEARLY)
         held = s.scalars(select(BudgetLine.code).where(BudgetLine.status == "hold")).all()
         assert len(held) == 12 and all("/FIN/ENTERTAIN" in c for c in held)
+
+
+def test_simulate_shows_both_rules_side_by_side(demo_cli):
+    invoke, database = demo_cli
+    app = code(1, "RD-APP", "TRAVEL")  # 15,000 under the demo's rules
+    for key, amount in (("s1", "9000"), ("s2", "4000"), ("s3", "1500")):
+        with database.unit_of_work() as s:
+            req = LineRequest(ref="1", amount=amount, currency="CNY", budget_date=date(YEAR, 1, 5), line_code=app)
+            Budgets(s).reserve(key, ("expense", key), [req], actor="amy")
+    r = invoke(budget, "simulate", app, "--mode", "hard", "--threshold", "60:warn", "--threshold", "90:block")
+    assert r.exit_code == 0, r.output
+    assert f"{app}: 3 request(s) from " in r.output
+    assert "passed only under the rule in force: 1" in r.output and "expense:s3" in r.output
+    assert "warned under the proposed rule: 2" in r.output and "warn at 60" in r.output  # 60 % and 86.7 %
+    as_json = json.loads(invoke(budget, "simulate", app, "--mode", "hard", "--threshold", "90:block",
+                                "--json").output)
+    assert (as_json["requests"], as_json["proposed"]["refused"], as_json["proposed"]["refused_amount"]) == (
+        3, 1, "1500.0000")
+    r = invoke(budget, "rule", app, "--mode", "hard", "--threshold", "90:block", "--reason", "tighten")
+    change_id = re.search(r"rule change (\d+) proposed", r.output).group(1)
+    assert f"budget simulate {app} --change {change_id}" in r.output
+    by_change = json.loads(invoke(budget, "simulate", app, "--change", change_id, "--json").output)
+    assert by_change["proposed"] == as_json["proposed"]
+    r = invoke(budget, "simulate", app)
+    assert r.exit_code == 1 and "error validation_error: mode:" in r.output

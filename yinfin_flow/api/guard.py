@@ -50,7 +50,7 @@ log = logging.getLogger("yinfin_flow.api")
 
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 #: POSTs that change nothing (they compute an answer): not audited, no key needed.
-READ_ONLY_POSTS = frozenset({"budget.preview", "workflows.validate_workflow"})
+READ_ONLY_POSTS = frozenset({"budget.preview", "budget.simulate_rule", "workflows.validate_workflow"})
 _KEY = re.compile(r"^[\x20-\x7e]{1,160}$")
 LIMITER_KEY = "yinfin_flow.limiter"
 

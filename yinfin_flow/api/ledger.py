@@ -1,5 +1,6 @@
 """The books over HTTP: ``/journal`` (vouchers: list, get, reverse), ``/periods`` (list,
-open, close) and ``/reports`` (trial balance, budget vs actual). Finance changes them;
+open, close) and ``/reports`` (trial balance, budget vs actual: on the read database when
+``YINFIN_DATABASE_READ_URL`` is set). Finance changes them;
 finance and admins read them (see :mod:`yinfin_flow.security.policy`)."""
 
 from __future__ import annotations
@@ -111,6 +112,17 @@ class PeriodSchema(Schema):
 
 class PeriodListSchema(Schema):
     items = fields.List(fields.Nested(PeriodSchema), required=True)
+
+
+class CloseThroughInSchema(CompanyQuery):
+    through = fields.String(required=True, validate=validate.Regexp(PERIOD), metadata={"example": "2026-11"})
+
+
+class CloseThroughSchema(Schema):
+    closed = fields.List(fields.Nested(PeriodSchema), required=True,
+                         metadata={"description": "the months this call closed, oldest first"})
+    items = fields.List(fields.Nested(PeriodSchema), required=True,
+                        metadata={"description": "every month of the company afterwards"})
 
 
 class ReportSchema(Schema):
@@ -243,13 +255,29 @@ def close_period(body: dict[str, Any], code: str) -> Any:
         return periods.close_period(s, body["company"], code, actor=ident.id)
 
 
+@period_blp.post("/close")
+@period_blp.arguments(CloseThroughInSchema)
+@period_blp.response(200, CloseThroughSchema)
+@period_blp.doc(**AUTH)
+def close_through(body: dict[str, Any]) -> dict[str, Any]:
+    """Close every open month up to and including ``through``, oldest first, in one action.
+
+    All or nothing: `409 period_close_blocked` names every month whose vouchers wait for
+    (or failed) ERP sync (`details.blocking`), and nothing closes.
+    """
+    ident = require_actor()
+    with state(current_app).db.unit_of_work() as s:
+        closed = periods.close_through(s, body["company"], body["through"], actor=ident.id)
+        return {"closed": closed, "items": periods.list_periods(s, body["company"])}
+
+
 @report_blp.get("/trial-balance")
 @report_blp.arguments(TrialBalanceQuery, location="query", as_kwargs=True)
 @report_blp.response(200, ReportSchema)
 @report_blp.doc(**AUTH)
 def trial_balance(company: str, period: str) -> dict[str, Any]:
     """Opening, turnover and closing per account for a month (base currency)."""
-    with state(current_app).db.unit_of_work(readonly=True) as s:
+    with state(current_app).reads.unit_of_work(readonly=True) as s:
         return {"report": reports.to_jsonable(reports.trial_balance(s, company, period))}
 
 
@@ -259,5 +287,5 @@ def trial_balance(company: str, period: str) -> dict[str, Any]:
 @report_blp.doc(**AUTH)
 def budget_vs_actual(company: str, period: str | None, year: int | None) -> dict[str, Any]:
     """Budget buckets beside the ledger per cost centre and account (a month or a year)."""
-    with state(current_app).db.unit_of_work(readonly=True) as s:
+    with state(current_app).reads.unit_of_work(readonly=True) as s:
         return {"report": reports.to_jsonable(reports.budget_vs_actual(s, company, period=period, year=year))}

@@ -188,6 +188,6 @@ def request_trail(request_id: int) -> dict[str, Any]:
     """The request's accounting trail: its budget entries and the vouchers posted for it."""
     from yinfin_flow.ledger import reports
 
-    with state(current_app).db.unit_of_work(readonly=True) as s:
+    with state(current_app).reads.unit_of_work(readonly=True) as s:
         req = visible_request(s, require_actor(), request_id)
         return {"trail": reports.to_jsonable(reports.trail(s, req.document_type, str(req.id)))}

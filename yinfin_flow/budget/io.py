@@ -54,6 +54,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -65,7 +66,7 @@ from yinfin_flow.domain.money import MINOR_UNITS
 
 from . import setup
 from .io_report import line_report
-from .io_tables import read_table, write_table
+from .io_tables import Row, read_table, write_table
 from .io_validate import PERIOD, REQUIRED, PlannedRow, RowError, validate
 from .service import Budgets
 
@@ -76,7 +77,7 @@ EXPORT_COLUMNS = ("code", *COLUMNS[:-1], "pre_encumbered", "encumbered", "actual
 MONEY_COLUMNS = ("amount", "pre_encumbered", "encumbered", "actual", "available")
 
 __all__ = ["COLUMNS", "EXPORT_COLUMNS", "ImportFailed", "ImportResult", "RowError",
-           "export_budgets", "import_budgets", "validate"]
+           "export_budgets", "import_budgets", "import_rows", "validate"]
 
 
 class ImportFailed(DomainError):
@@ -106,6 +107,13 @@ class ImportResult:
         return (f"{len(self.created)} line(s) created, {len(self.adjusted)} adjusted, "
                 f"{self.unchanged} unchanged")
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (amounts as strings): what a reviewer sees of an import."""
+        return {"created": list(self.created),
+                "adjusted": [{"line": code, "delta": str(delta), "currency": cur}
+                             for code, delta, cur in self.adjusted],
+                "unchanged": self.unchanged, "periods_created": list(self.periods_created)}
+
 
 def import_budgets(session: Session, path: Path, *, actor: str, fmt: str | None = None,
                    default_mode: str = "hard") -> ImportResult:
@@ -117,16 +125,24 @@ def import_budgets(session: Session, path: Path, *, actor: str, fmt: str | None 
     if not actor:
         raise ValidationError("actor", "who is importing is required")
     header, rows = read_table(path, fmt)
+    return import_rows(session, header, rows, source=path.name, actor=actor, default_mode=default_mode)
+
+
+def import_rows(session: Session, header: list[str], rows: list[Row], *, source: str, actor: str,
+                default_mode: str = "hard", reason: str | None = None) -> ImportResult:
+    """:func:`import_budgets` of a table already read (:func:`read_table`): what a budget
+    journal proposal keeps and applies when it is approved. ``reason``: the journal's
+    reason for rows that give none (default ``budget import <source>``)."""
     missing = [c for c in REQUIRED if c not in header]
     if missing:
-        raise ImportFailed([RowError(1, c, "column is missing") for c in missing], path.name)
+        raise ImportFailed([RowError(1, c, "column is missing") for c in missing], source)
     planned, errors = validate(session, rows)
     if errors:
-        raise ImportFailed(errors, path.name)
-    result, errors = _apply(session, planned, actor=actor, default_reason=f"budget import {path.name}",
+        raise ImportFailed(errors, source)
+    result, errors = _apply(session, planned, actor=actor, default_reason=reason or f"budget import {source}",
                             default_mode=default_mode)
     if errors:
-        raise ImportFailed(errors, path.name)
+        raise ImportFailed(errors, source)
     return result
 
 

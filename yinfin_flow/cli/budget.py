@@ -9,27 +9,26 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import click
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from yinfin_flow.budget import io, rule_changes, setup
 from yinfin_flow.budget.io_report import LineReport, describe_rule, line_report, usage_percent
-from yinfin_flow.budget.service import Budgets
-from yinfin_flow.db.models import BudgetBalance, BudgetEntry, BudgetMovement
+from yinfin_flow.db.models import BudgetEntry, BudgetMovement
 from yinfin_flow.domain.budget import Action, Mode
 from yinfin_flow.domain.errors import ValidationError
 
 from .common import (
     actor_option,
+    cli_actor,
     default_rule,
     find_line,
     handle_errors,
     money,
+    read_unit_of_work,
     require_actor,
     settings,
     table,
@@ -45,43 +44,6 @@ def command() -> None:
     """Budgets: import/export, show, adjust, transfer, control rules, status."""
 
 
-@command.command("import")
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["csv", "xlsx"]), help="Default: from the file name.")
-@click.option("--dry-run", is_flag=True, help="Validate and show what would change; write nothing.")
-@actor_option
-@handle_errors
-def import_(file: Path, fmt: str | None, dry_run: bool, actor: str) -> None:
-    """Load budgets from FILE (.csv or .xlsx); every bad row is reported, nothing half-imported.
-
-    Columns: company, period, cost_centre, item, amount; optional project, parent,
-    currency, owner, reason, code. A row sets the line's budget: a new line gets an
-    `original` journal, an existing line an `adjustment` of the difference.
-    """
-
-    class _DryRun(Exception):
-        pass
-
-    result = None
-    try:
-        with unit_of_work() as session:
-            result = io.import_budgets(session, file, actor=actor, fmt=fmt,
-                                       default_mode=settings().default_control_mode)
-            if dry_run:
-                raise _DryRun
-    except _DryRun:
-        pass
-    assert result is not None
-    prefix = "dry run, nothing written: would have " if dry_run else ""
-    for code in result.created:
-        click.echo(f"  created  {code}")
-    for code, delta, currency in result.adjusted:
-        click.echo(f"  adjusted {code} by {'+' if delta > 0 else '-'}{money(abs(delta), currency)} {currency}")
-    if result.periods_created:
-        click.echo(f"  periods set up: {', '.join(result.periods_created)}")
-    click.echo(f"{prefix}{result.summary()} from {file.name}")
-
-
 @command.command("export")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @click.option("--format", "fmt", type=click.Choice(["csv", "xlsx"]), help="Default: from the file name.")
@@ -91,7 +53,7 @@ def import_(file: Path, fmt: str | None, dry_run: bool, actor: str) -> None:
 @handle_errors
 def export(output: Path, fmt: str | None, company: str | None, period: str | None, year: int | None) -> None:
     """Write lines with budget, pre_encumbered, encumbered, actual and available; importable back."""
-    with unit_of_work(readonly=True) as session:
+    with read_unit_of_work() as session:
         n = io.export_budgets(session, output, fmt=fmt, company=company, period=period, year=year,
                               default_rule=default_rule())
     click.echo(f"{n} line(s) written to {output}")
@@ -107,7 +69,7 @@ def export(output: Path, fmt: str | None, company: str | None, period: str | Non
 def show(company: str | None, period: str | None, year: int | None, line_code: str | None,
          as_json: bool) -> None:
     """The line tree with budget / pre-encumbered / encumbered / actual / available."""
-    with unit_of_work(readonly=True) as session:
+    with read_unit_of_work() as session:
         rows = line_report(session, company=company, period=period, year=year, line=line_code,
                            default_rule=default_rule())
     if as_json:
@@ -184,7 +146,7 @@ def render_tree(rows: Sequence[LineReport]) -> str:
 @handle_errors
 def history(line: str, limit: int) -> None:
     """LINE's budget entries, newest first: when, who, what kind, bucket, amount, reason."""
-    with unit_of_work(readonly=True) as session:
+    with read_unit_of_work() as session:
         ln = find_line(session, line)
         rows = session.execute(
             select(BudgetEntry.created_at, BudgetMovement.actor, BudgetMovement.kind,
@@ -202,48 +164,6 @@ def history(line: str, limit: int) -> None:
     ]
     click.echo(f"{ln.code} ({ln.currency}), newest first, times UTC")
     click.echo(table(["when", "who", "kind", "document", "bucket", "amount", "reason"], body, right=[5]))
-
-
-@command.command("adjust", context_settings={"ignore_unknown_options": True})
-@click.argument("line")
-@click.argument("amount")
-@click.option("--reason", required=True, help="Why (recorded on the budget journal).")
-@click.option("--original", is_flag=True, help="Book as the original budget rather than an adjustment.")
-@actor_option
-@handle_errors
-def adjust(line: str, amount: str, reason: str, original: bool, actor: str) -> None:
-    """Add AMOUNT to LINE's budget (negative to cut), e.g. `budget adjust ACME/2026-01/RD/TRAVEL -500`."""
-    with unit_of_work() as session:
-        ln = find_line(session, line)
-        old = _budget_of(session, ln.id)
-        Budgets(session, default_mode=settings().default_control_mode).adjust(
-            None, ln.id, amount, actor=actor, reason=reason,
-            kind="original" if original else "adjustment")
-        new = _budget_of(session, ln.id)
-    click.echo(f"{ln.code}: budget {money(old, ln.currency)} -> {money(new, ln.currency)} {ln.currency}")
-
-
-def _budget_of(session: Session, line_id: int) -> Decimal:
-    # Read the column, not the ORM object: the service updates balances with SQL.
-    value = session.scalar(select(BudgetBalance.budget).where(BudgetBalance.line_id == line_id))
-    return value if value is not None else Decimal(0)
-
-
-@command.command("transfer")
-@click.argument("from_line")
-@click.argument("to_line")
-@click.argument("amount")
-@click.option("--reason", required=True)
-@actor_option
-@handle_errors
-def transfer(from_line: str, to_line: str, amount: str, reason: str, actor: str) -> None:
-    """Move AMOUNT of budget from FROM_LINE to TO_LINE (same currency)."""
-    with unit_of_work() as session:
-        src = find_line(session, from_line, "from_line")
-        dst = find_line(session, to_line, "to_line")
-        Budgets(session, default_mode=settings().default_control_mode).transfer(
-            None, src.id, dst.id, amount, actor=actor, reason=reason)
-    click.echo(f"transferred {amount} {src.currency} from {src.code} to {dst.code}")
 
 
 def parse_threshold(text: str) -> dict[str, Any]:
@@ -278,19 +198,20 @@ def rule(line: str, mode: str, tolerance_percent: str | None, tolerance_amount: 
     change applies when another finance user approves it through the API
     (POST /api/v1/budget/rule-changes/ID/approve); the command line cannot prove who
     is typing, so it never approves. With YINFIN_RULE_CHANGE_APPROVAL=off it applies at
-    once. Either way the actor is recorded as cli:<actor>.
+    once. Either way the actor, a finance person of the directory, is recorded as
+    cli:<actor>.
     """
-    require_actor(actor)
-    who = actor if actor.startswith("cli:") else f"cli:{actor}"
     parsed = [parse_threshold(t) for t in thresholds] or None
     values: dict[str, Any] = {"mode": mode, "tolerance_percent": tolerance_percent, "tolerance_amount": tolerance_amount,
               "thresholds": parsed, "basis": basis, "subtree": not no_subtree}
     with unit_of_work() as session:
+        who = cli_actor(session, actor)
         ln = find_line(session, line)
         if settings().rule_change_approval == rule_changes.REQUIRED:
             change = rule_changes.propose(session, ln.id, actor=who, reason=reason, **values)
             click.echo(f"{ln.code}: rule change {change.id} proposed by {who}; it applies when another "
                        f"finance user approves it (POST /api/v1/budget/rule-changes/{change.id}/approve)")
+            click.echo(f"what it would have done: yinfin-flow budget simulate {ln.code} --change {change.id}")
             return
         setup.set_rule(session, ln.id, actor=who, **values)
         report = line_report(session, line=ln.code, default_rule=default_rule())[0]
@@ -304,9 +225,18 @@ def rule(line: str, mode: str, tolerance_percent: str | None, tolerance_amount: 
 @handle_errors
 def status(line: str, status: str, actor: str) -> None:
     """Open, hold (no new consumption) or close LINE."""
-    require_actor(actor)
     with unit_of_work() as session:
+        cli_actor(session, actor)
         ln = find_line(session, line)
         old = ln.status
         setup.set_status(session, ln.id, status)
     click.echo(f"{ln.code}: {old} -> {status}")
+
+
+# Budget journals (adjust, transfer, import and their proposals) live in .budget_journals,
+# the what-if simulation in .budget_simulate.
+from .budget_journals import COMMANDS as _JOURNAL_COMMANDS  # noqa: E402 - after the group exists
+from .budget_simulate import simulate as _simulate  # noqa: E402
+
+for _journal_command in [*_JOURNAL_COMMANDS, _simulate]:
+    command.add_command(_journal_command)

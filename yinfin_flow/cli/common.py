@@ -4,7 +4,8 @@
 - :func:`handle_errors`: a :class:`DomainError` prints ``error <code>: <message>`` and its
   details on stderr and exits 1 (no traceback); a database without tables says to run
   ``yinfin-flow db upgrade``.
-- :func:`actor_option`: ``--actor``, defaulting to ``$USER``.
+- :func:`actor_option`: ``--actor``, defaulting to ``$USER``; :func:`cli_actor` checks it
+  names a finance person of the directory.
 - :func:`table`: a plain text table that lines up Chinese text too.
 """
 
@@ -44,6 +45,19 @@ def unit_of_work(readonly: bool = False) -> Iterator[Session]:
     db = Database(s.database_url, schema=s.database_schema)
     try:
         with db.unit_of_work(readonly=readonly) as session:
+            yield session
+    finally:
+        db.dispose()
+
+
+@contextmanager
+def read_unit_of_work() -> Iterator[Session]:
+    """A read-only transaction on ``YINFIN_DATABASE_READ_URL`` when set (a replica), else on
+    the primary: for reads that may lag (reports, the budget tree, exports, simulation)."""
+    s = settings()
+    db = Database(s.database_read_url or s.database_url)
+    try:
+        with db.unit_of_work(readonly=True) as session:
             yield session
     finally:
         db.dispose()
@@ -94,6 +108,27 @@ def actor_option(fn: F) -> F:
 def require_actor(actor: str) -> None:
     if not actor or not actor.strip():
         raise ValidationError("actor", "who is acting is required (--actor or $USER)")
+
+
+class NotFinance(DomainError):
+    code = "forbidden"
+    http_status = 403
+
+
+def cli_actor(session: Session, actor: str) -> str:
+    """``cli:<actor>`` once ``actor`` is an active person of the directory holding ``finance``
+    (a shell cannot prove who types, but it can refuse names nobody holds)."""
+    from yinfin_flow.budget.journal_proposals import require_person
+    from yinfin_flow.budget.rule_changes import person
+    from yinfin_flow.engine.directory import roles_of
+
+    require_actor(actor)
+    who = person(actor.strip())
+    require_person(session, who)
+    if "finance" not in {g.role for g in roles_of(session, who)}:
+        raise NotFinance(f"{who} does not hold the finance role: budgets are finance's",
+                         field="actor", actor=who)
+    return f"cli:{who}"
 
 
 def find_line(session: Session, ref: str, field: str = "line") -> BudgetLine:

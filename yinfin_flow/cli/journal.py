@@ -26,6 +26,7 @@ from yinfin_flow.ledger.posting import post
 from yinfin_flow.ledger.reversal import reverse
 
 from .budget import handle_errors, unit_of_work
+from .common import read_unit_of_work
 
 
 def _company(session: Any, code: str | None) -> str:
@@ -60,7 +61,7 @@ def command() -> None:
 @handle_errors
 def export_cmd(fmt: str, period: str | None, output: Path, company: str | None) -> None:
     """Write the journal as a beancount ledger or an ERP voucher import file."""
-    with unit_of_work(readonly=True) as s:
+    with read_unit_of_work() as s:
         n = exports.export(s, _company(s, company), fmt, output, period)
     click.echo(f"{n} voucher(s) written to {output}")
 
@@ -180,16 +181,28 @@ def open_cmd(code: str, company: str | None) -> None:
 
 
 @period_cmd.command("close")
-@click.argument("code")
+@click.argument("code", required=False)
+@click.option("--through", help="Close every open month up to and including this one (YYYY-MM), oldest first.")
 @click.option("--actor", required=True)
 @company_option
 @handle_errors
-def close_cmd(code: str, actor: str, company: str | None) -> None:
-    """Close month CODE; refused while an earlier month is open or vouchers in it wait for the ERP."""
+def close_cmd(code: str | None, through: str | None, actor: str, company: str | None) -> None:
+    """Close month CODE, or with --through every open month up to one; refused while an
+    earlier month is open or vouchers wait for the ERP (each blocking month and voucher named)."""
+    if (code is None) == (through is None):
+        raise ValidationError("period", "give one month CODE or --through YYYY-MM")
     with unit_of_work() as s:
         comp = _company(s, company)
-        periods.close_period(s, comp, code, actor=actor)
-    click.echo(f"{comp} {code} closed")
+        if through is not None:
+            closed = periods.close_through(s, comp, through, actor=actor)
+        else:
+            periods.close_period(s, comp, code or "", actor=actor)
+    if through is None:
+        click.echo(f"{comp} {code} closed")
+    elif closed:
+        click.echo(f"{comp} closed {', '.join(p.code for p in closed)}")
+    else:
+        click.echo(f"{comp}: every month through {through} was already closed")
 
 
 @period_cmd.command("list")
@@ -244,7 +257,7 @@ def _table(rows: list[dict[str, Any]], cols: list[str]) -> None:
 @handle_errors
 def trial_balance_cmd(period: str, as_json: bool, company: str | None) -> None:
     """科目余额表: opening, debit, credit, closing per account for PERIOD."""
-    with unit_of_work(readonly=True) as s:
+    with read_unit_of_work() as s:
         tb = reports.trial_balance(s, _company(s, company), period)
     if as_json:
         _echo_json(tb)
@@ -264,7 +277,7 @@ def trial_balance_cmd(period: str, as_json: bool, company: str | None) -> None:
 @handle_errors
 def budget_vs_actual_cmd(period: str | None, year: int | None, as_json: bool, company: str | None) -> None:
     """Budget, commitments and actual beside the ledger, per cost centre and account."""
-    with unit_of_work(readonly=True) as s:
+    with read_unit_of_work() as s:
         rep = reports.budget_vs_actual(s, _company(s, company), period=period,
                                        year=year if period is None else None)
     if as_json:
@@ -282,7 +295,7 @@ def budget_vs_actual_cmd(period: str | None, year: int | None, as_json: bool, co
 @handle_errors
 def trail_cmd(document_type: str, document_id: str) -> None:
     """A request end to end: approvals, budget movements, vouchers, ERP voucher ids (JSON)."""
-    with unit_of_work(readonly=True) as s:
+    with read_unit_of_work() as s:
         _echo_json(reports.trail(s, document_type, document_id))
 
 

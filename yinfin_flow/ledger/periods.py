@@ -147,15 +147,7 @@ def close_period(session: Session, company_code: str, code: str, *, actor: str) 
             "(months close in order)",
             field="period", period=code, blocking=blocking,
         )
-    blockers = [
-        Blocker(e.id, f"{e.voucher_word}-{code}-{e.voucher_number:04d}", status)
-        for e, status in session.execute(
-            select(JournalEntry, JournalSync.status)
-            .join(JournalSync, JournalSync.entry_id == JournalEntry.id)
-            .where(JournalEntry.period_id == row.id, JournalSync.status != "synced")
-            .order_by(JournalEntry.voucher_number)
-        )
-    ]
+    blockers = unsynced(session, row)
     if blockers:
         raise Conflict(
             f"period {code} has {len(blockers)} voucher(s) not yet synced to the ERP: "
@@ -165,6 +157,54 @@ def close_period(session: Session, company_code: str, code: str, *, actor: str) 
     row.status, row.closed_by, row.closed_at = "closed", actor, utcnow()
     session.flush()
     return row
+
+
+def unsynced(session: Session, row: AccountingPeriod) -> list[Blocker]:
+    """The month's vouchers that wait for (or failed) ERP sync: what blocks closing it."""
+    return [
+        Blocker(e.id, f"{e.voucher_word}-{row.code}-{e.voucher_number:04d}", status)
+        for e, status in session.execute(
+            select(JournalEntry, JournalSync.status)
+            .join(JournalSync, JournalSync.entry_id == JournalEntry.id)
+            .where(JournalEntry.period_id == row.id, JournalSync.status != "synced")
+            .order_by(JournalEntry.voucher_number)
+        )
+    ]
+
+
+class CloseBlocked(Conflict):
+    """Closing through a month: some months have vouchers the ERP does not hold yet."""
+
+    code = "period_close_blocked"
+
+
+def close_through(session: Session, company_code: str, through: str, *, actor: str) -> list[AccountingPeriod]:
+    """Close every open month of the company up to and including ``through``, oldest first
+    (a first close in one action instead of one per month); the months it closed.
+
+    All or nothing: while any of those months has a voucher that waits for (or failed)
+    ERP sync, :class:`CloseBlocked` names every such month and voucher
+    (``details['blocking']``) and nothing closes. Months already closed stay closed;
+    reopening is still one month at a time, from the latest back (:func:`open_period`).
+    """
+    comp = company_by_code(session, company_code)
+    parse_code(through, "through")
+    rows = _locked_periods(session, comp.id)
+    if not any(r.code == through for r in rows):
+        raise ValidationError("through", f"no accounting period {through} for {company_code}")
+    targets = [r for r in rows if r.code <= through and r.status == "open"]
+    blocking = [{"period": r.code, "unsynced": [b.to_dict() for b in found]}
+                for r in targets if (found := unsynced(session, r))]
+    if blocking:
+        names = "; ".join(f"{b['period']}: " + ", ".join(f"{v['voucher']} ({v['status']})" for v in b["unsynced"])
+                          for b in blocking)
+        raise CloseBlocked(f"cannot close through {through}: vouchers not yet synced to the ERP in {names}",
+                           field="through", through=through, blocking=blocking)
+    now = utcnow()
+    for r in targets:
+        r.status, r.closed_by, r.closed_at = "closed", actor, now
+    session.flush()
+    return targets
 
 
 def period_for_posting(

@@ -65,6 +65,13 @@ POLICY: dict[str, Access] = {
     "budget.patch_line": FINANCE_ONLY,
     "budget.post_adjustment": FINANCE_ONLY,
     "budget.post_transfer": FINANCE_ONLY,
+    "budget.post_import": FINANCE_ONLY,
+    # budget journal proposals (four eyes): as rule changes
+    "budget.list_journal_proposals": FINANCE_ONLY,
+    "budget.get_journal_proposal": FINANCE_ONLY,
+    "budget.approve_journal_proposal": FINANCE_ONLY,
+    "budget.reject_journal_proposal": FINANCE_ONLY,
+    "budget.withdraw_journal_proposal": FINANCE_ONLY,
     # rule changes (four eyes): finance proposes and decides; the service refuses the
     # proposer's own decision and anyone else's withdrawal
     "budget.list_rule_changes": FINANCE_ONLY,
@@ -73,6 +80,8 @@ POLICY: dict[str, Access] = {
     "budget.approve_rule_change": FINANCE_ONLY,
     "budget.reject_rule_change": FINANCE_ONLY,
     "budget.withdraw_rule_change": FINANCE_ONLY,
+    # what-if simulation of a rule: replays everyone's requests, so finance's
+    "budget.simulate_rule": FINANCE_ONLY,
     # requests: own ones (finance and admins see all); the engine checks each action
     "requests.list_requests": USER,
     "requests.submit_request": USER,
@@ -101,6 +110,7 @@ POLICY: dict[str, Access] = {
     "periods.list_periods": BOOKS,
     "periods.open_period": FINANCE_ONLY,
     "periods.close_period": FINANCE_ONLY,
+    "periods.close_through": FINANCE_ONLY,
     "reports.trial_balance": BOOKS,
     "reports.budget_vs_actual": BOOKS,
     # definitions: anyone may read what applies to them; admins check drafts

@@ -9,6 +9,7 @@ from yinfin_flow.domain.budget import Basis, Mode
 
 from ..fields import Id, Money, QueryId, Text, one_of
 from .schemas import PageInfo, PageQuery, RuleInSchema, ThresholdSchema
+from .simulation_schemas import SimulationSchema
 
 
 class RuleChangeInSchema(RuleInSchema):
@@ -71,6 +72,11 @@ class RuleChangeSchema(Schema):
     decided_by = fields.String(required=True, allow_none=True)
     decided_at = fields.DateTime(required=True, allow_none=True)
     comment = fields.String(required=True, allow_none=True)
+    simulation = fields.Nested(
+        SimulationSchema, allow_none=True,
+        metadata={"description": "a pending change replayed over the last 12 months beside the rule "
+                                 "in force (in the answers for one change; not in lists)"},
+    )
 
 
 class RuleChangePageSchema(Schema):

@@ -28,6 +28,7 @@ from .rule_change_schemas import (
     RuleRejectInSchema,
 )
 from .schemas import IdempotencyHeaders, RuleInSchema, RuleSchema
+from .simulation import of_change
 from .views import ACTOR_DOC, LINE_ID, _default_rule, _flow, blp
 
 CHANGE_ID = "<int(min=1, max=2147483647):change_id>"
@@ -44,7 +45,9 @@ def _decide(action: Callable[..., Any], change_id: int, comment: str | None) -> 
     st = _flow()
     with st.db.unit_of_work() as s:
         action(s, change_id, actor=actor.id, comment=comment)
-        return rc.get_change(s, change_id)
+        out = rc.get_change(s, change_id)
+        out["simulation"] = of_change(s, out, _default_rule(st, s))  # decided: none
+        return out
 
 
 @blp.put(f"/lines/{LINE_ID}/rule")
@@ -66,6 +69,7 @@ def put_rule(body: dict[str, Any], line_id: int) -> Any:
         if g.get("yinfin_audit_status") is not None:
             g.yinfin_audit_status = 202  # the audit row committed with the proposal says so
         out = rc.get_change(s, change.id)
+        out["simulation"] = of_change(s, out, _default_rule(st, s))
     resp: Response = jsonify(RuleChangeSchema().dump(out))
     resp.status_code = 202
     return resp
@@ -89,7 +93,9 @@ def get_rule_change(change_id: int) -> dict[str, Any]:
     """One change: the proposed rule beside the rule it replaces, and its decision."""
     st = _flow()
     with st.db.unit_of_work(readonly=True) as s:
-        return rc.get_change(s, change_id)
+        out = rc.get_change(s, change_id)
+        out["simulation"] = of_change(s, out, _default_rule(st, s))
+        return out
 
 
 @blp.post("/rule-changes")
@@ -103,7 +109,9 @@ def propose_rule_change(body: dict[str, Any], idempotency_key: str | None) -> di
     st = _flow()
     with st.db.unit_of_work() as s:
         change = rc.propose(s, body["line_id"], actor=actor.id, reason=body["reason"], **_rule(body))
-        return rc.get_change(s, change.id)
+        out = rc.get_change(s, change.id)
+        out["simulation"] = of_change(s, out, _default_rule(st, s))
+        return out
 
 
 @blp.post(f"/rule-changes/{CHANGE_ID}/approve")

@@ -1,7 +1,8 @@
 """Budget resources under ``/api/v1/budget``: thin views over the budget services.
 
 Each view parses with a schema, works in one unit of work, and dumps with a schema.
-Reads run in read-only transactions; every change runs in one writing transaction,
+Reads run in read-only transactions (the line list, a line, the tree and a line's
+entries on the read database when ``YINFIN_DATABASE_READ_URL`` is set: they may lag); every change runs in one writing transaction,
 so nothing is written half-way. Changes need an acting user (401 without one).
 """
 
@@ -15,27 +16,23 @@ from flask_smorest import Blueprint
 from yinfin_flow.budget import setup
 from yinfin_flow.budget.lookup import Dims
 from yinfin_flow.budget.service import Budgets, LineRequest
-from yinfin_flow.domain.budget import ControlRule, CurrencyMismatch
+from yinfin_flow.domain.budget import ControlRule
 
 from ...extension import FlowState, state
 from ..errors import register_blueprint_handlers
 from ..identity import require_actor
 from . import reads
 from .schemas import (
-    AdjustmentInSchema,
     AlertPageSchema,
     AlertQuery,
     EntryPageSchema,
-    IdempotencyHeaders,
     LineDetailSchema,
     LinePageSchema,
     LineQuery,
     LineStatusInSchema,
-    MovementSchema,
     PageQuery,
     PreviewRequestSchema,
     PreviewSchema,
-    TransferInSchema,
     TreeQuery,
     TreeSchema,
 )
@@ -62,14 +59,6 @@ def _default_rule(st: FlowState, session: Any) -> ControlRule:
     return _budgets(st, session).default_rule
 
 
-def _same_currency(line_currency: str, currency: str, field: str = "currency") -> None:
-    if currency.upper() != line_currency:
-        raise CurrencyMismatch(
-            f"budget journals are in the line's currency {line_currency}, not {currency}",
-            field=field, line_currency=line_currency,
-        )
-
-
 # -- reads -------------------------------------------------------------------------
 
 
@@ -79,7 +68,7 @@ def _same_currency(line_currency: str, currency: str, field: str = "currency") -
 def list_lines(page: int, page_size: int, **filters: Any) -> dict[str, Any]:
     """Budget lines with their buckets, filtered by dimension codes and status."""
     st = _flow()
-    with st.db.unit_of_work(readonly=True) as s:
+    with st.reads.unit_of_work(readonly=True) as s:
         return reads.list_lines(s, reads.Filters(**filters), page, page_size)
 
 
@@ -88,7 +77,7 @@ def list_lines(page: int, page_size: int, **filters: Any) -> dict[str, Any]:
 def get_line(line_id: int) -> dict[str, Any]:
     """One line: dimensions, buckets, effective control rule and every controlling line."""
     st = _flow()
-    with st.db.unit_of_work(readonly=True) as s:
+    with st.reads.unit_of_work(readonly=True) as s:
         return reads.line_detail(s, line_id, _default_rule(st, s))
 
 
@@ -98,7 +87,7 @@ def get_line(line_id: int) -> dict[str, Any]:
 def get_tree(company: str | None, period: str | None) -> dict[str, Any]:
     """The line tree (department ← sub-department…) with each node's buckets."""
     st = _flow()
-    with st.db.unit_of_work(readonly=True) as s:
+    with st.reads.unit_of_work(readonly=True) as s:
         return reads.tree(s, company, period)
 
 
@@ -108,7 +97,7 @@ def get_tree(company: str | None, period: str | None) -> dict[str, Any]:
 def list_entries(line_id: int, page: int, page_size: int) -> dict[str, Any]:
     """The line's append-only budget entries, newest first."""
     st = _flow()
-    with st.db.unit_of_work(readonly=True) as s:
+    with st.reads.unit_of_work(readonly=True) as s:
         return reads.entries(s, line_id, page, page_size)
 
 
@@ -165,43 +154,3 @@ def patch_line(body: dict[str, Any], line_id: int) -> dict[str, Any]:
     with st.db.unit_of_work() as s:
         setup.set_status(s, line_id, body["status"])
         return reads.line_detail(s, line_id, _default_rule(st, s))
-
-
-@blp.post("/adjustments")
-@blp.arguments(IdempotencyHeaders, location="headers", as_kwargs=True)
-@blp.arguments(AdjustmentInSchema)
-@blp.response(201, MovementSchema)
-@blp.doc(**ACTOR_DOC)
-def post_adjustment(body: dict[str, Any], idempotency_key: str | None) -> dict[str, Any]:
-    """Add to a line's budget (``original`` or ``adjustment``) or, negative, cut it."""
-    actor = require_actor()
-    st = _flow()
-    with st.db.unit_of_work() as s:
-        line = reads.require_line(s, body["line_id"])
-        _same_currency(line.currency, body["currency"])
-        result = _budgets(st, s).adjust(
-            idempotency_key, line.id, body["amount"], actor=actor.id, reason=body["reason"],
-            kind=body["kind"],
-        )
-        return {"movement_id": result.movement_id, "replayed": result.replayed,
-                "lines": reads.lines_by_id(s, [line.id])}
-
-
-@blp.post("/transfers")
-@blp.arguments(IdempotencyHeaders, location="headers", as_kwargs=True)
-@blp.arguments(TransferInSchema)
-@blp.response(201, MovementSchema)
-@blp.doc(**ACTOR_DOC)
-def post_transfer(body: dict[str, Any], idempotency_key: str | None) -> dict[str, Any]:
-    """Move budget between two lines of the same currency (never below zero under hard control)."""
-    actor = require_actor()
-    st = _flow()
-    with st.db.unit_of_work() as s:
-        src = reads.require_line(s, body["from_line_id"], "from_line_id")
-        _same_currency(src.currency, body["currency"])
-        result = _budgets(st, s).transfer(
-            idempotency_key, src.id, body["to_line_id"], body["amount"], actor=actor.id,
-            reason=body["reason"],
-        )
-        return {"movement_id": result.movement_id, "replayed": result.replayed,
-                "lines": reads.lines_by_id(s, [src.id, body["to_line_id"]])}
