@@ -118,6 +118,25 @@ POLICY: dict[str, Access] = {
     "delivery.replay_dead_letter": BOOKS,
     "delivery.replay_all_dead_letters": BOOKS,
     "delivery.reconciliation": BOOKS,
+    # the web console (yinfin_flow.web): signing in is open; every page needs a
+    # signed-in person, and the views check ownership exactly as the API's do
+    "console.static": PUBLIC,
+    "console.sign_in": PUBLIC,
+    "console.sign_in_as": PUBLIC,  # development only (the view refuses it otherwise)
+    "console.sign_out": PUBLIC,
+    "console.language": PUBLIC,
+    "console.home": USER,
+    "console.inbox": USER,
+    "console.batch": USER,
+    "console.task": USER,
+    "console.task_action": USER,
+    "console.my_requests": USER,
+    "console.request": USER,
+    "console.request_print": USER,
+    "console.request_action": USER,
+    "console.new_request": USER,
+    "console.line_search": USER,
+    "console.line_preview": USER,
     # tokens: one's own (admins issue and revoke anyone's)
     "tokens.list_tokens": USER,
     "tokens.create_token": USER,
