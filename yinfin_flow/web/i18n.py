@@ -16,6 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from babel import support
 from babel.numbers import UnknownCurrencyError
 from flask import Flask, request, session
 from flask_babel import Babel, Domain, format_currency, format_datetime, get_locale
@@ -27,7 +28,27 @@ LOCALES = ("zh_CN", "en")
 DEFAULT_LOCALE = "zh_CN"
 LANG_KEY = "yinfin_lang"
 
-domain = Domain(translation_directories=str(TRANSLATIONS), domain="messages")
+class ConsoleDomain(Domain):  # type: ignore[misc] # flask-babel is untyped
+    """Our catalogues, looked up as ``zh_CN`` (Babel names the locale ``zh_Hans_CN``,
+    which gettext would never find under ``translations/zh_CN``)."""
+
+    def __init__(self) -> None:
+        super().__init__(translation_directories=str(TRANSLATIONS), domain="messages")
+        self._loaded: dict[str, support.Translations] = {}
+
+    def get_translations(self) -> support.Translations:
+        loc = get_locale()
+        if loc is None:
+            return support.NullTranslations()
+        name = f"{loc.language}_{loc.territory}" if loc.territory else loc.language
+        found = self._loaded.get(name)
+        if found is None:
+            found = support.Translations.load(str(TRANSLATIONS), [name, loc.language], "messages")
+            self._loaded[name] = found
+        return found
+
+
+domain = ConsoleDomain()
 _ = domain.gettext
 lazy = domain.lazy_gettext
 
@@ -85,7 +106,11 @@ def when(value: Any, fmt: str = "short") -> str:
 
 
 def locale_name() -> str:
-    return str(get_locale() or DEFAULT_LOCALE)
+    """``zh_CN`` or ``en``: the catalogue the page is in."""
+    loc = get_locale()
+    if loc is None:
+        return DEFAULT_LOCALE
+    return f"{loc.language}_{loc.territory}" if loc.territory else str(loc.language)
 
 
 #: The title the console shows above an error, per stable code (the message itself is
