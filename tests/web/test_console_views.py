@@ -57,8 +57,6 @@ def test_sign_in_as_gives_directory_roles_and_a_safe_session_cookie(app: Flask, 
     assert resp.status_code == 302 and "Secure" not in resp.headers["Set-Cookie"]
     assert "finance" not in text(plain.get("/inbox"))  # amy is no finance person
     fiona = person("fiona")
-    with fiona.client.application.test_request_context():
-        pass
     assert 'data-testid="me">fiona<' in fiona.get("/inbox").get_data(as_text=True)
 
 

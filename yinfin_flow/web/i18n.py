@@ -12,7 +12,7 @@ are then written for the locale: the page and the API never disagree on a figure
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +80,7 @@ def amount(value: Any, currency: str | None) -> str:
     number = Decimal(plain(value))
     cur = (currency or "").upper()
     if cur in MINOR_UNITS:
-        number = number.quantize(Decimal(1).scaleb(-MINOR_UNITS[cur]))
+        number = number.quantize(Decimal(1).scaleb(-MINOR_UNITS[cur]), rounding=ROUND_HALF_UP)
         try:
             return str(format_currency(number, cur))
         except UnknownCurrencyError:  # pragma: no cover - every ISO code we know Babel knows
