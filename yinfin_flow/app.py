@@ -31,7 +31,7 @@ def create_app(
     app.session_interface = _CookieSessions()
     # The console's sign-in cookie: signed, HttpOnly, SameSite=Lax, Secure over HTTPS
     # (and always in production), and it expires.
-    app.config.update(SESSION_COOKIE_NAME="yinfin_session", SESSION_COOKIE_HTTPONLY=True,
+    app.config.update(SESSION_COOKIE_HTTPONLY=True,
                       SESSION_COOKIE_SAMESITE="Lax", PERMANENT_SESSION_LIFETIME=timedelta(hours=8))
     app.json.sort_keys = False  # keep fields in schema order: easier to read
     app.json.ensure_ascii = False  # names are often Chinese: send them as they are (UTF-8)

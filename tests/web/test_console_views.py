@@ -271,3 +271,37 @@ def test_my_requests_lists_only_mine_with_a_state_filter(person):
     assert amy.get("/requests?state=nonsense").status_code == 422
     bob_page = person("bob").get("/requests").get_data(as_text=True)
     assert "Trip to Shenzhen" not in bob_page  # amy's
+
+
+def test_inside_a_host_the_hosts_identity_decides_and_the_console_sits_under_its_prefix(
+        demo_db: Database):
+    from flask import Flask as Host
+
+    from yinfin_flow import YinFinFlow
+    from yinfin_flow.api.identity import Identity
+    from yinfin_flow.config import Settings
+
+    host = Host("host")
+    host.secret_key = "host-secret"
+
+    @host.get("/")
+    def home() -> str:
+        return "host home"
+
+    def sso(req):  # noqa: ANN001, ANN202 - the host's login
+        return Identity("wang.app") if req.cookies.get("sid") == "ok" else None
+
+    YinFinFlow(host, settings=Settings(database_url=demo_db.url), url_prefix="/finance",
+               identity_provider=sso)
+    c = english(host)
+    assert c.get("/").data == b"host home"
+    assert c.get("/finance/inbox").status_code == 302  # nobody signed in at the host
+    refused = c.get("/finance/sign-in")
+    assert refused.status_code == 401 and 'data-testid="as-amy"' not in refused.get_data(as_text=True)
+    c.set_cookie("sid", "ok")
+    page = c.get("/finance/inbox")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and 'data-testid="me">wang.app<' in html
+    assert "/finance/static/console/" in html and "Sign out" not in html
+    assert c.get("/finance/static/console/htmx-2.0.11.min.js").status_code == 200
+    assert c.get("/finance/api/v1/tasks", headers={"Cookie": "sid=ok"}).status_code == 200
