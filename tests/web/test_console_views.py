@@ -305,3 +305,16 @@ def test_inside_a_host_the_hosts_identity_decides_and_the_console_sits_under_its
     assert "/finance/static/console/" in html and "Sign out" not in html
     assert c.get("/finance/static/console/htmx-2.0.11.min.js").status_code == 200
     assert c.get("/finance/api/v1/tasks", headers={"Cookie": "sid=ok"}).status_code == 200
+
+
+def test_a_request_from_an_oa_form_names_its_connector_and_instance(person, demo_db):
+    with demo_db.unit_of_work() as s:
+        from yinfin_flow.engine import service
+
+        task = pending(demo_db, "wang.app")[0]
+        form = queries.get_request(s, task["request_id"])["form"]
+        req = service.submit(s, "expense", requester="amy", company="ACME", title="From DingTalk",
+                             form={"lines": form["lines"]}, key="oa:dingtalk:PROC-0042")
+        rid = req.id
+    page = person("amy").get(f"/requests/{rid}")
+    assert "OA event PROC-0042 from dingtalk" in text(page)

@@ -56,20 +56,21 @@ def _page_data(request_id: int) -> dict[str, Any]:
         trail = reports.to_jsonable(reports.trail(s, req.document_type, str(req.id)))
         timeline = route_timeline(s, req, detail)
         d = definitions.stored(s, req.workflow, req.workflow_version, req.workflow_hash)
+        origin = _origin(req.idempotency_key, detail)
     events = [t.event for t in d.transitions_from(detail["state"])]
     return {"req": detail, "trail": trail, "timeline": timeline, "definition": d,
             "mine": detail["requester"] == ident.id, "events": events,
-            "origin": _origin(detail)}
+            "origin": origin}
 
 
-def _origin(detail: dict[str, Any]) -> dict[str, Any] | None:
-    """Where the request came from: an OA event (its connector and event id), when the
-    first history row records one."""
-    first = detail["history"][0] if detail["history"] else None
-    data = (first or {}).get("data") or {}
-    if isinstance(data, dict) and data.get("oa"):
-        return {**data["oa"], "at": first["at"]} if isinstance(data["oa"], dict) else None
-    return None
+def _origin(key: str | None, detail: dict[str, Any]) -> dict[str, Any] | None:
+    """Where the request came from: an OA form (its connector and instance id, as the
+    OA webhook keys the requests it creates: ``oa:<connector>:<instance>``)."""
+    if not key or not key.startswith("oa:") or key.count(":") < 2:
+        return None
+    _, connector, instance = key.split(":", 2)
+    first = detail["history"][0] if detail["history"] else {}
+    return {"connector": connector, "event_id": instance, "at": first.get("at")}
 
 
 def request_page(request_id: int) -> str:
