@@ -24,7 +24,7 @@ def _default_database_url() -> str:
 
 
 def _default_attachments_dir() -> Path:
-    return _instance_dir() / "attachments"
+    return Path(os.environ.get("YINFIN_ATTACHMENTS_DIR") or _instance_dir() / "attachments")
 
 
 def _int_setting(env: Mapping[str, str], name: str, default: int) -> int:
