@@ -170,3 +170,36 @@ def test_the_openapi_document_lists_the_endpoints(client: FlaskClient) -> None:
     assert set(content) == {"application/pdf", "image/jpeg", "image/png", "application/ofd"}
     detail = spec["components"]["schemas"]["RequestDetail"]["properties"]
     assert "attachments" in detail
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_fuzzed_uploads_to_a_real_request_never_fail_with_a_500(request: pytest.FixtureRequest, tmp_path: Path,
+                                                              backend: str) -> None:
+    """The document-wide fuzz only reaches requests that do not exist; here every
+    generated upload goes to one that does, as finance (who may attach to it)."""
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+    from schemathesis import GenerationMode
+
+    from .test_api_fuzz import CHECKS, SPEC
+
+    db = request.getfixturevalue("sqlite_db" if backend == "sqlite" else "pg_db")
+    app = make_app(db, attachments_dir=tmp_path / "files", attachment_max_bytes=LIMIT)
+    client = app.test_client()
+    rid = submit(client, world(db))
+    schema = schemathesis.openapi.from_wsgi(SPEC, app)
+    label = "POST /api/v1/requests/{request_id}/attachments"
+    (operation,) = [op.ok() for op in schema.get_all_operations() if op.ok().label == label]
+    statuses: list[int] = []
+    for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+        @given(case=operation.as_strategy(generation_mode=mode))
+        @settings(max_examples=15, deadline=None, database=None,
+                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+        def fuzz(case: schemathesis.Case) -> None:
+            case.path_parameters = {**(case.path_parameters or {}), "request_id": rid}
+            statuses.append(case.call_and_validate(headers={"X-Yinfin-User": "cfo",
+                                                            "X-Yinfin-Roles": "finance"},
+                                                   checks=CHECKS).status_code)
+
+        fuzz()
+    assert statuses and max(statuses) < 500
