@@ -185,3 +185,23 @@ def test_the_database_refuses_a_second_claim_written_behind_the_service(db: Data
         s.add_all([row(a, released=utcnow()), row(b)])  # a released claim does not count
     with pytest.raises(IntegrityError), db.unit_of_work() as s:
         s.add(row(a))
+
+
+def test_the_demo_attaches_receipts_and_invoices(sqlite_db: Database, store) -> None:
+    from yinfin_flow.demo import loaders
+    from yinfin_flow.verify import verify
+
+    with sqlite_db.unit_of_work() as s:
+        for name, load in loaders():
+            if name == "attachments":
+                load(s, storage=store)
+            else:
+                load(s)
+    with sqlite_db.unit_of_work(readonly=True) as s:
+        rows = list(s.scalars(select(Attachment)))
+        assert verify(s) == []
+        assert {r.content_type for r in rows} == {"image/png", "application/pdf"}
+        assert any(r.invoice_code for r in rows) and any(r.invoice_number and not r.invoice_code for r in rows)
+        assert any(r.invoice_number is None for r in rows)
+        for r in rows:
+            assert store.get(r.sha256)  # every file is there and intact
