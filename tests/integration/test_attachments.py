@@ -7,10 +7,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from yinfin_flow.api.identity import Identity
 from yinfin_flow.attachments import samples, service
+from yinfin_flow.attachments import verify as attachments_verify
 from yinfin_flow.attachments.storage import DirectoryStorage
 from yinfin_flow.db.engine import Database
 from yinfin_flow.db.models.attachments import Attachment
@@ -20,6 +21,7 @@ from yinfin_flow.domain.errors import NotFound, ValidationError
 from yinfin_flow.engine import directory, queries
 from yinfin_flow.engine import service as engine
 from yinfin_flow.engine.errors import Forbidden
+from yinfin_flow.verify import verify
 
 from .test_engine_support import expense_form, pending, world
 
@@ -153,6 +155,14 @@ def test_a_request_that_ends_releases_its_invoices(db: Database, store, ending: 
     assert again["invoice_status"] == "claimed"
     with pytest.raises(RequestEnded):  # nothing more on an ended request
         add(db, store, a, "amy")
+    with db.unit_of_work(readonly=True) as s:
+        assert attachments_verify.ended_requests_claim_no_invoice(s) == []
+    with db.unit_of_work() as s:  # a claim written back behind the service's back is reported
+        s.execute(update(Attachment).where(Attachment.request_id == a).values(
+            invoice_released_at=None, invoice_key="x:1"))
+    with db.unit_of_work(readonly=True) as s:
+        [problem] = verify(s)
+    assert problem.check == "ended_requests_claim_no_invoice" and f"request {a}" in problem.subject
 
 
 def test_an_approved_request_keeps_its_invoice(db: Database, store) -> None:
@@ -189,7 +199,6 @@ def test_the_database_refuses_a_second_claim_written_behind_the_service(db: Data
 
 def test_the_demo_attaches_receipts_and_invoices(sqlite_db: Database, store) -> None:
     from yinfin_flow.demo import loaders
-    from yinfin_flow.verify import verify
 
     with sqlite_db.unit_of_work() as s:
         for name, load in loaders():
