@@ -184,10 +184,10 @@ def read(session: Session, storage: Storage, attachment_id: int, actor: Any) -> 
     user, roles = _who(session, actor)
     row = session.get(Attachment, attachment_id)
     req = session.get(ApprovalRequest, row.request_id) if row is not None else None
-    if req is None or not (req.requester == user or ATTACHMENTS_ANY & roles
-                           or visibility.has_task(session, user, req.id)):
+    if row is None or req is None or not (req.requester == user or ATTACHMENTS_ANY & roles
+                                          or visibility.has_task(session, user, req.id)):
         raise NotFound(f"no attachment {attachment_id}", field="attachment_id")
-    return as_dict(row), storage.get(row.sha256)  # type: ignore[union-attr]
+    return as_dict(row), storage.get(row.sha256)
 
 
 def release_invoices(session: Session, request_id: int) -> int:
