@@ -106,8 +106,13 @@ def test_who_may_add_list_and_read(db: Database, store) -> None:
 
 
 def test_bad_input_writes_nothing(db: Database, store) -> None:
+    from yinfin_flow.domain.attachments import AttachmentTooLarge
+
     org = world(db)
     rid = submit(db, org)
+    small = DirectoryStorage(store.root, max_bytes=len(PNG) - 1)  # the store's configured limit
+    with pytest.raises(AttachmentTooLarge), db.unit_of_work() as s:
+        service.add(s, small, request_id=rid, actor="amy", filename="r.png", content_type="image/png", data=PNG)
     with pytest.raises(ValidationError, match="line_ref"):
         add(db, store, rid, "amy", line_ref="9")
     with pytest.raises(ValidationError, match="invoice_code"):

@@ -78,7 +78,7 @@ def add_attachment(body: dict[str, Any], request_id: int) -> dict[str, Any]:
             s, storage_from(st.settings), request_id=request_id, actor=ident,
             filename=upload.filename, content_type=upload.mimetype, data=data,
             line_ref=body["line_ref"], invoice_code=body["invoice_code"],
-            invoice_number=body["invoice_number"], max_bytes=st.settings.attachment_max_bytes)
+            invoice_number=body["invoice_number"])
 
 
 @blp.get(f"/requests/{RID}/attachments")

@@ -98,11 +98,15 @@ def _holder(session: Session, key: str) -> Attachment | None:
 def add(session: Session, storage: Storage, *, request_id: int, actor: Any, filename: str | None,
         content_type: str | None, data: bytes, line_ref: str | None = None,
         invoice_code: str | None = None, invoice_number: str | None = None,
-        max_bytes: int = rules.DEFAULT_MAX_BYTES) -> dict[str, Any]:
+        max_bytes: int | None = None) -> dict[str, Any]:
     """Attach ``data`` to the request (``line_ref``: to one of its lines) and return its
     metadata (:func:`as_dict`).
 
-    Refuses, before anything is written: a file over ``max_bytes`` (413
+    ``max_bytes``: the size limit; by default the store's ``max_bytes`` (the configured
+    ``YINFIN_ATTACHMENT_MAX_BYTES`` for a store from
+    :func:`~yinfin_flow.attachments.storage.storage_from`), else 10 MiB.
+
+    Refuses, before anything is written: a file over the limit (413
     ``attachment_too_large``), empty, not PDF/JPEG/PNG/OFD by content or contradicting its
     declared type (422, ``field: file``), a ``line_ref`` the form has no line for, a
     malformed invoice code or number (422 naming the field); a caller who may not add
@@ -110,7 +114,8 @@ def add(session: Session, storage: Storage, *, request_id: int, actor: Any, file
     ``request_ended``); an invoice another request (or this one) already claims (409
     ``duplicate_invoice`` with that ``request_id``).
     """
-    content_type = rules.check_content(data, content_type, max_bytes=max_bytes)
+    limit = max_bytes if max_bytes is not None else getattr(storage, "max_bytes", rules.DEFAULT_MAX_BYTES)
+    content_type = rules.check_content(data, content_type, max_bytes=limit)
     invoice = rules.parse_invoice(invoice_code, invoice_number)
     ref = (line_ref or "").strip() or None
     user, roles = _who(session, actor)

@@ -1,7 +1,8 @@
 """Where attachment bytes live: a small content-addressed store.
 
 The interface is three calls, :class:`Storage`: ``put(data) -> sha256 hex``,
-``get(sha256) -> bytes`` and ``exists(sha256)``. Content addressing makes ``put``
+``get(sha256) -> bytes`` and ``exists(sha256)`` (a store may also say the largest file
+it takes, ``max_bytes``; the service honours it). Content addressing makes ``put``
 idempotent (the same bytes are stored once, whoever attaches them again) and lets an
 object store with immutable keys (S3, OSS, MinIO) implement it as it is: key = hash.
 
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from yinfin_flow.config import Settings
+from yinfin_flow.domain.attachments import DEFAULT_MAX_BYTES
 from yinfin_flow.domain.errors import DomainError
 
 _HEX = re.compile(r"^[0-9a-f]{64}$")
@@ -59,10 +61,15 @@ def sha256_of(data: bytes) -> str:
 
 
 class DirectoryStorage:
-    """The default store: files in a directory, named by their SHA-256."""
+    """The default store: files in a directory, named by their SHA-256.
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    ``max_bytes``: the largest file the service accepts for this store (the configured
+    ``YINFIN_ATTACHMENT_MAX_BYTES`` when made by :func:`storage_from`).
+    """
+
+    def __init__(self, root: str | os.PathLike[str], max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.root = Path(root)
+        self.max_bytes = max_bytes
 
     def _path(self, sha256: str) -> Path:
         if not _HEX.match(sha256):
@@ -112,4 +119,4 @@ def storage_from(app_or_settings: Any) -> Storage:
         from yinfin_flow.extension import state
 
         settings = state(app_or_settings).settings
-    return DirectoryStorage(settings.attachments_dir)
+    return DirectoryStorage(settings.attachments_dir, max_bytes=settings.attachment_max_bytes)
