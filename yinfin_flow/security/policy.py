@@ -42,6 +42,15 @@ def only(*roles: str) -> Access:
     return Access("roles", frozenset(roles))
 
 
+#: Object-level rules the views and services apply after this table's gate:
+#: who sees every request (the requester and its approvers see their own);
+SEES_ALL_REQUESTS = frozenset({FINANCE, ADMIN})
+#: who adds attachments to, and reads the files of, any request (the requester adds
+#: to their own; the requester and whoever has a task on it, delegates included, read
+#: them). Admins run the integration, not the money: they see the attachment list a
+#: request shows, never the files.
+ATTACHMENTS_ANY = frozenset({FINANCE})
+
 FINANCE_ONLY = only(FINANCE)
 ADMIN_ONLY = only(ADMIN)
 BOOKS = only(FINANCE, ADMIN)  # reading the ledger: finance, and admins checking a sync
@@ -84,6 +93,11 @@ POLICY: dict[str, Access] = {
     "requests.comment_request": USER,
     "requests.urge_request": USER,
     "requests.request_trail": USER,
+    # attachments: the service checks the request (requester, its approvers, finance)
+    "attachments.add_attachment": USER,
+    "attachments.list_attachments": USER,
+    "attachments.get_attachment": USER,
+    "attachments.download_attachment": USER,
     # tasks: the assignee's or their delegate's
     "tasks.inbox": USER,
     "tasks.get_task": USER,
