@@ -39,9 +39,11 @@ PAGES: dict[str, str] = {
     "POST /new/<workflow>": USER,
     "GET /budget-lines": USER,
     "POST /budget-lines/preview": USER,
+    "POST /requests/<int:request_id>/attachments": USER,
+    "GET /attachments/<int:attachment_id>/content": USER,
 }
 ROLES = {"employee": "amy", "approver": "wang.app", "finance": "fiona", "admin": "admin"}
-SAMPLE = {"task_id": "999999", "request_id": "999999", "action": "approve", "workflow": "expense",
+SAMPLE = {"task_id": "999999", "request_id": "999999", "attachment_id": "999999", "action": "approve", "workflow": "expense",
           "path:filename": "console.css", "filename": "console.css"}
 
 

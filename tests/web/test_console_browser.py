@@ -20,6 +20,7 @@ import pytest
 from sqlalchemy import select
 from werkzeug.serving import make_server
 
+from yinfin_flow.attachments import samples
 from yinfin_flow.budget.results import LineRequest
 from yinfin_flow.budget.service import Budgets
 from yinfin_flow.db.engine import Database
@@ -35,6 +36,7 @@ from .conftest import console_app
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
+REFUSED = re.compile(r"^Failed to load resource: the server responded with a status of 4\d\d ")
 INSTALL = "install Debian's browser: apt-get install chromium chromium-driver fonts-noto-cjk"
 
 
@@ -69,11 +71,20 @@ class Visitor:
         self.page = self.context.new_page()
         self.base, self.user, self.shots = base, user, shots
         self.errors: list[str] = []
-        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        self.refusals: list[str] = []  # the browser's own note of a 4xx answer (a refusal shown in the page)
+        self.page.on("console", self._console)
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
         self.page.goto(f"{base}/sign-in")
         self.page.click(f'[data-testid="as-{user}"]')
         self.page.wait_for_url(re.compile(r".*/inbox$"))
+
+    def _console(self, message: Any) -> None:
+        if message.type != "error":
+            return
+        if REFUSED.match(message.text):
+            self.refusals.append(message.text)
+        else:
+            self.errors.append(message.text)
 
     def go(self, path: str) -> Any:
         self.page.goto(self.base + path)
@@ -101,7 +112,9 @@ def visit(browser: Any, server: str, tmp_path: Path) -> Iterator[Any]:
         v.close()  # fails the test on any JavaScript error
 
 
-def test_amy_files_an_expense_and_wang_approves_it_from_the_inbox(visit, demo_db: Database):
+def test_amy_files_an_expense_and_wang_approves_it_from_the_inbox(visit, demo_db: Database, tmp_path: Path):
+    receipt = tmp_path / "taxi-receipt.png"
+    receipt.write_bytes(samples.receipt_png(seed=3))
     amy = visit("amy")
     page = amy.go("/new/expense")
     page.fill('[data-testid="title"]', "Taxi to the client")
@@ -112,11 +125,15 @@ def test_amy_files_an_expense_and_wang_approves_it_from_the_inbox(visit, demo_db
     page.fill('[data-testid="amount"]', "321.00")
     page.wait_for_selector('[data-testid="preview"]')
     assert "RD-APP/TRAVEL" in page.inner_text('[data-testid="preview"]')
+    page.set_input_files('[data-testid="file"]', str(receipt))
+    page.fill('[data-testid="invoice-code"]', "044031900111")
+    page.fill('[data-testid="invoice-number"]', "55550001")
     amy.shot("new-expense")
     page.click('[data-testid="submit"]')
     page.wait_for_url(re.compile(r".*/requests/\d+$"))
     request_id = int(page.url.rsplit("/", 1)[1])
     assert "In approval" in page.inner_text("h1")
+    assert "taxi-receipt.png" in page.inner_text('[data-testid="attachments"]')
     amy.shot("submitted")
 
     wang = visit("wang.app")
@@ -126,6 +143,7 @@ def test_amy_files_an_expense_and_wang_approves_it_from_the_inbox(visit, demo_db
     wang.shot("inbox")
     row.locator("a.title").click()
     inbox.wait_for_url(re.compile(r".*/tasks/\d+$"))
+    assert "55550001" in inbox.inner_text('[data-testid="attachments"]')  # the receipt, to check
     wang.shot("task")
     inbox.fill('form[action$="/approve"] input[name=comment]', "OK, have a good trip")
     inbox.click('[data-testid="approve"]')
@@ -136,6 +154,19 @@ def test_amy_files_an_expense_and_wang_approves_it_from_the_inbox(visit, demo_db
     manager = [t for t in req["tasks"] if t["step"] == "manager"]
     assert manager and manager[0]["status"] == "approved" and manager[0]["assignee"] == "wang.app"
     assert req["current_step"] == "finance"
+
+    # The same invoice on another of amy's requests is refused, naming the one holding it.
+    page = amy.go("/requests?state=approval")
+    page.locator("table.requests a", has_text="Trip to Shenzhen (approval)").first.click()
+    page.wait_for_url(re.compile(r".*/requests/\d+$"))
+    page.set_input_files('#attachments [data-testid="file"]', str(receipt))
+    page.fill('#attachments [data-testid="invoice-code"]', "044031900111")
+    page.fill('#attachments [data-testid="invoice-number"]', "55550001")
+    page.click('[data-testid="upload"]')
+    page.wait_for_selector('#flash [data-code="duplicate_invoice"]')
+    assert str(request_id) in page.inner_text("#flash")
+    assert len(amy.refusals) == 1 and "409" in amy.refusals[0]  # that refusal, and no other
+    amy.shot("duplicate-invoice")
 
 
 def _override_refused_later(db: Database) -> int:

@@ -318,3 +318,66 @@ def test_a_request_from_an_oa_form_names_its_connector_and_instance(person, demo
         rid = req.id
     page = person("amy").get(f"/requests/{rid}")
     assert "OA event PROC-0042 from dingtalk" in text(page)
+
+
+def test_receipts_upload_download_and_one_claim_per_invoice(person, demo_db):
+    import io
+
+    from yinfin_flow.attachments import samples
+
+    task = pending(demo_db, "wang.app")[0]
+    rid = task["request_id"]
+    amy = person("amy")
+    png = samples.receipt_png(seed=7)
+    resp = amy.post(f"/requests/{rid}/attachments",
+                    {"file": (io.BytesIO(png), "taxi.png", "image/png"), "line_ref": "1",
+                     "invoice_code": "044031900111", "invoice_number": "77770001"},
+                    content_type="multipart/form-data")
+    assert resp.status_code == 302, text(resp)
+    page = amy.get(f"/requests/{rid}").get_data(as_text=True)
+    link = re.search(r'href="(/attachments/(\d+)/content)" download>taxi.png<', page)
+    assert link, "the receipt is listed with a download link"
+    # the approver sees and downloads it from the task page, always as a download
+    wang = person("wang.app")
+    assert link.group(1) in wang.get(f"/tasks/{task['id']}").get_data(as_text=True)
+    got = wang.get(link.group(1))
+    assert got.status_code == 200 and got.data == png
+    assert got.headers["Content-Disposition"].startswith("attachment")
+    assert got.headers["X-Content-Type-Options"] == "nosniff"
+    assert person("bob").get(link.group(1)).status_code == 404  # a stranger
+    # the same invoice on another request is refused, naming the request that holds it
+    other = re.findall(r'href="/requests/(\d+)"', amy.get("/requests?state=approved").get_data(as_text=True))[0]
+    dup = amy.post(f"/requests/{other}/attachments",
+                   {"file": (io.BytesIO(png), "again.png", "image/png"),
+                    "invoice_code": "044031900111", "invoice_number": "77770001"},
+                   content_type="multipart/form-data")
+    assert dup.status_code == 409 and 'data-code="duplicate_invoice"' in dup.get_data(as_text=True)
+    assert str(rid) in text(dup)
+    fake = amy.post(f"/requests/{rid}/attachments", {"file": (io.BytesIO(b"<html>"), "x.pdf", "application/pdf")},
+                    content_type="multipart/form-data")
+    assert fake.status_code in (415, 422) and "attachment" in fake.get_data(as_text=True).lower()
+
+
+def test_a_new_expense_with_its_receipt_is_made_whole_or_not_at_all(person, demo_db):
+    import io
+
+    from yinfin_flow.attachments import samples, service
+
+    amy = person("amy")
+    line = re.search(r'data-pick="(\d+)"', amy.get("/budget-lines?q=travel").get_data(as_text=True)).group(1)
+    base = {"title": "Dinner", "line_id": line, "amount": "120.00", "budget_date": date.today().isoformat()}
+    pdf = samples.receipt_pdf(["Dinner 120.00 CNY"])
+    made = amy.post("/new/expense", {**base, "file": (io.BytesIO(pdf), "dinner.pdf", "application/pdf"),
+                                     "invoice_code": "044031900111", "invoice_number": "88880001"},
+                    content_type="multipart/form-data")
+    assert made.status_code == 302, text(made)
+    rid = int(made.headers["Location"].rsplit("/", 1)[1])
+    with demo_db.unit_of_work(readonly=True) as s:
+        assert [a["filename"] for a in service.list_for_request(s, rid, "amy")] == ["dinner.pdf"]
+        before = s.query(ApprovalRequest).count()
+    again = amy.post("/new/expense", {**base, "file": (io.BytesIO(pdf), "dinner.pdf", "application/pdf"),
+                                      "invoice_code": "044031900111", "invoice_number": "88880001"},
+                     content_type="multipart/form-data")
+    assert again.status_code == 409 and "duplicate_invoice" in again.get_data(as_text=True)
+    with demo_db.unit_of_work(readonly=True) as s:
+        assert s.query(ApprovalRequest).count() == before  # no request without its receipt

@@ -151,6 +151,8 @@ POLICY: dict[str, Access] = {
     "console.new_request": USER,
     "console.line_search": USER,
     "console.line_preview": USER,
+    "console.attachment_add": USER,  # the attachments service decides who may add or read
+    "console.attachment_content": USER,
     # tokens: one's own (admins issue and revoke anyone's)
     "tokens.list_tokens": USER,
     "tokens.create_token": USER,

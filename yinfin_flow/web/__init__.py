@@ -25,9 +25,16 @@ HTMX = "htmx-2.0.11.min.js"
 def make_blueprint(url_prefix: str) -> Blueprint:
     bp = Blueprint(NAME, __name__, url_prefix=url_prefix or None, template_folder="templates",
                    static_folder="static", static_url_path="/static/console")
-    from . import common, views_auth, views_inbox, views_requests, views_tasks
+    from . import (
+        common,
+        views_attachments,
+        views_auth,
+        views_inbox,
+        views_requests,
+        views_tasks,
+    )
 
-    for module in (common, views_auth, views_inbox, views_tasks, views_requests):
+    for module in (common, views_auth, views_inbox, views_tasks, views_requests, views_attachments):
         module.register(bp)
     return bp
 

@@ -131,6 +131,8 @@ ERROR_TITLES = {
     "withdraw_window_closed": lazy("Too late to withdraw"),
     "csrf_failed": lazy("The form expired; reload the page and try again"),
     "too_many_failures": lazy("Too many failed sign-ins; wait a minute"),
+    "duplicate_invoice": lazy("This invoice is already claimed"),
+    "attachment_too_large": lazy("The file is too large"),
 }
 
 

@@ -24,6 +24,7 @@ from yinfin_flow.extension import state
 from yinfin_flow.ledger import reports
 
 from . import forms, i18n
+from . import views_attachments as attachments
 from .common import db, me, parse
 from .timeline import route_timeline
 from .views_tasks import _back
@@ -57,10 +58,11 @@ def _page_data(request_id: int) -> dict[str, Any]:
         timeline = route_timeline(s, req, detail)
         d = definitions.stored(s, req.workflow, req.workflow_version, req.workflow_hash)
         origin = _origin(req.idempotency_key, detail)
+        files = attachments.listed(s, request_id)
     events = [t.event for t in d.transitions_from(detail["state"])]
     return {"req": detail, "trail": trail, "timeline": timeline, "definition": d,
             "mine": detail["requester"] == ident.id, "events": events,
-            "origin": origin}
+            "origin": origin, "attachments": files}
 
 
 def _origin(key: str | None, detail: dict[str, Any]) -> dict[str, Any] | None:
@@ -144,11 +146,14 @@ def new_request(workflow: str) -> str | Response:
     body = parse(_SUBMIT, {"workflow": d.name, "title": (request.form.get("title") or "").strip(),
                            "company": who["company"], "form": forms.posted_form(d.document_type),
                            "draft": request.form.get("draft") == "1"})
-    with db().unit_of_work() as s:
+    upload = attachments.posted_file(required=False)
+    with db().unit_of_work() as s:  # the request and its receipt: both or neither
         req = service.submit(s, body["workflow"], requester=ident.id, company=body["company"],
                              title=body["title"], form=body["form"], department=body["department"],
                              draft=body["draft"], directory=state(current_app).settings.workflows_dir)
         request_id = req.id
+        if upload is not None:
+            attachments.add(s, request_id, {**upload, "line_ref": upload["line_ref"] or "1"})
     flash(i18n._("Request %(id)s saved.", id=request_id) if body["draft"]
           else i18n._("Request %(id)s submitted.", id=request_id))
     return _back(url_for("console.request", request_id=request_id))

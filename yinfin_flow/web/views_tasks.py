@@ -29,6 +29,7 @@ from yinfin_flow.api.engine_schemas import (
     TaskTransferInSchema,
     TextInSchema,
 )
+from yinfin_flow.attachments import service as service_attachments
 from yinfin_flow.domain.errors import DomainError, NotFound, ValidationError
 from yinfin_flow.engine import inbox as inbox_reads
 from yinfin_flow.engine import queries, service
@@ -88,9 +89,9 @@ def task_page(task_id: int) -> str:
         detail = request_detail(s, req)
         step = inbox_reads.step_state(s, req, task.step_id)
         timeline = route_timeline(s, req, detail)
-        trail = None
+        files = service_attachments.list_for_request(s, req.id, ident)
     return render_template("yinfin/task.html", task=queries.task_dict(task), req=detail, step=step,
-                           timeline=timeline, trail=trail, earlier=_earlier_steps(detail, task.step_id))
+                           timeline=timeline, attachments=files, earlier=_earlier_steps(detail, task.step_id))
 
 
 def _earlier_steps(detail: dict[str, Any], step_id: str) -> list[str]:
