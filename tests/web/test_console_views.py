@@ -381,3 +381,17 @@ def test_a_new_expense_with_its_receipt_is_made_whole_or_not_at_all(person, demo
     assert again.status_code == 409 and "duplicate_invoice" in again.get_data(as_text=True)
     with demo_db.unit_of_work(readonly=True) as s:
         assert s.query(ApprovalRequest).count() == before  # no request without its receipt
+
+
+def test_console_posts_are_in_the_audit_chain_refused_ones_too(person, demo_db):
+    from yinfin_flow.db.models.security import AuditLog
+
+    wang = person("wang.app")
+    task = pending(demo_db, "wang.app")[0]
+    wang.post(f"/tasks/{task['id']}/reject", {"comment": ""})
+    wang.post(f"/tasks/{task['id']}/approve", {"comment": "ok"})
+    with demo_db.unit_of_work(readonly=True) as s:
+        rows = s.scalars(select(AuditLog).where(AuditLog.endpoint == "console.task_action")
+                         .order_by(AuditLog.id)).all()
+    assert [(r.actor, r.status) for r in rows] == [("wang.app", 422), ("wang.app", 302)]
+    assert rows[0].detail == "validation_error"

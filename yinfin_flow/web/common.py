@@ -9,6 +9,8 @@ and the page shows them (an htmx request gets the fragment alone).
 
 from __future__ import annotations
 
+import logging
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -36,6 +38,8 @@ from yinfin_flow.security.policy import access_for
 
 from . import HTMX, i18n
 from .identity import console_identity, development, host_signs_in
+
+log = logging.getLogger("yinfin_flow.web")
 
 
 def htmx() -> bool:
@@ -131,8 +135,32 @@ def globals_() -> dict[str, Any]:
     }
 
 
+def audit_post(response: Response) -> Response:
+    """Every POST to the console (refused ones included) in the audit chain, as the
+    API's calls are: who, what, when, from where, with what answer."""
+    if request.method != "POST":
+        return response
+    from yinfin_flow.security import audit
+
+    ident = g.get("yinfin_console_identity")
+    detail = None
+    if response.status_code >= 400:
+        found = re.search(r'data-code="([a-z0-9_]+)"', response.get_data(as_text=True) or "")
+        detail = found.group(1) if found else None
+    try:
+        audit.append_alone(db(), audit.AuditEvent(
+            method="POST", path=request.path, status=response.status_code,
+            actor=ident.id if ident is not None else None, endpoint=request.endpoint,
+            remote_addr=request.remote_addr, user_agent=request.headers.get("User-Agent"),
+            detail=detail))
+    except Exception:  # noqa: BLE001 - the action happened; a lost row is logged, never raised
+        log.exception("audit append failed for POST %s", request.path)
+    return response
+
+
 def register(bp: Blueprint) -> None:
     bp.before_request(gate)
+    bp.after_request(audit_post)
     bp.context_processor(globals_)
     bp.register_error_handler(DomainError, on_domain_error)
     bp.register_error_handler(Unauthenticated, on_domain_error)
