@@ -51,5 +51,14 @@
     }
   });
 
+  // A search answer that arrives after a line was picked (the box is empty again) is late: drop it.
+  document.addEventListener("htmx:beforeSwap", function (ev) {
+    var target = ev.detail && ev.detail.target;
+    if (target && target.classList && target.classList.contains("choices")) {
+      var q = target.closest(".line-row").querySelector(".line-q");
+      if (q && !q.value.trim()) { ev.detail.shouldSwap = false; }
+    }
+  });
+
   document.addEventListener("DOMContentLoaded", renumber);
 })();
