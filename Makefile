@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 HOST   ?= 127.0.0.1
 PORT   ?= 5000
 
-.PHONY: run test bench lint worker beat clean
+.PHONY: run test bench lint worker beat clean babel-extract babel-update babel-compile
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,18 @@ worker: $(VENV)/.installed
 beat: $(VENV)/.installed
 	mkdir -p instance
 	$(VENV)/bin/celery -A yinfin_flow.worker.celery_app beat --loglevel=INFO -s instance/celerybeat-schedule
+
+## the console's catalogues (yinfin_flow/web/translations; the compiled .mo files are
+## committed, so a fresh clone runs without this step): extract → update → translate → compile
+BABEL_DIR := yinfin_flow/web/translations
+babel-extract: $(VENV)/.installed
+	$(VENV)/bin/pybabel extract -F babel.cfg -k lazy --no-location --project yinfin-flow -o $(BABEL_DIR)/messages.pot .
+
+babel-update: babel-extract
+	$(VENV)/bin/pybabel update -i $(BABEL_DIR)/messages.pot -d $(BABEL_DIR) --no-fuzzy-matching --width 100
+
+babel-compile: $(VENV)/.installed
+	$(VENV)/bin/pybabel compile -d $(BABEL_DIR)
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache .hypothesis

@@ -37,6 +37,19 @@ def _missing(what: str, how: str, err: Exception) -> None:
     pytest.skip(message)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def attachments_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Attachment files of the whole run go to a temporary directory, never ``instance/``."""
+    path = tmp_path_factory.mktemp("attachments")
+    before = os.environ.get("YINFIN_ATTACHMENTS_DIR")
+    os.environ["YINFIN_ATTACHMENTS_DIR"] = str(path)
+    yield path
+    if before is None:
+        os.environ.pop("YINFIN_ATTACHMENTS_DIR", None)
+    else:
+        os.environ["YINFIN_ATTACHMENTS_DIR"] = before
+
+
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
     """A fresh PostgreSQL database for this run, migrated to head, dropped afterwards."""

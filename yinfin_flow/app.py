@@ -8,7 +8,9 @@ with ``YINFIN_ENV=production``, ``YINFIN_SECRET_KEY`` and a PostgreSQL
 
 from __future__ import annotations
 
-from flask import Flask, Request
+from datetime import timedelta
+
+from flask import Flask, Request, request
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 
 from yinfin_flow.api.identity import IdentityProvider
@@ -27,6 +29,10 @@ def create_app(
     """
     app = Flask("yinfin_flow", static_folder=None)
     app.session_interface = _CookieSessions()
+    # The console's sign-in cookie: signed, HttpOnly, SameSite=Lax, Secure over HTTPS
+    # (and always in production), and it expires.
+    app.config.update(SESSION_COOKIE_HTTPONLY=True,
+                      SESSION_COOKIE_SAMESITE="Lax", PERMANENT_SESSION_LIFETIME=timedelta(hours=8))
     app.json.sort_keys = False  # keep fields in schema order: easier to read
     app.json.ensure_ascii = False  # names are often Chinese: send them as they are (UTF-8)
     YinFinFlow(app, settings=settings or Settings.from_env(),
@@ -48,6 +54,15 @@ class _CookieSessions(SecureCookieSessionInterface):
         if app.secret_key and not request.cookies.get(self.get_cookie_name(app)):
             return self.session_class()
         return super().open_session(app, request)
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        """Secure whenever the request came over HTTPS (behind a proxy that says so
+        with ``X-Forwarded-Proto`` and ProxyFix) and always in production."""
+        from yinfin_flow.extension import EXTENSION_KEY
+
+        st = app.extensions.get(EXTENSION_KEY)
+        return bool(super().get_cookie_secure(app) or request.is_secure
+                    or (st is not None and st.settings.production))
 
 
 def _attach_cli(app: Flask) -> None:

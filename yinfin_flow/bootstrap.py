@@ -11,6 +11,7 @@ import importlib
 HANDLER_MODULES = [
     "yinfin_flow.ledger.handlers",
     "yinfin_flow.worker.handlers",
+    "yinfin_flow.attachments.handlers",
 ]
 
 _wired = False

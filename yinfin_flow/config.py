@@ -47,12 +47,30 @@ def installed() -> bool:
     return (PACKAGE_DIR / "migrations").is_dir()
 
 
-def _default_database_url() -> str:
+def _instance_dir(env: Mapping[str, str] | None = None) -> Path:
     # A checkout keeps its data in the repository's instance/; an installed package
     # never writes into site-packages: instance/ in the folder it is run from.
     base = Path.cwd() if installed() else PROJECT_ROOT
-    instance = Path(os.environ.get("YINFIN_INSTANCE_DIR") or base / "instance")
+    return Path((os.environ if env is None else env).get("YINFIN_INSTANCE_DIR") or base / "instance")
+
+
+def _default_database_url() -> str:
+    instance = _instance_dir()
     return f"sqlite:///{instance / 'yinfin.sqlite'}"
+
+
+def _default_attachments_dir() -> Path:
+    return Path(os.environ.get("YINFIN_ATTACHMENTS_DIR") or _instance_dir() / "attachments")
+
+
+def _int_setting(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, not {raw!r}") from None
 
 
 @dataclass(frozen=True)
@@ -71,6 +89,8 @@ class Settings:
     rule_change_approval: str = "required"  # required | off: control rule changes need a second person
     # required | off: budget adjustments, transfers and imports need a second person
     budget_journal_approval: str = "required"
+    attachments_dir: Path = field(default_factory=_default_attachments_dir)
+    attachment_max_bytes: int = 10 * 1024 * 1024
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -86,6 +106,8 @@ class Settings:
             default_control_mode=env.get("YINFIN_DEFAULT_CONTROL_MODE", "hard"),
             rule_change_approval=env.get("YINFIN_RULE_CHANGE_APPROVAL") or "required",
             budget_journal_approval=env.get("YINFIN_BUDGET_JOURNAL_APPROVAL") or "required",
+            attachments_dir=Path(env.get("YINFIN_ATTACHMENTS_DIR") or _instance_dir(env) / "attachments"),
+            attachment_max_bytes=_int_setting(env, "YINFIN_ATTACHMENT_MAX_BYTES", 10 * 1024 * 1024),
         )
         settings.check()
         return settings
@@ -110,3 +132,5 @@ class Settings:
             raise ConfigError("YINFIN_RULE_CHANGE_APPROVAL must be required or off")
         if self.budget_journal_approval not in ("required", "off"):
             raise ConfigError("YINFIN_BUDGET_JOURNAL_APPROVAL must be required or off")
+        if self.attachment_max_bytes < 1:
+            raise ConfigError("YINFIN_ATTACHMENT_MAX_BYTES must be at least 1")

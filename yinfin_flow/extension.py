@@ -136,6 +136,8 @@ class YinFinFlow:
         only and is refused when ``YINFIN_ENV=production``.
     :param url_prefix: where to mount, e.g. ``"/finance"`` → ``/finance/api/v1/…``
         (also ``YINFIN_URL_PREFIX`` in app config).
+    :param console: also mount the web console (:mod:`yinfin_flow.web`) at the prefix
+        (``/finance/``, ``/finance/inbox``…); ``False`` serves the API alone.
     """
 
     def __init__(
@@ -146,12 +148,14 @@ class YinFinFlow:
         database: Database | None = None,
         identity_provider: IdentityProvider | None = None,
         url_prefix: str | None = None,
+        console: bool = True,
     ) -> None:
         self._defaults: dict[str, Any] = {
             "settings": settings,
             "database": database,
             "identity_provider": identity_provider,
             "url_prefix": url_prefix,
+            "console": console,
         }
         if app is not None:
             self.init_app(app)
@@ -164,6 +168,7 @@ class YinFinFlow:
         database: Database | None = None,
         identity_provider: IdentityProvider | None = None,
         url_prefix: str | None = None,
+        console: bool | None = None,
     ) -> FlowState:
         """Mount the API on ``app`` and return its :class:`FlowState`.
 
@@ -181,6 +186,8 @@ class YinFinFlow:
             provider = no_identity if settings.production else header_identity
         if provider is header_identity and settings.production:
             raise ConfigError("header_identity is for development only; refused in production")
+        if console is None:
+            console = self._defaults.get("console", True)
         prefix = url_prefix if url_prefix is not None else self._defaults["url_prefix"]
         if prefix is None:
             prefix = str(app.config.get("YINFIN_URL_PREFIX", ""))
@@ -200,6 +207,10 @@ class YinFinFlow:
         from yinfin_flow.api import register_resources
 
         register_resources(app, st)
+        if console:
+            from yinfin_flow.web import mount
+
+            mount(app, st)
         return st
 
     @staticmethod

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from sqlalchemy.orm import Session
 
+from yinfin_flow.attachments import verify as attachments_verify
 from yinfin_flow.budget import journal_proposals, rule_changes
 from yinfin_flow.budget import verify as budget_verify
 from yinfin_flow.budget.verify import Problem
@@ -23,7 +24,7 @@ Check = Callable[[Session], list[Problem]]
 
 def all_checks() -> list[Check]:
     return [*budget_verify.CHECKS, *rule_changes.CHECKS, *journal_proposals.CHECKS, *engine_verify.CHECKS,
-            *ledger_verify.CHECKS, *audit.CHECKS]
+            *ledger_verify.CHECKS, *audit.CHECKS, *attachments_verify.CHECKS]
 
 
 def verify(session: Session) -> list[Problem]:

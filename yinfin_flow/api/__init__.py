@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 #: Modules under ``yinfin_flow.api`` whose blueprints are part of the API.
 RESOURCES = ["health", "budget", "requests", "tasks", "ledger", "workflows", "connectors", "oa",
-             "tokens", "delivery"]
+             "tokens", "delivery", "attachments"]
 
 
 def register_resources(app: Flask, st: FlowState) -> None:

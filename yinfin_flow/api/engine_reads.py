@@ -13,35 +13,27 @@ from typing import Any
 from sqlalchemy import exists, func, or_, select
 from sqlalchemy.orm import Session
 
+from yinfin_flow.attachments import service as attachments
 from yinfin_flow.budget.service import Budgets
 from yinfin_flow.db.models.engine import ApprovalRequest, ApprovalTask, RequestCc, RequestHistory
 from yinfin_flow.db.types import utcnow
 from yinfin_flow.domain.errors import NotFound
-from yinfin_flow.engine import queries, routing
+from yinfin_flow.engine import queries, routing, visibility
 from yinfin_flow.engine.budgeting import DocumentRead
-from yinfin_flow.security.policy import ADMIN, FINANCE
+from yinfin_flow.security.policy import SEES_ALL_REQUESTS
 
 from .identity import Identity
 
-SEES_ALL = frozenset({FINANCE, ADMIN})
+SEES_ALL = SEES_ALL_REQUESTS
 
 
 def _delegators(session: Session, user: str) -> list[str]:
     """Users whose approvals ``user`` holds today (any workflow)."""
-    from yinfin_flow.db.models.org import Delegation
-
-    today = utcnow().date()
-    return list(session.scalars(select(Delegation.user_id).where(
-        Delegation.deputy_id == user, Delegation.revoked_at.is_(None),
-        Delegation.start_date <= today, Delegation.end_date >= today)))
+    return visibility.delegators(session, user)
 
 
 def may_see(session: Session, ident: Identity, req: ApprovalRequest) -> bool:
-    if ident.roles & SEES_ALL or req.requester == ident.id:
-        return True
-    people = [ident.id, *_delegators(session, ident.id)]
-    return bool(session.scalar(select(exists().where(
-        ApprovalTask.request_id == req.id, ApprovalTask.assignee.in_(people)))))
+    return visibility.may_see(session, ident.id, ident.roles, req)
 
 
 def visible_request(session: Session, ident: Identity, request_id: int) -> ApprovalRequest:
@@ -158,6 +150,7 @@ def request_detail(session: Session, req: ApprovalRequest) -> dict[str, Any]:
             "at": h.created_at.isoformat() if h.created_at else None,
         } for h in hist],
         "cc": [{"user": c.user, "at": c.at} for c in cc],
+        "attachments": attachments.summaries(session, req.id),
         "budget_impact": impact(session, req),
     }
 

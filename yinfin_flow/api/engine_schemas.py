@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from marshmallow import EXCLUDE, Schema, fields, validate
 
+from .attachment_schemas import AttachmentSchema
 from .fields import Code, Id, QueryId, Text
 
 DICT = fields.Dict(keys=fields.String())
@@ -154,6 +155,7 @@ class RequestDetailSchema(RequestSummarySchema):
     tasks = fields.List(fields.Nested(TaskSchema))
     history = fields.List(DICT)
     cc = fields.List(DICT)
+    attachments = fields.List(fields.Nested(AttachmentSchema))
     budget_impact = fields.Nested(ImpactSchema, required=True)
 
 

@@ -14,6 +14,8 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, validate
 
+from yinfin_flow.domain.money import plain
+
 #: Largest id accepted: ids are 32-bit integers on PostgreSQL (``integer``).
 MAX_ID = 2**31 - 1
 
@@ -102,8 +104,7 @@ class AmountString(fields.Field):
     def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
         if value is None:
             return None
-        # Fixed-point always: str(Decimal) may say "1E+2", which is not what finance reads.
-        return format(Decimal(value), "f")
+        return plain(value)
 
 
 class Currency(fields.String):

@@ -27,6 +27,7 @@ caller.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -196,7 +197,7 @@ def _claim(user: str) -> Response | None:
 
     st = state(current_app)
     got = idempotency.claim(st.db, user, key, request.method, request.path,
-                            request.get_data(cache=True))
+                            _fingerprinted_body(_current_request()))
     if isinstance(got, idempotency.Stored):
         g.yinfin_replayed = True
         resp = Response(got.body, status=got.status, content_type=got.content_type)
@@ -204,6 +205,22 @@ def _claim(user: str) -> Response | None:
         return resp
     g.yinfin_idem = got
     return None
+
+
+def _fingerprinted_body(req: Request) -> bytes:
+    """The body a key is bound to. A multipart form's boundary is chosen anew at each
+    send, so a retried upload is recognised by its parts (fields, file names and types,
+    each file's SHA-256), not by its bytes."""
+    if req.mimetype != "multipart/form-data":
+        return req.get_data(cache=True)
+    parts = [f"{name}={value}" for name, value in sorted(req.form.items(multi=True))]
+    for name, upload in sorted(req.files.items(multi=True), key=lambda item: item[0]):
+        digest = hashlib.sha256()
+        for chunk in iter(lambda: upload.stream.read(65536), b""):  # noqa: B023 - used at once
+            digest.update(chunk)
+        upload.stream.seek(0)  # the view reads the file again
+        parts.append(f"{name}={upload.filename}|{upload.mimetype}|{digest.hexdigest()}")
+    return b"multipart/form-data\n" + "\n".join(parts).encode()
 
 
 def _finish_idempotency(response: Response) -> None:

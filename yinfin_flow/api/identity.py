@@ -65,7 +65,18 @@ def header_identity(req: Request) -> Identity | None:
     roles = frozenset(
         r.strip() for r in (req.headers.get(ROLES_HEADER) or "").split(",") if _NAME.match(r.strip())
     )
-    return Identity(user, roles)
+    # The directory's roles too, as a token or the console's sign-in gives them: in
+    # development ``X-Yinfin-User: fiona`` is finance because the directory says so.
+    return Identity(user, roles | stored_roles(user))
+
+
+def stored_roles(user_id: str) -> frozenset[str]:
+    """The role names the directory grants ``user_id`` (one statement on the app's database)."""
+    from yinfin_flow.extension import state
+    from yinfin_flow.security.oneshot import one_statement
+
+    with one_statement(state(current_app).db, readonly=True) as conn:
+        return directory_roles(conn, user_id)
 
 
 def no_identity(req: Request) -> Identity | None:
@@ -105,7 +116,9 @@ def _lookup(db: Any, token: str) -> tuple[str, frozenset[str]] | None:
         return tokens.identify(conn, token)
 
 
-def _token_identity(req: Request, token: str) -> Identity:
+def token_identity(req: Request, token: str) -> Identity:
+    """The identity a bearer token gives (rate limited like every failed sign-in):
+    raises :class:`Unauthenticated` or :class:`RateLimited`."""
     from yinfin_flow.extension import state
     from yinfin_flow.security import tokens
 
@@ -136,7 +149,7 @@ def current_identity() -> Identity | None:
         req: Request = request._get_current_object()  # type: ignore[attr-defined]
         token = _bearer(req)
         if token is not None:
-            ident: Identity | None = _token_identity(req, token)
+            ident: Identity | None = token_identity(req, token)
         else:
             ident = state(current_app).identity_provider(req)
             if ident is not None and "employee" not in ident.roles:

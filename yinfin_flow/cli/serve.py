@@ -29,8 +29,8 @@ def command(host: str, port: int, debug: bool) -> None:
     if st.settings.production:
         click.echo("warning: the Flask development server is not for production; use gunicorn "
                    "'yinfin_flow.app:create_app()'", err=True)
-    click.echo(f"yinfin-flow API on http://{host}:{port}/api/v1 (docs: /api/v1/docs), "
-               f"database {st.db.engine.url.render_as_string(hide_password=True)}")
+    click.echo(f"yinfin-flow console on http://{host}:{port}/ , API on http://{host}:{port}/api/v1 "
+               f"(docs: /api/v1/docs), database {st.db.engine.url.render_as_string(hide_password=True)}")
     # without Redis, outbox delivery and approval timers run in a thread of this process
     start_for_app(app)
     app.run(host=host, port=port, debug=debug, use_reloader=debug)

@@ -25,7 +25,10 @@ from .budgets import COMPANY, fiscal_year, line_code
 BUYER = "dan"
 
 
-def _line(session: Session, cc: str, item: str, month: int = 3) -> int:
+def _line(session: Session, cc: str, item: str, month: int | None = None) -> int:
+    """The demo line of ``cc``/``item`` for ``month`` (the current month by default, so
+    the console's inbox shows requests of this month)."""
+    month = month or date.today().month
     code = line_code(f"{fiscal_year()}-{month:02d}", cc, item)
     line_id = session.scalar(select(BudgetLine.id).where(BudgetLine.code == code))
     if line_id is None:
@@ -92,7 +95,7 @@ def _forms(session: Session) -> dict[str, tuple[str, str, Any]]:
     travel = _line(session, "RD-APP", "TRAVEL")
     software = _line(session, "RD", "SOFTWARE")
     fin_office, hq_office = _line(session, "FIN", "OFFICE"), _line(session, "HQ", "OFFICE")
-    on = f"{fiscal_year()}-03-10"
+    on = date.today().isoformat()
     return {
         "expense": ("amy", "差旅报销 Trip to Shenzhen", lambda n: {
             "lines": [{"ref": "1", "line_id": travel, "amount": f"{800 + 150 * n}.00", "currency": "CNY",

@@ -149,6 +149,13 @@ class Money:
         return f"{self.amount.quantize(Decimal(1).scaleb(-places)):,} {self.currency}"
 
 
+def plain(amount: Decimal | int | str) -> str:
+    """An amount as the API writes it: fixed-point text, exactly as stored (never
+    ``1E+2``, which is not what finance reads). The console formats for a locale from
+    the same text, so a page and the API never disagree on a figure."""
+    return format(Decimal(amount), "f")
+
+
 def to_storage(amount: Decimal) -> Decimal:
     """Quantize to the stored scale; exact for any validated amount."""
     return amount.quantize(_STORAGE_QUANTUM)

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from yinfin_flow.attachments import service as attachments
 from yinfin_flow.budget.service import Budgets
 from yinfin_flow.db.models.engine import ApprovalRequest, ApprovalTask, RequestCc, RequestHistory
 from yinfin_flow.domain.errors import NotFound
@@ -64,6 +65,7 @@ def cc_inbox(session: Session, user: str, limit: int = 100) -> list[dict[str, An
 def get_request(session: Session, request_id: int) -> dict[str, Any]:
     """A request with its form, route, tasks, history, and budget impact per line.
 
+    ``attachments`` lists its receipts and invoices (metadata, oldest first);
     ``budget.lines`` lists each reservation; ``budget.checks`` re-checks what is held
     now, on each line and every controlling ancestor (``rule_line_id`` says whose rule).
     """
@@ -88,5 +90,6 @@ def get_request(session: Session, request_id: int) -> dict[str, Any]:
             "comment": h.comment, "budget": h.budget, "data": h.data, "at": _iso(h.created_at),
         } for h in hist],
         "cc": [{"user": c.user, "at": c.at} for c in cc],
+        "attachments": attachments.summaries(session, req.id),
         "budget": {"lines": [r.to_dict() for r in reservations], "checks": [c.to_dict() for c in checks]},
     }

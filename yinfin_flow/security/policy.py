@@ -42,6 +42,15 @@ def only(*roles: str) -> Access:
     return Access("roles", frozenset(roles))
 
 
+#: Object-level rules the views and services apply after this table's gate:
+#: who sees every request (the requester and its approvers see their own);
+SEES_ALL_REQUESTS = frozenset({FINANCE, ADMIN})
+#: who adds attachments to, and reads the files of, any request (the requester adds
+#: to their own; the requester and whoever has a task on it, delegates included, read
+#: them). Admins run the integration, not the money: they see the attachment list a
+#: request shows, never the files.
+ATTACHMENTS_ANY = frozenset({FINANCE})
+
 FINANCE_ONLY = only(FINANCE)
 ADMIN_ONLY = only(ADMIN)
 BOOKS = only(FINANCE, ADMIN)  # reading the ledger: finance, and admins checking a sync
@@ -93,6 +102,11 @@ POLICY: dict[str, Access] = {
     "requests.comment_request": USER,
     "requests.urge_request": USER,
     "requests.request_trail": USER,
+    # attachments: the service checks the request (requester, its approvers, finance)
+    "attachments.add_attachment": USER,
+    "attachments.list_attachments": USER,
+    "attachments.get_attachment": USER,
+    "attachments.download_attachment": USER,
     # tasks: the assignee's or their delegate's
     "tasks.inbox": USER,
     "tasks.get_task": USER,
@@ -128,6 +142,27 @@ POLICY: dict[str, Access] = {
     "delivery.replay_dead_letter": BOOKS,
     "delivery.replay_all_dead_letters": BOOKS,
     "delivery.reconciliation": BOOKS,
+    # the web console (yinfin_flow.web): signing in is open; every page needs a
+    # signed-in person, and the views check ownership exactly as the API's do
+    "console.static": PUBLIC,
+    "console.sign_in": PUBLIC,
+    "console.sign_in_as": PUBLIC,  # development only (the view refuses it otherwise)
+    "console.sign_out": PUBLIC,
+    "console.language": PUBLIC,
+    "console.home": USER,
+    "console.inbox": USER,
+    "console.batch": USER,
+    "console.task": USER,
+    "console.task_action": USER,
+    "console.my_requests": USER,
+    "console.request": USER,
+    "console.request_print": USER,
+    "console.request_action": USER,
+    "console.new_request": USER,
+    "console.line_search": USER,
+    "console.line_preview": USER,
+    "console.attachment_add": USER,  # the attachments service decides who may add or read
+    "console.attachment_content": USER,
     # tokens: one's own (admins issue and revoke anyone's)
     "tokens.list_tokens": USER,
     "tokens.create_token": USER,

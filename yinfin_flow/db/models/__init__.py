@@ -4,6 +4,7 @@ Each area owns one module; add a new area's module to the imports below.
 """
 
 # Importing an area's module registers its tables on Base.metadata.
+from . import attachments as _attachments  # noqa: F401
 from . import engine as _engine  # noqa: F401
 from . import journal_proposals as _journal_proposals  # noqa: F401
 from . import ledger as _ledger  # noqa: F401
