@@ -216,7 +216,8 @@ def _fingerprinted_body(req: Request) -> bytes:
     parts = [f"{name}={value}" for name, value in sorted(req.form.items(multi=True))]
     for name, upload in sorted(req.files.items(multi=True), key=lambda item: item[0]):
         digest = hashlib.sha256()
-        for chunk in iter(lambda: upload.stream.read(65536), b""):  # noqa: B023 - used at once
+        upload.stream.seek(0)
+        while chunk := upload.stream.read(65536):
             digest.update(chunk)
         upload.stream.seek(0)  # the view reads the file again
         parts.append(f"{name}={upload.filename}|{upload.mimetype}|{digest.hexdigest()}")
