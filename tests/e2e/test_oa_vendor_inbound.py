@@ -177,7 +177,10 @@ def v2(event_type: str, event: dict[str, Any]) -> dict[str, Any]:
         "tenant_key": "t1", "app_id": "cli_a1"}, "event": event}
 
 
-def test_feishu_url_verification_plain_and_encrypted(anonymous: FlaskClient, feishu: Any) -> None:
+def test_feishu_url_verification_plain_and_encrypted(anonymous: FlaskClient, app: Flask,
+                                                     tmp_path: Path, feishu: Any) -> None:
+    # the URL is saved in Feishu's console before any form is mapped
+    app.config["YINFIN_OA_MAPPING_DIR"] = str(tmp_path / "not-yet")
     challenge = {"challenge": "ch-42", "token": FEISHU_TOKEN, "type": "url_verification"}
     lark_ref = LarkReference()
     headers, body = delivery(challenge, FEISHU_KEY, str(int(time.time())))
