@@ -149,12 +149,18 @@ class InboundEvent:
 
 @dataclass(frozen=True)
 class InboundResult:
-    """The events in a delivery and the exact HTTP answer the vendor expects."""
+    """The events in a delivery and the exact HTTP answer the vendor expects.
+
+    ``ignored`` names the vendor's event types in the delivery that the connector does
+    not read (answered as the vendor expects all the same, so it stops re-sending);
+    the HTTP endpoint counts and logs them, so a subscription nobody reads shows.
+    """
 
     events: list[InboundEvent]
     body: bytes = b"success"
     content_type: str = "text/plain; charset=utf-8"
     status: int = 200
+    ignored: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -169,6 +175,14 @@ class StatusMessage:
     / ``cancelled``. ``external_task_id``, on a message about a finished task, is the
     OA's own id for that task's to-do, as the OA answered the task's ``pending``
     message (the dispatcher adds it; None when it is not known).
+
+    Links (:mod:`yinfin_flow.links`): ``url`` is where the message's reader acts (the
+    console's task page for a task, its request page otherwise), ``request_url`` the
+    request's page (the OA's instance links). ``applicant_ids`` are the requester's ids
+    in the OA (a task message names its approvers in ``user_ids``), ``started_at`` when
+    the request was submitted (the same on every message of a request),
+    ``task_created_at`` when the task was made, ``request_status`` the request's own
+    status on a task message (``status`` is then the task's).
     """
 
     kind: str
@@ -184,6 +198,11 @@ class StatusMessage:
     form: Mapping[str, str] = field(default_factory=dict)
     task_id: str | None = None
     external_task_id: str | None = None
+    request_url: str | None = None
+    applicant_ids: Sequence[str] = ()
+    started_at: datetime | None = None
+    task_created_at: datetime | None = None
+    request_status: str | None = None
 
 
 @runtime_checkable

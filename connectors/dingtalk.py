@@ -4,7 +4,8 @@ Inbound: DingTalk's HTTP event subscription POSTs ``{"encrypt": "..."}`` with qu
 ``msg_signature``, ``timestamp`` (ms) and ``nonce``. We check the SHA1 signature,
 decrypt (AES-256-CBC, see :mod:`connectors.crypto`), and answer with the encrypted
 ``success`` JSON (``msg_signature``, ``timeStamp``, ``nonce``, ``encrypt``) DingTalk
-requires, also for ``check_url``. Events handled:
+requires, also for ``check_url`` (the URL check when the subscription is saved). Events
+read (any other ``EventType`` is answered the same and named in ``InboundResult.ignored``):
 
 * ``bpms_instance_change``: ``type=start`` → ``form_submitted`` (the form values are
   fetched from ``GET /v1.0/workflow/processInstances``, since the event carries
@@ -103,6 +104,8 @@ log = logging.getLogger(__name__)
 #: userid -> unionId answers kept per connector (a unionId never changes for a user of an org)
 UNIONID_CACHE_SIZE = 10_000
 TASK_ACTIONS = {"agree": "approve", "refuse": "reject", "redirect": "transfer"}
+#: the EventTypes read (anything else is answered and reported as ignored)
+READ = ("bpms_instance_change", "bpms_task_change")
 ORG_RETRY = {-1, 90002, 90006, 90018}  # 系统繁忙; call volume / QPS limits
 ORG_TOKEN = {40014, 42001}  # 不合法的 / 过期的 access_token
 ROOT = "1"
@@ -159,18 +162,19 @@ class DingTalkConnector(OrgSync):
         plain = self.crypto.decrypt(encrypt)
         payload = loads(plain)
         event_type = payload.get("EventType")
-        events: list[InboundEvent] = []
-        if event_type != "check_url":
-            # HTTP push events carry DingTalk's own eventId (事件的唯一Id), the same on every
-            # re-delivery; a payload without one falls back to a digest of its content
-            event_id = str(payload.get("eventId") or "") or digest_id(plain)
-            event = self._event(payload, event_id)
-            # marked seen only once parsing (and the form fetch) worked: a failure
-            # here must leave DingTalk's retry acceptable
-            check_replay(NAME, event_id, seen)
-            if event is not None:
-                events.append(event)
-        return self.success_reply(now, events)
+        if event_type == "check_url":  # the subscription's URL check: nothing to apply
+            return self.success_reply(now, [])
+        # HTTP push events carry DingTalk's own eventId (事件的唯一Id), the same on every
+        # re-delivery; a payload without one falls back to a digest of its content
+        event_id = str(payload.get("eventId") or "") or digest_id(plain)
+        event = self._event(payload, event_id)
+        # marked seen only once parsing (and the form fetch) worked: a failure
+        # here must leave DingTalk's retry acceptable
+        check_replay(NAME, event_id, seen)
+        # an EventType nobody reads is answered all the same (or DingTalk keeps re-sending
+        # it) and reported, so a subscription nobody reads shows
+        ignored = () if event_type in READ else (str(event_type or "(no type)"),)
+        return replace(self.success_reply(now, [event] if event else []), ignored=ignored)
 
     def success_reply(self, now: datetime, events: list[InboundEvent]) -> InboundResult:
         """The encrypted ``success`` JSON DingTalk needs, or it retries the callback."""
@@ -219,6 +223,8 @@ class DingTalkConnector(OrgSync):
             text = f"[{message.status}] {message.title}"
             if message.comment:
                 text += f": {message.comment}"
+            if message.request_url or message.url:
+                text += f"\n{message.request_url or message.url}"
             # commentUserId is a userId (添加审批评论); our directory keeps DingTalk userids.
             # The operator first: a status comment written as the requester would look
             # as if the requester had said "[approved]" of their own request.
@@ -246,6 +252,7 @@ class DingTalkConnector(OrgSync):
             "description": message.comment or message.status,
             # executorIds are unionIds (创建钉钉待办任务); our directory keeps userids
             "executorIds": [self.union_id(u) for u in message.user_ids],
+            # the task's page in the console, on the phone and on the desktop
             "detailUrl": {"appUrl": message.url or "", "pcUrl": message.url or ""}})
 
     def _close_todo(self, message: StatusMessage) -> dict[str, Any]:

@@ -8,22 +8,27 @@ is ``{"type": "url_verification", "challenge": ...}``: it is checked against the
 Verification Token and answered with ``{"challenge": ...}``. Every event's token
 must equal the Verification Token too.
 
-Approval events (schema 1.0, subscribed per definition with
+Approval events, schema 1.0 and 2.0 alike (subscribed per definition with
 ``POST /open-apis/approval/v4/approvals/:approval_code/subscribe``):
 
-* ``approval_instance``: PENDING → ``form_submitted`` (the form is read from
+* ``approval_instance`` (2.0: ``approval.instance.status_changed_v4``, the applicant in
+  ``start_user``): PENDING → ``form_submitted`` (the form is read from
   ``GET /open-apis/approval/v4/instances/:instance_code``, whose ``form`` is a JSON
   string; numbers are kept as decimal text); APPROVED / REJECTED / DELETED →
   ``instance_status``; CANCELED and REVERTED (the applicant revoked an approved
   instance) → ``instance_withdrawn``; OVERTIME_CLOSE / OVERTIME_RECOVER are ignored.
-* ``approval_task``: APPROVED / REJECTED / TRANSFERRED → ``task_acted``.
+* ``approval_task`` (2.0: ``approval.task.status_changed_v4``, the approver in
+  ``assigned_user``): APPROVED / REJECTED / TRANSFERRED → ``task_acted``.
 
-The event's ``uuid`` (2.0: ``header.event_id``) is the replay/idempotency id.
+Any other event type is answered ``{"code":0}`` (Feishu stops re-sending) and named in
+``InboundResult.ignored``. The event's ``uuid`` (2.0: ``header.event_id``) is the
+replay/idempotency id.
 
 Outbound (``push_status``): our requests are synced into Feishu's approval centre as
-external instances (``POST /open-apis/approval/v4/external_instances``) with
-``instance_id`` = our request id and ``update_time`` = the message time, so Feishu
-keeps the newest state whatever order retries arrive in. ``tenant_access_token``
+external instances (``POST /open-apis/approval/v4/external_instances``, the body in
+:mod:`connectors.feishu_instance`) with ``instance_id`` = our request id and
+``update_time`` = the message time, so Feishu keeps the newest state whatever order
+retries arrive in. ``tenant_access_token``
 from ``/open-apis/auth/v3/tenant_access_token/internal`` is refreshed once when
 Feishu answers 99991663/99991661/99991664/99991668.
 
@@ -73,6 +78,7 @@ from .base import (
     lower_keys,
 )
 from .crypto import feishu_decrypt, feishu_signature
+from .feishu_instance import external_instance
 from .http import Http, body_json, loads, need_object, reading, retry_after
 from .org import Department, OrgOptions, OrgSync, Person, merge_people, paged, text_or_none
 from .tokens import TokenCache
@@ -83,8 +89,10 @@ RATE_CODES = {99991400, 99991401}
 RATE_RESET = "x-ogw-ratelimit-reset"
 INSTANCE_STATUS = {"APPROVED": "approved", "REJECTED": "rejected", "DELETED": "deleted"}
 TASK_ACTIONS = {"APPROVED": "approve", "REJECTED": "reject", "TRANSFERRED": "transfer"}
-OUR_STATUS = {"pending": "PENDING", "approved": "APPROVED", "rejected": "REJECTED",
-              "withdrawn": "CANCELED", "cancelled": "CANCELED"}
+#: the event types read, schema 1.0 (``event.type``) and 2.0 (``header.event_type``, the
+#: events lark-oapi models as ``P2ApprovalInstanceStatusChangedV4`` / ``...TaskStatus...``)
+READ = {"approval_instance": "instance", "approval.instance.status_changed_v4": "instance",
+        "approval_task": "task", "approval.task.status_changed_v4": "task"}
 ROOT = "0"
 CONTACT_IDS = {"department_id_type": "open_department_id", "user_id_type": "open_id"}
 SETTINGS = ("YINFIN_FEISHU_APP_ID", "YINFIN_FEISHU_APP_SECRET", "YINFIN_FEISHU_VERIFICATION_TOKEN")
@@ -97,6 +105,21 @@ def text_value(value: Any) -> str:
     if isinstance(value, list | dict):
         return json.dumps(value, ensure_ascii=False, default=str)
     return "" if value is None else str(value)
+
+
+def event_type(payload: Mapping[str, Any]) -> str:
+    """The event's type: 2.0 says it in ``header.event_type``, 1.0 in ``event.type``."""
+    header = payload.get("header") or {}
+    if header.get("event_type"):
+        return str(header["event_type"])
+    return str((payload.get("event") or {}).get("type") or "")
+
+
+def _open_id(user: Any) -> str | None:
+    """The open_id of a 2.0 ``UserId`` (``{user_id, open_id, union_id}``)."""
+    if not isinstance(user, Mapping):
+        return None
+    return text_or_none(user.get("open_id")) or text_or_none(user.get("user_id"))
 
 
 class FeishuConnector(OrgSync):
@@ -160,9 +183,11 @@ class FeishuConnector(OrgSync):
         event_id = str(payload.get("uuid") or (payload.get("header") or {}).get("event_id") or "")
         if not event_id:
             raise SignatureError("event has no uuid / event_id", connector=NAME)
-        event = self._event(payload, event_id)
+        typ = event_type(payload)
+        event = self._event(payload, event_id, typ)
         check_replay(NAME, event_id, seen)  # after the form fetch: its failure allows a retry
-        return InboundResult([event] if event else [], b'{"code":0}', "application/json")
+        return InboundResult([event] if event else [], b'{"code":0}', "application/json",
+                             ignored=() if typ in READ else (typ or "(no type)",))
 
     @staticmethod
     def _sent_at(payload: Mapping[str, Any]) -> datetime:
@@ -170,29 +195,32 @@ class FeishuConnector(OrgSync):
             return from_epoch(str(payload["ts"]), NAME)
         return from_epoch((payload.get("header") or {}).get("create_time") or 0, NAME)
 
-    def _event(self, payload: Mapping[str, Any], event_id: str) -> InboundEvent | None:
+    def _event(self, payload: Mapping[str, Any], event_id: str, typ: str) -> InboundEvent | None:
         ev = payload.get("event") or {}
-        typ, status = ev.get("type"), ev.get("status")
+        kind, status = READ.get(typ), ev.get("status")
         instance = str(ev.get("instance_code") or "")
         when_raw = ev.get("operate_time") or ev.get("instance_operate_time")
         when = from_epoch(when_raw, NAME) if when_raw else self._sent_at(payload)
         common: dict[str, Any] = dict(connector=NAME, event_id=event_id, external_instance_id=instance,
                       occurred_at=when, template=ev.get("approval_code"), raw=dict(payload))
-        if typ == "approval_instance":
+        if kind == "instance":
             if status == "PENDING":
                 form, user = (self.instance_form(instance) if self.fetch_forms else ({}, None))
+                user = user or _open_id(ev.get("start_user"))
                 return InboundEvent(kind="form_submitted", form=form, external_user_id=user,
                                     **common)
             if status in ("CANCELED", "REVERTED"):  # withdrawn; revoked after approval
                 return InboundEvent(kind="instance_withdrawn", status="withdrawn",
-                                    external_user_id=None, **common)
+                                    external_user_id=_open_id(ev.get("start_user")), **common)
             if status in INSTANCE_STATUS:
                 return InboundEvent(kind="instance_status", status=INSTANCE_STATUS[status],
                                     external_user_id=None, **common)
-        if typ == "approval_task" and status in TASK_ACTIONS:
+        if kind == "task" and status in TASK_ACTIONS:
+            # 1.0 names the approver in open_id / user_id, 2.0 in assigned_user
+            user = ev.get("open_id") or ev.get("user_id") or _open_id(ev.get("assigned_user"))
             return InboundEvent(kind="task_acted", action=TASK_ACTIONS[status],
-                                external_user_id=ev.get("open_id") or ev.get("user_id"),
-                                task_id=str(ev.get("task_id") or ""), **common)
+                                external_user_id=user, task_id=str(ev.get("task_id") or ""),
+                                **common)
         return None
 
     def instance_form(self, instance_code: str) -> tuple[dict[str, str], str | None]:
@@ -209,25 +237,8 @@ class FeishuConnector(OrgSync):
         if not code:
             raise PermanentError("no approval_code: set YINFIN_FEISHU_APPROVAL_CODE",
                                  connector=NAME)
-        ms = str(int(message.occurred_at.timestamp() * 1000))
-        link = {"pc_link": message.url or "", "mobile_link": message.url or ""}
-        body: dict[str, Any] = {
-            "approval_code": code, "instance_id": message.request_id,
-            "status": OUR_STATUS.get(message.status, "PENDING"), "title": message.title,
-            "links": link, "start_time": ms, "end_time": "0" if message.status == "pending" else ms,
-            "update_time": ms, "update_mode": "UPDATE",
-            "form": [{"name": k, "value": v} for k, v in message.form.items()],
-        }
-        if message.user_ids:  # our directory keeps Feishu's open_id (feishu_open_id)
-            body["open_id"] = message.user_ids[0]
-        if message.kind == "task":
-            body["task_list"] = [{
-                "task_id": message.task_id or idempotency_key, "open_id": uid,
-                "title": message.title, "links": link,
-                "status": "PENDING" if message.status == "pending" else "DONE",
-                "create_time": ms, "end_time": "0", "update_time": ms,
-            } for uid in message.user_ids]
-        return self._api("POST", "/open-apis/approval/v4/external_instances", json=body)
+        return self._api("POST", "/open-apis/approval/v4/external_instances",
+                         json=external_instance(message, code, idempotency_key))
 
     # -- organisation ---------------------------------------------------------------
 

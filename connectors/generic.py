@@ -22,7 +22,9 @@ decimal text. An authentic but malformed body raises :class:`PermanentError`
 
 Outbound (``push_status``): ``POST`` to the configured status URL with the same three
 headers (``X-Yinfin-Event-Id`` = the idempotency key, also sent as
-``Idempotency-Key``) and the :class:`StatusMessage` as JSON.
+``Idempotency-Key``) and the :class:`StatusMessage` as JSON: ``url`` is where its reader
+acts (the console's task page for a task, else the request's page), ``request_url`` the
+request's page (see :mod:`yinfin_flow.links`).
 
 Settings, per connector name (``generic``, or e.g. ``weaver``/``seeyon`` to run
 several): YINFIN_<NAME>_SECRET (required), YINFIN_<NAME>_STATUS_URL (optional).
@@ -133,8 +135,11 @@ class GenericWebhookConnector:
             raise PermanentError(f"YINFIN_{self.name.upper()}_STATUS_URL is not set",
                                  connector=self.name)
         payload = dataclasses.asdict(message)
-        payload["occurred_at"] = message.occurred_at.isoformat()
+        for name, value in payload.items():  # occurred_at, started_at, task_created_at
+            if isinstance(value, datetime):
+                payload[name] = value.isoformat()
         payload["user_ids"] = list(message.user_ids)
+        payload["applicant_ids"] = list(message.applicant_ids)
         payload["form"] = dict(message.form)
         body = json.dumps(payload, ensure_ascii=False).encode()
         ts = str(int(time.time()))

@@ -12,7 +12,8 @@ Inbound uses WeCom's WXBizMsgCrypt scheme (see :mod:`connectors.crypto`):
   rejected, transferred, commented) → ``task_acted`` by the approver whose record
   changed last, plus ``instance_status`` when ``SpStatus`` became final; 6/8
   (withdrawn, withdrawn after approval) → ``instance_withdrawn``. The answer is
-  an empty 200 (WeCom retries three times when it gets none within 5 s).
+  an empty 200 (WeCom retries three times when it gets none within 5 s). Any other
+  message or event is answered the same and named in ``InboundResult.ignored``.
 
 WeCom's callbacks carry no event id; the id is a digest of the decrypted message,
 which WeCom re-sends unchanged on retry.
@@ -72,6 +73,7 @@ from .tokens import TokenCache
 NAME = "wecom"
 TOKEN_CODES = {40014, 42001}
 RETRY_CODES = {-1, 45009, 45033}
+READ = "sys_approval_change"
 ACTIONS = {"2": "approve", "3": "reject", "4": "transfer", "10": "comment"}
 FINAL = {"2": "approved", "3": "rejected"}
 EMPLOYED = {1, 4}  # active, not yet activated (2 disabled, 5 left)
@@ -147,12 +149,13 @@ class WeComConnector(OrgSync):
         check_fresh(NAME, from_epoch(ts, NAME), now)
         plain = self.crypto.decrypt(encrypt)
         msg = _xml(plain)
-        events: list[InboundEvent] = []
-        if msg.findtext("Event") == "sys_approval_change":
-            event_id = digest_id(plain)
-            events = self._events(msg, event_id, plain)
-            check_replay(NAME, event_id, seen)  # after the form fetch: its failure allows a retry
-        return InboundResult(events, b"")
+        event_id = digest_id(plain)
+        kind = msg.findtext("Event") or msg.findtext("MsgType") or "(no type)"
+        events = self._events(msg, event_id, plain) if kind == READ else []
+        check_replay(NAME, event_id, seen)  # after the form fetch: its failure allows a retry
+        # anything else (a user's message to the app, menu clicks, contact changes) is
+        # answered the same, or WeCom re-sends it, and reported
+        return InboundResult(events, b"", ignored=() if kind == READ else (kind,))
 
     def _events(self, msg: ET.Element, event_id: str, plain: str) -> list[InboundEvent]:
         info = msg.find("ApprovalInfo")
@@ -213,8 +216,9 @@ class WeComConnector(OrgSync):
         return self._api("POST", "/cgi-bin/message/send", json={
             "touser": "|".join(message.user_ids), "msgtype": "textcard",
             "agentid": int(self.agent_id),
+            # the console's task (or request) page; WeCom's card has one link for all devices
             "textcard": {"title": message.title, "description": description,
-                         "url": message.url or "https://work.weixin.qq.com", "btntxt": "详情"},
+                         "url": message.url or message.request_url or "", "btntxt": "详情"},
             # WeCom drops an identical message within the interval: a retried
             # delivery does not notify twice
             "enable_duplicate_check": 1, "duplicate_check_interval": 1800,

@@ -111,7 +111,8 @@ def test_bad_signature_stale_and_replay(feishu) -> None:
 
 def test_external_instance_sync_keeps_the_newest_and_relogs_in(feishu, stub) -> None:
     first = StatusMessage(kind="task", request_id="REQ-1", title="采购申请", status="pending",
-                          occurred_at=NOW, user_ids=["u-1"], form={"金额": "99.00"})
+                          occurred_at=NOW, user_ids=["u-1"], form={"金额": "99.00"},
+                          applicant_ids=["ou-amy"])
     later = StatusMessage(kind="status", request_id="REQ-1", title="采购申请", status="approved",
                           occurred_at=NOW + timedelta(minutes=1))
     feishu.push_status(later, "k2")
@@ -121,7 +122,8 @@ def test_external_instance_sync_keeps_the_newest_and_relogs_in(feishu, stub) -> 
     assert stub.external["REQ-1"]["status"] == "APPROVED"
     assert len(stub.calls("/open-apis/auth/v3/tenant_access_token/internal")) == 2
     task_body = stub.calls("/open-apis/approval/v4/external_instances")[-1].json()
-    assert task_body["open_id"] == "u-1" and task_body["task_list"][0]["open_id"] == "u-1"
+    # the instance stays the applicant's; the task is the approver's
+    assert task_body["open_id"] == "ou-amy" and task_body["task_list"][0]["open_id"] == "u-1"
 
 
 def test_validation_error_keeps_feishus_message(stub) -> None:

@@ -90,6 +90,7 @@ EXPECTED: dict[str, frozenset[str]] = {
     f"GET {P}/connectors/dead-letters": ADMIN,
     f"POST {P}/connectors/dead-letters/{{letter_id}}/replay": ADMIN,
     f"POST {P}/oa/{{connector}}/events": ANY,  # the OA's signature, not a user, decides
+    f"GET {P}/oa/{{connector}}/events": ANY,  # the OA's URL check: signed, no user
     f"GET {P}/connectors/status": ADMIN,
     f"GET {P}/dead-letters": BOOKS,
     f"POST {P}/dead-letters/{{message_id}}/replay": BOOKS,

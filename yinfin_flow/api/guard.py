@@ -242,7 +242,7 @@ def _actor(req: Request) -> str | None:
     ident: Any = g.get("yinfin_identity")
     if ident is not None:
         return str(ident.id)
-    if req.endpoint == "oa.inbound_events":
+    if req.endpoint in ("oa.inbound_events", "oa.verify_url"):
         return f"oa:{(req.view_args or {}).get('connector', '?')}"
     return None
 

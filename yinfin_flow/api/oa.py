@@ -1,5 +1,10 @@
 """``POST /api/v1/oa/<connector>/events``: signed events from OA systems.
 
+``GET`` on the same address answers the vendor's check of the URL (WeCom's
+``echostr``); Feishu's ``url_verification`` and DingTalk's ``check_url`` come as POSTs.
+Event types a connector does not read are answered as the vendor expects and counted
+(:mod:`.oa_ignored`, ``oa_inbound`` in ``/api/v1/health``).
+
 The connector (``connectors.registry``) checks the vendor's signature, refuses stale
 timestamps (> 5 min) and replays, and parses the delivery; event ids are remembered
 in the database (``inbound_seen``) in the same transaction that applies the events,
@@ -40,7 +45,7 @@ from yinfin_flow.domain.errors import DomainError, NotFound, ValidationError
 from yinfin_flow.engine import directory, service
 
 from ..extension import state
-from . import oa_mapping
+from . import oa_ignored, oa_mapping
 from .errors import error_response, register_blueprint_handlers
 
 blp = Blueprint("oa", __name__, url_prefix="/oa", description="Signed events from OA systems.")
@@ -136,14 +141,16 @@ def inbound_events(connector: str) -> Response:
     if registry.kind(connector) != "oa" or not hasattr(conn, "verify_and_parse"):
         return error_response(404, "unknown_connector", f"{connector!r} is not an OA connector",
                               {"field": "connector"})
-    mapping = oa_mapping.load(oa_mapping.mapping_dir(current_app), connector)
     body = request.get_data(cache=True)
     try:
         with st.db.unit_of_work() as s:
             result = conn.verify_and_parse(dict(request.headers), request.args.to_dict(), body,
                                            now=utcnow(), seen=_seen(s))
+            if result.events:  # a URL check or an ignored type needs no mapping yet
+                mapping = oa_mapping.load(oa_mapping.mapping_dir(current_app), connector)
             for ev in result.events:
                 _apply(s, connector, mapping, ev)
+            oa_ignored.record(s, connector, result.ignored)
     except SignatureError as err:
         raise BadSignature(err.message, field="signature") from None
     except IntegrityError:
@@ -153,3 +160,42 @@ def inbound_events(connector: str) -> Response:
     except ConnectorError as err:
         return error_response(503, "oa_unavailable", err.message, {"connector": connector})
     return Response(result.body, status=result.status, content_type=result.content_type)
+
+
+@blp.get("/<string(maxlength=64):connector>/events")
+@blp.response(200, description="the vendor's expected answer (WeCom: the decrypted echostr)")
+@blp.alt_response(401, description="bad signature or stale timestamp")
+def verify_url(connector: str) -> Response:
+    """The vendor's check of the callback URL (WeCom: ``msg_signature``, ``timestamp``,
+    ``nonce``, ``echostr`` in the query; the answer is the decrypted ``echostr``).
+    Nothing is applied: a GET carries no events."""
+    from connectors import registry
+    from connectors.base import SignatureError
+
+    try:
+        conn = registry.get(connector)
+    except registry.ConnectorNotConfigured:
+        return error_response(404, "unknown_connector", f"no configured OA connector {connector!r}",
+                              {"field": "connector"})
+    if registry.kind(connector) != "oa" or not hasattr(conn, "verify_and_parse"):
+        return error_response(404, "unknown_connector", f"{connector!r} is not an OA connector",
+                              {"field": "connector"})
+
+    def never_seen(event_id: str) -> bool:
+        raise SignatureError("a GET carries no events", connector=connector)
+
+    try:
+        result = conn.verify_and_parse(dict(request.headers), request.args.to_dict(), b"",
+                                       now=utcnow(), seen=never_seen)
+    except SignatureError as err:
+        raise BadSignature(err.message, field="signature") from None
+    if result.events:  # pragma: no cover - a connector's GET answer never carries events
+        raise BadSignature("a GET carries no events", field="method")
+    return Response(result.body, status=result.status, content_type=result.content_type)
+
+
+@blp.record_once
+def _register_health(setup: Any) -> None:
+    from yinfin_flow.extension import EXTENSION_KEY
+
+    setup.app.extensions[EXTENSION_KEY].add_health_check("oa_inbound", oa_ignored.check)

@@ -136,6 +136,7 @@ POLICY: dict[str, Access] = {
     "connectors.list_dead_letters": ADMIN_ONLY,
     "connectors.replay_dead_letter": ADMIN_ONLY,
     "oa.inbound_events": SIGNED,
+    "oa.verify_url": SIGNED,
     # delivery (the outbox): admins watch connectors; finance chases what did not arrive
     "delivery.connector_statuses": ADMIN_ONLY,
     "delivery.list_dead_letters": BOOKS,

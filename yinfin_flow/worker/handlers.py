@@ -32,9 +32,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from connectors.base import StatusMessage
-from yinfin_flow import events
+from yinfin_flow import events, links
 from yinfin_flow.db.models import Company
-from yinfin_flow.db.models.engine import ApprovalRequest
+from yinfin_flow.db.models.engine import ApprovalRequest, ApprovalTask
 from yinfin_flow.db.models.ledger import JournalEntry
 from yinfin_flow.db.types import utcnow
 
@@ -136,6 +136,13 @@ def _queue_oa(session: Session, *, kind: str, req_id: int, key: str, build: Any)
         return
     for target in targets:
         message: StatusMessage = build(req, target)
+        # the same on every message of a request: the OA shows one instance, started by
+        # its requester, at one time, linked to one page
+        message = replace(message, request_url=links.request_link(req.id),
+                          started_at=req.submitted_at or req.created_at,
+                          applicant_ids=tuple(_oa_users(session, target, [req.requester])))
+        if message.url is None:
+            message = replace(message, url=message.request_url)
         ext = _external_instance(session, target, req_id)
         if ext:
             message = replace(message, external_instance_id=ext)
@@ -174,11 +181,16 @@ def on_status_changed(session: Session, event: events.Event) -> None:
 def _task_message(session: Session, event: events.Event, status: str, suffix: str) -> None:
     p = event.payload
 
+    task = session.get(ApprovalTask, int(p["task_id"]))
+
     def build(req: ApprovalRequest, target: str) -> StatusMessage:
         return StatusMessage(kind="task", request_id=str(req.id), title=req.title, status=status,
                              occurred_at=_now(), task_id=str(p["task_id"]),
                              user_ids=tuple(_oa_users(session, target, [str(p.get("assignee") or "")])),
-                             comment=str(p.get("step") or "") or None)
+                             comment=str(p.get("step") or "") or None,
+                             url=links.task_link(p["task_id"], req.id),
+                             task_created_at=task.created_at if task is not None else None,
+                             request_status=_FINAL.get(req.state, "pending"))
 
     _queue_oa(session, kind="oa_task", req_id=int(p["request_id"]), build=build,
               key=f"yf-task{p['task_id']}-{suffix}")

@@ -45,18 +45,29 @@ def voucher_from_json(data: Mapping[str, Any]) -> Voucher:
                    number=data.get("number"), key=data.get("key"))
 
 
+_TIMES = ("occurred_at", "started_at", "task_created_at")
+
+
 def status_to_json(m: StatusMessage) -> dict[str, Any]:
     data = asdict(m)
-    data["occurred_at"] = m.occurred_at.isoformat()
+    for name in _TIMES:
+        when = getattr(m, name)
+        data[name] = when.isoformat() if when is not None else None
     data["user_ids"] = list(m.user_ids)
+    data["applicant_ids"] = list(m.applicant_ids)
     data["form"] = {str(k): str(v) for k, v in m.form.items()}
     return data
 
 
 def status_from_json(data: Mapping[str, Any]) -> StatusMessage:
+    """A message written by :func:`status_to_json` (also by an older version that had
+    fewer fields: those keep their defaults)."""
     d = dict(data)
-    d["occurred_at"] = datetime.fromisoformat(d["occurred_at"])
+    for name in _TIMES:
+        if d.get(name):
+            d[name] = datetime.fromisoformat(d[name])
     d["user_ids"] = tuple(d.get("user_ids") or ())
+    d["applicant_ids"] = tuple(d.get("applicant_ids") or ())
     return StatusMessage(**d)
 
 

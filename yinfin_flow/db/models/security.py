@@ -116,3 +116,17 @@ class OAInstance(Base):
     external_id: Mapped[str] = mapped_column(String(200))
     request_id: Mapped[int] = mapped_column(ForeignKey("approval_requests.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class InboundIgnored(Base):
+    """An OA event type a connector does not read, as delivered: how many, when last,
+    the last event's id. Answered as the vendor expects all the same; counted here so
+    health shows a subscription nobody reads (:mod:`yinfin_flow.api.oa_ignored`)."""
+
+    __tablename__ = "inbound_ignored"
+
+    connector: Mapped[str] = mapped_column(String(64), primary_key=True)
+    event_type: Mapped[str] = mapped_column(String(120), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    first_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
