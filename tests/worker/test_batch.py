@@ -134,3 +134,68 @@ def test_one_pass_records_each_outcome_on_its_own_row(db) -> None:
     assert by_id[claimed[0].id].last_error == RETRY.message
     assert by_id[claimed[0].id].next_attempt_at > utcnow()
     assert taken.token != claimed[3].token
+
+
+class TimedERP(BatchERP):
+    """Says one message can take ``budget`` seconds (as the HTTP connectors do)."""
+
+    def __init__(self, budget: float) -> None:
+        super().__init__()
+        self.budget = budget
+
+    def message_budget(self) -> float:
+        return self.budget
+
+
+def _statements(db, erp, settings, **kw) -> int:
+    from sqlalchemy import event
+
+    seen: list[int] = []
+
+    def count(_c, _cur, statement, params, _ctx, many):
+        if not statement.startswith("BEGIN"):
+            seen.append(len(params) if many else 1)
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        r = dispatcher.run_once(db, settings, lookup=lambda n: erp, **kw)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+    assert len(r.delivered) == 30
+    return sum(seen)
+
+
+def test_a_pass_of_quick_calls_never_renews_its_lease(db) -> None:
+    # the fence costs nothing on the fast path: claim (2 statements) and record (2)
+    _status_messages(db, 30)
+    assert _statements(db, TimedERP(5.0), DeliverySettings(erp=("fake",), batch=30,
+                                                           lease=timedelta(seconds=20))) == 4
+
+
+def test_a_lease_shorter_than_one_message_is_not_renewed_before_every_call(db) -> None:
+    # settings made in code are not checked against the connector: renewing before
+    # every call could not make such a lease cover a message, so it is renewed at
+    # half-time only (a quick pass: never)
+    _status_messages(db, 30)
+    assert _statements(db, TimedERP(600.0), DeliverySettings(erp=("fake",), batch=30,
+                                                             lease=timedelta(seconds=20))) == 4
+
+
+def test_a_lease_about_to_run_out_is_renewed_and_outcomes_written_first(db) -> None:
+    # 20 s lease, 15 s per message: after 5 s the pass renews before its next call,
+    # writing the outcomes it has (the clock is moved by starting the pass "later")
+    erp = TimedERP(15.0)
+    _status_messages(db, 30)
+    settings = DeliverySettings(erp=("fake",), batch=30, lease=timedelta(seconds=20))
+    claimed = dispatcher.claim(db, settings)
+    from yinfin_flow.worker.hold import Hold
+
+    hold = Hold(db, settings, claimed, budget=lambda t: erp.budget,
+                now=utcnow() + timedelta(seconds=6))
+    assert hold.before_call(claimed[0]) and hold.renewals == 1
+    hold.done(dispatcher.call(claimed[0], lambda n: erp))
+    assert hold.before_call(claimed[1]) and hold.renewals == 1  # 20 s ahead again
+    by_id = {m.id: m for m in rows(db)}
+    assert all(by_id[c.id].next_attempt_at > utcnow() + timedelta(seconds=19) for c in claimed)
+    r = hold.finish()
+    assert r.delivered == [claimed[0].id] and r.given_back == [c.id for c in claimed[2:]]

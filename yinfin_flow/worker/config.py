@@ -16,7 +16,8 @@ YINFIN_OUTBOX_LEASE            300       seconds a claimed message stays ``in_fl
                                          cover the longest one message can take (see
                                          :func:`message_seconds`): a shorter value is
                                          refused at start, naming the connector; unset,
-                                         the default is raised to it (with a warning)
+                                         the default is raised to twice that (with a
+                                         warning), so that renewals stay rare
 YINFIN_OUTBOX_PASS_SECONDS     60        a dispatcher pass starts no call after this
                                          long; the messages it did not get to go back
                                          to ``pending`` untouched and the worker takes
@@ -176,7 +177,8 @@ class DeliverySettings:
         """These settings if the lease covers the longest one message to any configured
         target can take (:func:`message_seconds`). Otherwise a lease that was ``given``
         is refused naming ``YINFIN_OUTBOX_LEASE`` and the connector; the default is
-        raised to what is needed, with a warning.
+        raised to twice what is needed, with a warning (a pass renews its lease when
+        less than one message's time is left: at exactly the need, before every call).
 
         Why: the dispatcher renews its lease before each call, so a lease only has to
         outlast one message; a shorter one runs out in the middle of a call, another
@@ -195,11 +197,14 @@ class DeliverySettings:
             raise ValidationError("YINFIN_OUTBOX_LEASE",
                                   f"{self.lease.total_seconds():g} s is shorter than {why}: "
                                   f"set at least {need_lease.total_seconds():g}")
-        if (target, need_lease) not in _raised:  # once per process, not at every task
-            _raised.add((target, need_lease))
-            log.warning("YINFIN_OUTBOX_LEASE raised from its default %g s to %g s: %s",
-                        self.lease.total_seconds(), need_lease.total_seconds(), why)
-        return replace(self, lease=need_lease)
+        # twice the need: a pass renews when less than one message's time is left, so
+        # with a lease of exactly the need it would renew before every call
+        raised = 2 * need_lease
+        if (target, raised) not in _raised:  # once per process, not at every task
+            _raised.add((target, raised))
+            log.warning("YINFIN_OUTBOX_LEASE raised from its default %g s to %g s (twice %s)",
+                        self.lease.total_seconds(), raised.total_seconds(), why)
+        return replace(self, lease=raised)
 
     @property
     def targets(self) -> tuple[str, ...]:

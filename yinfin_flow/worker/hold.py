@@ -8,7 +8,9 @@ database. :meth:`Hold.before_call` keeps that true for every single call:
 * if the lease would run out before the longest one message to the row's target
   can take (:func:`~yinfin_flow.worker.config.connector_seconds`, plus a margin for
   clock skew between hosts), it first writes the outcomes known so far and renews
-  the lease of every row the pass still holds, in one short transaction. The
+  the lease of every row the pass still holds, in one short transaction (a lease
+  shorter than one message, which only settings made in code can have, is renewed
+  at half-time instead). The
   renewal is fenced by the token: a row another dispatcher took over (our lease ran
   out: this process stalled) is not renewed, is marked lost, and is never called;
 * a pass past its time limit (``YINFIN_OUTBOX_PASS_SECONDS``) starts no more calls;
@@ -85,6 +87,11 @@ class Hold:
             if at - self.begun >= self.settings.pass_limit:
                 return False  # given back by finish()
             need = timedelta(seconds=self.budget(c.target)) + min(SKEW, self.settings.lease / 4)
+            if need > self.settings.lease:
+                # a lease that cannot cover one message (settings made in code: the
+                # environment's are checked at start) is renewed at half-time, not
+                # before every call, where renewing would not help anyway
+                need = self.settings.lease / 2
             if self.expires - at < need:
                 self._flush(at)
                 self._renew(at)
