@@ -23,6 +23,7 @@ earlier step of this round is approved automatically when the definition says so
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -35,7 +36,7 @@ from yinfin_flow.domain.errors import NotFound
 from yinfin_flow.domain.workflow import State, Step
 
 from . import budgeting, routing
-from .errors import NoApprover
+from .errors import EmptyRoute, NoApprover
 from .pending import before_read, insert_returning_id
 from .runtime import (
     LAST_SEQ,
@@ -56,6 +57,8 @@ OPEN = ("pending", "waiting", "held")
 _STATUS_OPEN = ApprovalTask.status.in_([literal(s, ApprovalTask.status.type) for s in OPEN])
 APPROVED = ("approved", "auto_approved")
 OVERRIDE_STEP = "override"
+#: The step of a request no step's condition matched (``settings.empty_route: fallback``).
+FALLBACK_STEP = "fallback"
 #: Tasks that no longer take part in their step's decision.
 GONE = ("transferred", "cancelled", "voided", "sent_back")
 
@@ -69,6 +72,9 @@ def steps_of(ctx: ActionContext, req: ApprovalRequest) -> dict[str, Step]:
     ov = ctx.definition.override
     if ov is not None:
         steps[OVERRIDE_STEP] = Step(OVERRIDE_STEP, "Budget override", ov.approvers, mode="any", override=True)
+    if ctx.definition.empty_route == "fallback":
+        steps[FALLBACK_STEP] = Step(FALLBACK_STEP, "Fallback approval", ctx.definition.fallback_approvers,
+                                    mode="any")
     return steps
 
 
@@ -158,8 +164,19 @@ _LOCK_WITH_ROUND = (
 
 
 def enter(ctx: ActionContext, req: ApprovalRequest, resume_at: str | None = None) -> None:
-    """Start (or resume) approval: plan the route and open the first step that needs people."""
+    """Start (or resume) approval: plan the route and open the first step that needs people.
+
+    A route no step matches follows ``settings.empty_route`` (refuse, fallback or
+    auto_approve, see :func:`_empty_route`). With ``no_approver: fail`` every step of
+    the route is resolved now, so a step nobody can approve refuses the submit instead
+    of stopping the request later (see :func:`_create_tasks` for a step that loses its
+    approvers after submit).
+    """
     route = plan(ctx, req)
+    if not [s for s in route if s != OVERRIDE_STEP]:
+        route = _empty_route(ctx, req, route)
+    if ctx.definition.no_approver == "fail":
+        _require_approvers(ctx, req, route)
     if resume_at and resume_at in route:
         idx = route.index(resume_at)
         # Approvals given before the sender's step stay; the sender's and later are voided.
@@ -172,6 +189,33 @@ def enter(ctx: ActionContext, req: ApprovalRequest, resume_at: str | None = None
     req.route = route
     req.step_index = idx
     open_current(ctx, req)
+
+
+def _empty_route(ctx: ActionContext, req: ApprovalRequest, route: list[str]) -> list[str]:
+    policy = ctx.definition.empty_route
+    if policy == "fallback":
+        history(ctx, req, "empty_route", actor="system", data={"policy": policy, "step": FALLBACK_STEP})
+        return [*route, FALLBACK_STEP]
+    if policy == "auto_approve" or route:  # an override step alone still needs its approver
+        if not route:
+            history(ctx, req, "empty_route", actor="system", data={"policy": policy})
+            ctx.data["approved_by_system"] = True
+        return route
+    raise EmptyRoute(
+        f"no approval step of {ctx.definition.name} applies to this request and the definition "
+        "refuses such requests (settings.empty_route: refuse)", field="form", workflow=ctx.definition.name)
+
+
+def _require_approvers(ctx: ActionContext, req: ApprovalRequest, route: list[str]) -> None:
+    """``no_approver: fail``: every step of the route must have someone to approve it."""
+    steps = steps_of(ctx, req)
+    for step_id in route:
+        step = steps[step_id]
+        with deferred(ctx.session):
+            people = routing.resolve(ctx.session, step.approvers, req, ctx.now.date(), deputies(ctx))
+        if not people:
+            raise NoApprover(f"no approver found for step {step.id!r} ({step.title}) of {ctx.definition.name}",
+                             field="approvers", step=step.id)
 
 
 def void_from(ctx: ActionContext, req: ApprovalRequest, step_ids: list[str]) -> None:
@@ -189,7 +233,12 @@ def open_current(ctx: ActionContext, req: ApprovalRequest) -> None:
     while True:
         step = current_step(ctx, req)
         if step is None:
-            complete_approval(ctx, req)
+            if ctx.data.pop("approved_by_system", False):
+                # An empty route the definition approves is the system's decision, never
+                # the requester's (nobody approves their own request).
+                complete_approval(replace(ctx, actor="system", on_behalf_of=None, comment=None), req)
+            else:
+                complete_approval(ctx, req)
             return
         _create_tasks(ctx, req, step)
         if not _completed(ctx, req, step):
@@ -218,14 +267,13 @@ def _create_tasks(ctx: ActionContext, req: ApprovalRequest, step: Step) -> None:
     with deferred(ctx.session):
         people = routing.resolve(ctx.session, step.approvers, req, ctx.now.date(), known)
     if not people:
-        if d.no_approver == "fail":
-            raise NoApprover(
-                f"no approver found for step {step.id!r} ({step.title}) of {d.name}",
-                field="approvers", step=step.id,
-            )
+        # With ``fail`` the whole route was resolved at submit (enter); a step that has
+        # lost its approvers since (someone left, a role was taken away) is not left
+        # with nobody: it goes to the definition's admin, recorded, like ``admin``.
         people = [d.admin]
         history(ctx, req, "no_approver", step_id=step.id, actor="system",
-                data={"policy": "admin", "assigned": d.admin})
+                data={"policy": d.no_approver, "assigned": d.admin,
+                      **({"after_submit": True} if d.no_approver == "fail" else {})})
     done = _approved_before(ctx, req, step) if d.auto_approve_repeat and not step.override else set()
     with deferred(ctx.session):  # the others' delegations, all in one statement
         routing.read_deputies(ctx.session, known, [p for p in people if p not in done])
