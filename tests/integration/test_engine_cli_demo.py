@@ -72,3 +72,35 @@ def test_engine_invariants_hold_on_the_demo_and_catch_a_leak(sqlite_db):
     with sqlite_db.unit_of_work(readonly=True) as s:
         [problem] = {p.check for p in engine_verify.verify(s)}
     assert problem == "ended_requests_have_no_open_tasks"
+
+
+def test_check_warns_when_every_step_has_a_condition(tmp_path):
+    from .test_engine_support import FLOW, write_workflow
+
+    write_workflow(tmp_path, FLOW.format(
+        steps="      - {id: big, when: 'form.amount > 10000', approvers: [{type: user, user: pat}]}\n",
+        no_approver="admin", auto="true", resubmit="from_start", version=1))
+    result = CliRunner().invoke(workflows, ["check", "--dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output  # allowed, but said
+    assert ("WARN flow.yaml: flow: states.approval.steps: every step has a condition: a request may match "
+            "none (settings.empty_route: refuse applies)") in result.stderr
+
+
+def test_check_fails_a_changed_file_whose_used_version_was_not_raised(sqlite_db, tmp_path):
+    from yinfin_flow.engine import service
+
+    from .test_engine_support import expense_form, flow, world
+
+    org = world(sqlite_db)
+    wf = flow(tmp_path, "      - {id: a, approvers: [{type: user, user: pat}]}\n")
+    with sqlite_db.unit_of_work() as s:
+        service.submit(s, "flow", requester="amy", company="ACME", title="t",
+                       form=expense_form(org.child_line, "10.00"), directory=wf)
+    env = {"YINFIN_DATABASE_URL": sqlite_db.url}
+    assert CliRunner().invoke(workflows, ["check", "--dir", str(wf)], env=env).exit_code == 0
+    flow(tmp_path, "      - {id: a, approvers: [{type: user, user: quinn}]}\n")  # edited, still version 1
+    result = CliRunner().invoke(workflows, ["check", "--dir", str(wf)], env=env)
+    assert result.exit_code == 1
+    assert "the file changed but its version is still 1" in result.stderr
+    flow(tmp_path, "      - {id: a, approvers: [{type: user, user: quinn}]}\n", version=2)
+    assert CliRunner().invoke(workflows, ["check", "--dir", str(wf)], env=env).exit_code == 0
