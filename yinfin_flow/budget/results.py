@@ -17,7 +17,6 @@ from yinfin_flow.domain.budget import Action, LineCheck, Mode
 from .lookup import Dims
 
 
-
 def form_ref(document_line: str) -> str:
     """The form line a reservation belongs to: a reservation the year-end roll carried
     into the next year is ``<ref>@<year>`` (see :mod:`yinfin_flow.ledger.yearend`)."""
