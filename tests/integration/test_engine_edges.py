@@ -12,6 +12,7 @@ from yinfin_flow.budget import setup
 from yinfin_flow.db.models.engine import ApprovalTask, RequestHistory
 from yinfin_flow.engine import directory, queries, service
 from yinfin_flow.engine.errors import EmptyRoute, Forbidden, NoApprover
+from yinfin_flow.ledger import reports
 
 from .test_engine_steps import act, go, step, task_of, who
 from .test_engine_support import FLOW, clean, held, state, world, write_workflow
@@ -156,6 +157,8 @@ def test_a_deputy_acting_on_a_task_made_for_them_is_recorded_on_behalf(db, tmp_p
                                                   RequestHistory.action == "approve",
                                                   RequestHistory.task_id.isnot(None)))
         assert (h.actor, h.on_behalf_of) == ("olga", "pat")
+        trail = reports.trail(s, "expense", str(rid))
+    assert {(a["action"], a["actor"], a["on_behalf_of"]) for a in trail["approvals"]} >= {("approve", "olga", "pat")}
     clean(db)
 
 
