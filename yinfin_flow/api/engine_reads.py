@@ -41,7 +41,8 @@ def may_see(session: Session, ident: Identity, req: ApprovalRequest) -> bool:
         return True
     people = [ident.id, *_delegators(session, ident.id)]
     return bool(session.scalar(select(exists().where(
-        ApprovalTask.request_id == req.id, ApprovalTask.assignee.in_(people)))))
+        ApprovalTask.request_id == req.id,
+        ApprovalTask.assignee.in_(people) | (ApprovalTask.on_behalf_of == ident.id)))))
 
 
 def visible_request(session: Session, ident: Identity, request_id: int) -> ApprovalRequest:
@@ -52,9 +53,10 @@ def visible_request(session: Session, ident: Identity, request_id: int) -> Appro
 
 
 def my_task(session: Session, ident: Identity, task_id: int) -> ApprovalTask:
-    """The task if it is the caller's or delegated to them today (else 404)."""
+    """The task if it is the caller's, made for their deputy (the delegator acts on it
+    himself), or delegated to them today (else 404)."""
     task = session.get(ApprovalTask, task_id)
-    if task is not None and task.assignee != ident.id:
+    if task is not None and ident.id not in (task.assignee, task.on_behalf_of):
         req = session.get(ApprovalRequest, task.request_id)
         deputy = req and routing.delegate_for(session, task.assignee, utcnow().date(), req.workflow)
         if deputy != ident.id:
