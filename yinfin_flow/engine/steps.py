@@ -35,8 +35,7 @@ from yinfin_flow.db.objects import Reader
 from yinfin_flow.domain.errors import NotFound
 from yinfin_flow.domain.workflow import State, Step
 
-from . import budgeting, routing
-from .errors import EmptyRoute, NoApprover
+from . import budgeting, route_policy, routing
 from .pending import before_read, insert_returning_id
 from .runtime import (
     LAST_SEQ,
@@ -57,8 +56,7 @@ OPEN = ("pending", "waiting", "held")
 _STATUS_OPEN = ApprovalTask.status.in_([literal(s, ApprovalTask.status.type) for s in OPEN])
 APPROVED = ("approved", "auto_approved")
 OVERRIDE_STEP = "override"
-#: The step of a request no step's condition matched (``settings.empty_route: fallback``).
-FALLBACK_STEP = "fallback"
+FALLBACK_STEP = route_policy.FALLBACK_STEP
 #: Tasks that no longer take part in their step's decision.
 GONE = ("transferred", "cancelled", "voided", "sent_back")
 
@@ -167,16 +165,16 @@ def enter(ctx: ActionContext, req: ApprovalRequest, resume_at: str | None = None
     """Start (or resume) approval: plan the route and open the first step that needs people.
 
     A route no step matches follows ``settings.empty_route`` (refuse, fallback or
-    auto_approve, see :func:`_empty_route`). With ``no_approver: fail`` every step of
+    auto_approve, see :mod:`.route_policy`). With ``no_approver: fail`` every step of
     the route is resolved now, so a step nobody can approve refuses the submit instead
     of stopping the request later (see :func:`_create_tasks` for a step that loses its
     approvers after submit).
     """
     route = plan(ctx, req)
     if not [s for s in route if s != OVERRIDE_STEP]:
-        route = _empty_route(ctx, req, route)
+        route = route_policy.empty_route(ctx, req, route)
     if ctx.definition.no_approver == "fail":
-        _require_approvers(ctx, req, route)
+        route_policy.require_approvers(ctx, req, [steps_of(ctx, req)[s] for s in route], deputies(ctx))
     if resume_at and resume_at in route:
         idx = route.index(resume_at)
         # Approvals given before the sender's step stay; the sender's and later are voided.
@@ -189,33 +187,6 @@ def enter(ctx: ActionContext, req: ApprovalRequest, resume_at: str | None = None
     req.route = route
     req.step_index = idx
     open_current(ctx, req)
-
-
-def _empty_route(ctx: ActionContext, req: ApprovalRequest, route: list[str]) -> list[str]:
-    policy = ctx.definition.empty_route
-    if policy == "fallback":
-        history(ctx, req, "empty_route", actor="system", data={"policy": policy, "step": FALLBACK_STEP})
-        return [*route, FALLBACK_STEP]
-    if policy == "auto_approve" or route:  # an override step alone still needs its approver
-        if not route:
-            history(ctx, req, "empty_route", actor="system", data={"policy": policy})
-            ctx.data["approved_by_system"] = True
-        return route
-    raise EmptyRoute(
-        f"no approval step of {ctx.definition.name} applies to this request and the definition "
-        "refuses such requests (settings.empty_route: refuse)", field="form", workflow=ctx.definition.name)
-
-
-def _require_approvers(ctx: ActionContext, req: ApprovalRequest, route: list[str]) -> None:
-    """``no_approver: fail``: every step of the route must have someone to approve it."""
-    steps = steps_of(ctx, req)
-    for step_id in route:
-        step = steps[step_id]
-        with deferred(ctx.session):
-            people = routing.resolve(ctx.session, step.approvers, req, ctx.now.date(), deputies(ctx))
-        if not people:
-            raise NoApprover(f"no approver found for step {step.id!r} ({step.title}) of {ctx.definition.name}",
-                             field="approvers", step=step.id)
 
 
 def void_from(ctx: ActionContext, req: ApprovalRequest, step_ids: list[str]) -> None:
