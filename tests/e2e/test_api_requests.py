@@ -212,3 +212,30 @@ def test_an_actions_answer_shows_the_same_impact_as_reading_it_again(request: py
         assert shown == again
     [res] = shown["reservations"]
     assert (res["pre_encumbered"], res["actual"]) == ("0.0000", "250.0000")
+
+
+def test_a_purchase_is_invoiced_in_parts_over_http(client: FlaskClient, app: Flask, org: Org):
+    from ..integration.test_engine_documents import approve_all
+
+    db = state(app).db
+    resp = client.post(f"{API}/requests", headers=as_("amy"), json={
+        "workflow": "procurement", "title": "laptops", "company": "ACME",
+        "form": {**expense_form(org.child_line, "500.00"), "partner": "EMP-amy"}})
+    assert resp.status_code == 201, resp.get_json()
+    rid = resp.get_json()["id"]
+    approve_all(db, rid)
+    for event in ("issue_po", "receive"):
+        r = client.post(f"{API}/requests/{rid}/events", headers=as_("buyer", "finance"), json={"event": event})
+        assert r.status_code == 200, r.get_json()
+    bad = client.post(f"{API}/requests/{rid}/events", headers=as_("fay", "finance"), json={
+        "event": "match_invoice", "invoice": "INV-1", "lines": [{"ref": "1", "amount": 200}]})
+    assert bad.status_code == 422 and "lines" in str(bad.get_json()["details"])
+    r = client.post(f"{API}/requests/{rid}/events", headers=as_("fay", "finance"), json={
+        "event": "match_invoice", "invoice": "INV-1", "lines": [{"ref": "1", "amount": "200.00"}]})
+    assert r.status_code == 200, r.get_json()
+    [held] = r.get_json()["budget_impact"]["reservations"]
+    assert (held["encumbered"], held["actual"]) == ("300.0000", "200.0000")
+    r = client.post(f"{API}/requests/{rid}/events", headers=as_("fay", "finance"), json={"event": "pay"})
+    assert r.status_code == 200, r.get_json()
+    [held] = r.get_json()["budget_impact"]["reservations"]
+    assert (r.get_json()["state"], held["encumbered"], held["actual"]) == ("closed", "0.0000", "200.0000")

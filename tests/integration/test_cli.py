@@ -172,6 +172,21 @@ def test_show_prints_the_tree_with_control_and_status(demo_cli):
     assert missing.exit_code == 1 and "error not_found: no company 'NOPE'" in missing.output
 
 
+def test_show_gives_a_cumulative_lines_figure_and_the_effective_status(demo_cli):
+    invoke, _db = demo_cli
+    feb = invoke(budget, "show", "--period", f"{YEAR}-02").output.splitlines()
+    software = next(ln for ln in feb if ln.startswith("RD/SOFTWARE "))
+    assert " cum " in software  # what control checks: available cumulative to date
+    as_json = json.loads(invoke(budget, "show", "--line", code(2, "RD", "SOFTWARE"), "--json").output)
+    assert Decimal(as_json[0]["basis_buckets"]["budget"]) > Decimal(as_json[0]["budget"])
+    assert invoke(budget, "status", code(1, "RD", "TRAVEL"), "hold").exit_code == 0
+    jan = invoke(budget, "show", "--period", f"{YEAR}-01").output.splitlines()
+    child = next(ln for ln in jan if "└ RD-APP/TRAVEL" in ln)
+    assert " hold* " in child  # open itself, held by its parent: consumption is refused
+    detail = invoke(budget, "show", "--line", code(1, "RD-APP", "TRAVEL")).output
+    assert f"status      open; effective hold (set on {code(1, 'RD', 'TRAVEL')})" in detail
+
+
 def test_adjust_and_transfer_are_proposals_another_finance_person_approves(demo_cli):
     invoke, database = demo_cli
     rd, app, web = code(1, "RD", "TRAVEL"), code(1, "RD-APP", "TRAVEL"), code(1, "RD-WEB", "TRAVEL")

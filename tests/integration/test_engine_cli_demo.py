@@ -72,3 +72,85 @@ def test_engine_invariants_hold_on_the_demo_and_catch_a_leak(sqlite_db):
     with sqlite_db.unit_of_work(readonly=True) as s:
         [problem] = {p.check for p in engine_verify.verify(s)}
     assert problem == "ended_requests_have_no_open_tasks"
+
+
+def test_check_warns_when_every_step_has_a_condition(tmp_path):
+    from .test_engine_support import FLOW, write_workflow
+
+    write_workflow(tmp_path, FLOW.format(
+        steps="      - {id: big, when: 'form.amount > 10000', approvers: [{type: user, user: pat}]}\n",
+        no_approver="admin", auto="true", resubmit="from_start", version=1))
+    result = CliRunner().invoke(workflows, ["check", "--dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output  # allowed, but said
+    assert ("WARN flow.yaml: flow: states.approval.steps: every step has a condition: a request may match "
+            "none (settings.empty_route: refuse applies)") in result.stderr
+
+
+def test_check_fails_a_changed_file_whose_used_version_was_not_raised(sqlite_db, tmp_path):
+    from yinfin_flow.engine import service
+
+    from .test_engine_support import expense_form, flow, world
+
+    org = world(sqlite_db)
+    wf = flow(tmp_path, "      - {id: a, approvers: [{type: user, user: pat}]}\n")
+    with sqlite_db.unit_of_work() as s:
+        service.submit(s, "flow", requester="amy", company="ACME", title="t",
+                       form=expense_form(org.child_line, "10.00"), directory=wf)
+    env = {"YINFIN_DATABASE_URL": sqlite_db.url}
+    assert CliRunner().invoke(workflows, ["check", "--dir", str(wf)], env=env).exit_code == 0
+    flow(tmp_path, "      - {id: a, approvers: [{type: user, user: quinn}]}\n")  # edited, still version 1
+    result = CliRunner().invoke(workflows, ["check", "--dir", str(wf)], env=env)
+    assert result.exit_code == 1
+    assert "the file changed but its version is still 1" in result.stderr
+    flow(tmp_path, "      - {id: a, approvers: [{type: user, user: quinn}]}\n", version=2)
+    assert CliRunner().invoke(workflows, ["check", "--dir", str(wf)], env=env).exit_code == 0
+
+
+def _next_year_lines(s, year):
+    """Every line of ``year`` again in ``year + 1`` (same dimensions and tree), no budget."""
+    from yinfin_flow.budget import setup
+    from yinfin_flow.db.models import BudgetItem, BudgetLine, BudgetPeriod, CostCentre, Project
+
+    setup.create_periods(s, "ACME", year + 1, "month")
+    setup.create_periods(s, "ACME", year + 1, "year")
+    rows = s.execute(
+        select(BudgetLine, BudgetPeriod.code, CostCentre.code, BudgetItem.code, Project.code)
+        .join(BudgetPeriod, BudgetPeriod.id == BudgetLine.period_id)
+        .join(CostCentre, CostCentre.id == BudgetLine.cost_centre_id)
+        .join(BudgetItem, BudgetItem.id == BudgetLine.item_id)
+        .outerjoin(Project, Project.id == BudgetLine.project_id)
+        .where(BudgetLine.fiscal_year == year).order_by(BudgetLine.path)).all()
+    new: dict[int, int] = {}
+    for ln, period, cc, item, project in rows:
+        made = setup.create_line(s, company_code="ACME", period_code=period.replace(str(year), str(year + 1), 1),
+                                 cost_centre=cc, item=item, project=project,
+                                 parent_id=new.get(ln.parent_id) if ln.parent_id else None)
+        new[ln.id] = made.id
+
+
+def test_demo_verifies_after_a_year_end_roll_with_budget_and_a_partial_invoice(sqlite_db):
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from yinfin_flow.demo.budgets import fiscal_year
+    from yinfin_flow.engine import service
+    from yinfin_flow.ledger import periods
+    from yinfin_flow.ledger.yearend import roll_forward
+
+    year = fiscal_year()
+    with sqlite_db.unit_of_work() as s:
+        for _name, load in loaders():
+            load(s)
+        _next_year_lines(s, year)
+        periods.open_year(s, "ACME", year + 1)
+    with sqlite_db.unit_of_work() as s:  # the demo's commitments include a cumulative line's overrun
+        rolled = roll_forward(s, "ACME", year, with_budget=True, actor="cfo").rolled
+    assert rolled
+    with sqlite_db.unit_of_work() as s:
+        received = s.scalar(select(ApprovalRequest).where(ApprovalRequest.workflow == "procurement",
+                                                          ApprovalRequest.state == "received"))
+        part = str((Decimal(received.form["amount"]) / 3).quantize(Decimal("0.01")))
+        service.perform(s, received.id, "match_invoice", "fiona", now=datetime(year + 1, 1, 20, tzinfo=UTC),
+                        data={"invoice": "DEMO-1", "lines": [{"ref": "1", "amount": part}]})
+    with sqlite_db.unit_of_work(readonly=True) as s:
+        assert verify(s) == []

@@ -15,14 +15,22 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from yinfin_flow.db.models.engine import ApprovalRequest, ApprovalTask, RequestHistory
 from yinfin_flow.db.types import utcnow
-from yinfin_flow.domain.errors import NotFound
+from yinfin_flow.domain.errors import NotFound, ValidationError
 from yinfin_flow.engine import definitions, directory, queries, service
 from yinfin_flow.engine.approvers import delegate_for
-from yinfin_flow.engine.errors import NoApprover
 from yinfin_flow.engine.pending import deferred, insert_returning_id
 from yinfin_flow.engine.runtime import ActionContext, history, lock_request
 
-from .test_engine_support import actions, expense_form, flow, pending, state, world
+from .test_engine_support import (
+    FLOW,
+    actions,
+    expense_form,
+    flow,
+    pending,
+    state,
+    world,
+    write_workflow,
+)
 
 
 def go(db, org, wf_dir, amount="100.00"):
@@ -87,16 +95,21 @@ def test_history_is_readable_in_the_actions_own_transaction(db, tmp_path):
 
 def test_a_rolled_back_action_leaves_no_history_behind(db, tmp_path):
     org = world(db)
-    # The second step names nobody and the definition says fail: approving the first
-    # step records history, then raises; the session is rolled back and used again.
-    wf = flow(tmp_path, "      - {id: a, approvers: [{type: user, user: pat}]}\n"
-                        "      - {id: b, approvers: [{type: form_field, field: nobody}]}\n", no_approver="fail")
-    rid = go(db, org, wf)
+    # Approving the last step records history, then the posting refuses the request's
+    # partner; the session is rolled back and used again.
+    wf = write_workflow(tmp_path, FLOW.format(
+        steps="      - {id: a, approvers: [{type: user, user: pat}]}\n", no_approver="admin", auto="true",
+        resubmit="from_start", version=1).replace(
+        "to: approved, by: approver, budget: release", "to: approved, by: approver, budget: release, "
+        "posting: expense.approved"))
+    with db.unit_of_work() as s:
+        rid = service.submit(s, "flow", requester="amy", company="ACME", title="t",
+                             form=expense_form(org.child_line, "100.00", partner="NOPE"), directory=wf).id
     before = seqs(db, rid)
     [(task, _, _)] = pending(db, rid)
     s = db.session()
     try:
-        with pytest.raises(NoApprover), s.begin():
+        with pytest.raises(ValidationError), s.begin():
             service.act(s, task, "pat", "approve")
         with s.begin():
             service.comment(s, rid, "amy", "why did it fail?")

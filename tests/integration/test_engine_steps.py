@@ -188,8 +188,8 @@ def test_delegate_acts_for_the_assignee(db, tmp_path):
     with db.unit_of_work(readonly=True) as s:
         t = s.scalar(select(ApprovalTask).where(ApprovalTask.request_id == rid))
         assert t.on_behalf_of == "pat"
-    with pytest.raises(Forbidden):
-        act(db, task_of(db, rid, "olga"), "pat")
+    with pytest.raises(Forbidden):  # nobody else
+        act(db, task_of(db, rid, "olga"), "quinn")
     act(db, task_of(db, rid, "olga"), "olga")
     assert state(db, rid) == "approved"
 

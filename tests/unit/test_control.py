@@ -55,7 +55,8 @@ def test_shipped_default_is_sap_90_warn_100_block_hard() -> None:
         Threshold(D(100), Action.BLOCK, notify=True),
     ) == DEFAULT_THRESHOLDS
     assert check(DEFAULT_RULE, "100", "0", "89.99").level is None
-    warn = check(DEFAULT_RULE, "100", "0", "90")
+    assert check(DEFAULT_RULE, "100", "0", "90").level is None  # reaching means going beyond
+    warn = check(DEFAULT_RULE, "100", "0", "90.01")
     assert (warn.level, warn.blocked, warn.notify) == (Action.WARN, False, True)
     full = check(DEFAULT_RULE, "100", "0", "100")  # exactly the budget is allowed
     assert (full.level, full.blocked, full.over) == (Action.WARN, False, False)
@@ -121,22 +122,56 @@ def test_thresholds_info_warn_block_and_notify() -> None:
             Threshold(D(100), Action.BLOCK),
         ),
     )
-    assert check(rule, "100", "0", "69").level is None
-    info = check(rule, "100", "0", "70")
+    assert check(rule, "100", "0", "70").level is None
+    info = check(rule, "100", "0", "70.01")
     assert (info.level, info.notify, info.blocked) == (Action.INFO, False, False)
-    warn = check(rule, "100", "50", "35")
+    warn = check(rule, "100", "50", "35.01")
     assert (warn.level, warn.notify, warn.blocked) == (Action.WARN, True, False)
-    assert warn.usage_percent == D("85.00")
+    assert warn.usage_percent == D("85.01")
     assert check(rule, "100", "50", "50.01").blocked
 
 
 def test_a_block_threshold_below_100_blocks_early_under_hard_only() -> None:
     rule = ControlRule(Mode.HARD, thresholds=(Threshold(D(80), Action.BLOCK),))
-    assert check(rule, "100", "0", "79.99").level is None
-    c = check(rule, "100", "0", "80")
+    assert check(rule, "100", "0", "80").level is None  # exactly 80 % does not reach it
+    c = check(rule, "100", "0", "80.01")
     assert c.blocked and not c.over
-    soft = check(ControlRule(Mode.SOFT, thresholds=rule.thresholds), "100", "0", "80")
+    soft = check(ControlRule(Mode.SOFT, thresholds=rule.thresholds), "100", "0", "80.01")
     assert soft.level is Action.BLOCK and not soft.blocked
+
+
+@pytest.mark.parametrize("percent", ["50", "80", "99.5"])
+def test_every_threshold_is_reached_by_the_same_rule_going_beyond_it(percent: str) -> None:
+    # One rule at every level: exactly the threshold does not reach it, a cent more does.
+    p = D(percent)
+    for action in Action:
+        rule = ControlRule(Mode.HARD, thresholds=(Threshold(p, action),))
+        at = check(rule, "1000", "0", str(p * 10))
+        beyond = check(rule, "1000", "0", str(p * 10 + D("0.01")))
+        assert at.level is None and not at.blocked, (percent, action)
+        assert beyond.level is action and beyond.blocked is (action is Action.BLOCK), (percent, action)
+    # ... and 100:block too (beyond 100 % is over budget): exactly the budget is allowed.
+    full = ControlRule(Mode.HARD, thresholds=(Threshold(D(100), Action.BLOCK),))
+    assert not check(full, "1000", "0", "1000").blocked
+    assert check(full, "1000", "0", "1000.01").blocked
+
+
+def test_a_threshold_refusal_names_the_threshold_not_the_budget() -> None:
+    from yinfin_flow.domain.budget import ThresholdBlocked
+
+    rule = ControlRule(Mode.HARD, thresholds=(Threshold(D(80), Action.BLOCK),))
+    c = check(rule, "1000", "0", "850")
+    with pytest.raises(ThresholdBlocked) as err:
+        raise_if_blocked([c], "ACME/2026-01/RD/TRAVEL")
+    e = err.value
+    assert e.code == "E1_threshold_blocked"
+    assert "80 % block threshold" in e.message and "over budget" not in e.message
+    assert e.details["threshold"] == {"percent": "80", "action": "block", "notify": False}
+    assert e.details["usage_percent"] == "85.00"
+    # Over the budget itself, the refusal stays an over-budget one.
+    with pytest.raises(OverBudget) as over:
+        raise_if_blocked([check(rule, "1000", "0", "1000.01")], "x")
+    assert over.value.code == "E1_over_budget"
 
 
 def test_over_blocks_under_hard_even_without_a_block_threshold() -> None:

@@ -44,9 +44,10 @@ def visible_request(session: Session, ident: Identity, request_id: int) -> Appro
 
 
 def my_task(session: Session, ident: Identity, task_id: int) -> ApprovalTask:
-    """The task if it is the caller's or delegated to them today (else 404)."""
+    """The task if it is the caller's, made for their deputy (the delegator acts on it
+    himself), or delegated to them today (else 404)."""
     task = session.get(ApprovalTask, task_id)
-    if task is not None and task.assignee != ident.id:
+    if task is not None and ident.id not in (task.assignee, task.on_behalf_of):
         req = session.get(ApprovalRequest, task.request_id)
         deputy = req and routing.delegate_for(session, task.assignee, utcnow().date(), req.workflow)
         if deputy != ident.id:

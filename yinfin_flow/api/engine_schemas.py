@@ -5,7 +5,7 @@ from __future__ import annotations
 from marshmallow import EXCLUDE, Schema, fields, validate
 
 from .attachment_schemas import AttachmentSchema
-from .fields import Code, Id, QueryId, Text
+from .fields import AmountString, Code, Id, QueryId, Text
 
 DICT = fields.Dict(keys=fields.String())
 
@@ -54,8 +54,20 @@ class ResubmitInSchema(CommentInSchema):
     override_reason = Text(load_default=None, max_length=500)
 
 
+class InvoiceLineInSchema(Schema):
+    ref = Code(required=True, metadata={"description": "the form line the invoice covers"})
+    amount = AmountString(required=True)
+    tax_amount = AmountString(load_default=None)
+
+
 class EventInSchema(CommentInSchema):
     event = Code(required=True, metadata={"example": "pay"})
+    invoice = Code(load_default=None, metadata={
+        "description": "match_invoice: the invoice number (one voucher per invoice)"})
+    lines = fields.List(fields.Nested(InvoiceLineInSchema), load_default=None,
+                        validate=validate.Length(min=1, max=200), metadata={
+                            "description": "match_invoice: what this invoice covers; none: the rest"})
+    partner = Code(load_default=None, metadata={"description": "the supplier on the invoice"})
 
 
 class TextInSchema(Schema):

@@ -153,7 +153,10 @@ def perform_event(body: dict[str, Any], request_id: int) -> Response:
     ident = require_actor()
     with state(current_app).db.unit_of_work() as s:
         visible_request(s, ident, request_id)
-        service.perform(s, request_id, body["event"], ident.id, comment=body["comment"])
+        data = {k: body[k] for k in ("invoice", "partner") if body.get(k)}
+        if body.get("lines"):
+            data["lines"] = [{k: (None if v is None else str(v)) for k, v in ln.items()} for ln in body["lines"]]
+        service.perform(s, request_id, body["event"], ident.id, comment=body["comment"], data=data or None)
         return _detail(s, request_id)
 
 

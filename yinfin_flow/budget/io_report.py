@@ -21,10 +21,10 @@ from yinfin_flow.db.models import (
     CostCentre,
     Project,
 )
-from yinfin_flow.domain.budget import DEFAULT_RULE, Buckets, ControlRule, Mode
+from yinfin_flow.domain.budget import DEFAULT_RULE, Buckets, ControlRule, Mode, stopping_line
 from yinfin_flow.domain.errors import NotFound
 
-from .control import ControlContext, read_balances
+from .control import ControlContext, path_ids, read_balances
 
 _GRANULARITY_ORDER = {"year": 0, "half": 1, "quarter": 2, "month": 3}
 
@@ -50,6 +50,8 @@ class LineReport:
     rule: ControlRule  # the rule that governs this line (own, inherited or default)
     rule_from: str | None  # code of the line that defines ``rule``; None = shipped default
     basis_buckets: Buckets  # summed over the rule's basis (cumulative, annual…): what control sees
+    effective_status: str = "open"  # the most restrictive status on the path (what consumption meets)
+    status_from: str | None = None  # code of the line above that sets it; None: the line's own
 
     @property
     def own_rule(self) -> bool:
@@ -120,6 +122,10 @@ def line_report(
     def walk(ln: BudgetLine, depth: int) -> None:
         comp, per, cc, item, proj = dims[ln.id]
         rule = ctx.effective_rule(ln)
+        stop = stopping_line(path_ids(ln), {i: x.status for i, x in ctx.lines.items()})
+        status_from = None
+        if stop is not None and stop[0] != ln.id and stop[1].value != ln.status:
+            status_from = ctx.lines[stop[0]].code
         out.append(LineReport(
             line_id=ln.id, code=ln.code, name=ln.name, company=comp, period=per,
             cost_centre=cc, item=item, project=proj,
@@ -128,6 +134,7 @@ def line_report(
             buckets=balances.get(ln.id, Buckets()), rule=rule,
             rule_from=rule_codes.get(rule.line_id) if rule.line_id else None,
             basis_buckets=ctx.buckets(ln.id, rule.basis),
+            effective_status=stop[1].value if stop is not None else "open", status_from=status_from,
         ))
         for child in sorted(children.get(ln.id, []), key=sort_key):
             walk(child, depth + 1)

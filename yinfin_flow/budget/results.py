@@ -17,6 +17,12 @@ from yinfin_flow.domain.budget import Action, LineCheck, Mode
 from .lookup import Dims
 
 
+def form_ref(document_line: str) -> str:
+    """The form line a reservation belongs to: a reservation the year-end roll carried
+    into the next year is ``<ref>@<year>`` (see :mod:`yinfin_flow.ledger.yearend`)."""
+    return document_line.split("@", 1)[0]
+
+
 @dataclass(frozen=True, slots=True)
 class LineRequest:
     """One request line asking for budget: an amount, a date, and which line."""

@@ -88,7 +88,9 @@ def _as_dict(r: LineReport) -> dict[str, Any]:
     return {
         "code": r.code, "name": r.name, "company": r.company, "period": r.period,
         "cost_centre": r.cost_centre, "item": r.item, "project": r.project, "parent": r.parent_code,
-        "currency": r.currency, "status": r.status, "owner": r.owner, **r.buckets.to_dict(),
+        "currency": r.currency, "status": r.status, "effective_status": r.effective_status,
+        "status_from": r.status_from, "owner": r.owner, **r.buckets.to_dict(),
+        "basis_buckets": r.basis_buckets.to_dict(),
         "control": {"mode": r.rule.mode.value, "basis": r.rule.basis.value, "defined_on": r.rule_from,
                     "description": describe_rule(r.rule)},
     }
@@ -104,7 +106,8 @@ def _detail(r: LineReport) -> str:
         + (f" / {r.project}" if r.project else ""),
         f"  parent      {r.parent_code or '-'}",
         f"  owner       {r.owner or '-'}",
-        f"  status      {r.status}",
+        f"  status      {r.status}" + (f"; effective {r.effective_status} (set on {r.status_from})"
+                                           if r.status_from else ""),
         f"  control     {describe_rule(r.rule)}  ({source})",
         f"  budget      {money(b.budget, r.currency)} {r.currency}; available "
         f"{money(b.available, r.currency)} {r.currency}",
@@ -128,15 +131,22 @@ def render_tree(rows: Sequence[LineReport]) -> str:
             b = r.buckets
             used = usage_percent(b)
             control = r.rule.mode.value if r.own_rule else f"({r.rule.mode.value})"
+            basis = r.rule.basis.value
+            checked = "" if basis == "period" else f"{money(r.basis_buckets.available, r.currency)} {basis[:3]}"
+            status = r.status if r.status_from is None else f"{r.effective_status}*"
             body.append([
                 "  " * r.depth + ("└ " if r.depth else "") + label, r.currency,
                 *(money(v, r.currency) for v in (b.budget, b.pre_encumbered, b.encumbered, b.actual, b.available)),
-                "-" if used is None else f"{used}%", control, r.status, r.name,
+                "-" if used is None else f"{used}%", checked, control, status, r.name,
             ])
         header = ["line", "cur", "budget", "pre_enc", "encumbered", "actual", "available",
-                  "used", "control", "status", "name"]
-        blocks.append(f"{company} {period}\n" + table(header, body, right=range(2, 8)))
-    blocks.append("control: mode set on the line itself; (mode) inherited or the default rule")
+                  "used", "checked", "control", "status", "name"]
+        blocks.append(f"{company} {period}\n" + table(header, body, right=range(2, 9)))
+    blocks.append("control: mode set on the line itself; (mode) inherited or the default rule\n"
+                  "checked: available on the rule's basis where it is not the period alone "
+                  "(cum: cumulative to date, ann: annual, ove: overall), what control checks\n"
+                  "status: the line's own; status* the effective one, set on a line above (the most "
+                  "restrictive on the path)")
     return "\n\n".join(blocks)
 
 

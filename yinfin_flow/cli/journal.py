@@ -226,7 +226,8 @@ def yearend_cmd(year: int, with_budget: bool, actor: str, company: str | None) -
     with unit_of_work() as s:
         result = yearend.roll_forward(s, _company(s, company), year, with_budget=with_budget, actor=actor)
     for r in result.rolled:
-        click.echo(f"{r.document}: {r.amount} {r.from_line} -> {r.to_line}")
+        budget = f" (budget: {r.budget_out} out, {r.budget_in} in)" if with_budget else ""
+        click.echo(f"{r.document}: {r.amount} {r.from_line} -> {r.to_line}{budget}")
     click.echo(f"{len(result.rolled)} commitment(s) rolled into {year + 1}"
                f" ({'with' if with_budget else 'without'} budget)")
 

@@ -7,11 +7,18 @@ import shutil
 from pathlib import Path
 
 import click
+from sqlalchemy import select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from yinfin_flow.config import Settings, shipped
+from yinfin_flow.db.models.engine import WorkflowDefinition
 from yinfin_flow.domain.workflow_check import check as static_check
+from yinfin_flow.domain.workflow_check import route_warnings
 from yinfin_flow.engine import diagram
 from yinfin_flow.engine.definitions import DefinitionError, compile_expression, load_file
+
+from .common import unit_of_work
 
 
 def _dir(directory: str | None) -> Path:
@@ -73,15 +80,28 @@ def list_(directory: str | None) -> None:
 @click.option("--dir", "directory", default=None, help="Definitions directory (default: YINFIN_WORKFLOWS_DIR).")
 def check(directory: str | None) -> None:
     """Validate every definition and run the static check (reachability, ways out, no
-    leaked budget). Exits 1 if anything is wrong, naming file, path and problem."""
+    leaked budget). Exits 1 if anything is wrong, naming file, path and problem.
+
+    Where the configured database is reachable, a file that changed while its version
+    stayed one that requests already used is wrong too (submit would refuse it,
+    ``definition_changed``). Warnings (a route no step may match) do not fail."""
     files = _files(_dir(directory))
+    stored = _stored_hashes()
     bad = 0
     for f in files:
+        notes: list[str] = []
         try:
             d = load_file(f)
             problems = [str(p) for p in static_check(d, compile_expression)]
+            notes = [str(w) for w in route_warnings(d)]
+            used = stored.get((d.name, d.version))
+            if used is not None and used != d.content_hash:
+                problems.append(f"{d.name}: version: the file changed but its version is still {d.version}, "
+                                "which requests already use: raise the version")
         except DefinitionError as err:
             problems = [err.message]
+        for n in notes:
+            click.echo(f"WARN {f.name}: {n}", err=True)
         if problems:
             bad += 1
             for p in problems:
@@ -93,6 +113,20 @@ def check(directory: str | None) -> None:
         raise SystemExit(1)
     if bad:
         raise SystemExit(1)
+
+
+def _stored_hashes() -> dict[tuple[str, int], str]:
+    """(name, version) -> content hash of the versions stored in the configured database;
+    empty when there is none yet (a missing SQLite file is not created) or it is unreachable."""
+    url = make_url(Settings.from_env().database_url)
+    if url.get_backend_name() == "sqlite" and (not url.database or not Path(url.database).exists()):
+        return {}
+    try:
+        with unit_of_work(readonly=True) as s:
+            return {(n, v): h for n, v, h in s.execute(
+                select(WorkflowDefinition.name, WorkflowDefinition.version, WorkflowDefinition.content_hash))}
+    except SQLAlchemyError:
+        return {}
 
 
 @command.command("diagram")

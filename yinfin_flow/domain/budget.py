@@ -176,6 +176,13 @@ class OverBudget(BudgetError):
     code = "E1_over_budget"
 
 
+class ThresholdBlocked(OverBudget):
+    """E1 by a ``block`` threshold below the budget (e.g. ``80:block``): the request
+    would take usage beyond it, though the line may still have budget left."""
+
+    code = "E1_threshold_blocked"
+
+
 class NoBudgetLine(BudgetError):
     code = "E2_no_budget_line"
     http_status = 422
@@ -231,6 +238,7 @@ class LineCheck:
     over: bool  # over budget + tolerance, whatever the mode
     notify: bool
     decided_by_self: bool  # the line asked for, or an ancestor
+    threshold: Threshold | None = None  # the threshold that set ``level`` (None: none, or over budget)
 
     @property
     def available_after(self) -> Decimal:
@@ -267,7 +275,18 @@ class LineCheck:
             "blocked": self.blocked,
             "over": self.over,
             "breakdown": self.basis_buckets.to_dict(),
+            "threshold": None if self.threshold is None else self.threshold.to_dict(),
         }
+
+
+def reached(threshold: Threshold, budget: Decimal, after_consumed: Decimal, tolerance: Decimal) -> bool:
+    """The one rule for every level: a threshold is reached when usage after the change
+    goes BEYOND it (exactly 80 % does not reach ``80``; 80.01 % does), as a line is over
+    budget only beyond 100 %. A ``block`` at 100 % or more is relaxed by the tolerance."""
+    limit = budget * threshold.percent / HUNDRED
+    if threshold.action is Action.BLOCK and threshold.percent >= HUNDRED:
+        return after_consumed - limit > tolerance
+    return after_consumed > limit
 
 
 def check_line(
@@ -290,21 +309,18 @@ def check_line(
     tolerance = rule.tolerance(budget)
     over = after_consumed - budget > tolerance
     level: Action | None = None
+    decided: Threshold | None = None
     notify = False
     if budget > 0:
-        usage = after_consumed * HUNDRED / budget
         for t in sorted(rule.thresholds, key=lambda t: t.percent):
-            # A BLOCK threshold at 100 % means "over budget", which tolerance relaxes.
-            limit = t.percent
-            reached = over if t.action is Action.BLOCK and t.percent >= HUNDRED else usage >= limit
-            if reached:
+            if reached(t, budget, after_consumed, tolerance):
                 if level is None or _rank(t.action) >= _rank(level):
-                    level = t.action
+                    level, decided = t.action, t
                 notify = notify or t.notify
     elif after_consumed > tolerance:
         level = Action.BLOCK
     if over and (level is None or _rank(level) < _rank(Action.BLOCK)):
-        level = Action.BLOCK
+        level, decided = Action.BLOCK, None
     if rule.mode is not Mode.HARD or delta < 0:
         blocked = False  # reductions are never blocked; soft/track only warn or record
     elif delta == 0:
@@ -323,6 +339,7 @@ def check_line(
         over=over,
         notify=notify,
         decided_by_self=decided_by_self,
+        threshold=decided,
     )
 
 
@@ -335,6 +352,17 @@ def raise_if_blocked(checks: Sequence[LineCheck], asked_on: str) -> None:
     for c in checks:
         if c.blocked:
             where = "the line itself" if c.decided_by_self else f"controlling line {c.line_label}"
+            t = c.threshold
+            if not c.over and t is not None and t.percent < HUNDRED:
+                raise ThresholdBlocked(
+                    f"the {t.percent:g} % block threshold of {c.line_label} refuses this: usage would be "
+                    f"{c.usage_percent} % (asked {c.delta} {c.currency}, budget {c.basis_buckets.budget}, "
+                    f"available {c.basis_buckets.available}; decided by {where}, {c.rule.mode.value} control)",
+                    line_id=c.line_id, line=c.line_label, requested_line=asked_on, asked=str(c.delta),
+                    available=str(c.basis_buckets.available), currency=c.currency,
+                    tolerance=str(c.tolerance), threshold=t.to_dict(),
+                    usage_percent=str(c.usage_percent), breakdown=c.basis_buckets.to_dict(),
+                )
             raise OverBudget(
                 f"over budget on {c.line_label}: asked {c.delta} {c.currency}, "
                 f"available {c.basis_buckets.available} {c.currency} "

@@ -110,6 +110,13 @@ class Definition:
     auto_approve_repeat: bool = True
     no_approver: str = "admin"  # admin | fail
     admin: str = "admin"
+    # A request no step's condition matches: refuse it at submit, send it to the
+    # fallback approvers, or approve it as the system (never as the requester).
+    empty_route: str = "refuse"  # refuse | fallback | auto_approve
+    fallback_approvers: tuple[dict[str, Any], ...] = ()
+    # Whom a voucher names as partner when the request names none: the requester's
+    # employee partner (EMP-<id>, an expense claim), or nobody: refused (a purchase).
+    partner: str = "requester"  # requester | required
     cc_on_start: tuple[dict[str, Any], ...] = ()
     cc_on_finish: tuple[dict[str, Any], ...] = ()
     send_back: SendBack = field(default_factory=SendBack)

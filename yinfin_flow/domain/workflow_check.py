@@ -154,3 +154,17 @@ def _compile(compile_expr: Callable[[str], object], source: str, path: str,
         compile_expr(source)
     except Exception as err:  # noqa: BLE001 - any parse error is reported, with its position
         bad(path, f"invalid expression {source!r}: {err}")
+
+
+def route_warnings(definition: Definition) -> list[Problem]:
+    """What is allowed but deserves a look: an approval state whose every step has a
+    condition, so that a request may match none of them (then ``settings.empty_route``
+    decides: refused at submit, sent to the fallback approvers, or approved as the system)."""
+    d = definition
+    out = []
+    for name, state in d.states.items():
+        if state.steps and all(s.when for s in state.steps):
+            out.append(Problem(d.name, f"states.{name}.steps",
+                               f"every step has a condition: a request may match none "
+                               f"(settings.empty_route: {d.empty_route} applies)"))
+    return out

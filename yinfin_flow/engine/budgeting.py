@@ -106,8 +106,10 @@ def lines_of(req: ApprovalRequest) -> list[LineRequest]:
 
 
 def warnings_of(checks: list[LineCheck]) -> list[dict[str, Any]]:
-    return [c.to_dict() for c in checks
-            if c.level in (Action.WARN, Action.BLOCK) and c.rule.mode in (Mode.HARD, Mode.SOFT)]
+    """What approvers are shown of the budget checks: warnings (and soft overruns) and,
+    marked ``severity: information``, thresholds set at the ``info`` level."""
+    return [{**c.to_dict(), "severity": "information" if c.level is Action.INFO else "warning"}
+            for c in checks if c.level is not None and c.rule.mode in (Mode.HARD, Mode.SOFT)]
 
 
 def open_reservations(ctx: ActionContext, req: ApprovalRequest, *, recheck: bool = False) -> list[ReservationView]:

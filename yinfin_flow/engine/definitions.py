@@ -134,6 +134,15 @@ class SettingsSchema(Schema):
     no_approver = fields.String(load_default="admin", validate=validate.OneOf(("admin", "fail")))
     admin = fields.String(load_default="admin")
     resubmit = fields.String(load_default="from_start", validate=validate.OneOf(("from_start", "to_sender")))
+    empty_route = fields.String(load_default="refuse",
+                                validate=validate.OneOf(("refuse", "fallback", "auto_approve")))
+    fallback_approvers = fields.List(fields.Nested(RuleSchema), load_default=list)
+    partner = fields.String(load_default="requester", validate=validate.OneOf(("requester", "required")))
+
+    @validates_schema
+    def _fallback(self, data: dict[str, Any], **_: Any) -> None:
+        if data["empty_route"] == "fallback" and not data["fallback_approvers"]:
+            raise MmError("empty_route: fallback needs fallback_approvers", "fallback_approvers")
 
 
 class CcSchema(Schema):
@@ -237,6 +246,7 @@ def parse(text: str, file: str = "<string>") -> Definition:
         for t in data["transitions"]
     )
     cfg, cc, ov = data["settings"], data["cc"], data["override"]
+    _rule_check(cfg["fallback_approvers"], "settings.fallback_approvers", file)
     _rule_check(cc["on_start"], "cc.on_start", file)
     _rule_check(cc["on_finish"], "cc.on_finish", file)
     override = None
@@ -250,7 +260,8 @@ def parse(text: str, file: str = "<string>") -> Definition:
         document_type=data["document_type"], initial=data["initial"], states=states,
         transitions=transitions, withdraw_window_hours=cfg["withdraw_window_hours"],
         auto_approve_repeat=cfg["auto_approve_repeat"], no_approver=cfg["no_approver"],
-        admin=cfg["admin"], cc_on_start=tuple(cc["on_start"]), cc_on_finish=tuple(cc["on_finish"]),
+        admin=cfg["admin"], empty_route=cfg["empty_route"],
+        fallback_approvers=tuple(cfg["fallback_approvers"]), partner=cfg["partner"], cc_on_start=tuple(cc["on_start"]), cc_on_finish=tuple(cc["on_finish"]),
         send_back=SendBack(resubmit=cfg["resubmit"]), override=override,
         source=text, content_hash=hashlib.sha256(text.encode()).hexdigest(),
     )

@@ -19,6 +19,14 @@ class NoApprover(DomainError):
     http_status = 422
 
 
+class EmptyRoute(DomainError):
+    """No step's condition holds for the request and the definition refuses such a
+    request (``settings.empty_route: refuse``, the default)."""
+
+    code = "empty_route"
+    http_status = 422
+
+
 class InvalidAction(Conflict):
     """The action does not apply to the request in its current state."""
 

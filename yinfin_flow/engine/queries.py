@@ -6,15 +6,20 @@ layer and the CLI can hand them out as they are.
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from yinfin_flow.attachments import service as attachments
 from yinfin_flow.budget.service import Budgets
 from yinfin_flow.db.models.engine import ApprovalRequest, ApprovalTask, RequestCc, RequestHistory
+from yinfin_flow.db.models.org import Delegation
+from yinfin_flow.db.types import utcnow
 from yinfin_flow.domain.errors import NotFound
+
+from . import routing
 
 
 def _iso(value: Any) -> str | None:
@@ -41,16 +46,51 @@ def task_dict(t: ApprovalTask) -> dict[str, Any]:
     }
 
 
-def inbox(session: Session, user: str, status: str = "pending", limit: int = 100) -> list[dict[str, Any]]:
+def inbox(session: Session, user: str, status: str = "pending", limit: int = 100,
+          on: date | None = None) -> list[dict[str, Any]]:
     """The user's tasks (待办 by default; ``approved``/``rejected``… for 已办), newest first,
-    each with its request's summary and the budget warnings the approver should see."""
-    rows = session.execute(
+    each with its request's summary and the budget warnings the approver should see.
+
+    Pending tasks follow delegation windows (``on``: today): during a window the deputy
+    sees the delegator's tasks, those made before the window too, and the delegator
+    still sees his own; after it, a task made for the deputy is the delegator's again.
+    """
+    if status != "pending":
+        rows = session.execute(
+            select(ApprovalTask, ApprovalRequest)
+            .join(ApprovalRequest, ApprovalRequest.id == ApprovalTask.request_id)
+            .where(ApprovalTask.assignee == user, ApprovalTask.status == status)
+            .order_by(ApprovalTask.id.desc()).limit(limit)
+        ).all()
+        return [{**task_dict(t), "request": request_summary(r)} for t, r in rows]
+    on = on or utcnow().date()
+    delegators = list(session.scalars(select(Delegation.user_id).where(
+        Delegation.deputy_id == user, Delegation.revoked_at.is_(None),
+        Delegation.start_date <= on, Delegation.end_date >= on).distinct()))
+    who = or_(ApprovalTask.assignee == user, ApprovalTask.on_behalf_of == user)
+    if delegators:
+        who = or_(who, and_(ApprovalTask.assignee.in_(delegators), ApprovalTask.on_behalf_of.is_(None)))
+    out = []
+    deputy_of: dict[tuple[str, str], str | None] = {}
+
+    def deputy(principal: str, workflow: str) -> str | None:
+        if (principal, workflow) not in deputy_of:
+            deputy_of[(principal, workflow)] = routing.delegate_for(session, principal, on, workflow)
+        return deputy_of[(principal, workflow)]
+
+    for t, r in session.execute(
         select(ApprovalTask, ApprovalRequest)
         .join(ApprovalRequest, ApprovalRequest.id == ApprovalTask.request_id)
-        .where(ApprovalTask.assignee == user, ApprovalTask.status == status)
-        .order_by(ApprovalTask.id.desc()).limit(limit)
-    ).all()
-    return [{**task_dict(t), "request": request_summary(r)} for t, r in rows]
+        .where(who, ApprovalTask.status == "pending").order_by(ApprovalTask.id.desc())
+    ):
+        if t.assignee == user and t.on_behalf_of is not None and deputy(t.on_behalf_of, r.workflow) != user:
+            continue  # made for me as a deputy; the window is over
+        if t.assignee != user and t.on_behalf_of is None and deputy(t.assignee, r.workflow) != user:
+            continue  # a delegator's task, but not delegated to me for this workflow
+        out.append({**task_dict(t), "request": request_summary(r)})
+        if len(out) >= limit:
+            break
+    return out
 
 
 def cc_inbox(session: Session, user: str, limit: int = 100) -> list[dict[str, Any]]:

@@ -219,10 +219,21 @@ def _may_act(ctx: ActionContext, req: ApprovalRequest, task: ApprovalTask) -> No
                          status=task.status)
     if task.round != req.round or task.state_name != req.state:
         raise TaskClosed(f"task {task.id} belongs to an earlier round", field="task_id")
+    wf, today = req.workflow, ctx.now.date()
     if ctx.actor == task.assignee:
+        if task.on_behalf_of is not None:
+            # A task made for a deputy (the delegation was in force when it was created):
+            # theirs only while the delegation lasts; then it is the delegator's again.
+            if routing.delegate_for(ctx.session, task.on_behalf_of, today, wf) != ctx.actor:
+                raise Forbidden(f"{ctx.actor}'s delegation from {task.on_behalf_of} is not in force on "
+                                f"{today}: task {task.id} is {task.on_behalf_of}'s", field="actor")
+            ctx.on_behalf_of = task.on_behalf_of
         return
-    if routing.delegate_for(ctx.session, task.assignee, ctx.now.date(), req.workflow) == ctx.actor:
-        ctx.on_behalf_of = task.assignee
+    if task.on_behalf_of is not None and ctx.actor == task.on_behalf_of:
+        return  # the delegator still acts on his own task himself
+    principal = task.on_behalf_of or task.assignee
+    if task.on_behalf_of is None and routing.delegate_for(ctx.session, principal, today, wf) == ctx.actor:
+        ctx.on_behalf_of = principal  # a task the delegator had before the window started
         return
     raise Forbidden(f"task {task.id} is {task.assignee}'s; {ctx.actor} may not act on it", field="actor")
 

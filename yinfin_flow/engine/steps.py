@@ -23,6 +23,7 @@ earlier step of this round is approved automatically when the definition says so
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -34,8 +35,7 @@ from yinfin_flow.db.objects import Reader
 from yinfin_flow.domain.errors import NotFound
 from yinfin_flow.domain.workflow import State, Step
 
-from . import budgeting, routing
-from .errors import NoApprover
+from . import budgeting, route_policy, routing
 from .pending import before_read, insert_returning_id
 from .runtime import (
     LAST_SEQ,
@@ -56,6 +56,7 @@ OPEN = ("pending", "waiting", "held")
 _STATUS_OPEN = ApprovalTask.status.in_([literal(s, ApprovalTask.status.type) for s in OPEN])
 APPROVED = ("approved", "auto_approved")
 OVERRIDE_STEP = "override"
+FALLBACK_STEP = route_policy.FALLBACK_STEP
 #: Tasks that no longer take part in their step's decision.
 GONE = ("transferred", "cancelled", "voided", "sent_back")
 
@@ -69,6 +70,9 @@ def steps_of(ctx: ActionContext, req: ApprovalRequest) -> dict[str, Step]:
     ov = ctx.definition.override
     if ov is not None:
         steps[OVERRIDE_STEP] = Step(OVERRIDE_STEP, "Budget override", ov.approvers, mode="any", override=True)
+    if ctx.definition.empty_route == "fallback":
+        steps[FALLBACK_STEP] = Step(FALLBACK_STEP, "Fallback approval", ctx.definition.fallback_approvers,
+                                    mode="any")
     return steps
 
 
@@ -158,8 +162,19 @@ _LOCK_WITH_ROUND = (
 
 
 def enter(ctx: ActionContext, req: ApprovalRequest, resume_at: str | None = None) -> None:
-    """Start (or resume) approval: plan the route and open the first step that needs people."""
+    """Start (or resume) approval: plan the route and open the first step that needs people.
+
+    A route no step matches follows ``settings.empty_route`` (refuse, fallback or
+    auto_approve, see :mod:`.route_policy`). With ``no_approver: fail`` every step of
+    the route is resolved now, so a step nobody can approve refuses the submit instead
+    of stopping the request later (see :func:`_create_tasks` for a step that loses its
+    approvers after submit).
+    """
     route = plan(ctx, req)
+    if not [s for s in route if s != OVERRIDE_STEP]:
+        route = route_policy.empty_route(ctx, req, route)
+    if ctx.definition.no_approver == "fail":
+        route_policy.require_approvers(ctx, req, [steps_of(ctx, req)[s] for s in route], deputies(ctx))
     if resume_at and resume_at in route:
         idx = route.index(resume_at)
         # Approvals given before the sender's step stay; the sender's and later are voided.
@@ -189,7 +204,12 @@ def open_current(ctx: ActionContext, req: ApprovalRequest) -> None:
     while True:
         step = current_step(ctx, req)
         if step is None:
-            complete_approval(ctx, req)
+            if ctx.data.pop("approved_by_system", False):
+                # An empty route the definition approves is the system's decision, never
+                # the requester's (nobody approves their own request).
+                complete_approval(replace(ctx, actor="system", on_behalf_of=None, comment=None), req)
+            else:
+                complete_approval(ctx, req)
             return
         _create_tasks(ctx, req, step)
         if not _completed(ctx, req, step):
@@ -218,14 +238,13 @@ def _create_tasks(ctx: ActionContext, req: ApprovalRequest, step: Step) -> None:
     with deferred(ctx.session):
         people = routing.resolve(ctx.session, step.approvers, req, ctx.now.date(), known)
     if not people:
-        if d.no_approver == "fail":
-            raise NoApprover(
-                f"no approver found for step {step.id!r} ({step.title}) of {d.name}",
-                field="approvers", step=step.id,
-            )
+        # With ``fail`` the whole route was resolved at submit (enter); a step that has
+        # lost its approvers since (someone left, a role was taken away) is not left
+        # with nobody: it goes to the definition's admin, recorded, like ``admin``.
         people = [d.admin]
         history(ctx, req, "no_approver", step_id=step.id, actor="system",
-                data={"policy": "admin", "assigned": d.admin})
+                data={"policy": d.no_approver, "assigned": d.admin,
+                      **({"after_submit": True} if d.no_approver == "fail" else {})})
     done = _approved_before(ctx, req, step) if d.auto_approve_repeat and not step.override else set()
     with deferred(ctx.session):  # the others' delegations, all in one statement
         routing.read_deputies(ctx.session, known, [p for p in people if p not in done])

@@ -29,10 +29,12 @@ def delegators(session: Session, user: str) -> list[str]:
 
 
 def has_task(session: Session, user: str, request_id: int) -> bool:
-    """Whether ``user`` has (or holds by delegation today) a task on the request, in any status."""
+    """Whether ``user`` has (or holds by delegation today) a task on the request, in any
+    status, or a task made for his deputy on his behalf (the delegator may act on it himself)."""
     people = [user, *delegators(session, user)]
     return bool(session.scalar(select(exists().where(
-        ApprovalTask.request_id == request_id, ApprovalTask.assignee.in_(people)))))
+        ApprovalTask.request_id == request_id,
+        ApprovalTask.assignee.in_(people) | (ApprovalTask.on_behalf_of == user)))))
 
 
 def may_see(session: Session, user: str, roles: Iterable[str], req: ApprovalRequest) -> bool:

@@ -203,7 +203,8 @@ def trail(session: Session, document_type: str, document_id: str) -> dict[str, A
             ApprovalRequest.id == int(document_id), ApprovalRequest.document_type == document_type))
         if request is not None:
             approvals = [
-                {"seq": h.seq, "action": h.action, "actor": h.actor, "step": h.step_id,
+                {"seq": h.seq, "action": h.action, "actor": h.actor, "on_behalf_of": h.on_behalf_of,
+                 "step": h.step_id,
                  "from": h.from_state, "to": h.to_state, "comment": h.comment, "at": h.created_at.isoformat()}
                 for h in session.scalars(select(RequestHistory).where(RequestHistory.request_id == request.id)
                                          .order_by(RequestHistory.seq))

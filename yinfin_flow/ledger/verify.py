@@ -14,8 +14,10 @@ from sqlalchemy.orm import Session
 from yinfin_flow.budget.verify import Problem
 from yinfin_flow.db.models import BudgetLine, Reservation
 from yinfin_flow.db.models.ledger import JournalEntry, JournalLine
+from yinfin_flow.domain.errors import DomainError
 from yinfin_flow.domain.journal import check_balanced
 
+from . import templates
 from .posting import entry_hash
 
 
@@ -74,4 +76,30 @@ def actuals_match_postings(session: Session) -> list[Problem]:
     ]
 
 
-CHECKS = [journal_balances, journal_unchanged, actuals_match_postings]
+def vouchers_linked_to_reservations(session: Session) -> list[Problem]:
+    """A voucher whose template consumes budget (a line marked ``reservation``), posted
+    for a document that holds reservations, carries them: otherwise money was spent that
+    the budget never saw as actual (and releasing the commitment showed it available)."""
+    consuming: dict[str, bool] = {}
+
+    def consumes(name: str) -> bool:
+        if name not in consuming:
+            try:
+                consuming[name] = any(tl.reservation for tl in templates.get(name).lines)
+            except DomainError:  # a template no longer on disk: nothing to say about it
+                consuming[name] = False
+        return consuming[name]
+
+    docs = {(t, i) for t, i in session.execute(select(Reservation.document_type, Reservation.document_id).distinct())}
+    linked = {eid for (eid,) in session.execute(
+        select(JournalLine.entry_id).where(JournalLine.reservation_id.isnot(None)).distinct())}
+    problems = []
+    for e in session.scalars(select(JournalEntry).where(JournalEntry.reverses_id.is_(None)).order_by(JournalEntry.id)):
+        if (e.document_type, e.document_id) in docs and e.id not in linked and e.template and consumes(e.template):
+            problems.append(Problem("vouchers_linked_to_reservations", f"journal entry {e.id}",
+                                    f"{e.template} for {e.document_type}:{e.document_id} consumes budget but is "
+                                    "linked to none of the document's reservations"))
+    return problems
+
+
+CHECKS = [journal_balances, journal_unchanged, actuals_match_postings, vouchers_linked_to_reservations]

@@ -4,9 +4,16 @@ For every open reservation of ``year`` that still holds something (an approved P
 not yet invoiced, say): release and close it in the old year's line, then reserve
 the same amount in the matching line of the next year (same company, cost centre,
 item and project; the same month, or the year line) and move it on to the stage
-it was in. With ``with_budget`` the budget travels too: the old line gives up what
-was rolled, the new line receives it (carry-forward, 预算结转). All through the
-budget service, in the caller's one transaction: all rolled or none.
+it was in. With ``with_budget`` the budget travels too (carry-forward, 预算结转):
+the new line and every line above it in the new year receive what was rolled, so the
+reservation fits wherever the new year's tree has no budget of its own yet; the old
+line and its ancestors give up as much of it as they have left (never below zero and
+never below what they still consume: a soft, tolerance, override or cumulative line
+may have committed more than its budget, which must not stop the roll). All through
+the budget service, in the caller's one transaction: all rolled or none.
+
+The new reservation's ``document_line`` is ``<ref>@<year+1>``; :func:`form_ref` gives
+the form's ref back (the engine's postings find the rolled reservation by it).
 """
 
 from __future__ import annotations
@@ -19,10 +26,14 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from yinfin_flow.budget.control import path_ids
+from yinfin_flow.budget.results import form_ref
 from yinfin_flow.budget.service import Budgets, LineRequest
 from yinfin_flow.budget.setup import company as company_by_code
-from yinfin_flow.db.models import BudgetLine, Reservation
-from yinfin_flow.domain.budget import NoBudgetLine
+from yinfin_flow.db.models import BudgetBalance, BudgetLine, Reservation
+from yinfin_flow.domain.budget import NegativeBudget, NoBudgetLine, OverBudget
+
+ZERO = Decimal(0)
 
 
 @dataclass
@@ -33,11 +44,14 @@ class RolledCommitment:
     to_line: str
     amount: Decimal
     new_reservation_id: int
+    budget_out: Decimal = ZERO  # what the old line gave up (with_budget)
+    budget_in: Decimal = ZERO  # what the new line (and each line above it) received
 
     def to_dict(self) -> dict[str, Any]:
         return {"reservation_id": self.reservation_id, "document": self.document,
                 "from_line": self.from_line, "to_line": self.to_line, "amount": str(self.amount),
-                "new_reservation_id": self.new_reservation_id}
+                "new_reservation_id": self.new_reservation_id, "budget_out": str(self.budget_out),
+                "budget_in": str(self.budget_in)}
 
 
 @dataclass
@@ -98,14 +112,27 @@ def roll_forward(
         k = f"{key}:{res.id}"
         budgets.release(f"{k}:release", [res.id], actor=actor, close=True, step="yearend",
                         reason=f"rolled forward to {year + 1}")
+        out = into = ZERO
         if with_budget:
-            budgets.adjust(f"{k}:budget-out", line.id, -amount, actor=actor,
-                           reason=f"carry-forward of {res.document_type}:{res.document_id} to {year + 1}")
-            budgets.adjust(f"{k}:budget-in", new_line.id, amount, actor=actor,
-                           reason=f"carry-forward of {res.document_type}:{res.document_id} from {year}")
+            doc = f"{res.document_type}:{res.document_id}"
+            for lid in reversed(path_ids(line)):  # the line itself first, then its ancestors
+                give = _can_give(session, lid, amount)
+                if give > 0:
+                    try:  # a cumulative basis may still refuse the cut: the line then keeps its budget
+                        with session.begin_nested():
+                            budgets.adjust(f"{k}:budget-out:{lid}", lid, -give, actor=actor,
+                                           reason=f"carry-forward of {doc} to {year + 1}")
+                    except (OverBudget, NegativeBudget):
+                        give = ZERO
+                if lid == line.id:
+                    out = give
+            for lid in reversed(path_ids(new_line)):
+                budgets.adjust(f"{k}:budget-in:{lid}", lid, amount, actor=actor,
+                               reason=f"carry-forward of {doc} from {year}")
+            into = amount
         reserved = budgets.reserve(
             f"{k}:reserve", (res.document_type, res.document_id),
-            [LineRequest(ref=f"{res.document_line}@{year + 1}", amount=amount, currency=line.currency,
+            [LineRequest(ref=f"{form_ref(res.document_line)}@{year + 1}", amount=amount, currency=line.currency,
                          budget_date=new_line.period_start, line_id=new_line.id)],
             actor=actor, step="yearend",
         )
@@ -113,5 +140,16 @@ def roll_forward(
         if enc > 0:
             budgets.advance(f"{k}:encumber", new_id, "encumbered", enc, actor=actor, step="yearend")
         result.rolled.append(RolledCommitment(
-            res.id, f"{res.document_type}:{res.document_id}", line.code, new_line.code, amount, new_id))
+            res.id, f"{res.document_type}:{res.document_id}", line.code, new_line.code, amount, new_id,
+            out, into))
     return result
+
+
+def _can_give(session: Session, line_id: int, amount: Decimal) -> Decimal:
+    """How much of ``amount`` a closing year's line can give up: not below zero and not
+    below what it (and its subtree) still consumes, which a soft, tolerance, override or
+    cumulative line may have taken past its budget."""
+    bal = session.execute(select(BudgetBalance.budget, BudgetBalance.pre_encumbered, BudgetBalance.encumbered,
+                                 BudgetBalance.actual).where(BudgetBalance.line_id == line_id)).one()
+    available = bal.budget - bal.pre_encumbered - bal.encumbered - bal.actual
+    return max(ZERO, min(amount, bal.budget, available))
