@@ -8,7 +8,7 @@ from __future__ import annotations
 import calendar
 from collections.abc import Sequence
 from datetime import date
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import insert, select, update
@@ -29,7 +29,7 @@ from yinfin_flow.db.models.rule_changes import RuleChange
 from yinfin_flow.db.types import utcnow
 from yinfin_flow.domain.budget import Action, Basis, LineStatus, Mode
 from yinfin_flow.domain.errors import Conflict, NotFound, ValidationError
-from yinfin_flow.domain.money import check_currency, parse_amount
+from yinfin_flow.domain.money import check_currency, parse_amount, parse_decimal
 
 from .control import ControlContext
 from .lookup import series_key
@@ -129,11 +129,8 @@ def create_project(session: Session, company_code: str, code: str, name: str) ->
 def add_rate(session: Session, from_currency: str, to_currency: str, on: date, rate: Decimal | str) -> ExchangeRate:
     if isinstance(rate, (bool, float)):
         raise ValidationError("rate", "send rates as strings or Decimals, not floating point")
-    try:
-        value = rate if isinstance(rate, Decimal) else Decimal(str(rate).strip())
-    except InvalidOperation:
-        raise ValidationError("rate", f"{rate!r} is not a number") from None
-    if not value.is_finite() or value <= 0:
+    value = parse_decimal(rate, "rate", places=10, what="rate")
+    if value <= 0:
         raise ValidationError("rate", "must be a positive number")
     # The column is Numeric(20, 10): PostgreSQL would round a finer rate silently, and
     # conversions must use exactly the rate that is stored.
