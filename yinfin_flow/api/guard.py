@@ -179,13 +179,16 @@ def _check_body(req: Request) -> None:
     check_size(req.content_length, limits.max_body_bytes)
     if req.content_length == 0 or req.method in ("GET", "HEAD"):
         return
-    # A body without Content-Length (chunked) is cut off at the limit while read.
-    req.max_content_length = limits.max_body_bytes
+    # A body without Content-Length (chunked) is read one byte past the limit at most:
+    # that byte says it is too large.
+    req.max_content_length = limits.max_body_bytes + 1
     try:
         data = req.get_data(cache=True)
     except RequestEntityTooLarge:
+        data = None
+    if data is None or len(data) > limits.max_body_bytes:
         raise TooLarge(f"body is over the limit of {limits.max_body_bytes} bytes", field="body",
-                       limit=limits.max_body_bytes) from None
+                       limit=limits.max_body_bytes)
     if data:
         check_json_text(data, limits, strings=req.endpoint not in ENVELOPES)
 
