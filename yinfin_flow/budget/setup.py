@@ -242,7 +242,9 @@ def parse_thresholds(raw: Sequence[dict[str, Any]] | None, field: str = "thresho
     out = []
     for i, t in enumerate(raw):
         try:
-            pct = parse_amount(str(t["percent"]), "CNY", f"{field}[{i}].percent", positive=True)
+            pct = parse_decimal(t["percent"], f"{field}[{i}].percent", places=4, what="percentage")
+            if pct <= 0:
+                raise ValidationError(f"{field}[{i}].percent", "must be greater than zero")
         except KeyError:
             raise ValidationError(f"{field}[{i}].percent", "is required") from None
         try:
@@ -291,8 +293,11 @@ def rule_values(
         b = Basis(basis)
     except ValueError:
         raise ValidationError("basis", "must be period, cumulative, annual or overall") from None
-    tp = None if tolerance_percent in (None, "") else parse_amount(str(tolerance_percent), "CNY", "tolerance_percent")
-    ta = None if tolerance_amount in (None, "") else parse_amount(str(tolerance_amount), line.currency, "tolerance_amount")
+    # Percentages carry up to four decimals (the column's scale); a stored value comes
+    # back as a Decimal and is checked by value.
+    tp = None if tolerance_percent in (None, "") else parse_decimal(
+        tolerance_percent, "tolerance_percent", places=4, signed=True, what="percentage")
+    ta = None if tolerance_amount in (None, "") else parse_amount(tolerance_amount, line.currency, "tolerance_amount")
     # The column is Numeric(7, 4): 1000 itself does not fit.
     if tp is not None and (tp < 0 or tp >= 1000):
         raise ValidationError("tolerance_percent", "must be at least 0 and below 1000")

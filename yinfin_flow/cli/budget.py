@@ -66,7 +66,8 @@ def import_(file: Path, fmt: str | None, dry_run: bool, actor: str) -> None:
     try:
         with unit_of_work() as session:
             result = io.import_budgets(session, file, actor=actor, fmt=fmt,
-                                       default_mode=settings().default_control_mode)
+                                       default_mode=settings().default_control_mode,
+                                       limits=settings().limits)
             if dry_run:
                 raise _DryRun
     except _DryRun:

@@ -167,6 +167,16 @@ def check_value(value: Any, limits: Limits = DEFAULT_LIMITS, *, root: str = "") 
             todo.extend((v, [*parts, i]) for i, v in enumerate(node))
 
 
+def check_cells(rows: list[tuple[int, dict[str, str]]], limits: Limits = DEFAULT_LIMITS) -> None:
+    """Refuse a table (row number, column → text) holding a cell longer than
+    ``max_string_length``, naming the row and the column."""
+    for number, cells in rows:
+        for column, text in cells.items():
+            if len(text) > limits.max_string_length:
+                raise ValidationError(f"row {number}, {column}",
+                                      f"longer than {limits.max_string_length} characters")
+
+
 def check_lines(count: int, limits: Limits = DEFAULT_LIMITS, field: str = "form.lines") -> None:
     """Refuse a request with more than ``max_request_lines`` lines."""
     if count > limits.max_request_lines:
