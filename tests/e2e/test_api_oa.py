@@ -125,6 +125,22 @@ def test_a_failed_delivery_can_be_retried(anonymous: FlaskClient, app: Flask, oa
     assert deliver(anonymous, form(oa), "e9").status_code == 200
 
 
+def test_an_authentic_event_gets_the_same_limits_as_the_api(anonymous: FlaskClient, app: Flask, oa: Org):
+    """A signed delivery is not a licence: a 5 MB form field, a thousand nested levels or
+    an amount written "1e2" or "١٢٣" are refused by name, and nothing is applied."""
+    long = {**form(oa), "form": {**form(oa)["form"], "reason": "x" * 10_001}}
+    resp = deliver(anonymous, long, "big")
+    assert (resp.status_code, resp.get_json()["details"]["field"]) == (422, "form.reason")
+    for odd in ("1e2", "١٢٣", " 120.00"):
+        resp = deliver(anonymous, form(oa, amount=odd), f"odd-{odd}")
+        assert (resp.status_code, resp.get_json()["details"]["field"]) == (422, "form.lines[0].amount")
+    resp = anonymous.post(URL, data="[" * 1000 + "]" * 1000, content_type="application/json")
+    assert (resp.status_code, resp.get_json()["code"]) == (422, "validation_error")
+    with state(app).db.unit_of_work(readonly=True) as s:
+        assert s.scalars(select(ApprovalRequest)).all() == []
+    assert deliver(anonymous, form(oa), "big").status_code == 200  # nothing remembered either
+
+
 def test_unknown_connectors_are_404(anonymous: FlaskClient, oa: Org):
     resp = anonymous.post("/api/v1/oa/nobody/events", data=b"{}")
     assert (resp.status_code, resp.get_json()["code"]) == (404, "unknown_connector")
@@ -155,3 +171,37 @@ def test_a_purge_keeps_every_event_id_a_replay_could_still_use(anonymous: FlaskC
                "X-Yinfin-Signature": sign(SECRET, str(ts), body)}
     with pytest.raises(SignatureError, match="stale"):
         registry.get("weaver").verify_and_parse(headers, {}, body, now=gone_at, seen=MemorySeen())
+
+
+def test_two_copies_of_one_event_at_once_are_applied_once(pg_db, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch):
+    """A vendor's retry can arrive while the first delivery is still being applied: the
+    second waits on the event id's key and is then answered as a re-delivery (it was a
+    401 when it lost the race)."""
+    import threading
+
+    from .conftest import make_app
+
+    monkeypatch.setenv("YINFIN_WEAVER_SECRET", SECRET)
+    (tmp_path / "weaver.yaml").write_text(MAPPING, encoding="utf-8")
+    app = make_app(pg_db)
+    app.config["YINFIN_OA_MAPPING_DIR"] = str(tmp_path)
+    org = world(pg_db)
+    answers: list[tuple[int, object]] = []
+    start = threading.Barrier(4)
+
+    def send() -> None:
+        client = app.test_client()
+        start.wait()
+        resp = deliver(client, form(org), "twin")
+        answers.append((resp.status_code, resp.get_json()))
+
+    threads = [threading.Thread(target=send) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert answers == [(200, {"ok": True})] * 4
+    with pg_db.unit_of_work(readonly=True) as s:
+        assert len(s.scalars(select(ApprovalRequest)).all()) == 1
+    assert redeliveries(app.test_client())["redeliveries"] == 3

@@ -40,6 +40,7 @@ from yinfin_flow.db.models.engine import ApprovalTask
 from yinfin_flow.db.models.security import OAInstance
 from yinfin_flow.db.types import utcnow
 from yinfin_flow.domain.errors import DomainError, NotFound, ValidationError
+from yinfin_flow.domain.limits import check_value
 from yinfin_flow.engine import directory, service
 from yinfin_flow.security.inbound import SeenInTransaction, redeliveries
 
@@ -92,6 +93,8 @@ def _request_of(session: Session, connector: str, instance: str) -> int:
 def _apply(session: Session, connector: str, mapping: oa_mapping.ConnectorMapping, ev: Any) -> None:
     if ev.kind == "instance_status":
         return
+    # The raw body's strings are not bounded (encrypted envelopes); the decrypted event's are.
+    check_value({"form": dict(ev.form), "comment": ev.comment}, state(current_app).settings.limits)
     user = _user(session, mapping.users, ev.external_user_id)
     if ev.kind == "form_submitted":
         m = mapping.forms.get(ev.template or "")
