@@ -80,6 +80,9 @@ def normalise_form(form: dict[str, Any], on: date, limits: Limits = DEFAULT_LIMI
         currency = check_currency(line["currency"], f"form.lines[{i}].currency")
         amount = parse_amount(line.get("amount"), currency, f"form.lines[{i}].amount", positive=True)
         line["amount"] = in_minor_units(amount, currency)
+        if line.get("tax_amount") not in (None, ""):  # posted with the line: the same grammar now
+            tax = parse_amount(line["tax_amount"], currency, f"form.lines[{i}].tax_amount", signed=False)
+            line["tax_amount"] = in_minor_units(tax, currency)
         line.setdefault("budget_date", str(form.get("budget_date") or on))
         total += amount
         out.append(line)
