@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from yinfin_flow.domain.limits import DEFAULT_LIMITS, Limits
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 PROJECT_ROOT = PACKAGE_DIR.parent
 SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
@@ -91,6 +93,7 @@ class Settings:
     budget_journal_approval: str = "required"
     attachments_dir: Path = field(default_factory=_default_attachments_dir)
     attachment_max_bytes: int = 10 * 1024 * 1024
+    limits: Limits = DEFAULT_LIMITS  # input limits at every door (YINFIN_MAX_*)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -108,6 +111,7 @@ class Settings:
             budget_journal_approval=env.get("YINFIN_BUDGET_JOURNAL_APPROVAL") or "required",
             attachments_dir=Path(env.get("YINFIN_ATTACHMENTS_DIR") or _instance_dir(env) / "attachments"),
             attachment_max_bytes=_int_setting(env, "YINFIN_ATTACHMENT_MAX_BYTES", 10 * 1024 * 1024),
+            limits=limits_from_env(env),
         )
         settings.check()
         return settings
@@ -134,3 +138,31 @@ class Settings:
             raise ConfigError("YINFIN_BUDGET_JOURNAL_APPROVAL must be required or off")
         if self.attachment_max_bytes < 1:
             raise ConfigError("YINFIN_ATTACHMENT_MAX_BYTES must be at least 1")
+
+
+#: Environment variable of each :class:`Limits` field, with the smallest value that
+#: still lets ordinary work through (a lower one would refuse real requests).
+LIMIT_VARIABLES: dict[str, tuple[str, int]] = {
+    "max_body_bytes": ("YINFIN_MAX_BODY_BYTES", 16_384),
+    "max_json_depth": ("YINFIN_MAX_JSON_DEPTH", 8),
+    "max_string_length": ("YINFIN_MAX_STRING_LENGTH", 2_000),
+    "max_request_lines": ("YINFIN_MAX_REQUEST_LINES", 1),
+    "max_file_bytes": ("YINFIN_MAX_FILE_BYTES", 16_384),
+}
+
+
+def limits_from_env(env: Mapping[str, str]) -> Limits:
+    """:class:`Limits` from ``YINFIN_MAX_*`` (unset: the defaults). Raises
+    :class:`ConfigError` for a value that is not a whole number or is below its floor."""
+    values: dict[str, int] = {}
+    for name, (var, floor) in LIMIT_VARIABLES.items():
+        raw = env.get(var)
+        if raw in (None, ""):
+            continue
+        text = str(raw).strip()
+        if not text.isascii() or not text.isdigit():
+            raise ConfigError(f"{var} must be a whole number, not {raw!r}")
+        if int(text) < floor:
+            raise ConfigError(f"{var} must be at least {floor}")
+        values[name] = int(text)
+    return Limits(**values) if values else DEFAULT_LIMITS

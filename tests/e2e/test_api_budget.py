@@ -142,7 +142,7 @@ def test_preview_reports_every_controlling_line_and_writes_nothing(client: Flask
     own, parent = body["checks"]
     assert (own["line_id"], own["own_line"], own["asked"], own["available"],
             own["available_after"], own["usage_percent"], own["level"]) == (
-        org.child_line, True, "500.00", "600.0000", "100.0000", "83.33", None)
+        org.child_line, True, "500.0000", "600.0000", "100.0000", "83.33", None)
     assert (parent["line_id"], parent["own_line"], parent["available_after"]) == (
         org.parent_line, False, "500.0000")
     entries = client.get(f"{API}/lines/{org.child_line}/entries").get_json()
@@ -169,7 +169,8 @@ def test_preview_names_a_line_by_dimensions(client: FlaskClient, org: Org):
         ({"amount": 10}, "lines[0].amount", "not JSON numbers"),
         ({"amount": "1e3"}, "lines[0].amount", "written as a string"),
         ({"amount": "NaN"}, "lines[0].amount", "written as a string"),
-        ({"currency": "yuan"}, "lines[0].currency", "3-letter"),
+        ({"currency": "yuan"}, "lines[0].currency", "ISO 4217 code in capitals"),
+        ({"currency": "cny"}, "lines[0].currency", "ISO 4217 code in capitals"),
         ({"budget_date": "2026-13-01"}, "lines[0].budget_date", "date"),
         ({"line_code": "X"}, "lines[0].line_id", "exactly one"),
         ({"surprise": 1}, "lines[0].surprise", "Unknown field"),

@@ -230,20 +230,27 @@ def test_concurrent_duplicates_do_the_action_once(pg_db: Database):
     app = make_app(pg_db, budget_journal_approval="off")
     body = {"line_id": org.office_line, "amount": "7", "currency": "CNY", "reason": "chairs"}
     statuses: list[int] = []
-    start = threading.Barrier(4)
+    busy: list[tuple[str, str | None, object]] = []
+    start = threading.Barrier(10)
 
     def call() -> None:
         c = app.test_client()
         start.wait()
-        statuses.append(c.post(f"{API}/budget/adjustments", json=body,
-                               headers={**FINANCE, "Idempotency-Key": "same"}).status_code)
+        resp = c.post(f"{API}/budget/adjustments", json=body,
+                      headers={**FINANCE, "Idempotency-Key": "same"})
+        statuses.append(resp.status_code)
+        if resp.status_code == 409:
+            busy.append((resp.get_json()["code"], resp.headers.get("Retry-After"),
+                         resp.get_json()["details"].get("retry_after")))
 
-    threads = [threading.Thread(target=call) for _ in range(4)]
+    threads = [threading.Thread(target=call) for _ in range(10)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert set(statuses) <= {201, 409} and 201 in statuses
+    # every "still running" answer says when to retry (it said nothing before)
+    assert set(busy) <= {("idempotency_in_progress", "1", 1)}, busy
     line = app.test_client().get(f"{API}/budget/lines/{org.office_line}",
                                  headers=FINANCE).get_json()
     assert line["buckets"]["budget"] == "107.0000"  # added once

@@ -199,8 +199,15 @@ def test_xlsx_as_excel_users_type_it(db, tmp_path):
 def test_gbk_csv_from_chinese_excel(db, tmp_path):
     org_in(db)
     path = tmp_path / "gbk.csv"
+    # Thousands separators are refused like at every other door (one money grammar)…
     path.write_bytes(
         '公司,期间,成本中心,预算科目,金额,原因\nACME,2026-04,RD,TRAVEL,"1,088.00",年度预算\n'.encode("gbk"))
+    with pytest.raises(ImportFailed) as err:
+        do_import(db, path)
+    assert [(e.row, e.column) for e in err.value.errors] == [(2, "amount")]
+    assert "thousands separators" in err.value.errors[0].problem
+    # …and the same file written plainly imports.
+    path.write_bytes('公司,期间,成本中心,预算科目,金额,原因\nACME,2026-04,RD,TRAVEL,1088.00,年度预算\n'.encode("gbk"))
     do_import(db, path)
     assert budget_of(db, "ACME/2026-04/RD/TRAVEL") == Decimal("1088")
     with db.unit_of_work(readonly=True) as s:

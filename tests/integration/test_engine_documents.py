@@ -135,7 +135,7 @@ def test_stale_version_is_a_conflict_and_inbox_and_detail_show_the_impact(db):
     with db.unit_of_work(readonly=True) as s:
         [item] = queries.inbox(s, "lee")
         detail = queries.get_request(s, rid)
-    assert item["request"]["id"] == rid and item["request"]["amount"] == "550.00"
+    assert item["request"]["id"] == rid and item["request"]["amount"] == "550.0000"
     # 550 of 600 is past the 90 % warning: the approver sees it on the task.
     assert item["warnings"] and item["warnings"][0]["level"] == "warn"
     assert detail["budget"]["lines"][0]["pre_encumbered"] == "550.0000"

@@ -103,3 +103,53 @@ def test_closed_period_refuses_with_a_clear_error(cli, tmp_path):
     assert "period_out_of_order" in out and f"reopen {year}-02 first" in out
     cli("period", "open", f"{year}-02")
     assert f"posted 记-{year}-02-0001" in cli("journal", "manual", "m.json")
+
+
+# -- the same limits and money grammar at the command line ---------------------------------
+
+
+def test_json_files_get_the_same_limits_and_money_grammar_as_the_api(cli, tmp_path, monkeypatch):
+    """A voucher file nested a thousand deep ended in a RecursionError traceback, and a
+    JSON number 1e2 was taken as an amount; both are now refused by name (exit 1)."""
+    year = fiscal_year()
+    (tmp_path / "deep.json").write_text("[" * 1000 + "]" * 1000, encoding="utf-8")
+    out = cli("journal", "manual", "deep.json", ok=False)
+    assert "validation_error" in out and "nested deeper than 32 levels" in out
+    manual = {"key": "m2", "company": "ACME", "posting_date": str(date(year, 2, 3)), "actor": "kim",
+              "summary": "accrual", "lines": [{"account": "6602.01", "debit": "10.00", "cost_centre": "HQ"},
+                                              {"account": "2241", "credit": "10.00"}]}
+    for odd in ('1e1', '" 10.00"', '"١٠"', '"10.000"'):
+        text = json.dumps(manual).replace('"debit": "10.00"', f'"debit": {odd}', 1)
+        (tmp_path / "odd.json").write_text(text, encoding="utf-8")
+        out = cli("journal", "manual", "odd.json", ok=False)
+        assert "validation_error" in out and "lines[0].debit" in out, (odd, out)
+    manual["summary"] = "x" * 10_001
+    (tmp_path / "long.json").write_text(json.dumps(manual), encoding="utf-8")
+    assert "longer than 10000 characters" in cli("journal", "manual", "long.json", ok=False)
+    monkeypatch.setenv("YINFIN_MAX_FILE_BYTES", "16384")
+    manual["summary"] = "y" * 9_000
+    manual["memo"] = "z" * 9_000
+    (tmp_path / "big.json").write_text(json.dumps(manual), encoding="utf-8")
+    assert "payload_too_large" in cli("journal", "manual", "big.json", ok=False)
+
+
+def test_imports_get_the_same_limits_and_money_grammar(cli, tmp_path, monkeypatch):
+    year = fiscal_year()
+    head = "company,period,cost_centre,item,amount,reason\n"
+    for odd in (" 100.00", "1e2", "١٠٠", "100.000", "-5.00"):
+        (tmp_path / "b.csv").write_text(head + f'ACME,{year}-02,RD,TRAVEL,"{odd}",r\n', encoding="utf-8")
+        out = cli("budget", "import", "b.csv", "--actor", "cfo", ok=False)
+        assert "row 2" in out and "amount" in out, (odd, out)
+    (tmp_path / "b.csv").write_text(head + f"ACME,{year}-02,RD,TRAVEL,100.00,{'r' * 10_001}\n", encoding="utf-8")
+    out = cli("budget", "import", "b.csv", "--actor", "cfo", ok=False)
+    assert "row 2, reason" in out and "longer than 10000 characters" in out
+    (tmp_path / "r.csv").write_text(f"from_currency,to_currency,date,rate\nusd,CNY,{year}-02-01,7.1\n",
+                                    encoding="utf-8")
+    assert "'USD'" in cli("rates", "import", "r.csv", ok=False)
+    (tmp_path / "r.csv").write_text(f"from_currency,to_currency,date,rate\nUSD,CNY,{year}-02-01,7.1e0\n",
+                                    encoding="utf-8")
+    assert "is not a rate" in cli("rates", "import", "r.csv", ok=False)
+    monkeypatch.setenv("YINFIN_MAX_FILE_BYTES", "16384")
+    rows = "".join(f"ACME,{year}-02,RD,TRAVEL,100.00,r{i}\n" for i in range(1000))
+    (tmp_path / "b.csv").write_text(head + rows, encoding="utf-8")
+    assert "payload_too_large" in cli("budget", "import", "b.csv", "--actor", "cfo", ok=False)

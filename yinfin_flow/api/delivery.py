@@ -115,7 +115,7 @@ class ReconcileQuery(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    period = fields.String(required=True, validate=validate.Regexp(r"^\d{4}-\d{2}$", error="must be YYYY-MM"))
+    period = fields.String(required=True, validate=[validate.Length(equal=7), validate.Regexp(r"^[0-9]{4}-[0-9]{2}$", error="must be YYYY-MM")])
     connector = fields.String(load_default=None, validate=validate.Length(min=1, max=64))
     company = fields.String(load_default=None, validate=validate.Length(min=1, max=32))
     format = fields.String(load_default="json", validate=validate.OneOf(["json", "csv"]))

@@ -141,7 +141,7 @@ def request_detail(session: Session, req: ApprovalRequest) -> dict[str, Any]:
     cc = session.scalars(select(RequestCc).where(RequestCc.request_id == req.id).order_by(RequestCc.id))
     step = req.route[req.step_index] if req.step_index is not None and req.step_index < len(req.route) else None
     return {
-        **queries.request_summary(req), "form": req.form, "route": req.route, "current_step": step,
+        **queries.request_summary(req), "form": queries.form_answered(req.form), "route": req.route, "current_step": step,
         "round": req.round, "override": req.override,
         "tasks": [queries.task_dict(t) for t in tasks],
         "history": [{

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Mapping
+from decimal import Decimal
 from typing import Any
 
 from flask import Blueprint, Flask, Response, jsonify, request
@@ -25,6 +26,7 @@ from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException, default_exceptions
 
 from yinfin_flow.domain.errors import DomainError
+from yinfin_flow.domain.money import show
 
 log = logging.getLogger("yinfin_flow.api")
 
@@ -120,11 +122,18 @@ def handle_http_exception(exc: HTTPException) -> Response:
 
 
 def handle_domain_error(exc: DomainError) -> Response:
+    """The error shape; an error with a ``retry_after`` (seconds) also says it in
+    ``Retry-After`` and ``details.retry_after``."""
     details = _jsonable(exc.details)
     if exc.http_status == 422 and "field" in details and "errors" not in details:
         details["errors"] = [{"field": details["field"], "location": "json",
                               "problem": str(details.get("problem", exc.message))}]
-    return error_response(exc.http_status, exc.code, exc.message, details)
+    retry_after = getattr(exc, "retry_after", None)
+    headers = None
+    if retry_after is not None:
+        details["retry_after"] = retry_after
+        headers = {"Retry-After": str(retry_after)}
+    return error_response(exc.http_status, exc.code, exc.message, details, headers)
 
 
 def _internal(exc: BaseException, status: int = 500) -> Response:
@@ -160,6 +169,8 @@ def _jsonable(value: Any) -> Any:
         return [_jsonable(v) for v in value]
     if value is None or isinstance(value, (bool, int, str)):
         return value
+    if isinstance(value, Decimal):
+        return show(value)  # amounts as every answer writes them, never "1E+2"
     return str(value)
 
 

@@ -14,15 +14,18 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, validate
 
-from yinfin_flow.domain.money import plain
+from yinfin_flow.domain.money import show
 
 #: Largest id accepted: ids are 32-bit integers on PostgreSQL (``integer``).
 MAX_ID = 2**31 - 1
 
-#: Amount text as finance writes it: optional sign, digits, optional decimals.
+#: Amount text as finance writes it (:data:`yinfin_flow.domain.money.AMOUNT_GRAMMAR`,
+#: bounded): optional sign, ASCII digits, optional decimals. The currency's minor units
+#: are checked by the service, which knows the currency.
 AMOUNT_PATTERN = r"^-?[0-9]{1,14}(\.[0-9]{1,4})?$"
-_AMOUNT_RE = re.compile(AMOUNT_PATTERN)
-OUTPUT_PATTERN = r"^-?[0-9]+(\.[0-9]+)?$"
+_AMOUNT_RE = re.compile(r"-?[0-9]{1,14}(?:\.[0-9]{1,4})?")
+#: Amounts in answers: fixed point, exactly four decimals (``"250.0000"``).
+OUTPUT_PATTERN = r"^-?[0-9]+\.[0-9]{4,}$"
 
 
 class Text(fields.String):
@@ -94,7 +97,7 @@ class AmountString(fields.Field):
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Decimal:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             raise self.make_error("number")
-        if not isinstance(value, str) or not _AMOUNT_RE.match(value):
+        if not isinstance(value, str) or not _AMOUNT_RE.fullmatch(value):
             raise self.make_error("invalid")
         try:
             return Decimal(value)
@@ -104,7 +107,8 @@ class AmountString(fields.Field):
     def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
         if value is None:
             return None
-        return plain(value)
+        # One format for every amount answered: fixed point, four decimals, never "1E+2".
+        return show(Decimal(value))
 
 
 class Currency(fields.String):
@@ -112,7 +116,10 @@ class Currency(fields.String):
 
     def __init__(self, **kwargs: Any) -> None:
         validators = list(kwargs.pop("validate", []) or [])
-        validators.append(validate.Regexp(r"^[A-Za-z]{3}$", error="must be a 3-letter ISO 4217 code"))
+        # Length too: "$" would let "CNY\n" through.
+        validators.append(validate.Length(equal=3, error="must be an ISO 4217 code in capitals, such as CNY"))
+        validators.append(validate.Regexp(r"^[A-Z]{3}$",
+                                          error="must be an ISO 4217 code in capitals, such as CNY"))
         metadata = kwargs.pop("metadata", {}) or {}
         metadata.setdefault("example", "CNY")
         super().__init__(validate=validators, metadata=metadata, **kwargs)

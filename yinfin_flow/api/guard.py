@@ -4,6 +4,8 @@ Installed on the app for the API's own paths only (a host's other routes are lef
 alone), as ``before_request`` / ``after_request`` hooks:
 
 before the view
+    0. the body's limits (:mod:`yinfin_flow.domain.limits`): size (413), JSON nesting
+       and string length (422 naming the field), before anything parses it;
     1. the endpoint's access from :data:`yinfin_flow.security.policy.POLICY`; an
        endpoint without an entry is refused (deny by default);
     2. the caller's identity (token, host provider, or the development header) and
@@ -36,9 +38,11 @@ from typing import Any
 from flask import Flask, Request, Response, current_app, g, has_request_context, request
 from sqlalchemy import event
 from sqlalchemy.orm import Session
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from yinfin_flow.db.engine import READONLY
 from yinfin_flow.domain.errors import DomainError, ValidationError
+from yinfin_flow.domain.limits import TooLarge, check_json_text, check_size
 from yinfin_flow.security import audit, idempotency
 from yinfin_flow.security.policy import access_for
 from yinfin_flow.security.ratelimit import FailureLimiter
@@ -81,6 +85,7 @@ def install(app: Flask, api_prefix: str, redis_url: str | None) -> None:
         if not ours(req) or req.endpoint is None or req.method == "OPTIONS":
             return None
         try:
+            _check_body(req)
             return _authorize(req)
         except DomainError as err:
             g.yinfin_refused = err.code
@@ -157,6 +162,43 @@ def _audit_committed(session: Session) -> None:
 def _audit_rolled_back(session: Session) -> None:
     if has_request_context() and g.get("yinfin_audit_tx") is session:
         g.yinfin_audit_tx = None
+
+
+#: Endpoints whose JSON strings are not bounded as such: an OA vendor wraps the whole
+#: delivery in one encrypted string (the body's size still is; the decrypted forms are
+#: checked when they become requests).
+ENVELOPES = frozenset({"oa.inbound_events"})
+
+#: Endpoints that take files: their body limit is the attachment limit, not the JSON one.
+UPLOADS = frozenset({"attachments.add_attachment"})
+
+
+def _check_body(req: Request) -> None:
+    """Refuse a body past the size limit (413) or JSON nested or stretched past the
+    limits (422 naming the field) before a parser sees it: Python's JSON decoder
+    recurses, so a body nested a thousand deep would otherwise end in a 500."""
+    from yinfin_flow.extension import state
+
+    limits = state(current_app).settings.limits
+    if req.mimetype == "multipart/form-data" and req.endpoint in UPLOADS:
+        # An upload's body is bounded by its own limit (YINFIN_ATTACHMENT_MAX_BYTES, set on
+        # the request before this hook); its parts are checked by the upload's schema.
+        return
+    check_size(req.content_length, limits.max_body_bytes)
+    if req.content_length == 0 or req.method in ("GET", "HEAD"):
+        return
+    # A body without Content-Length (chunked) is read one byte past the limit at most:
+    # that byte says it is too large.
+    req.max_content_length = limits.max_body_bytes + 1
+    try:
+        data = req.get_data(cache=True)
+    except RequestEntityTooLarge:
+        data = None
+    if data is None or len(data) > limits.max_body_bytes:
+        raise TooLarge(f"body is over the limit of {limits.max_body_bytes} bytes", field="body",
+                       limit=limits.max_body_bytes)
+    if data:
+        check_json_text(data, limits, strings=req.endpoint not in ENVELOPES)
 
 
 def _authorize(req: Request) -> Response | None:

@@ -5,6 +5,7 @@ finance and admins read them (see :mod:`yinfin_flow.security.policy`)."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from flask import current_app
@@ -15,6 +16,7 @@ from sqlalchemy import func, select
 from yinfin_flow.db.models import Company
 from yinfin_flow.db.models.ledger import AccountingPeriod, JournalEntry, JournalLine
 from yinfin_flow.domain.errors import NotFound
+from yinfin_flow.domain.money import show
 from yinfin_flow.engine.directory import company_by_code
 from yinfin_flow.ledger import exports, periods, reports, reversal
 from yinfin_flow.ledger.posting import voucher_label
@@ -143,7 +145,7 @@ def _entry(e: JournalEntry, pcode: str, total: Any) -> dict[str, Any]:
             "period": pcode, "posting_date": e.posting_date, "summary": e.summary,
             "document": f"{e.document_type}:{e.document_id}" if e.document_type else None,
             "reverses_id": e.reverses_id, "posted_by": e.posted_by, "currency": e.currency,
-            "total": format(total or 0, "f")}
+            "total": show(Decimal(total or 0))}
 
 
 def _totals() -> Any:
@@ -192,7 +194,7 @@ def get_entry(entry_id: int) -> dict[str, Any]:
         if row is None:
             raise NotFound(f"no journal entry {entry_id}", field="entry_id")
         e, pcode, total, company = row
-        lines = [{k: (format(v, "f") if k in ("debit", "credit", "amount", "rate") else v)
+        lines = [{k: (show(v) if k in ("debit", "credit", "amount") else format(v, "f") if k == "rate" else v)
                   for k, v in vars(r).items()} for r in exports.voucher_rows(s, company, entry_id=e.id)]
         return {**_entry(e, pcode, total), "lines": lines}
 

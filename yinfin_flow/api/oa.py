@@ -23,13 +23,16 @@ applied once. Then, per event:
 ``instance_status``
     informational (our state is the source of truth); nothing changes.
 
-The answer is exactly what the vendor expects (the connector builds it). Bad
-signature, stale or replayed: 401 ``bad_signature``; unknown connector: 404;
-an authentic but malformed delivery: 422.
+The answer is exactly what the vendor expects (the connector builds it). An authentic
+re-delivery of an event already applied gets the same success answer, is counted
+(:mod:`yinfin_flow.security.inbound`, ``oa_inbound`` in ``/health``) and applies
+nothing. Bad signature or stale timestamp: 401 ``bad_signature``; unknown connector:
+404; an authentic but malformed delivery: 422.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from flask import Response, current_app, request
@@ -39,17 +42,31 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from yinfin_flow.db.models.engine import ApprovalTask
-from yinfin_flow.db.models.security import InboundSeen, OAInstance
+from yinfin_flow.db.models.security import OAInstance
 from yinfin_flow.db.types import utcnow
 from yinfin_flow.domain.errors import DomainError, NotFound, ValidationError
+from yinfin_flow.domain.limits import check_value
 from yinfin_flow.engine import directory, service
+from yinfin_flow.security.inbound import SeenInTransaction, redeliveries
 
 from ..extension import state
 from . import oa_ignored, oa_mapping
 from .errors import error_response, register_blueprint_handlers
 
+log = logging.getLogger("yinfin_flow.api")
+
 blp = Blueprint("oa", __name__, url_prefix="/oa", description="Signed events from OA systems.")
 register_blueprint_handlers(blp)
+
+
+@blp.record_once
+def _install(setup: Any) -> None:
+    def oa_inbound(st: Any) -> dict[str, Any]:
+        # What came in and was not applied: re-deliveries, and event types nobody reads.
+        with st.db.unit_of_work(readonly=True) as s:
+            return {**redeliveries(s), **oa_ignored.summary(s)}
+
+    state(setup.app).add_health_check("oa_inbound", oa_inbound)
 
 ACTIONS = {"approve": "approve", "agree": "approve", "reject": "reject", "refuse": "reject",
            "send_back": "send_back", "redirect": "send_back", "transfer": "transfer"}
@@ -58,16 +75,6 @@ ACTIONS = {"approve": "approve", "agree": "approve", "reject": "reject", "refuse
 class BadSignature(DomainError):
     code = "bad_signature"
     http_status = 401
-
-
-def _seen(session: Session) -> Any:
-    def seen(event_id: str) -> bool:
-        if session.get(InboundSeen, event_id) is not None:
-            return True
-        session.add(InboundSeen(id=event_id[:240], created_at=utcnow()))
-        session.flush()  # a concurrent twin blocks here, then fails on the key
-        return False
-    return seen
 
 
 def _user(session: Session, users: str, external: str | None) -> str:
@@ -92,6 +99,8 @@ def _request_of(session: Session, connector: str, instance: str) -> int:
 def _apply(session: Session, connector: str, mapping: oa_mapping.ConnectorMapping, ev: Any) -> None:
     if ev.kind == "instance_status":
         return
+    # The raw body's strings are not bounded (encrypted envelopes); the decrypted event's are.
+    check_value({"form": dict(ev.form), "comment": ev.comment}, state(current_app).settings.limits)
     user = _user(session, mapping.users, ev.external_user_id)
     if ev.kind == "form_submitted":
         m = mapping.forms.get(ev.template or "")
@@ -100,7 +109,8 @@ def _apply(session: Session, connector: str, mapping: oa_mapping.ConnectorMappin
         title, form = oa_mapping.to_request(m, dict(ev.form))
         req = service.submit(session, m.workflow, requester=user, company=m.company, title=title,
                              form=form, key=f"oa:{connector}:{ev.external_instance_id}",
-                             directory=state(current_app).settings.workflows_dir)
+                             directory=state(current_app).settings.workflows_dir,
+                             limits=state(current_app).settings.limits)
         if session.scalar(select(OAInstance.id).where(OAInstance.connector == connector,
                                                       OAInstance.external_id == ev.external_instance_id)) is None:
             session.add(OAInstance(connector=connector, external_id=ev.external_instance_id,
@@ -126,7 +136,7 @@ def _apply(session: Session, connector: str, mapping: oa_mapping.ConnectorMappin
 
 @blp.post("/<string(maxlength=64):connector>/events")
 @blp.response(200, description="the vendor's expected answer (connector-specific body)")
-@blp.alt_response(401, description="bad signature, stale timestamp or replayed event")
+@blp.alt_response(401, description="bad signature or stale timestamp")
 def inbound_events(connector: str) -> Response:
     """Receive a signed OA delivery (see the connector's module for its headers)."""
     from connectors import registry
@@ -143,18 +153,28 @@ def inbound_events(connector: str) -> Response:
                               {"field": "connector"})
     body = request.get_data(cache=True)
     try:
-        with st.db.unit_of_work() as s:
-            result = conn.verify_and_parse(dict(request.headers), request.args.to_dict(), body,
-                                           now=utcnow(), seen=_seen(s))
-            if result.events:  # a URL check or an ignored type needs no mapping yet
-                mapping = oa_mapping.load(oa_mapping.mapping_dir(current_app), connector)
-            for ev in result.events:
-                _apply(s, connector, mapping, ev)
-            oa_ignored.record(s, connector, result.ignored)
+        # A concurrent twin of a delivery being applied fails on the event id's key
+        # once the first commits: the second pass finds it applied (a re-delivery).
+        for attempt in (1, 2):
+            try:
+                with st.db.unit_of_work() as s:
+                    seen = SeenInTransaction(s)
+                    result = conn.verify_and_parse(dict(request.headers), request.args.to_dict(),
+                                                   body, now=utcnow(), seen=seen)
+                    if seen.duplicate is not None:
+                        log.info("OA re-delivery of %s answered, nothing applied", seen.duplicate)
+                    else:
+                        if result.events:  # a URL check or an ignored type needs no mapping yet
+                            mapping = oa_mapping.load(oa_mapping.mapping_dir(current_app), connector)
+                        for ev in result.events:
+                            _apply(s, connector, mapping, ev)
+                        oa_ignored.record(s, connector, result.ignored)
+                break
+            except IntegrityError:
+                if attempt == 2:
+                    raise
     except SignatureError as err:
         raise BadSignature(err.message, field="signature") from None
-    except IntegrityError:
-        raise BadSignature("replayed event", field="event_id") from None
     except PermanentError as err:
         return error_response(422, "invalid_event", err.message, {"field": "body"})
     except ConnectorError as err:
@@ -192,10 +212,3 @@ def verify_url(connector: str) -> Response:
     if result.events:  # pragma: no cover - a connector's GET answer never carries events
         raise BadSignature("a GET carries no events", field="method")
     return Response(result.body, status=result.status, content_type=result.content_type)
-
-
-@blp.record_once
-def _register_health(setup: Any) -> None:
-    from yinfin_flow.extension import EXTENSION_KEY
-
-    setup.app.extensions[EXTENSION_KEY].add_health_check("oa_inbound", oa_ignored.check)

@@ -42,12 +42,11 @@ def record(session: Session, connector: str, event_types: Iterable[str]) -> None
                             set_={"count": InboundIgnored.count + 1, "last_at": at}))
 
 
-def check(st: Any) -> dict[str, Any]:
+def summary(session: Session) -> dict[str, Any]:
     """Health details: every ignored type with its count and first and last time."""
-    with st.db.unit_of_work(readonly=True) as s:
-        rows = s.scalars(select(InboundIgnored).order_by(InboundIgnored.connector,
-                                                         InboundIgnored.event_type)).all()
-        ignored = [{"connector": r.connector, "event_type": r.event_type, "count": r.count,
-                    "first_at": r.first_at.isoformat(), "last_at": r.last_at.isoformat()}
-                   for r in rows]
+    rows = session.scalars(select(InboundIgnored).order_by(InboundIgnored.connector,
+                                                           InboundIgnored.event_type)).all()
+    ignored = [{"connector": r.connector, "event_type": r.event_type, "count": r.count,
+                "first_at": r.first_at.isoformat(), "last_at": r.last_at.isoformat()}
+               for r in rows]
     return {"ignored_events": sum(r["count"] for r in ignored), "ignored": ignored}

@@ -88,7 +88,7 @@ def submit_request(body: dict[str, Any]) -> Response:
             s, body["workflow"], requester=ident.id, company=body["company"], title=body["title"],
             form=body["form"], department=body["department"], draft=body["draft"],
             override_reason=body["override_reason"], directory=st.settings.workflows_dir,
-            key=_engine_key(ident.id, key) if key else None,
+            key=_engine_key(ident.id, key) if key else None, limits=st.settings.limits,
         )
         return _detail(s, req.id)
 
@@ -122,10 +122,12 @@ def withdraw_request(body: dict[str, Any], request_id: int) -> Response:
 def resubmit_request(body: dict[str, Any], request_id: int) -> Response:
     """Send a sent-back request on again, optionally with form changes."""
     ident = require_actor()
-    with state(current_app).db.unit_of_work() as s:
+    st = state(current_app)
+    with st.db.unit_of_work() as s:
         visible_request(s, ident, request_id)
         service.resubmit(s, request_id, ident.id, changes=body["changes"] or None,
-                         comment=body["comment"], override_reason=body["override_reason"])
+                         comment=body["comment"], override_reason=body["override_reason"],
+                         limits=st.settings.limits)
         return _detail(s, request_id)
 
 

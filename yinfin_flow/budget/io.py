@@ -62,6 +62,7 @@ from sqlalchemy.orm import Session
 from yinfin_flow.db.models import BudgetBalance, BudgetPeriod, Company
 from yinfin_flow.domain.budget import DEFAULT_RULE, ControlRule
 from yinfin_flow.domain.errors import DomainError, ValidationError
+from yinfin_flow.domain.limits import DEFAULT_LIMITS, Limits
 from yinfin_flow.domain.money import MINOR_UNITS
 
 from . import setup
@@ -116,7 +117,7 @@ class ImportResult:
 
 
 def import_budgets(session: Session, path: Path, *, actor: str, fmt: str | None = None,
-                   default_mode: str = "hard") -> ImportResult:
+                   default_mode: str = "hard", limits: Limits = DEFAULT_LIMITS) -> ImportResult:
     """Validate every row of ``path``, then create lines and book budget journals.
 
     Raises :class:`ImportFailed` listing every bad row; the caller's transaction must
@@ -124,7 +125,7 @@ def import_budgets(session: Session, path: Path, *, actor: str, fmt: str | None 
     """
     if not actor:
         raise ValidationError("actor", "who is importing is required")
-    header, rows = read_table(path, fmt)
+    header, rows = read_table(path, fmt, limits)
     return import_rows(session, header, rows, source=path.name, actor=actor, default_mode=default_mode)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 
 from sqlalchemy import select
@@ -22,7 +22,8 @@ from sqlalchemy.orm import Session
 
 from yinfin_flow.db.models import ExchangeRate
 from yinfin_flow.domain.errors import ValidationError
-from yinfin_flow.domain.money import check_currency
+from yinfin_flow.domain.limits import DEFAULT_LIMITS, Limits
+from yinfin_flow.domain.money import check_currency, parse_decimal
 
 from . import setup
 from .io import ImportFailed, RowError
@@ -41,9 +42,10 @@ class RatesResult:
         return f"{self.added} rate(s) added, {self.updated} corrected, {self.unchanged} unchanged"
 
 
-def import_rates(session: Session, path: Path, *, fmt: str | None = None) -> RatesResult:
+def import_rates(session: Session, path: Path, *, fmt: str | None = None,
+                 limits: Limits = DEFAULT_LIMITS) -> RatesResult:
     """Validate every row, then add or correct rates. Raises :class:`ImportFailed`."""
-    header, rows = read_table(path, fmt)
+    header, rows = read_table(path, fmt, limits)
     missing = [c for c in RATE_COLUMNS if c not in header]
     if missing:
         raise ImportFailed([RowError(1, c, "column is missing") for c in missing], path.name)
@@ -64,14 +66,12 @@ def import_rates(session: Session, path: Path, *, fmt: str | None = None) -> Rat
             on = date.fromisoformat(cells.get("date", ""))
         except ValueError:
             errors.append(RowError(number, "date", f"{cells.get('date')!r} is not a date (use 2026-01-31)"))
-        try:
-            rate = Decimal(cells.get("rate", ""))
-            if not rate.is_finite() or rate <= 0:
+        try:  # the money grammar, with up to 10 decimals (the rate column's scale)
+            rate = parse_decimal(cells.get("rate", ""), "rate", places=10, what="rate")
+            if rate <= 0:
                 errors.append(RowError(number, "rate", "must be a positive number"))
-            elif -int(rate.as_tuple().exponent) > 10:
-                errors.append(RowError(number, "rate", "has more than 10 decimal places"))
-        except InvalidOperation:
-            errors.append(RowError(number, "rate", f"{cells.get('rate')!r} is not a number"))
+        except ValidationError as err:
+            errors.append(RowError(number, "rate", err.details["problem"]))
         if len(errors) > before:
             continue
         key = (cur["from_currency"], cur["to_currency"], on)

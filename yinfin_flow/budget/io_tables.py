@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from yinfin_flow.domain.errors import ValidationError
+from yinfin_flow.domain.limits import DEFAULT_LIMITS, Limits, check_cells, check_size
 
 FORMATS = ("csv", "xlsx")
 
@@ -61,6 +62,9 @@ HEADER_ALIASES: dict[str, str] = {
 
 Row = tuple[int, dict[str, str]]
 
+#: Columns read as numbers: their text goes to the money grammar untouched.
+NUMBER_COLUMNS = frozenset({"amount", "rate"})
+
 
 def format_of(path: Path, explicit: str | None = None) -> str:
     """``csv`` or ``xlsx``: ``explicit`` if given, else from the file name."""
@@ -76,10 +80,18 @@ def normalise_header(name: object) -> str:
     return HEADER_ALIASES.get(text, HEADER_ALIASES.get(key, key))
 
 
-def read_table(path: Path, fmt: str | None = None) -> tuple[list[str], list[Row]]:
-    """The header (normalised) and the non-empty rows of a CSV or XLSX file."""
+def check_file(path: Path, limits: Limits = DEFAULT_LIMITS) -> None:
+    """Refuse a file that is missing or past ``max_file_bytes`` before reading it."""
     if not path.exists():
         raise ValidationError("file", f"{path} does not exist")
+    check_size(path.stat().st_size, limits.max_file_bytes, "file")
+
+
+def read_table(path: Path, fmt: str | None = None,
+               limits: Limits = DEFAULT_LIMITS) -> tuple[list[str], list[Row]]:
+    """The header (normalised) and the non-empty rows of a CSV or XLSX file, within
+    ``limits`` (file size, then the length of every cell)."""
+    check_file(path, limits)
     kind = format_of(path, fmt)
     raw = _read_xlsx(path) if kind == "xlsx" else _read_csv(path)
     if not raw:
@@ -94,6 +106,7 @@ def read_table(path: Path, fmt: str | None = None) -> tuple[list[str], list[Row]
         }
         if any(cells.values()):
             rows.append((number, cells))
+    check_cells(rows, limits)
     return header, rows
 
 
@@ -134,6 +147,8 @@ def _cell_text(value: Any, column: str) -> str:
         if column == "period":
             return f"{value.year}-{value.month:02d}"
         return value.date().isoformat() if isinstance(value, datetime) else value.isoformat()
+    if column in NUMBER_COLUMNS:
+        return str(value)  # the money grammar has no spaces: " 100.00" is refused, not trimmed
     return str(value).strip()
 
 

@@ -24,8 +24,7 @@ from .lookup import series_key
 REQUIRED = ("company", "period", "cost_centre", "item", "amount")
 OPTIONAL = ("project", "parent", "currency", "owner", "reason", "code")
 
-_GROUPED = re.compile(r"^-?\d{1,3}(,\d{3})+(\.\d+)?$")
-PERIOD = re.compile(r"^(\d{4})(?:-(\d{2})|-Q([1-4])|-H([12]))?$")
+PERIOD = re.compile(r"^([0-9]{4})(?:-([0-9]{2})|-Q([1-4])|-H([12]))?\Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,9 +95,6 @@ def validate(session: Session, rows: list[Row]) -> tuple[list[PlannedRow], list[
                 currency = check_currency(cells.get("currency") or comp.base_currency)
             except ValidationError as err:
                 bad("currency", err.details["problem"])
-        if _GROUPED.match(cells.get("amount", "")):
-            # Spreadsheets write thousands separators ("1,000.00"); they are not decimals.
-            cells["amount"] = cells["amount"].replace(",", "")
         if currency is not None and cells.get("amount"):
             try:
                 amount = parse_amount(cells["amount"], currency, "amount")

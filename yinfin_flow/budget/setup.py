@@ -8,7 +8,7 @@ from __future__ import annotations
 import calendar
 from collections.abc import Sequence
 from datetime import date
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import insert, select, update
@@ -29,7 +29,7 @@ from yinfin_flow.db.models.rule_changes import RuleChange
 from yinfin_flow.db.types import utcnow
 from yinfin_flow.domain.budget import Action, Basis, LineStatus, Mode
 from yinfin_flow.domain.errors import Conflict, NotFound, ValidationError
-from yinfin_flow.domain.money import check_currency, parse_amount
+from yinfin_flow.domain.money import check_currency, parse_amount, parse_decimal
 
 from .control import ControlContext
 from .lookup import series_key
@@ -129,11 +129,8 @@ def create_project(session: Session, company_code: str, code: str, name: str) ->
 def add_rate(session: Session, from_currency: str, to_currency: str, on: date, rate: Decimal | str) -> ExchangeRate:
     if isinstance(rate, (bool, float)):
         raise ValidationError("rate", "send rates as strings or Decimals, not floating point")
-    try:
-        value = rate if isinstance(rate, Decimal) else Decimal(str(rate).strip())
-    except InvalidOperation:
-        raise ValidationError("rate", f"{rate!r} is not a number") from None
-    if not value.is_finite() or value <= 0:
+    value = parse_decimal(rate, "rate", places=10, what="rate")
+    if value <= 0:
         raise ValidationError("rate", "must be a positive number")
     # The column is Numeric(20, 10): PostgreSQL would round a finer rate silently, and
     # conversions must use exactly the rate that is stored.
@@ -245,7 +242,9 @@ def parse_thresholds(raw: Sequence[dict[str, Any]] | None, field: str = "thresho
     out = []
     for i, t in enumerate(raw):
         try:
-            pct = parse_amount(str(t["percent"]), "CNY", f"{field}[{i}].percent", positive=True)
+            pct = parse_decimal(t["percent"], f"{field}[{i}].percent", places=4, what="percentage")
+            if pct <= 0:
+                raise ValidationError(f"{field}[{i}].percent", "must be greater than zero")
         except KeyError:
             raise ValidationError(f"{field}[{i}].percent", "is required") from None
         try:
@@ -294,8 +293,11 @@ def rule_values(
         b = Basis(basis)
     except ValueError:
         raise ValidationError("basis", "must be period, cumulative, annual or overall") from None
-    tp = None if tolerance_percent in (None, "") else parse_amount(str(tolerance_percent), "CNY", "tolerance_percent")
-    ta = None if tolerance_amount in (None, "") else parse_amount(str(tolerance_amount), line.currency, "tolerance_amount")
+    # Percentages carry up to four decimals (the column's scale); a stored value comes
+    # back as a Decimal and is checked by value.
+    tp = None if tolerance_percent in (None, "") else parse_decimal(
+        tolerance_percent, "tolerance_percent", places=4, signed=True, what="percentage")
+    ta = None if tolerance_amount in (None, "") else parse_amount(tolerance_amount, line.currency, "tolerance_amount")
     # The column is Numeric(7, 4): 1000 itself does not fit.
     if tp is not None and (tp < 0 or tp >= 1000):
         raise ValidationError("tolerance_percent", "must be at least 0 and below 1000")

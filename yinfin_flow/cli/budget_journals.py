@@ -127,7 +127,7 @@ def import_(file: Path, fmt: str | None, dry_run: bool, reason: str | None, acto
     one proposal that another finance user approves (unless approval is off).
     """
     mode = settings().default_control_mode
-    header, rows = read_table(file, fmt)
+    header, rows = read_table(file, fmt, settings().limits)
     with unit_of_work() as session:
         if dry_run:  # shows, books nothing: anyone may look
             require_actor(actor)

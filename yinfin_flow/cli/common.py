@@ -12,12 +12,13 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import click
 from sqlalchemy import select
@@ -29,6 +30,7 @@ from yinfin_flow.db.engine import Database
 from yinfin_flow.db.models import BudgetLine
 from yinfin_flow.domain.budget import DEFAULT_RULE, ControlRule, Mode
 from yinfin_flow.domain.errors import DomainError, ValidationError
+from yinfin_flow.domain.limits import check_json_text, check_size
 from yinfin_flow.domain.money import MINOR_UNITS
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -61,6 +63,23 @@ def read_unit_of_work() -> Iterator[Session]:
             yield session
     finally:
         db.dispose()
+
+
+def read_json(payload: IO[str]) -> dict[str, Any]:
+    """A JSON object from a file given to a command, within the configured limits (size,
+    nesting, string length). Numbers with a fraction or an exponent stay text, so an
+    amount written ``1e2`` meets the money grammar (and is refused) as it would over HTTP."""
+    limits = settings().limits
+    text = payload.read(limits.max_file_bytes + 1)
+    check_size(len(text.encode("utf-8")), limits.max_file_bytes, "file")
+    check_json_text(text, limits)
+    try:
+        data = json.loads(text, parse_float=str)
+    except ValueError as err:
+        raise ValidationError("file", f"not valid JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise ValidationError("file", "must hold one JSON object")
+    return data
 
 
 def default_rule() -> ControlRule:

@@ -26,7 +26,7 @@ from yinfin_flow.ledger.posting import post
 from yinfin_flow.ledger.reversal import reverse
 
 from .budget import handle_errors, unit_of_work
-from .common import read_unit_of_work
+from .common import read_json, read_unit_of_work, settings
 
 
 def _company(session: Any, code: str | None) -> str:
@@ -71,7 +71,7 @@ def export_cmd(fmt: str, period: str | None, output: Path, company: str | None) 
 @handle_errors
 def post_cmd(payload: Any) -> None:
     """Post a business event from a JSON file (the ``posting.requested`` payload)."""
-    data = json.load(payload, parse_float=Decimal)
+    data = read_json(payload)
     with unit_of_work() as s:
         result = post(s, **data)
     click.echo(f"{'replayed' if result.replayed else 'posted'} {result.voucher} (entry {result.entry_id})")
@@ -83,7 +83,7 @@ def post_cmd(payload: Any) -> None:
 def manual_cmd(payload: Any) -> None:
     """Post a manual voucher (手工凭证) from JSON: key, company, posting_date, actor, summary,
     lines [{account, debit|credit, currency, cost_centre, project, partner, memo}]."""
-    data = json.load(payload, parse_float=Decimal)
+    data = read_json(payload)
     with unit_of_work() as s:
         result = post_manual(s, **data)
     click.echo(f"{'replayed' if result.replayed else 'posted'} {result.voucher} (entry {result.entry_id})")
@@ -141,7 +141,7 @@ def masterdata_cmd() -> None:
 def import_cmd(kind: str, file: Path, company: str | None) -> None:
     """Import KIND from a CSV or XLSX FILE: all rows or none; every bad row is listed."""
     with unit_of_work() as s:
-        counts = masterdata.import_file(s, _company(s, company), kind, file)
+        counts = masterdata.import_file(s, _company(s, company), kind, file, settings().limits)
     click.echo(f"{kind}: {counts['created']} created, {counts['updated']} updated")
 
 

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import click
 
+from yinfin_flow.budget.io_tables import check_file
 from yinfin_flow.cli.budget import actor_option, handle_errors, require_actor, table, unit_of_work
+from yinfin_flow.cli.common import settings
 from yinfin_flow.engine import directory
 
 
@@ -32,6 +34,7 @@ def import_(path: Path, encoding: str, deactivate_missing: bool, actor: str) -> 
     wecom_userid.
     """
     require_actor(actor)
+    check_file(path, settings().limits)
     try:
         text = path.read_text(encoding=encoding)
     except UnicodeDecodeError as err:

@@ -8,7 +8,7 @@ import click
 
 from yinfin_flow.budget.io_rates import import_rates
 
-from .common import handle_errors, unit_of_work
+from .common import handle_errors, settings, unit_of_work
 
 
 @click.group("rates")
@@ -23,5 +23,5 @@ def command() -> None:
 def import_(file: Path, fmt: str | None) -> None:
     """Load rates from FILE: from_currency,to_currency,date,rate (all rows or none)."""
     with unit_of_work() as session:
-        result = import_rates(session, file, fmt=fmt)
+        result = import_rates(session, file, fmt=fmt, limits=settings().limits)
     click.echo(f"{result.summary()} from {file.name}")

@@ -65,7 +65,7 @@ def norm(value: Any, pos: int) -> Any:
 def _as_number(value: Any) -> Decimal | None:
     if isinstance(value, Decimal):
         return value
-    if isinstance(value, str) and re.fullmatch(r"\s*-?\d+(\.\d+)?\s*", value):
+    if isinstance(value, str) and re.fullmatch(r"\s*-?[0-9]+(\.[0-9]+)?\s*", value):
         return Decimal(value.strip())
     return None
 

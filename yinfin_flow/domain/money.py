@@ -8,8 +8,9 @@ Chinese accounting standards and most ERPs use.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal
 
 from .errors import ValidationError
 
@@ -30,18 +31,79 @@ STORAGE_PLACES = 4
 _STORAGE_QUANTUM = Decimal(1).scaleb(-STORAGE_PLACES)
 
 
+#: How an amount is written at every door (API, OA forms, CLI, imports): ASCII digits,
+#: at most one ``.`` followed by digits, and a leading ``-`` only where negatives make
+#: sense. No spaces, no ``+``, no exponent, no thousands separators, no other digits.
+AMOUNT_GRAMMAR = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+#: A currency is an ISO 4217 code in capitals; lower case is refused, never guessed.
+CURRENCY_GRAMMAR = re.compile(r"[A-Z]{3}")
+#: Integer digits accepted (amounts stay below :data:`MAX_AMOUNT`).
+MAX_INTEGER_DIGITS = 14
+
+AMOUNT_HELP = ('write amounts with ASCII digits and at most one ".", such as "1234.50": '
+               "no spaces, exponents, thousands separators or other signs")
+
+
 def check_currency(code: object, field: str = "currency") -> str:
-    """Return ``code`` upper-cased if it is a known ISO 4217 code, else raise."""
-    if not isinstance(code, str) or not code.strip():
+    """Return ``code`` if it is an upper-case ISO 4217 code we know, else raise.
+
+    ``"cny"`` and ``" CNY"`` are refused (with the spelling to use), never normalised:
+    what is stored is exactly what was sent.
+    """
+    if not isinstance(code, str) or not code:
         raise ValidationError(field, "a currency code is required")
-    norm = code.strip().upper()
-    if norm not in MINOR_UNITS:
+    if not CURRENCY_GRAMMAR.fullmatch(code):
+        upper = code.strip().upper()
+        if upper in MINOR_UNITS:
+            raise ValidationError(field, f"{code!r}: write the ISO 4217 code in capitals, {upper!r}")
+        raise ValidationError(field, f"{code[:20]!r} is not an ISO 4217 code (three capitals, such as CNY)")
+    if code not in MINOR_UNITS:
         raise ValidationError(field, f"unknown currency {code!r}")
-    return norm
+    return code
 
 
 def minor_units(currency: str) -> int:
     return MINOR_UNITS[check_currency(currency)]
+
+
+def _article(word: str) -> str:
+    return f"an {word}" if word[0] in "aeiou" else f"a {word}"
+
+
+def parse_decimal(value: object, field: str, *, places: int, signed: bool = False,
+                  what: str = "amount", currency: str | None = None) -> Decimal:
+    """Parse ``value`` written in :data:`AMOUNT_GRAMMAR` with at most ``places`` decimals.
+
+    A string must follow the grammar exactly (a trailing zero past ``places`` is a
+    decimal too many); an ``int`` or ``Decimal`` from our own code is checked by value.
+    Floats, NaN and infinities are refused; a minus sign only when ``signed``.
+    """
+    allowed = f" allowed for {currency}" if currency else ""
+    if isinstance(value, (bool, float)):
+        raise ValidationError(field, f"send {what}s as strings, not floating point numbers")
+    if isinstance(value, Decimal):
+        amount = value
+        if not amount.is_finite():
+            raise ValidationError(field, "NaN and infinity are not numbers")
+        if amount != amount.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP):
+            raise ValidationError(field, f"{amount} has more than {places} decimal places{allowed}")
+    elif isinstance(value, int):
+        amount = Decimal(value)
+    elif isinstance(value, str):
+        if not AMOUNT_GRAMMAR.fullmatch(value):
+            shown = value if len(value) <= 40 else value[:40] + "…"
+            raise ValidationError(field, f"{shown!r} is not {_article(what)}: {AMOUNT_HELP}")
+        whole, _, decimals = value.lstrip("-").partition(".")
+        if len(decimals) > places:
+            raise ValidationError(field, f"{value} has more than {places} decimal places{allowed}")
+        if len(whole.lstrip("0")) > MAX_INTEGER_DIGITS:
+            raise ValidationError(field, f"{value[:40]} is too large")
+        amount = Decimal(value)
+    else:
+        raise ValidationError(field, f"{_article(what)} is required")
+    if amount < 0 and not signed:
+        raise ValidationError(field, "must not be negative")
+    return amount
 
 
 def parse_amount(
@@ -51,34 +113,17 @@ def parse_amount(
     *,
     positive: bool = False,
     allow_zero: bool = True,
+    signed: bool = True,
 ) -> Decimal:
-    """Parse ``value`` (str, int or Decimal; never float) into an exact Decimal.
+    """Parse ``value`` (str in :data:`AMOUNT_GRAMMAR`, int or Decimal; never float) into
+    an exact Decimal with at most ``currency``'s minor-unit decimals.
 
-    Refuses floats, NaN and infinities, more decimals than ``currency`` allows, and,
-    if asked, amounts that are not positive.
+    ``positive`` refuses zero and negatives; ``signed=False`` refuses negatives;
+    ``allow_zero=False`` refuses zero.
     """
-    if isinstance(value, (bool, float)):
-        raise ValidationError(field, "send amounts as strings or integers, not floating point")
-    if isinstance(value, Decimal):
-        amount = value
-    elif isinstance(value, int):
-        amount = Decimal(value)
-    elif isinstance(value, str):
-        try:
-            amount = Decimal(value.strip())
-        except InvalidOperation:
-            raise ValidationError(field, f"{value!r} is not a number") from None
-    else:
-        raise ValidationError(field, "an amount is required")
-    if not amount.is_finite():
-        raise ValidationError(field, "NaN and infinity are not amounts")
     places = minor_units(currency)
-    exponent = amount.as_tuple().exponent
-    assert isinstance(exponent, int)
-    if -exponent > places and amount != amount.quantize(Decimal(1).scaleb(-places)):
-        raise ValidationError(
-            field, f"{amount} has more than {places} decimal places allowed for {currency}"
-        )
+    amount = parse_decimal(value, field, places=places, signed=signed or positive,
+                           currency=currency)
     if abs(amount) >= MAX_AMOUNT:
         raise ValidationError(field, f"{amount} is too large")
     if positive and amount <= 0:
@@ -100,8 +145,7 @@ class Money:
             raise TypeError("Money.amount must be a Decimal")
         if not self.amount.is_finite():
             raise ValueError("Money.amount must be finite")
-        # Normalise (" cny" -> "CNY"): the minor-units table and comparisons key on it.
-        object.__setattr__(self, "currency", check_currency(self.currency))
+        check_currency(self.currency)
 
     @classmethod
     def of(cls, value: object, currency: str) -> Money:
@@ -149,13 +193,23 @@ class Money:
         return f"{self.amount.quantize(Decimal(1).scaleb(-places)):,} {self.currency}"
 
 
-def plain(amount: Decimal | int | str) -> str:
-    """An amount as the API writes it: fixed-point text, exactly as stored (never
-    ``1E+2``, which is not what finance reads). The console formats for a locale from
-    the same text, so a page and the API never disagree on a figure."""
-    return format(Decimal(amount), "f")
-
-
 def to_storage(amount: Decimal) -> Decimal:
     """Quantize to the stored scale; exact for any validated amount."""
     return amount.quantize(_STORAGE_QUANTUM)
+
+
+def in_minor_units(amount: Decimal, currency: str) -> str:
+    """``amount`` written with exactly ``currency``'s minor units (``"250.00"``): how a
+    form keeps the amounts it was given, so that they parse again unchanged."""
+    return format(amount.quantize(Decimal(1).scaleb(-MINOR_UNITS[currency])), "f")
+
+
+def show(amount: Decimal | int | str) -> str:
+    """An amount as every answer writes it: fixed point with exactly
+    :data:`STORAGE_PLACES` decimals (``"250.0000"``); never an exponent. The console
+    formats for a locale from the same text, so a page and the API never disagree."""
+    amount = Decimal(amount)
+    exponent = amount.as_tuple().exponent
+    if isinstance(exponent, int) and exponent > -STORAGE_PLACES:
+        amount = amount.quantize(_STORAGE_QUANTUM)
+    return format(amount, "f")

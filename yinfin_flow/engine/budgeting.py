@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
@@ -29,6 +29,8 @@ from yinfin_flow.db.models import BudgetItem, BudgetLine, BudgetPeriod, CostCent
 from yinfin_flow.db.models.engine import ApprovalRequest
 from yinfin_flow.domain.budget import Action, LineCheck, Mode, raise_if_blocked
 from yinfin_flow.domain.errors import ValidationError
+from yinfin_flow.domain.limits import DEFAULT_LIMITS, Limits, check_lines, check_value
+from yinfin_flow.domain.money import check_currency, in_minor_units, parse_amount
 
 from .runtime import DOCUMENT_READ, ActionContext, deferred
 
@@ -37,14 +39,18 @@ def document(ctx: ActionContext, req: ApprovalRequest) -> tuple[str, str]:
     return (ctx.definition.document_type, str(req.id))
 
 
-def normalise_form(form: dict[str, Any], on: date) -> dict[str, Any]:
+def normalise_form(form: dict[str, Any], on: date, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
     """Check the budget-relevant part of a form and fill ``amount`` (the lines' total).
 
     Raises :class:`ValidationError` naming ``form.lines[i].amount`` etc. Forms without
     lines (a transfer names ``from_line``/``to_line``/``amount``) are checked too.
+    Amounts follow the one money grammar (:func:`~yinfin_flow.domain.money.parse_amount`,
+    at most the currency's minor units) and are kept in those units (``"250.00"``;
+    answers show them as every amount, ``"250.0000"``); currencies are capitals.
     """
     if not isinstance(form, dict):
         raise ValidationError("form", "must be an object")
+    check_value(form, limits, root="form")
     form = dict(form)
     if "lines" not in form and "from_line" in form:
         for f in ("to_line", "amount"):
@@ -55,6 +61,10 @@ def normalise_form(form: dict[str, Any], on: date) -> dict[str, Any]:
     lines = form.get("lines")
     if not isinstance(lines, list) or not lines:
         raise ValidationError("form.lines", "at least one line is required")
+    check_lines(len(lines), limits)
+    default_currency = form.get("currency") or "CNY"
+    if "currency" in form:
+        check_currency(form["currency"], "form.currency")
     total = Decimal(0)
     seen: set[str] = set()
     out = []
@@ -66,21 +76,18 @@ def normalise_form(form: dict[str, Any], on: date) -> dict[str, Any]:
         if line["ref"] in seen:
             raise ValidationError(f"form.lines[{i}].ref", f"ref {line['ref']!r} is used twice")
         seen.add(line["ref"])
-        try:
-            amount = Decimal(str(line.get("amount")))
-        except (InvalidOperation, ValueError):
-            raise ValidationError(f"form.lines[{i}].amount", "must be a decimal number") from None
-        if isinstance(line.get("amount"), float):
-            raise ValidationError(f"form.lines[{i}].amount", "send money as a string, never a float")
-        if not amount.is_finite() or amount <= 0:
-            raise ValidationError(f"form.lines[{i}].amount", "must be greater than zero")
-        line["amount"] = str(amount)
-        line.setdefault("currency", form.get("currency") or "CNY")
+        line.setdefault("currency", default_currency)
+        currency = check_currency(line["currency"], f"form.lines[{i}].currency")
+        amount = parse_amount(line.get("amount"), currency, f"form.lines[{i}].amount", positive=True)
+        line["amount"] = in_minor_units(amount, currency)
+        if line.get("tax_amount") not in (None, ""):  # posted with the line: the same grammar now
+            tax = parse_amount(line["tax_amount"], currency, f"form.lines[{i}].tax_amount", signed=False)
+            line["tax_amount"] = in_minor_units(tax, currency)
         line.setdefault("budget_date", str(form.get("budget_date") or on))
         total += amount
         out.append(line)
     form["lines"] = out
-    form["amount"] = str(total)
+    form["amount"] = in_minor_units(total, out[0]["currency"])
     form.setdefault("currency", out[0]["currency"])
     return form
 

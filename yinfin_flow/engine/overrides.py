@@ -71,7 +71,7 @@ def approved(ctx: ActionContext, req: ApprovalRequest) -> dict[str, Any]:
                             field="override")
     key = next_key(req, "override")
     Budgets(ctx.session).adjust(
-        f"{key}:supplement", int(ov["line_id"]), ov["shortfall"], actor=ctx.actor,
+        f"{key}:supplement", int(ov["line_id"]), Decimal(ov["shortfall"]), actor=ctx.actor,
         reason=f"override for request {req.id} approved by {ctx.actor}: {ov['reason']}",
     )
     budget = budgeting.reserve(ctx, req, key, "override")

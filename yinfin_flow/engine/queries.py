@@ -7,6 +7,7 @@ layer and the CLI can hand them out as they are.
 from __future__ import annotations
 
 from datetime import date
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from sqlalchemy import and_, or_, select
@@ -18,6 +19,7 @@ from yinfin_flow.db.models.engine import ApprovalRequest, ApprovalTask, RequestC
 from yinfin_flow.db.models.org import Delegation
 from yinfin_flow.db.types import utcnow
 from yinfin_flow.domain.errors import NotFound
+from yinfin_flow.domain.money import show
 
 from . import routing
 
@@ -26,11 +28,30 @@ def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
 
 
+def _shown(value: Any) -> Any:
+    try:
+        return show(Decimal(value)) if isinstance(value, (str, Decimal)) and value != "" else value
+    except InvalidOperation:
+        return value
+
+
+def form_answered(form: dict[str, Any]) -> dict[str, Any]:
+    """A stored form as answers show it: its amounts (the total, each line's ``amount`` and
+    ``tax_amount``) in the one answer format, ``"250.0000"``; the rest as stored."""
+    out = dict(form)
+    if "amount" in out:
+        out["amount"] = _shown(out["amount"])
+    if isinstance(out.get("lines"), list):
+        out["lines"] = [{**ln, **{k: _shown(ln[k]) for k in ("amount", "tax_amount") if k in ln}}
+                        if isinstance(ln, dict) else ln for ln in out["lines"]]
+    return out
+
+
 def request_summary(req: ApprovalRequest) -> dict[str, Any]:
     return {
         "id": req.id, "workflow": req.workflow, "workflow_version": req.workflow_version,
         "title": req.title, "requester": req.requester, "company": req.company,
-        "department": req.department, "state": req.state, "amount": req.form.get("amount"),
+        "department": req.department, "state": req.state, "amount": _shown(req.form.get("amount")),
         "currency": req.form.get("currency"), "version": req.version,
         "submitted_at": _iso(req.submitted_at), "finished_at": _iso(req.finished_at),
     }
@@ -120,7 +141,7 @@ def get_request(session: Session, request_id: int) -> dict[str, Any]:
     cc = session.scalars(select(RequestCc).where(RequestCc.request_id == req.id).order_by(RequestCc.id))
     return {
         **request_summary(req),
-        "form": req.form, "route": req.route,
+        "form": form_answered(req.form), "route": req.route,
         "current_step": req.route[req.step_index] if req.step_index is not None and req.step_index < len(req.route) else None,
         "round": req.round, "override": req.override,
         "tasks": [task_dict(t) for t in tasks],

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, make_transient_to_detached
 from yinfin_flow.db.models.engine import ApprovalRequest, ApprovalTask, RequestCc
 from yinfin_flow.db.types import utcnow
 from yinfin_flow.domain.errors import NotFound, ValidationError
+from yinfin_flow.domain.limits import DEFAULT_LIMITS, Limits
 from yinfin_flow.domain.workflow import Definition
 
 from . import budgeting, definitions, effects, routing, steps, task_actions
@@ -78,8 +79,12 @@ def _insert_request_stmt(find_department: bool) -> Insert:
 def submit(session: Session, workflow: str, *, requester: str, company: str, title: str,
            form: dict[str, Any], department: str | None = None, key: str | None = None,
            draft: bool = False, override_reason: str | None = None,
-           directory: Path | str | None = None, now: datetime | None = None) -> ApprovalRequest:
+           directory: Path | str | None = None, now: datetime | None = None,
+           limits: Limits = DEFAULT_LIMITS) -> ApprovalRequest:
     """Create a request on the workflow's current version and submit it (or keep a draft).
+
+    ``limits`` bounds the form (lines, nesting, string length): the deployment's
+    ``Settings.limits`` at every door.
 
     ``key`` makes creation idempotent: the same key returns the first request unchanged.
     Submit reserves every line's budget, all or none; a hard-control refusal raises
@@ -96,7 +101,7 @@ def submit(session: Session, workflow: str, *, requester: str, company: str, tit
             return found
     now = now or utcnow()
     d = definitions.current(session, workflow, directory)
-    form = budgeting.normalise_form(form, now.date())
+    form = budgeting.normalise_form(form, now.date(), limits)
     with deferred(session):
         req = _insert_request(session, dict(
             idempotency_key=key, workflow=d.name, workflow_version=d.version, workflow_hash=d.content_hash,
@@ -254,7 +259,7 @@ def withdraw(session: Session, request_id: int, actor: str, *, comment: str | No
 
 def edit(session: Session, request_id: int, actor: str, changes: dict[str, Any], *,
          task_id: int | None = None, comment: str | None = None,
-         now: datetime | None = None) -> ApprovalRequest:
+         now: datetime | None = None, limits: Limits = DEFAULT_LIMITS) -> ApprovalRequest:
     """Change form fields: the requester in an editable state, or an approver on their
     pending task for the fields their step allows. While budget is held, the route and
     the reservation are recomputed together (the difference is reserved or released now).
@@ -281,7 +286,7 @@ def edit(session: Session, request_id: int, actor: str, changes: dict[str, Any],
                 raise Forbidden(f"step {task.step_id} may not edit {f!r} (allowed: {list(allowed)})", field=f)
     old_amount = req.form.get("amount")
     form = {**req.form, **changes}
-    req.form = budgeting.normalise_form(form, ctx.now.date())
+    req.form = budgeting.normalise_form(form, ctx.now.date(), limits)
     budget = None
     if budgeting.open_reservations(ctx, req) and task_id is not None:
         from .runtime import next_key
@@ -301,12 +306,12 @@ def edit(session: Session, request_id: int, actor: str, changes: dict[str, Any],
 
 def resubmit(session: Session, request_id: int, actor: str, *, changes: dict[str, Any] | None = None,
              comment: str | None = None, override_reason: str | None = None,
-             now: datetime | None = None) -> ApprovalRequest:
+             now: datetime | None = None, limits: Limits = DEFAULT_LIMITS) -> ApprovalRequest:
     """Send a sent-back request on again (optionally with edits): the reservation follows
     the edit (difference reserved or released), then approval restarts from the first
     step or from the step that sent it back, as the definition says."""
     if changes:
-        edit(session, request_id, actor, changes, now=now)
+        edit(session, request_id, actor, changes, now=now, limits=limits)
     req = lock_request(session, request_id)
     _requester_only(req, actor, "resubmit")
     ctx = ActionContext(session, _definition(session, req), actor, now=now or utcnow(), comment=comment)

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from yinfin_flow.budget.io_tables import check_file
 from yinfin_flow.budget.setup import company as company_by_code
 from yinfin_flow.db.models import Company, CostCentre, Project
 from yinfin_flow.db.models.ledger import (
@@ -28,6 +29,7 @@ from yinfin_flow.db.models.ledger import (
     Partner,
 )
 from yinfin_flow.domain.errors import DomainError, ValidationError
+from yinfin_flow.domain.limits import DEFAULT_LIMITS, Limits, check_cells
 from yinfin_flow.domain.money import check_currency
 
 KINDS = ("accounts", "partners", "cost_centres", "projects")
@@ -152,8 +154,16 @@ def deactivate(session: Session, company_code: str, kind: str, code: str) -> Non
 # -- imports ------------------------------------------------------------------------
 
 
-def read_table(path: Path) -> list[dict[str, str]]:
-    """Rows of a CSV (UTF-8, BOM allowed) or XLSX file (first sheet) as header → text."""
+def read_table(path: Path, limits: Limits = DEFAULT_LIMITS) -> list[dict[str, str]]:
+    """Rows of a CSV (UTF-8, BOM allowed) or XLSX file (first sheet) as header → text,
+    within ``limits`` (file size, cell length)."""
+    check_file(path, limits)
+    rows = _read_rows(path)
+    check_cells(list(enumerate(rows, start=2)), limits)
+    return rows
+
+
+def _read_rows(path: Path) -> list[dict[str, str]]:
     if path.suffix.lower() in (".xlsx", ".xlsm"):
         from openpyxl import load_workbook
 
@@ -341,8 +351,9 @@ def _cycles(existing: dict[str, Any], parsed: list[dict[str, Any]]) -> list[RowE
     return out
 
 
-def import_file(session: Session, company_code: str, kind: str, path: Path) -> dict[str, int]:
-    return import_rows(session, company_code, kind, read_table(path))
+def import_file(session: Session, company_code: str, kind: str, path: Path,
+                limits: Limits = DEFAULT_LIMITS) -> dict[str, int]:
+    return import_rows(session, company_code, kind, read_table(path, limits))
 
 
 def codes_of(session: Session, model: Any, company_id: int, ids: Sequence[int | None]) -> dict[int, Any]:

@@ -186,7 +186,7 @@ def post(
         currency = check_currency(raw.get("currency"), f"{f}.currency")
         amount = parse_amount(raw.get("amount"), currency, f"{f}.amount", positive=True)
         tax_raw = raw.get("tax_amount")
-        tax = ZERO if tax_raw in (None, "") else parse_amount(tax_raw, currency, f"{f}.tax_amount")
+        tax = ZERO if tax_raw in (None, "") else parse_amount(tax_raw, currency, f"{f}.tax_amount", signed=False)
         if tax < 0:
             raise ValidationError(f"{f}.tax_amount", "must not be negative")
         active_by_code(session, CostCentre, comp.id, raw.get("cost_centre"), f"{f}.cost_centre", "cost centre")

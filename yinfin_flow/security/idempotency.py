@@ -7,7 +7,7 @@ concurrent duplicates can claim it. Then:
 - the key is new: the call runs, and its answer (status, body) is stored;
 - the key was answered: the stored answer is replayed; nothing runs again;
 - the key is claimed but unanswered (a duplicate racing the first): 409
-  ``idempotency_in_progress``; retry shortly;
+  ``idempotency_in_progress`` with ``Retry-After``: retry the same call then;
 - the same key with another method, path or body: 422 ``idempotency_key_reused``.
 
 Server errors (5xx) are not kept: the claim is dropped so a retry runs again (the
@@ -51,7 +51,12 @@ class KeyReused(ValidationError):
 
 
 class InProgress(Conflict):
+    """The key's first call is still running. The answer carries ``Retry-After``
+    (``retry_after`` seconds): retry the same call with the same key then, and you
+    get the first call's answer once it is stored (Stripe's ``idempotency_key_in_use``)."""
+
     code = "idempotency_in_progress"
+    retry_after = 1
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ The catalogues are a Flask-Babel :class:`~flask_babel.Domain` of their own, unde
 never mix. The language is the user's choice (kept in the session), else the
 browser's Accept-Language, else Chinese.
 
-Amounts go through :func:`yinfin_flow.domain.money.plain` (what the API sends) and
+Amounts go through :func:`yinfin_flow.domain.money.show` (what the API sends) and
 are then written for the locale: the page and the API never disagree on a figure.
 """
 
@@ -21,7 +21,7 @@ from babel.numbers import UnknownCurrencyError
 from flask import Flask, request, session
 from flask_babel import Babel, Domain, format_currency, format_datetime, get_locale
 
-from yinfin_flow.domain.money import MINOR_UNITS, plain
+from yinfin_flow.domain.money import MINOR_UNITS, show
 
 TRANSLATIONS = Path(__file__).parent / "translations"
 LOCALES = ("zh_CN", "en")
@@ -77,7 +77,7 @@ def amount(value: Any, currency: str | None) -> str:
     ``¥1,234.50`` in Chinese, ``CN¥1,234.50`` in English; ``—`` for nothing."""
     if value is None or value == "":
         return "—"
-    number = Decimal(plain(value))
+    number = Decimal(show(value))
     cur = (currency or "").upper()
     if cur in MINOR_UNITS:
         number = number.quantize(Decimal(1).scaleb(-MINOR_UNITS[cur]), rounding=ROUND_HALF_UP)
@@ -85,15 +85,15 @@ def amount(value: Any, currency: str | None) -> str:
             return str(format_currency(number, cur))
         except UnknownCurrencyError:  # pragma: no cover - every ISO code we know Babel knows
             pass
-    return f"{plain(number)} {cur}".strip()
+    return f"{show(number)} {cur}".strip()
 
 
 def is_negative(value: Any) -> bool:
-    return value not in (None, "") and Decimal(plain(value)) < 0
+    return value not in (None, "") and Decimal(show(value)) < 0
 
 
 def negated(value: Any) -> str:
-    return plain(-Decimal(plain(value)))
+    return show(-Decimal(show(value)))
 
 
 def when(value: Any, fmt: str = "short") -> str:

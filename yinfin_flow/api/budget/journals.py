@@ -124,7 +124,7 @@ def _table(body: dict[str, Any]) -> tuple[list[str], list[Any]]:
         path = Path(tmp) / Path(body["filename"]).name
         path.write_bytes(data)
         try:
-            return read_table(path)
+            return read_table(path, limits=_flow().settings.limits)
         except ValidationError:
             raise
         except Exception as err:  # noqa: BLE001 - a file no reader understands is bad input

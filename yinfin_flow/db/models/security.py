@@ -97,12 +97,15 @@ class IdempotencyRecord(Base):
 
 
 class InboundSeen(Base):
-    """An OA event id already accepted (``<connector>:<event id>``): replays are refused."""
+    """An OA event id already applied (``<connector>:<event id>``): a re-delivery of it is
+    answered as a success and counted in ``duplicates``, never applied again."""
 
     __tablename__ = "inbound_seen"
 
     id: Mapped[str] = mapped_column(String(240), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    duplicates: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_duplicate_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class OAInstance(Base):
