@@ -24,7 +24,7 @@ from sqlalchemy.engine import make_url
 
 from yinfin_flow.config import ConfigError, Settings, database_schema
 from yinfin_flow.db import layout, raw
-from yinfin_flow.db.engine import Database, make_engine
+from yinfin_flow.db.engine import Database
 from yinfin_flow.db.migrate import downgrade, upgrade
 from yinfin_flow.db.models import Base
 
@@ -196,12 +196,15 @@ def test_the_schema_setting_refuses_names_it_cannot_use() -> None:
             Settings.from_env({"YINFIN_DATABASE_SCHEMA": bad})
 
 
-def test_connections_keep_options_the_url_gives() -> None:
-    engine = make_engine("postgresql+psycopg://u@h/d?options=-c%20statement_timeout%3D5000", schema="fin")
+@pytest.mark.postgres
+def test_connections_keep_options_the_url_gives(pg_url: str) -> None:
+    db = Database(pg_url + "?options=-c%20statement_timeout%3D5000")
     try:
-        assert engine.dialect.create_connect_args(engine.url)[1]["options"] == "-c statement_timeout=5000"
+        with db.unit_of_work(readonly=True) as s:
+            assert s.scalar(text("SHOW statement_timeout")) == "5s"
+            assert s.scalar(text("SHOW search_path")) == "yinfin"
     finally:
-        engine.dispose()
+        db.dispose()
     args = layout.connect_args("fin", "-c statement_timeout=5000", {"connect_timeout": 3})
     assert args == {"connect_timeout": 3, "options": "-c statement_timeout=5000 -c search_path=fin"}
 
