@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gzip
 import sqlite3
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -269,3 +270,26 @@ def test_a_host_reads_the_sqlite_file_attached_as_yinfin(sqlite_db: Database, tm
         assert conn.execute(text("SELECT count(*) FROM yinfin.approval_requests")).scalar_one() == 0
         assert "approval_requests" in inspect(conn).get_table_names(schema="yinfin")
     host.dispose()
+
+
+@pytest.mark.postgres
+def test_a_user_without_create_on_the_database_migrates_into_a_schema_made_for_it(empty_pg_url: str) -> None:  # noqa: F811
+    """A DBA makes the schema and hands it over; the application's role cannot create
+    schemas, and does not need to."""
+    role = f"yf_app_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(empty_pg_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE ROLE "{role}" LOGIN'))
+        conn.execute(text(f'CREATE SCHEMA yinfin AUTHORIZATION "{role}"'))
+    url = make_url(empty_pg_url).set(username=role).render_as_string(hide_password=False)
+    try:
+        with pytest.raises(exc.ProgrammingError, match="permission denied"), \
+                create_engine(url).connect() as conn:
+            conn.execute(text("CREATE SCHEMA other"))
+        upgrade(url)
+        assert "budget_lines" in _pg_tables(empty_pg_url, "yinfin")
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP OWNED BY "{role}"'))
+            conn.execute(text(f'DROP ROLE "{role}"'))
+        admin.dispose()
