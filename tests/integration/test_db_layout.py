@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gzip
 import sqlite3
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from sqlalchemy.engine import make_url
 
 from yinfin_flow.config import ConfigError, Settings, database_schema
 from yinfin_flow.db import layout, raw
-from yinfin_flow.db.engine import Database, make_engine
+from yinfin_flow.db.engine import Database
 from yinfin_flow.db.migrate import downgrade, upgrade
 from yinfin_flow.db.models import Base
 
@@ -196,12 +197,15 @@ def test_the_schema_setting_refuses_names_it_cannot_use() -> None:
             Settings.from_env({"YINFIN_DATABASE_SCHEMA": bad})
 
 
-def test_connections_keep_options_the_url_gives() -> None:
-    engine = make_engine("postgresql+psycopg://u@h/d?options=-c%20statement_timeout%3D5000", schema="fin")
+@pytest.mark.postgres
+def test_connections_keep_options_the_url_gives(pg_url: str) -> None:
+    db = Database(pg_url + "?options=-c%20statement_timeout%3D5000")
     try:
-        assert engine.dialect.create_connect_args(engine.url)[1]["options"] == "-c statement_timeout=5000"
+        with db.unit_of_work(readonly=True) as s:
+            assert s.scalar(text("SHOW statement_timeout")) == "5s"
+            assert s.scalar(text("SHOW search_path")) == "yinfin"
     finally:
-        engine.dispose()
+        db.dispose()
     args = layout.connect_args("fin", "-c statement_timeout=5000", {"connect_timeout": 3})
     assert args == {"connect_timeout": 3, "options": "-c statement_timeout=5000 -c search_path=fin"}
 
@@ -266,3 +270,26 @@ def test_a_host_reads_the_sqlite_file_attached_as_yinfin(sqlite_db: Database, tm
         assert conn.execute(text("SELECT count(*) FROM yinfin.approval_requests")).scalar_one() == 0
         assert "approval_requests" in inspect(conn).get_table_names(schema="yinfin")
     host.dispose()
+
+
+@pytest.mark.postgres
+def test_a_user_without_create_on_the_database_migrates_into_a_schema_made_for_it(empty_pg_url: str) -> None:  # noqa: F811
+    """A DBA makes the schema and hands it over; the application's role cannot create
+    schemas, and does not need to."""
+    role = f"yf_app_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(empty_pg_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE ROLE "{role}" LOGIN'))
+        conn.execute(text(f'CREATE SCHEMA yinfin AUTHORIZATION "{role}"'))
+    url = make_url(empty_pg_url).set(username=role).render_as_string(hide_password=False)
+    try:
+        with pytest.raises(exc.ProgrammingError, match="permission denied"), \
+                create_engine(url).connect() as conn:
+            conn.execute(text("CREATE SCHEMA other"))
+        upgrade(url)
+        assert "budget_lines" in _pg_tables(empty_pg_url, "yinfin")
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP OWNED BY "{role}"'))
+            conn.execute(text(f'DROP ROLE "{role}"'))
+        admin.dispose()

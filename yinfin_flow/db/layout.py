@@ -69,7 +69,10 @@ def prepare(connection: Connection, schema: str, known: Callable[[str], bool],
     below ``heads``.
     """
     if connection.dialect.name == "postgresql":
-        connection.execute(text(f"CREATE SCHEMA IF NOT EXISTS {quoted(schema)}"))
+        exists = connection.execute(text("SELECT 1 FROM pg_namespace WHERE nspname = :s"),
+                                    {"s": schema}).first()
+        if exists is None:  # (an administrator may have made it: then no CREATE right is needed)
+            connection.execute(text(f"CREATE SCHEMA {quoted(schema)}"))
         connection.execute(text(f"SET LOCAL search_path TO {quoted(schema)}"))
         _adopt_history(connection, schema, LEGACY_SCHEMA, known)
         heads = current_heads(connection, schema)
