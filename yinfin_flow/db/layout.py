@@ -22,8 +22,8 @@ never in the host's ``alembic_version``.
 Databases made before this layout have their tables in ``public`` and their history
 in ``public.alembic_version``. :func:`prepare` (run by ``migrations/env.py`` at the
 start of every migration run, in the run's transaction) takes that history over, and
-until migration ``0015`` (the move) has run, the migrations also look in ``public``
-for the tables the old layout left there; ``0015`` moves them into the schema.
+until migration ``0008`` (the move) has run, the migrations also look in ``public``
+for the tables the old layout left there; ``0008`` moves them into the schema.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ VERSION_TABLE = "yinfin_alembic_version"
 LEGACY_VERSION_TABLE = "alembic_version"
 LEGACY_SCHEMA = "public"
 #: The migration that moves an older layout's tables out of ``public``.
-MOVE_REVISION = "0015"
+MOVE_REVISION = "0008"
 
 
 def connect_args(schema: str, url_options: Any, given: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """reconcile runs: the last reconciliation's finding counts per ERP
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 """
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from alembic import op
 
 import yinfin_flow.db.types
 
-revision: str = "0008"
-down_revision: str | None = "0007"
+revision: str = "0009"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,7 +1,7 @@
 """attachments: receipts and invoices on requests; one claim per invoice
 
-Revision ID: 0012
-Revises: 0007
+Revision ID: 0011
+Revises: 0010
 """
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from alembic import op
 
 import yinfin_flow.db.types
 
-revision: str = "0012"
-down_revision: str | None = "0007"
+revision: str = "0011"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

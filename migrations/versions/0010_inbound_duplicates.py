@@ -1,7 +1,7 @@
 """inbound duplicates: a re-delivered OA event is answered as the vendor expects and counted
 
-Revision ID: 0009
-Revises: 0007
+Revision ID: 0010
+Revises: 0009
 """
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from alembic import op
 
 import yinfin_flow.db.types
 
-revision: str = "0009"
-down_revision: str | None = "0007"
+revision: str = "0010"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,7 +1,7 @@
 """budget journal proposals: adjustments, transfers and imports wait for a second finance user
 
-Revision ID: 0014
-Revises: 0007
+Revision ID: 0013
+Revises: 0012
 """
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from alembic import op
 
 import yinfin_flow.db.types
 
-revision: str = "0014"
-down_revision: str | None = "0007"
+revision: str = "0013"
+down_revision: str | None = "0012"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

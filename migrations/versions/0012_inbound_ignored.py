@@ -1,7 +1,7 @@
 """inbound_ignored: OA event types a connector answered but does not read, counted
 
-Revision ID: 0013
-Revises: 0007
+Revision ID: 0012
+Revises: 0011
 """
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from alembic import op
 
 import yinfin_flow.db.types
 
-revision: str = "0013"
-down_revision: str | None = "0007"
+revision: str = "0012"
+down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,6 +1,6 @@
 """own schema: yinfin-flow's tables leave public for a schema of their own
 
-Revision ID: 0015
+Revision ID: 0008
 Revises: 0007
 Create Date: 2026-12-07 22:30:00
 
@@ -28,8 +28,8 @@ from alembic import op
 
 from yinfin_flow.db.layout import moved_tables, quoted
 
-revision: str = '0015'
-down_revision: str | None = '0007'
+revision: str = "0008"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
