@@ -199,7 +199,7 @@ class YinFinFlow:
         api = self._make_api(app, prefix)
         st = FlowState(settings, database, provider, api, prefix)
         if settings.database_read_url:
-            st.read_db = Database(settings.database_read_url)
+            st.read_db = Database(settings.database_read_url, schema=settings.database_schema)
         st.add_health_check("database", _check_database)
         app.extensions[EXTENSION_KEY] = st
         register_app_handlers(app, st.api_prefix)

@@ -32,7 +32,7 @@ def test_an_adjustment_is_a_proposal_another_finance_user_approves(app: Flask, c
     assert (p["status"], p["kind"], p["proposed_by"], p["journal_kind"]) == ("pending", "adjustment", "cfo",
                                                                              "adjustment")
     assert p["changes"] == [{"line_id": org.child_line, "line": "ACME/2026-01/RD-APP/TRAVEL", "currency": "CNY",
-                             "budget_before": "600.0000", "delta": "150", "budget_after": "750.0000"}]
+                             "budget_before": "600.0000", "delta": "150.0000", "budget_after": "750.0000"}]
     assert budget_of(client, org.child_line) == "600.0000"
 
     queue = client.get(f"{PROPOSALS}?status=pending", headers=REVIEWER).get_json()

@@ -62,9 +62,13 @@ def test_a_minus_sign_only_where_negatives_make_sense() -> None:
     assert "greater than zero" in refused("-5.00", positive=True).details["problem"]
 
 
-@pytest.mark.parametrize(("value", "currency"), [("1.500", "CNY"), ("100.00", "JPY"), ("1.2340", "KWD")])
-def test_written_decimals_past_the_minor_units_are_refused_even_when_zero(value: str, currency: str) -> None:
-    assert "decimal places" in refused(value, currency).details["problem"]
+@pytest.mark.parametrize(("value", "currency", "expected"),
+                         [("1.500", "CNY", "1.5"), ("100.00", "JPY", "100"), ("1.2340", "KWD", "1.234"),
+                          ("250.0000", "CNY", "250")])
+def test_zeros_past_the_minor_units_are_taken_so_answers_can_be_sent_back(
+        value: str, currency: str, expected: str) -> None:
+    assert parse_amount(value, currency) == Decimal(expected)
+    assert parse_amount(show(parse_amount(value, currency)), currency) == Decimal(expected)
 
 
 def test_amounts_from_our_own_code_are_checked_by_value() -> None:

@@ -263,7 +263,7 @@ def test_send_back_and_resubmit_with_a_change(visit, demo_db: Database):
     with demo_db.unit_of_work(readonly=True) as s:
         req = queries.get_request(s, task["request_id"])
         again = [t for t in queries.inbox(s, "wang.app") if t["request_id"] == task["request_id"]]
-    assert req["state"] == "approval" and req["form"]["lines"][0]["amount"] == "640.00"
+    assert req["state"] == "approval" and req["form"]["lines"][0]["amount"] == "640.0000"
     assert again
     page = wang.go(f"/tasks/{again[0]['id']}")
     assert "640.00" in page.inner_text('[data-testid="changes"]')  # the approver sees the change

@@ -229,7 +229,7 @@ def test_new_expense_search_preview_submit_and_over_budget(person, demo_db):
     request_id = int(made.headers["Location"].rsplit("/", 1)[1])
     with demo_db.unit_of_work(readonly=True) as s:
         req = queries.get_request(s, request_id)
-    assert req["state"] == "approval" and req["requester"] == "amy" and req["amount"] == "88.00"
+    assert req["state"] == "approval" and req["requester"] == "amy" and req["amount"] == "88.0000"
     no_line = amy.post("/new/expense", {"title": "x", "amount": "5.00"})
     assert no_line.status_code == 422 and "line_id" in text(no_line)
 
@@ -245,7 +245,7 @@ def test_send_back_then_resubmit_with_a_changed_amount(person, demo_db):
     assert resp.status_code == 302, text(resp)
     with demo_db.unit_of_work(readonly=True) as s:
         req = queries.get_request(s, task["request_id"])
-    assert req["state"] == "approval" and req["form"]["lines"][0]["amount"] == "500.00"
+    assert req["state"] == "approval" and req["form"]["lines"][0]["amount"] == "500.0000"
     again = pending(demo_db, "wang.app")[0]
     shown = wang.get(f"/tasks/{again['id']}")
     assert 'data-testid="changes"' in shown.get_data(as_text=True)  # the approver sees the edit

@@ -57,7 +57,7 @@ def read_unit_of_work() -> Iterator[Session]:
     """A read-only transaction on ``YINFIN_DATABASE_READ_URL`` when set (a replica), else on
     the primary: for reads that may lag (reports, the budget tree, exports, simulation)."""
     s = settings()
-    db = Database(s.database_read_url or s.database_url)
+    db = Database(s.database_read_url or s.database_url, schema=s.database_schema)
     try:
         with db.unit_of_work(readonly=True) as session:
             yield session

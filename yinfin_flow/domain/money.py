@@ -74,8 +74,9 @@ def parse_decimal(value: object, field: str, *, places: int, signed: bool = Fals
                   what: str = "amount", currency: str | None = None) -> Decimal:
     """Parse ``value`` written in :data:`AMOUNT_GRAMMAR` with at most ``places`` decimals.
 
-    A string must follow the grammar exactly (a trailing zero past ``places`` is a
-    decimal too many); an ``int`` or ``Decimal`` from our own code is checked by value.
+    A string must follow the grammar exactly; zeros written past ``places`` are taken (they
+    add no precision: the answer format can be sent back), any other digit there is
+    refused. An ``int`` or ``Decimal`` from our own code is checked by value.
     Floats, NaN and infinities are refused; a minus sign only when ``signed``.
     """
     allowed = f" allowed for {currency}" if currency else ""
@@ -94,7 +95,10 @@ def parse_decimal(value: object, field: str, *, places: int, signed: bool = Fals
             shown = value if len(value) <= 40 else value[:40] + "…"
             raise ValidationError(field, f"{shown!r} is not {_article(what)}: {AMOUNT_HELP}")
         whole, _, decimals = value.lstrip("-").partition(".")
-        if len(decimals) > places:
+        # Zeros written past the minor units add no precision: "250.0000", the answer
+        # format, is taken back as 250.00, so an amount read from any answer can be sent
+        # again unchanged. A non-zero digit there ("250.001") is a decimal too many.
+        if len(decimals.rstrip("0")) > places:
             raise ValidationError(field, f"{value} has more than {places} decimal places{allowed}")
         if len(whole.lstrip("0")) > MAX_INTEGER_DIGITS:
             raise ValidationError(field, f"{value[:40]} is too large")

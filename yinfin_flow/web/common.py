@@ -128,7 +128,7 @@ def globals_() -> dict[str, Any]:
     ident = g.get("yinfin_console_identity")
     return {
         "_": i18n._, "gettext": i18n._, "amount": i18n.amount, "when": i18n.when, "word": i18n.word,
-        "is_negative": i18n.is_negative, "negated": i18n.negated,
+        "is_negative": i18n.is_negative, "negated": i18n.negated, "editable": i18n.editable,
         "locale": i18n.locale_name(), "me": ident, "htmx_file": HTMX,
         "host_signs_in": host_signs_in(current_app), "development": development(current_app),
         "is_finance": bool(ident and "finance" in ident.roles),

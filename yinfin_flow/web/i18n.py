@@ -21,7 +21,7 @@ from babel.numbers import UnknownCurrencyError
 from flask import Flask, request, session
 from flask_babel import Babel, Domain, format_currency, format_datetime, get_locale
 
-from yinfin_flow.domain.money import MINOR_UNITS, show
+from yinfin_flow.domain.money import MINOR_UNITS, in_minor_units, show
 
 TRANSLATIONS = Path(__file__).parent / "translations"
 LOCALES = ("zh_CN", "en")
@@ -86,6 +86,18 @@ def amount(value: Any, currency: str | None) -> str:
         except UnknownCurrencyError:  # pragma: no cover - every ISO code we know Babel knows
             pass
     return f"{show(number)} {cur}".strip()
+
+
+def editable(value: Any, currency: str | None) -> str:
+    """An amount as a form field holds it for editing: plain digits with the currency's
+    minor units (``"950.00"``), which is what the money grammar takes back. The answer
+    format (``"950.0000"``) would be refused for CNY when sent again unchanged."""
+    if value is None or value == "":
+        return ""
+    cur = (currency or "").upper()
+    if cur not in MINOR_UNITS:
+        return show(value)
+    return in_minor_units(Decimal(show(value)), cur)
 
 
 def is_negative(value: Any) -> bool:
