@@ -134,15 +134,10 @@ def _apply(session: Session, connector: str, mapping: oa_mapping.ConnectorMappin
     service.act(session, task_id, user, action, comment=ev.comment, to=to)
 
 
-@blp.post("/<string(maxlength=64):connector>/events")
-@blp.response(200, description="the vendor's expected answer (connector-specific body)")
-@blp.alt_response(401, description="bad signature or stale timestamp")
-def inbound_events(connector: str) -> Response:
-    """Receive a signed OA delivery (see the connector's module for its headers)."""
+def _oa_connector(connector: str) -> Any:
+    """The configured OA connector named ``connector``, or the 404 answer saying why not."""
     from connectors import registry
-    from connectors.base import ConnectorError, PermanentError, SignatureError
 
-    st = state(current_app)
     try:
         conn = registry.get(connector)
     except registry.ConnectorNotConfigured:
@@ -151,6 +146,20 @@ def inbound_events(connector: str) -> Response:
     if registry.kind(connector) != "oa" or not hasattr(conn, "verify_and_parse"):
         return error_response(404, "unknown_connector", f"{connector!r} is not an OA connector",
                               {"field": "connector"})
+    return conn
+
+
+@blp.post("/<string(maxlength=64):connector>/events")
+@blp.response(200, description="the vendor's expected answer (connector-specific body)")
+@blp.alt_response(401, description="bad signature or stale timestamp")
+def inbound_events(connector: str) -> Response:
+    """Receive a signed OA delivery (see the connector's module for its headers)."""
+    from connectors.base import ConnectorError, PermanentError, SignatureError
+
+    st = state(current_app)
+    conn = _oa_connector(connector)
+    if isinstance(conn, Response):
+        return conn
     body = request.get_data(cache=True)
     try:
         # A concurrent twin of a delivery being applied fails on the event id's key
@@ -189,17 +198,11 @@ def verify_url(connector: str) -> Response:
     """The vendor's check of the callback URL (WeCom: ``msg_signature``, ``timestamp``,
     ``nonce``, ``echostr`` in the query; the answer is the decrypted ``echostr``).
     Nothing is applied: a GET carries no events."""
-    from connectors import registry
     from connectors.base import SignatureError
 
-    try:
-        conn = registry.get(connector)
-    except registry.ConnectorNotConfigured:
-        return error_response(404, "unknown_connector", f"no configured OA connector {connector!r}",
-                              {"field": "connector"})
-    if registry.kind(connector) != "oa" or not hasattr(conn, "verify_and_parse"):
-        return error_response(404, "unknown_connector", f"{connector!r} is not an OA connector",
-                              {"field": "connector"})
+    conn = _oa_connector(connector)
+    if isinstance(conn, Response):
+        return conn
 
     def never_seen(event_id: str) -> bool:
         raise SignatureError("a GET carries no events", connector=connector)
