@@ -94,7 +94,7 @@ class Http:
     def longest_call(self) -> float:
         """Seconds one call may take at most: connect + read timeout."""
         t = self.timeout
-        return float(t[0]) + float(t[1]) if isinstance(t, tuple) else 2.0 * float(t)
+        return t[0] + t[1] if isinstance(t, tuple) else 2 * t
 
     def longest_read(self) -> float:
         """Seconds :meth:`read` may take at most (every try and every pause)."""

@@ -121,10 +121,10 @@ def connector_seconds(connector: object) -> float:
     """:func:`message_seconds` for a connector at hand."""
     budget = getattr(connector, "message_budget", None)
     if callable(budget):
-        return float(budget())
+        return budget()  # seconds
     http = getattr(connector, "http", None)
     longest = getattr(http, "longest_call", None)
-    return 3 * float(longest()) if callable(longest) else 0.0
+    return 3 * longest() if callable(longest) else 0.0
 
 
 @dataclass(frozen=True)
