@@ -164,10 +164,14 @@ POLICY: dict[str, Access] = {
     "console.line_preview": USER,
     "console.attachment_add": USER,  # the attachments service decides who may add or read
     "console.attachment_content": USER,
+    # finance pages, budget side (yinfin_flow/web/finance: budget, journals, imports,
+    # rules, simulate)
     # tokens: one's own (admins issue and revoke anyone's)
     "tokens.list_tokens": USER,
     "tokens.create_token": USER,
     "tokens.revoke_token": USER,
+    # finance pages, books side (yinfin_flow/web/finance: periods, vouchers, reports,
+    # operations, workflows)
 }
 
 

@@ -27,6 +27,7 @@ def make_blueprint(url_prefix: str) -> Blueprint:
                    static_folder="static", static_url_path="/static/console")
     from . import (
         common,
+        finance,
         views_attachments,
         views_auth,
         views_inbox,
@@ -34,7 +35,8 @@ def make_blueprint(url_prefix: str) -> Blueprint:
         views_tasks,
     )
 
-    for module in (common, views_auth, views_inbox, views_tasks, views_requests, views_attachments):
+    for module in (common, views_auth, views_inbox, views_tasks, views_requests, views_attachments,
+                   finance):
         module.register(bp)
     return bp
 

@@ -36,7 +36,7 @@ from yinfin_flow.domain.errors import DomainError, ValidationError
 from yinfin_flow.extension import state
 from yinfin_flow.security.policy import access_for
 
-from . import HTMX, i18n
+from . import HTMX, finance, i18n
 from .identity import console_identity, development, host_signs_in
 
 log = logging.getLogger("yinfin_flow.web")
@@ -132,6 +132,7 @@ def globals_() -> dict[str, Any]:
         "locale": i18n.locale_name(), "me": ident, "htmx_file": HTMX,
         "host_signs_in": host_signs_in(current_app), "development": development(current_app),
         "is_finance": bool(ident and "finance" in ident.roles),
+        "finance_nav": finance.nav_for(ident.roles) if ident else [],
     }
 
 
