@@ -19,6 +19,7 @@ from yinfin_flow.security.policy import POLICY
 from .conftest import english
 
 PUBLIC, USER = "public", "user"
+ROLES_ = "roles"  # a page for some roles only
 PAGES: dict[str, str] = {
     "GET /": USER,
     "GET /sign-in": PUBLIC,
@@ -41,6 +42,29 @@ PAGES: dict[str, str] = {
     "POST /budget-lines/preview": USER,
     "POST /requests/<int:request_id>/attachments": USER,
     "GET /attachments/<int:attachment_id>/content": USER,
+    # finance pages, books side (by role: tests/web/test_finance_books_views.py)
+    "GET /finance/periods": ROLES_,
+    "POST /finance/periods/close": ROLES_,
+    "POST /finance/periods/<string:code>/reopen": ROLES_,
+    "GET /finance/vouchers": ROLES_,
+    "GET /finance/vouchers/new": ROLES_,
+    "POST /finance/vouchers/new": ROLES_,
+    "GET /finance/vouchers/<int:entry_id>": ROLES_,
+    "POST /finance/vouchers/<int:entry_id>/reverse": ROLES_,
+    "GET /finance/reports": ROLES_,
+    "GET /finance/reports/budget-vs-actual": ROLES_,
+    "GET /finance/reports/budget-vs-actual/rows": ROLES_,
+    "GET /finance/reports/trial-balance": ROLES_,
+    "GET /finance/reports/trail": ROLES_,
+    "GET /finance/reports/journal.<fmt>": ROLES_,
+    "GET /finance/operations": ROLES_,
+    "POST /finance/operations/dead-letters/<int:message_id>/replay": ROLES_,
+    "POST /finance/operations/dead-letters/replay": ROLES_,
+    "POST /finance/operations/verify": ROLES_,
+    "POST /finance/operations/reconcile": ROLES_,
+    "GET /finance/workflows": ROLES_,
+    "POST /finance/workflows/check": ROLES_,
+    "GET /finance/workflows/<string:name>": ROLES_,
 }
 ROLES = {"employee": "amy", "approver": "wang.app", "finance": "fiona", "admin": "admin"}
 SAMPLE = {"task_id": "999999", "request_id": "999999", "attachment_id": "999999", "action": "approve", "workflow": "expense",
@@ -52,7 +76,7 @@ def _console_routes(app: Flask) -> dict[str, str]:
     for rule in app.url_map.iter_rules():
         if rule.endpoint.startswith("console."):
             for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
-                shown = re.sub(r"<int\([^)]*\):", "<int:", rule.rule)
+                shown = re.sub(r"<(int|string)\([^)]*\):", r"<\1:", rule.rule)
                 out[f"{method} {shown}"] = rule.endpoint
     return out
 

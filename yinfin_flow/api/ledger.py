@@ -5,21 +5,14 @@ finance and admins read them (see :mod:`yinfin_flow.security.policy`)."""
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 from flask import current_app
 from flask_smorest import Blueprint
 from marshmallow import EXCLUDE, Schema, fields, validate
-from sqlalchemy import func, select
 
-from yinfin_flow.db.models import Company
-from yinfin_flow.db.models.ledger import AccountingPeriod, JournalEntry, JournalLine
-from yinfin_flow.domain.errors import NotFound
 from yinfin_flow.domain.money import show
-from yinfin_flow.engine.directory import company_by_code
-from yinfin_flow.ledger import exports, periods, reports, reversal
-from yinfin_flow.ledger.posting import voucher_label
+from yinfin_flow.ledger import periods, reports, reversal, vouchers
 
 from ..extension import state
 from .engine_schemas import PageQuery, PaginationSchema
@@ -140,17 +133,8 @@ class BvaQuery(CompanyQuery):
     year = fields.Integer(load_default=None, validate=validate.Range(min=1900, max=9999))
 
 
-def _entry(e: JournalEntry, pcode: str, total: Any) -> dict[str, Any]:
-    return {"id": e.id, "voucher": voucher_label(e.voucher_word, pcode, e.voucher_number),
-            "period": pcode, "posting_date": e.posting_date, "summary": e.summary,
-            "document": f"{e.document_type}:{e.document_id}" if e.document_type else None,
-            "reverses_id": e.reverses_id, "posted_by": e.posted_by, "currency": e.currency,
-            "total": show(Decimal(total or 0))}
-
-
-def _totals() -> Any:
-    return (select(JournalLine.entry_id, func.sum(JournalLine.debit).label("total"))
-            .group_by(JournalLine.entry_id).subquery())
+def _shown(v: dict[str, Any]) -> dict[str, Any]:
+    return {**v, "total": show(v["total"])}
 
 
 @journal.get("/entries")
@@ -161,22 +145,9 @@ def list_entries(company: str, period: str | None, document_id: str | None, page
                  page_size: int) -> dict[str, Any]:
     """A company's vouchers in voucher order, optionally for one period or document."""
     with state(current_app).db.unit_of_work(readonly=True) as s:
-        comp = company_by_code(s, company)
-        t = _totals()
-        stmt = (select(JournalEntry, AccountingPeriod.code, t.c.total)
-                .join(AccountingPeriod, AccountingPeriod.id == JournalEntry.period_id)
-                .outerjoin(t, t.c.entry_id == JournalEntry.id)
-                .where(JournalEntry.company_id == comp.id))
-        if period:
-            stmt = stmt.where(AccountingPeriod.code == period)
-        if document_id:
-            stmt = stmt.where(JournalEntry.document_id == document_id)
-        total = s.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-        rows = s.execute(stmt.order_by(AccountingPeriod.start_date, JournalEntry.voucher_number)
-                         .offset((page - 1) * page_size).limit(page_size)).all()
-        return {"items": [_entry(e, p, tot) for e, p, tot in rows],
-                "pagination": {"page": page, "page_size": page_size, "total": total,
-                               "pages": (total + page_size - 1) // page_size}}
+        found = vouchers.list_vouchers(s, company, vouchers.VoucherFilter(period=period, document_id=document_id),
+                                       page=page, page_size=page_size)
+    return {**found, "items": [_shown(v) for v in found["items"]]}
 
 
 @journal.get(f"/entries/{EID}")
@@ -185,18 +156,10 @@ def list_entries(company: str, period: str | None, document_id: str | None, page
 def get_entry(entry_id: int) -> dict[str, Any]:
     """One voucher with its lines."""
     with state(current_app).db.unit_of_work(readonly=True) as s:
-        t = _totals()
-        row = s.execute(select(JournalEntry, AccountingPeriod.code, t.c.total, Company.code)
-                        .join(AccountingPeriod, AccountingPeriod.id == JournalEntry.period_id)
-                        .join(Company, Company.id == JournalEntry.company_id)
-                        .outerjoin(t, t.c.entry_id == JournalEntry.id)
-                        .where(JournalEntry.id == entry_id)).first()
-        if row is None:
-            raise NotFound(f"no journal entry {entry_id}", field="entry_id")
-        e, pcode, total, company = row
-        lines = [{k: (show(v) if k in ("debit", "credit", "amount") else format(v, "f") if k == "rate" else v)
-                  for k, v in vars(r).items()} for r in exports.voucher_rows(s, company, entry_id=e.id)]
-        return {**_entry(e, pcode, total), "lines": lines}
+        v = vouchers.voucher(s, entry_id)
+    lines = [{k: (show(val) if k in ("debit", "credit", "amount") else format(val, "f") if k == "rate" else val)
+              for k, val in ln.items()} for ln in v["lines"]]
+    return {**_shown(v), "lines": lines}
 
 
 @journal.post(f"/entries/{EID}/reverse")

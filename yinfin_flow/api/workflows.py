@@ -13,8 +13,8 @@ from marshmallow import Schema, fields
 
 from yinfin_flow.domain.errors import NotFound
 from yinfin_flow.domain.workflow import Definition
-from yinfin_flow.domain.workflow_check import check as static_check
-from yinfin_flow.engine.definitions import DefinitionError, compile_expression, load_file, parse
+from yinfin_flow.engine import catalogue
+from yinfin_flow.engine.definitions import DefinitionError, load_file
 
 from ..extension import state
 from .errors import register_blueprint_handlers
@@ -70,7 +70,7 @@ def _summary(d: Definition, file: str) -> dict[str, Any]:
 
 
 def _problems(d: Definition) -> list[str]:
-    return [str(p) for p in static_check(d, compile_expression)]
+    return catalogue.problems(d)
 
 
 @blp.get("")
@@ -120,14 +120,7 @@ def get_workflow(name: str) -> dict[str, Any]:
 def validate_workflow(body: dict[str, Any]) -> dict[str, Any]:
     """Parse a draft definition and run the static check; writes nothing. An invalid
     draft is still a 200: the answer lists what is wrong."""
-    try:
-        d = parse(body["yaml"], "draft.yaml")
-    except DefinitionError as err:
-        return {"valid": False, "name": None, "version": None, "problems": [],
-                "errors": [{"path": err.details.get("path"), "problem": err.details.get("problem")}]}
-    problems = _problems(d)
-    return {"valid": not problems, "name": d.name, "version": d.version, "errors": [],
-            "problems": problems}
+    return catalogue.validate_draft(body["yaml"])
 
 
 __all__ = ["blp"]

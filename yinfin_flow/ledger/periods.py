@@ -254,3 +254,20 @@ def list_periods(session: Session, company_code: str) -> list[AccountingPeriod]:
     return list(session.scalars(
         select(AccountingPeriod).where(AccountingPeriod.company_id == comp.id).order_by(AccountingPeriod.start_date)
     ))
+
+
+def overview(session: Session, company_code: str) -> list[dict[str, object]]:
+    """Every month of the company, oldest first, with its status, who closed it and when,
+    how many vouchers it holds, and for an open month what would block closing it: its
+    vouchers that wait for (or failed) ERP sync (as :func:`close_through` names them)."""
+    from sqlalchemy import func
+
+    comp = company_by_code(session, company_code)
+    counts = dict(session.execute(
+        select(JournalEntry.period_id, func.count()).where(JournalEntry.company_id == comp.id)
+        .group_by(JournalEntry.period_id)).all())
+    return [{"code": r.code, "fiscal_year": r.fiscal_year, "start_date": r.start_date,
+             "end_date": r.end_date, "status": r.status, "closed_by": r.closed_by,
+             "closed_at": r.closed_at, "vouchers": int(counts.get(r.id, 0)),
+             "blocking": [b.to_dict() for b in unsynced(session, r)] if r.status == "open" else []}
+            for r in list_periods(session, company_code)]

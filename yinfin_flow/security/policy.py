@@ -172,6 +172,29 @@ POLICY: dict[str, Access] = {
     "tokens.revoke_token": USER,
     # finance pages, books side (yinfin_flow/web/finance: periods, vouchers, reports,
     # operations, workflows)
+    "console.finance_periods": FINANCE_ONLY,
+    "console.finance_period_close": FINANCE_ONLY,
+    "console.finance_period_reopen": FINANCE_ONLY,
+    "console.finance_vouchers": FINANCE_ONLY,
+    "console.finance_voucher": FINANCE_ONLY,
+    "console.finance_voucher_new": FINANCE_ONLY,
+    "console.finance_voucher_reverse": FINANCE_ONLY,
+    "console.finance_reports": FINANCE_ONLY,
+    "console.finance_report_bva": FINANCE_ONLY,
+    "console.finance_report_bva_drill": FINANCE_ONLY,
+    "console.finance_report_tb": FINANCE_ONLY,
+    "console.finance_report_trail": FINANCE_ONLY,
+    "console.finance_export": FINANCE_ONLY,
+    # operations: finance chases what did not arrive, admins run the connectors
+    "console.finance_operations": BOOKS,
+    "console.finance_replay": BOOKS,
+    "console.finance_replay_all": BOOKS,
+    "console.finance_verify": BOOKS,
+    "console.finance_reconcile": BOOKS,
+    # workflow definitions: admins check drafts; finance may read
+    "console.finance_workflows": BOOKS,
+    "console.finance_workflow": BOOKS,
+    "console.finance_workflow_check": ADMIN_ONLY,
 }
 
 
