@@ -56,6 +56,8 @@ def test_admins_do_not_see_the_money_pages(app: Flask):
 
 
 def test_the_finance_menu_shows_the_books_pages_by_role(app: Flask):
+    page = Person(app, "fiona").get("/inbox").get_data(as_text=True)
+    assert page.count('href="/finance/periods"') == 1  # once, however many apps were made
     fiona = text(Person(app, "fiona").get("/inbox"))
     assert all(word in fiona for word in ("Periods", "Journal", "Reports", "Operations", "Workflows"))
     admin = text(Person(app, "admin").get("/inbox"))

@@ -32,7 +32,7 @@ from yinfin_flow.worker.status import connector_status
 
 from .. import i18n
 from ..common import db
-from . import NAV, books
+from . import books
 
 MAX_SHOWN = 200
 
@@ -53,7 +53,9 @@ def _page(**extra: Any) -> str:
     health = {name.split(":", 1)[1]: part
               for name, part in run_checks(state(current_app), "connector:").items()}
     erps = list(DeliverySettings.from_env().erp)
+    syncs = [{"connector": c["name"], **w} for c in connectors for w in c["sync"]]
     return render_template("yinfin/finance/operations.html", connectors=connectors, letters=letters,
+                           syncs=syncs,
                            target=target, runs=runs, health=health, erps=erps, shown=MAX_SHOWN, **extra)
 
 
@@ -106,4 +108,4 @@ def register(bp: Blueprint) -> None:
                     methods=["POST"])
     bp.add_url_rule("/finance/operations/verify", "finance_verify", run_verify, methods=["POST"])
     bp.add_url_rule("/finance/operations/reconcile", "finance_reconcile", run_reconcile, methods=["POST"])
-    NAV.append(("console.finance_operations", i18n.lazy("Operations"), books.BOOKS_ROLES))
+    books.add_nav("console.finance_operations", i18n.lazy("Operations"), books.BOOKS_ROLES)

@@ -15,8 +15,8 @@
     var keys = ["budget", "actual", "ledger"];
     chart.setOption({
       tooltip: { trigger: "axis" },
-      legend: { data: keys.map(function (k) { return d.names[k]; }) },
-      grid: { left: 80, right: 20, bottom: 90 },
+      legend: { top: 0, data: keys.map(function (k) { return d.names[k]; }) },
+      grid: { left: 80, right: 20, top: 40, bottom: 100 },
       xAxis: { type: "category", data: d.labels, axisLabel: { rotate: 30, interval: 0 } },
       yAxis: { type: "value" },
       series: keys.map(function (k) { return { name: d.names[k], type: "bar", data: d.series[k] }; })
