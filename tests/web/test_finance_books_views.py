@@ -5,6 +5,7 @@ through the ledger's own functions."""
 
 from __future__ import annotations
 
+import html
 import re
 from datetime import date
 
@@ -186,6 +187,17 @@ def test_operations_verify_on_demand(app: Flask):
     resp = fiona.post("/finance/operations/verify")
     assert resp.status_code == 200 and "No problem found" in text(resp)
     assert Person(app, "amy").post("/finance/operations/verify").status_code == 403
+
+
+def test_workflow_versions_and_the_requests_running_on_them(app: Flask):
+    admin = Person(app, "admin")
+    listing = html.unescape(text(admin.get("/finance/workflows")))
+    assert "v1" in listing and "the file's" in listing
+    page = admin.get("/finance/workflows/expense?version=1").get_data(as_text=True)
+    assert "stateDiagram-v2" in page and 'pre class="mermaid"' in page
+    assert re.search(r'href="/requests/\d+"', page)  # the requests on v1, linked
+    assert admin.get("/finance/workflows/expense?version=99").status_code == 404
+    assert admin.get("/finance/workflows/expense?version=x").status_code == 422
 
 
 def test_a_draft_is_checked_with_its_findings_inline(app: Flask):

@@ -105,3 +105,13 @@ def drawing(session: Session, directory: Path, name: str, version: int | None = 
         d = definitions.stored(session, name, version)
     return {"name": d.name, "version": d.version, "title": d.title, "mermaid": diagram.mermaid(d),
             "source": d.source, "problems": problems(d)}
+
+
+def requests_on(session: Session, name: str, version: int, limit: int = 50) -> list[dict[str, Any]]:
+    """The latest requests (at most ``limit``) running on one version of a workflow."""
+    return [{"id": r.id, "title": r.title, "requester": r.requester, "state": r.state,
+             "created_at": r.created_at}
+            for r in session.scalars(select(ApprovalRequest)
+                                     .where(ApprovalRequest.workflow == name,
+                                            ApprovalRequest.workflow_version == version)
+                                     .order_by(ApprovalRequest.id.desc()).limit(limit))]

@@ -40,8 +40,9 @@ def workflow(name: str) -> str:
     with db().unit_of_work(readonly=True) as s:
         drawn = catalogue.drawing(s, _dir(), name, int(raw) if raw else None)
         found = catalogue.overview(s, _dir())
+        running = catalogue.requests_on(s, name, drawn["version"])
     entry = next((w for w in found["items"] if w["name"] == name), None)
-    return render_template("yinfin/finance/workflow.html", d=drawn, entry=entry)
+    return render_template("yinfin/finance/workflow.html", d=drawn, entry=entry, running=running)
 
 
 def check_draft() -> str:
