@@ -210,3 +210,52 @@ def test_a_draft_is_checked_with_its_findings_inline(app: Flask):
     assert bad.status_code == 200 and "The draft has problems" in text(bad)
     assert admin.post("/finance/workflows/check", {"yaml": " "}).status_code == 422
     assert Person(app, "fiona").post("/finance/workflows/check", {"yaml": good}).status_code == 403
+
+
+BAD_GETS = [
+    ("/finance/vouchers?period=2026-13", 422), ("/finance/vouchers?page=0", 422),
+    ("/finance/vouchers?company=NOPE", 422), ("/finance/vouchers/999999", 404),
+    ("/finance/periods?company=%00", 422), ("/finance/reports/budget-vs-actual?year=abc", 422),
+    ("/finance/reports/budget-vs-actual?period=1999-01", 422),
+    ("/finance/reports/trial-balance?period=1901-01", 422),
+    ("/finance/reports/budget-vs-actual/rows?cost_centre=NOPE&account=6602", 200),
+    ("/finance/reports/trail?request=999999", 404), ("/finance/reports/trail?request=99999999999", 422),
+    ("/finance/reports/journal.csv?period=2026-1", 422), ("/finance/workflows/nope", 404),
+    ("/finance/operations?target=" + "x" * 80, 422),
+]
+
+
+@pytest.mark.parametrize(("path", "status"), BAD_GETS)
+def test_odd_addresses_are_named_refusals_never_a_500(app: Flask, path: str, status: int):
+    resp = Person(app, "fiona").get(path)
+    assert resp.status_code == status, (path, text(resp)[:300])
+
+
+def test_odd_forms_are_named_refusals_never_a_500(app: Flask, demo_db: Database):
+    fiona = Person(app, "fiona")
+    entry = _first_voucher(demo_db)
+    form = fiona.get("/finance/vouchers/new").get_data(as_text=True)
+    key = re.search(r'name="form_key" value="([^"]+)"', form).group(1)
+    manual = {"form_key": key, "posting_date": date.today().isoformat(), "summary": "x",
+              "account": ["6602.01", "2241"], "debit": ["10.00", ""], "credit": ["", "10.00"]}
+    cases = [
+        ("/finance/vouchers/999999/reverse", {"reason": "x"}, 404),
+        (f"/finance/vouchers/{entry}/reverse", {"reason": "x" * 301}, 422),
+        (f"/finance/vouchers/{entry}/reverse", {"reason": "x", "posting_date": "soon"}, 422),
+        (f"/finance/vouchers/{entry}/reverse", {"reason": "x", "posting_date": "1999-01-01"}, 409),
+        ("/finance/vouchers/new", {**manual, "form_key": "short"}, 422),
+        ("/finance/vouchers/new", {**manual, "posting_date": "2026-02-30"}, 422),
+        ("/finance/vouchers/new", {**manual, "account": ["9999", "2241"]}, 422),
+        ("/finance/vouchers/new", {**manual, "debit": ["ten", ""]}, 422),
+        ("/finance/vouchers/new", {**manual, "debit": ["10.00", "5.00"]}, 422),
+        ("/finance/vouchers/new", {**manual, "account": ["6602.01"], "debit": ["1"], "credit": [""]}, 422),
+        ("/finance/periods/close", {}, 422),
+        ("/finance/periods/close", {"through": "1999-01"}, 422),
+        ("/finance/periods/2026-99/reopen", {}, 422),
+        ("/finance/operations/dead-letters/999999/replay", {}, 404),
+        ("/finance/operations/reconcile", {"period": "2026-01"}, 422),  # no ERP configured
+        ("/finance/operations/reconcile", {"period": "2026-01", "target": "nowhere"}, 422),
+    ]
+    for path, data, status in cases:
+        resp = fiona.post(path, data)
+        assert resp.status_code == status, (path, data, text(resp)[:300])
