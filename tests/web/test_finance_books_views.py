@@ -259,3 +259,15 @@ def test_odd_forms_are_named_refusals_never_a_500(app: Flask, demo_db: Database)
     for path, data, status in cases:
         resp = fiona.post(path, data)
         assert resp.status_code == status, (path, data, text(resp)[:300])
+
+
+def test_no_books_action_without_the_csrf_token(app: Flask, demo_db: Database):
+    fiona = Person(app, "fiona")
+    entry = _first_voucher(demo_db)
+    for path in ("/finance/periods/close", f"/finance/vouchers/{entry}/reverse", "/finance/vouchers/new",
+                 "/finance/operations/verify", "/finance/operations/dead-letters/replay"):
+        resp = fiona.client.post(path, data={"through": f"{YEAR}-01", "reason": "x"})
+        assert resp.status_code == 400 and 'data-code="csrf_failed"' in resp.get_data(as_text=True), path
+    with demo_db.unit_of_work(readonly=True) as s:
+        assert all(p.status == "open" for p in periods.list_periods(s, "ACME"))
+        assert s.scalar(select(JournalEntry.id).where(JournalEntry.reverses_id == entry)) is None
