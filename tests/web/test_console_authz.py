@@ -18,7 +18,7 @@ from yinfin_flow.security.policy import POLICY
 
 from .conftest import english
 
-PUBLIC, USER = "public", "user"
+PUBLIC, USER, ROLES_ONLY = "public", "user", "roles"
 PAGES: dict[str, str] = {
     "GET /": USER,
     "GET /sign-in": PUBLIC,
@@ -41,6 +41,20 @@ PAGES: dict[str, str] = {
     "POST /budget-lines/preview": USER,
     "POST /requests/<int:request_id>/attachments": USER,
     "GET /attachments/<int:attachment_id>/content": USER,
+    # finance pages, budget side (finance; admins read): tests/web/test_finance_budget_views.py
+    "GET /finance/budget": ROLES_ONLY,
+    "GET /finance/budget/lines/<int:line_id>": ROLES_ONLY,
+    "GET /finance/journals": ROLES_ONLY,
+    "POST /finance/journals/<kind>": ROLES_ONLY,
+    "GET /finance/journals/<int:proposal_id>": ROLES_ONLY,
+    "POST /finance/journals/<int:proposal_id>/<action>": ROLES_ONLY,
+    "GET /finance/imports": ROLES_ONLY,
+    "POST /finance/imports": ROLES_ONLY,
+    "GET /finance/rules": ROLES_ONLY,
+    "POST /finance/rules": ROLES_ONLY,
+    "GET /finance/rules/<int:change_id>": ROLES_ONLY,
+    "POST /finance/rules/<int:change_id>/<action>": ROLES_ONLY,
+    "GET /finance/simulate": ROLES_ONLY,
 }
 ROLES = {"employee": "amy", "approver": "wang.app", "finance": "fiona", "admin": "admin"}
 SAMPLE = {"task_id": "999999", "request_id": "999999", "attachment_id": "999999", "action": "approve", "workflow": "expense",
