@@ -20,7 +20,7 @@ from yinfin_flow.db.models.journal_proposals import JournalProposal
 from yinfin_flow.db.models.rule_changes import RuleChange
 from yinfin_flow.demo.budgets import line_code
 
-from .conftest import text
+from .conftest import console_app, text
 
 MONTH = datetime.now(UTC).strftime("%Y-%m")
 PAGES = ["/finance/budget", "/finance/budget/lines/{line}", "/finance/journals", "/finance/imports",
@@ -62,6 +62,13 @@ def test_finance_reads_every_page_in_chinese_and_employees_are_refused(person, d
     assert refused.status_code == 403 and 'data-code="forbidden"' in refused.get_data(as_text=True)
     assert person("admin").get(path).status_code == (403 if page == "/finance/imports" else 200)
     assert "/finance/budget" not in amy.get("/inbox").get_data(as_text=True)  # no finance menu
+
+
+def test_the_finance_menu_lists_each_page_once_however_many_apps(person, demo_db):
+    console_app(demo_db)  # another app in the same process registers the pages again
+    body = person("fiona").get("/inbox").get_data(as_text=True)
+    for path in ("/finance/budget", "/finance/journals", "/finance/imports", "/finance/rules", "/finance/simulate"):
+        assert body.count(f'href="{path}"') == 1, path
 
 
 def test_admins_read_but_do_not_propose(person, demo_db):

@@ -18,9 +18,8 @@ from yinfin_flow.budget import overview
 from yinfin_flow.budget import rule_changes as rc
 from yinfin_flow.domain.errors import ValidationError
 
-from .. import finance
 from ..i18n import lazy
-from .shared import default_rule, flow, form_text, path_to, text_amount
+from .shared import add_nav, default_rule, flow, form_text, path_to, text_amount
 
 ENTRIES_PAGE = 50
 READ_ROLES = frozenset({"finance", "admin"})
@@ -113,4 +112,4 @@ def register(bp: Blueprint) -> None:
     bp.context_processor(template_words)
     bp.add_url_rule("/finance/budget", "finance_budget", budget_page)
     bp.add_url_rule("/finance/budget/lines/<int(min=1, max=2147483647):line_id>", "finance_line", line_page)
-    finance.NAV.append(("console.finance_budget", "Budget", READ_ROLES))
+    add_nav("console.finance_budget", "Budget", READ_ROLES)

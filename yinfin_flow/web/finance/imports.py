@@ -22,9 +22,9 @@ from yinfin_flow.budget import journal_proposals as jp
 from yinfin_flow.budget.import_preview import dry_run, read_upload
 from yinfin_flow.domain.errors import ValidationError
 
-from .. import finance, i18n
+from .. import i18n
 from ..common import db, me
-from .shared import back, flow, form_text
+from .shared import add_nav, back, flow, form_text
 
 
 def _file() -> tuple[str, bytes]:
@@ -77,4 +77,4 @@ def post_import() -> Any:
 def register(bp: Blueprint) -> None:
     bp.add_url_rule("/finance/imports", "finance_imports", imports_page)
     bp.add_url_rule("/finance/imports", "finance_import_post", post_import, methods=["POST"])
-    finance.NAV.append(("console.finance_imports", "Budget import", frozenset({"finance"})))
+    add_nav("console.finance_imports", "Budget import", frozenset({"finance"}))

@@ -20,9 +20,9 @@ from yinfin_flow.budget.service import Budgets
 from yinfin_flow.db.models.journal_proposals import KINDS, STATUSES
 from yinfin_flow.domain.errors import NotFound, ValidationError
 
-from .. import finance, i18n
+from .. import i18n
 from ..common import db, me, parse
-from .shared import back, flow, form_text
+from .shared import add_nav, back, flow, form_text
 
 PROPOSAL_ID = "<int(min=1, max=2147483647):proposal_id>"
 DECISIONS = {"approve": (jp.approve, JournalDecisionInSchema()), "reject": (jp.reject, JournalRejectInSchema()),
@@ -114,4 +114,4 @@ def register(bp: Blueprint) -> None:
     bp.add_url_rule(f"/finance/journals/{PROPOSAL_ID}", "finance_journal", proposal_page)
     bp.add_url_rule(f"/finance/journals/{PROPOSAL_ID}/<action>", "finance_journal_decide", decide,
                     methods=["POST"])
-    finance.NAV.append(("console.finance_journals", "Budget journals", frozenset({"finance", "admin"})))
+    add_nav("console.finance_journals", "Budget journals", frozenset({"finance", "admin"}))

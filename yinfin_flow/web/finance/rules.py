@@ -24,9 +24,9 @@ from yinfin_flow.budget import rule_changes as rc
 from yinfin_flow.db.models.rule_changes import STATUSES
 from yinfin_flow.domain.errors import NotFound, ValidationError
 
-from .. import finance, i18n
+from .. import i18n
 from ..common import db, me, parse
-from .shared import back, default_rule, flow, form_text, rule_form
+from .shared import add_nav, back, default_rule, flow, form_text, rule_form
 
 CHANGE_ID = "<int(min=1, max=2147483647):change_id>"
 DECISIONS = {"approve": (rc.approve, RuleDecisionInSchema()), "reject": (rc.reject, RuleRejectInSchema()),
@@ -93,4 +93,4 @@ def register(bp: Blueprint) -> None:
     bp.add_url_rule("/finance/rules", "finance_rule_propose", propose, methods=["POST"])
     bp.add_url_rule(f"/finance/rules/{CHANGE_ID}", "finance_rule", change_page)
     bp.add_url_rule(f"/finance/rules/{CHANGE_ID}/<action>", "finance_rule_decide", decide, methods=["POST"])
-    finance.NAV.append(("console.finance_rules", "Control rules", frozenset({"finance", "admin"})))
+    add_nav("console.finance_rules", "Control rules", frozenset({"finance", "admin"}))

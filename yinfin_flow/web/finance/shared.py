@@ -82,3 +82,11 @@ def rule_form() -> dict[str, Any]:
         data["thresholds"] = found
     data["subtree"] = request.values.get("subtree", "1") not in ("0", "", "off")
     return data
+
+
+def add_nav(endpoint: str, label: str, roles: frozenset[str]) -> None:
+    """One finance menu entry, once (every app made in a process registers the pages again)."""
+    from .. import finance
+
+    if not any(e == endpoint for e, _label, _roles in finance.NAV):
+        finance.NAV.append((endpoint, label, roles))

@@ -15,10 +15,9 @@ from yinfin_flow.api.budget.simulation_schemas import SimulateInSchema
 from yinfin_flow.budget import overview
 from yinfin_flow.budget import simulation as sim
 
-from .. import finance
 from ..common import parse
 from .rules import BASES, MODES
-from .shared import default_rule, flow, form_text, rule_form
+from .shared import add_nav, default_rule, flow, form_text, rule_form
 
 
 def simulate_page() -> str:
@@ -41,4 +40,4 @@ def simulate_page() -> str:
 
 def register(bp: Blueprint) -> None:
     bp.add_url_rule("/finance/simulate", "finance_simulate", simulate_page)
-    finance.NAV.append(("console.finance_simulate", "Rule simulation", frozenset({"finance", "admin"})))
+    add_nav("console.finance_simulate", "Rule simulation", frozenset({"finance", "admin"}))
