@@ -11,12 +11,13 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from yinfin_flow.budget import simulation as sim
 from yinfin_flow.db.engine import Database
-from yinfin_flow.db.models import BudgetBalance, BudgetLine, ControlRuleRow
+from yinfin_flow.db.models import BudgetBalance, BudgetLine, ControlRuleRow, Reservation
 from yinfin_flow.db.models.journal_proposals import JournalProposal
+from yinfin_flow.db.models.ledger import JournalEntry
 from yinfin_flow.db.models.rule_changes import RuleChange
 from yinfin_flow.demo.budgets import line_code
 
@@ -95,6 +96,11 @@ def test_budget_tree_shows_buckets_rule_origin_and_charts_with_amounts_as_string
     assert charts["months"]["labels"][0].endswith("-01") and len(charts["months"]["labels"]) == 12
     for series in charts["months"]["series"]:
         assert all(isinstance(v, str) and re.fullmatch(r"-?\d+\.\d\d", v) for v in series["values"])
+    with demo_db.unit_of_work(readonly=True) as s:
+        top = s.scalar(select(func.sum(BudgetBalance.budget)).join(BudgetLine, BudgetLine.id == BudgetBalance.line_id)
+                       .where(BudgetLine.code.like(f"ACME/{MONTH}/%"), BudgetLine.parent_id.is_(None)))
+    month = charts["months"]["labels"].index(MONTH)
+    assert Decimal(charts["months"]["series"][0]["values"][month]) == top
     assert "RD" in charts["usage"]["labels"]
     assert all(isinstance(v, str) for v in charts["usage"]["values"])
     budget = budget_of(demo_db, parent)
@@ -126,6 +132,17 @@ def test_line_page_links_requests_and_lists_journals_and_reservations(person, de
     assert "original budget" in text(resp)  # its budget journal
     assert f"inherited from {line_code(MONTH, 'RD', 'TRAVEL')}" in text(resp)
     assert fiona.get("/finance/budget/lines/99999999").status_code == 404
+
+
+def test_line_page_links_the_vouchers_of_its_documents(person, demo_db):
+    with demo_db.unit_of_work(readonly=True) as s:
+        voucher_id, lid = s.execute(
+            select(JournalEntry.id, Reservation.line_id)
+            .join(Reservation, (Reservation.document_type == JournalEntry.document_type)
+                  & (Reservation.document_id == JournalEntry.document_id))
+            .order_by(JournalEntry.id)).first()
+    body = person("fiona").get(f"/finance/budget/lines/{lid}").get_data(as_text=True)
+    assert f'href="/finance/vouchers/{voucher_id}" data-testid="voucher-link"' in body
 
 
 def test_an_adjustment_needs_a_second_finance_user_and_the_refusal_is_shown(person, demo_db):

@@ -84,17 +84,15 @@ def tree(session: Session, f: TreeFilter, default_rule: ControlRule = DEFAULT_RU
     """The period's lines, parents before children, with buckets, utilisation (over the
     rule's basis, as control sees it), the threshold level reached, and the rule's
     origin: the line's own, inherited from ``rule_from``, or the default (``None``).
-    Cost centre, item and project filters keep the matching lines (and their depth)."""
+    Cost centre, item and project filters are applied by :func:`matching`."""
     rows = line_report(session, company=f.company, period=f.period, default_rule=default_rule)
-    out = []
-    for r in rows:
-        if r.company != f.company:
-            continue
-        if (f.cost_centre and r.cost_centre != f.cost_centre) or (f.item and r.item != f.item) \
-                or (f.project and r.project != f.project):
-            continue
-        out.append(_row(r))
-    return out
+    return [_row(r) for r in rows if r.company == f.company]
+
+
+def matching(rows: list[dict[str, Any]], f: TreeFilter) -> list[dict[str, Any]]:
+    """The rows of :func:`tree` with ``f``'s cost centre, item and project (each line keeps its depth)."""
+    return [r for r in rows if (not f.cost_centre or r["cost_centre"] == f.cost_centre)
+            and (not f.item or r["item"] == f.item) and (not f.project or r["project"] == f.project)]
 
 
 def by_cost_centre(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -116,18 +114,18 @@ def by_cost_centre(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def by_month(session: Session, company: str, year: int) -> list[dict[str, Any]]:
     """Budget, committed (pre-encumbered + encumbered) and actual of the year's month
-    lines, summed over the top lines of each month (a parent's consumption already holds
-    its children's, and its budget is their envelope)."""
+    lines in the company's base currency, summed over the top lines of each month (a
+    parent's consumption already holds its children's, and its budget is their envelope)."""
     rows = session.execute(
-        select(BudgetPeriod.code, BudgetLine.currency, func.sum(BudgetBalance.budget),
+        select(BudgetPeriod.code, Company.base_currency, func.sum(BudgetBalance.budget),
                func.sum(BudgetBalance.pre_encumbered + BudgetBalance.encumbered), func.sum(BudgetBalance.actual))
-        .join(BudgetLine, BudgetLine.period_id == BudgetPeriod.id)
-        .join(BudgetBalance, BudgetBalance.line_id == BudgetLine.id)
         .join(Company, Company.id == BudgetPeriod.company_id)
-        .where(Company.code == company, BudgetPeriod.fiscal_year == year,
-               BudgetPeriod.granularity == "month", BudgetLine.parent_id.is_(None))
-        .group_by(BudgetPeriod.code, BudgetLine.currency)
-        .order_by(BudgetPeriod.code, BudgetLine.currency))
+        .outerjoin(BudgetLine, (BudgetLine.period_id == BudgetPeriod.id) & BudgetLine.parent_id.is_(None)
+                   & (BudgetLine.currency == Company.base_currency))
+        .outerjoin(BudgetBalance, BudgetBalance.line_id == BudgetLine.id)
+        .where(Company.code == company, BudgetPeriod.fiscal_year == year, BudgetPeriod.granularity == "month")
+        .group_by(BudgetPeriod.code, Company.base_currency)
+        .order_by(BudgetPeriod.code))
     return [{"period": p, "currency": cur, "budget": b or Decimal(0), "committed": c or Decimal(0),
              "actual": a or Decimal(0)} for p, cur, b, c, a in rows]
 

@@ -47,11 +47,10 @@ def budget_page() -> str:
         period = _period_choice(periods)
         f = overview.TreeFilter(company=company or "", period=period, cost_centre=form_text("cost_centre"),
                                 item=form_text("item"), project=form_text("project"))
-        rows = overview.tree(s, f, default_rule(s)) if company and period else []
+        all_rows = overview.tree(s, f, default_rule(s)) if company and period else []
         year = next((p["fiscal_year"] for p in periods if p["code"] == period), None)
         months = overview.by_month(s, company, year) if company and year else []
-        all_rows = rows if not (f.cost_centre or f.item or f.project) else \
-            overview.tree(s, overview.TreeFilter(company=f.company, period=f.period), default_rule(s))
+    rows = overview.matching(all_rows, f)
     choices = {key: sorted({r[key] for r in all_rows if r[key]}) for key in ("cost_centre", "item", "project")}
     centres = overview.by_cost_centre(rows)
     charts = {
