@@ -275,6 +275,8 @@ def test_a_rule_change_shows_both_rules_and_its_simulation_then_applies(person, 
         rule = s.scalar(select(ControlRuleRow).where(ControlRuleRow.line_id == lid))
         assert rule.approved_by == "frank" and rule.updated_by == "fiona"
         assert [Decimal(str(t["percent"])) for t in rule.thresholds] == [10, 20]
+    history = text(frank.get(f"/finance/budget/lines/{lid}"))
+    assert f"version {rule.version}, set by fiona" in history and "approved by frank" in history
 
 
 def test_bad_rule_input_is_refused_with_the_field(person, demo_db):

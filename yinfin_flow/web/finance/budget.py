@@ -14,7 +14,7 @@ from typing import Any
 from flask import Blueprint, render_template, request
 
 from yinfin_flow.api.budget import reads as api_reads
-from yinfin_flow.budget import overview
+from yinfin_flow.budget import overview, setup
 from yinfin_flow.budget import rule_changes as rc
 from yinfin_flow.domain.errors import ValidationError
 
@@ -79,6 +79,7 @@ def line_page(line_id: int) -> str:
         held = overview.open_reservations(s, line_id)
         journals = overview.journals(s, line_id)
         _total, rules = rc.list_changes(s, line_id=line_id, page=1, page_size=100)
+        own_rule = rc.rule_snapshot(setup.own_rule(s, line_id))
         docs = {(e["document_type"], e["document_id"]) for e in entries["items"] if e["document_type"]}
         docs |= {(r["document_type"], r["document_id"]) for r in held}
         vouchers = overview.vouchers_of(s, docs)
@@ -86,7 +87,7 @@ def line_page(line_id: int) -> str:
         if detail["rule"]["inherited"] and detail["rule"]["defined_on_line_id"]:
             rule_from = api_reads.require_line(s, detail["rule"]["defined_on_line_id"]).code
     return render_template("yinfin/finance/line.html", line=detail, entries=entries, held=held,
-                           journals=journals, rules=rules, vouchers=vouchers, rule_from=rule_from,
+                           journals=journals, rules=rules, own_rule=own_rule, vouchers=vouchers, rule_from=rule_from,
                            page=int(page))
 
 
