@@ -304,3 +304,8 @@ def test_simulation_page_shows_what_a_hypothetical_rule_would_have_done(person, 
     assert "Peak utilisation" in text(resp)
     bad = fiona.get(f"/finance/simulate?line={code}&mode=hard&from=2026-13-01")
     assert bad.status_code == 422 and "from" in text(bad)
+    for query, field in (("mode=loose", "mode"), ("mode=hard&subtree=maybe", "subtree"),
+                         ("mode=hard&thresholds=5:block,ten", "thresholds"), ("mode=hard&from=2026-02-01&to=2026-01-01",
+                                                                               "from")):
+        refused = fiona.get(f"/finance/simulate?line={code}&{query}")
+        assert refused.status_code == 422 and f"field: {field}" in text(refused), query

@@ -80,7 +80,10 @@ def rule_form() -> dict[str, Any]:
     found = thresholds(form_text("thresholds"))
     if found is not None:
         data["thresholds"] = found
-    data["subtree"] = request.values.get("subtree", "1") not in ("0", "", "off")
+    subtree = request.values.get("subtree") or "1"
+    if subtree not in ("0", "1"):
+        raise ValidationError("subtree", "must be 1 (the line and the lines below it) or 0 (this line only)")
+    data["subtree"] = subtree == "1"
     return data
 
 
