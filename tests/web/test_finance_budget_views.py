@@ -221,8 +221,14 @@ def test_import_dry_run_per_line_then_one_proposal_approved_by_another(person, d
     assert re.search(r'class="plan-adjusted"><td>3</td>', table) and "500.00" in body
     assert re.search(r'class="plan-new"><td>4</td>', table) and line_code(MONTH, "FIN", "TRAVEL") in body
     assert proposals(demo_db) == []  # a dry run writes nothing
-    content = re.search(r'name="content" value="([^"]+)"', table).group(1)
-    sent = fiona.post("/finance/imports", {"action": "submit", "filename": "budget.csv", "content": content})
+    digest = re.search(r'name="sha256" value="([0-9a-f]{64})"', table).group(1)
+    other = fiona.client.post("/finance/imports", data={
+        "csrf_token": fiona.csrf, "action": "submit", "sha256": digest,
+        "file": csv_file(rows[:2])}, content_type="multipart/form-data")  # not the file of the dry run
+    assert other.status_code == 422 and "dry run" in text(other)
+    assert proposals(demo_db) == []
+    sent = fiona.client.post("/finance/imports", data={"csrf_token": fiona.csrf, "action": "submit", "sha256": digest,
+                                                      "file": csv_file(rows)}, content_type="multipart/form-data")
     assert sent.status_code == 302
     (p,) = proposals(demo_db)
     assert p.kind == "import" and p.status == "pending"

@@ -4,14 +4,14 @@ as one budget journal proposal that another finance user approves.
 
 The file is read, rehearsed and proposed by the budget package
 (:mod:`yinfin_flow.budget.import_preview`, :func:`~yinfin_flow.budget.journal_proposals.propose_import`),
-as the API's ``POST /budget/imports`` does. Between the dry run and the submit the page
-keeps the file itself (base64 in the form), so what is proposed is what was shown.
+as the API's ``POST /budget/imports`` does. The submit sends the same file again (the
+page keeps it chosen); its SHA-256 must be the dry run's, so what is proposed is what
+was shown.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -23,22 +23,15 @@ from yinfin_flow.budget.import_preview import dry_run, read_upload
 from yinfin_flow.domain.errors import ValidationError
 
 from .. import i18n
-from ..common import db, me
+from ..common import db, htmx, me
 from .shared import add_nav, back, flow, form_text
 
 
 def _file() -> tuple[str, bytes]:
-    """The uploaded file, or the one the dry run kept in the form."""
     upload = request.files.get("file")
-    if upload is not None and upload.filename:
-        return Path(upload.filename).name, upload.read()
-    name, kept = form_text("filename"), form_text("content")
-    if not name or not kept:
+    if upload is None or not upload.filename:
         raise ValidationError("file", "choose a CSV or XLSX budget file")
-    try:
-        return Path(name).name, base64.b64decode(kept, validate=True)
-    except (binascii.Error, ValueError):
-        raise ValidationError("content", "is not base64") from None
+    return Path(upload.filename).name, upload.read()
 
 
 def imports_page() -> str:
@@ -51,14 +44,17 @@ def post_import() -> Any:
     if action not in ("preview", "submit"):
         raise ValidationError("action", "must be preview or submit")
     name, data = _file()
+    digest = hashlib.sha256(data).hexdigest()
     header, rows = read_upload(name, data, limits=st.settings.limits, field="file")
     reason = form_text("reason")
     mode = st.settings.default_control_mode
     if action == "preview":
         with db().unit_of_work() as s:  # a writing transaction: the rehearsal is rolled back
             result = dry_run(s, header, rows, source=name, actor=ident.id, default_mode=mode, reason=reason)
-        return render_template("yinfin/finance/imports.html", result=result, filename=name, reason=reason or "",
-                               content=base64.b64encode(data).decode("ascii"))
+        template = "yinfin/finance/_import_result.html" if htmx() else "yinfin/finance/imports.html"
+        return render_template(template, result=result, filename=name, sha256=digest)
+    if form_text("sha256") != digest:
+        raise ValidationError("file", "is not the file of the dry run: run the dry run of this file first")
     with db().unit_of_work() as s:
         if st.settings.budget_journal_approval == jp.REQUIRED:
             proposal_id = jp.propose_import(s, header, rows, source=name, actor=ident.id, reason=reason,
