@@ -78,6 +78,8 @@ def test_admins_read_but_do_not_propose(person, demo_db):
                                                        "reason": "x"})
     assert resp.status_code == 403
     assert proposals(demo_db) == []
+    assert 'data-testid="adjust-form"' not in admin.get("/finance/journals").get_data(as_text=True)
+    assert 'data-testid="adjust-form"' in person("fiona").get("/finance/journals").get_data(as_text=True)
 
 
 def test_budget_tree_shows_buckets_rule_origin_and_charts_with_amounts_as_strings(person, demo_db):
