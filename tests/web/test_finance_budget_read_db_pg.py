@@ -1,5 +1,5 @@
-"""The budget side's read pages (the budget tree, a line, the simulation, a rule change
-with its simulation) are served by the read database: with ``YINFIN_DATABASE_READ_URL``
+"""The budget side's read pages (the budget tree, a line, the simulation, a rule change's
+simulation) are served by the read database: with ``YINFIN_DATABASE_READ_URL``
 pointing at a PostgreSQL role that can only read, they answer, they read there, and the
 primary sees only who is signed in (authorization never trusts a lagging replica)."""
 
@@ -42,11 +42,15 @@ def test_read_pages_are_served_by_the_read_database(demo_pg: Database, reader_ur
     fiona = Person(app, "fiona")
     primary, replica = read_db.Counter(demo_pg), read_db.Counter(state(app).reads)
     pages = [f"/finance/budget?period={MONTH}", f"/finance/budget/lines/{line_id}",
-             f"/finance/simulate?line={line_code(MONTH, 'RD', 'TRAVEL')}&mode=soft",
-             f"/finance/rules/{change_id}"]
+             f"/finance/simulate?line={line_code(MONTH, 'RD', 'TRAVEL')}&mode=soft"]
     for path in pages:
         resp = fiona.get(path)
         assert resp.status_code == 200, (path, resp.get_data(as_text=True)[:800])
         assert replica.take(), f"{path} did not read the read database"
         work = [q for q in primary.take() if "FROM user_roles" not in q and "FROM api_tokens" not in q]
         assert work == [], f"{path} read the primary: {work[:2]}"
+    # a rule change's page reads the change on the primary (it opens right after the
+    # proposal) and replays its simulation on the read database
+    resp = fiona.get(f"/finance/rules/{change_id}")
+    assert resp.status_code == 200 and 'data-testid="simulation"' in resp.get_data(as_text=True)
+    assert any("budget_entries" in q for q in replica.take())

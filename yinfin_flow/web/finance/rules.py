@@ -65,12 +65,15 @@ def propose() -> Any:
 
 
 def change_page(change_id: int) -> str:
-    with flow().reads.unit_of_work(readonly=True) as s:
+    """The change and the rule in force from the primary (the page opens right after a
+    proposal: a lagging replica must not miss it); its simulation on the read database."""
+    with db().unit_of_work(readonly=True) as s:
         change = rc.get_change(s, change_id)
         in_force = api_reads.rule_of(s, change["line_id"], default_rule(s))
         in_force_from = None
         if in_force["inherited"] and in_force["defined_on_line_id"]:
             in_force_from = api_reads.require_line(s, in_force["defined_on_line_id"]).code
+    with flow().reads.unit_of_work(readonly=True) as s:
         simulation = of_change(s, change, default_rule(s))
     mine = rc.person(me().id) == rc.person(change["proposed_by"])
     return render_template("yinfin/finance/rule.html", c=change, in_force=in_force, in_force_from=in_force_from,
