@@ -65,6 +65,20 @@ PAGES: dict[str, str] = {
     "GET /finance/workflows": ROLES_,
     "POST /finance/workflows/check": ROLES_,
     "GET /finance/workflows/<string:name>": ROLES_,
+    # finance pages, budget side (finance; admins read): tests/web/test_finance_budget_views.py
+    "GET /finance/budget": ROLES_,
+    "GET /finance/budget/lines/<int:line_id>": ROLES_,
+    "GET /finance/journals": ROLES_,
+    "POST /finance/journals/<kind>": ROLES_,
+    "GET /finance/journals/<int:proposal_id>": ROLES_,
+    "POST /finance/journals/<int:proposal_id>/<action>": ROLES_,
+    "GET /finance/imports": ROLES_,
+    "POST /finance/imports": ROLES_,
+    "GET /finance/rules": ROLES_,
+    "POST /finance/rules": ROLES_,
+    "GET /finance/rules/<int:change_id>": ROLES_,
+    "POST /finance/rules/<int:change_id>/<action>": ROLES_,
+    "GET /finance/simulate": ROLES_,
 }
 ROLES = {"employee": "amy", "approver": "wang.app", "finance": "fiona", "admin": "admin"}
 SAMPLE = {"task_id": "999999", "request_id": "999999", "attachment_id": "999999", "action": "approve", "workflow": "expense",

@@ -166,6 +166,20 @@ POLICY: dict[str, Access] = {
     "console.attachment_content": USER,
     # finance pages, budget side (yinfin_flow/web/finance: budget, journals, imports,
     # rules, simulate)
+    # (finance reads and decides; admins may read)
+    "console.finance_budget": BOOKS,
+    "console.finance_line": BOOKS,
+    "console.finance_journals": BOOKS,
+    "console.finance_journal": BOOKS,
+    "console.finance_journal_propose": FINANCE_ONLY,
+    "console.finance_journal_decide": FINANCE_ONLY,
+    "console.finance_imports": FINANCE_ONLY,
+    "console.finance_import_post": FINANCE_ONLY,
+    "console.finance_rules": BOOKS,
+    "console.finance_rule": BOOKS,
+    "console.finance_rule_propose": FINANCE_ONLY,
+    "console.finance_rule_decide": FINANCE_ONLY,
+    "console.finance_simulate": BOOKS,
     # tokens: one's own (admins issue and revoke anyone's)
     "tokens.list_tokens": USER,
     "tokens.create_token": USER,

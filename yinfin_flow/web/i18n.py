@@ -145,6 +145,14 @@ ERROR_TITLES = {
     "too_many_failures": lazy("Too many failed sign-ins; wait a minute"),
     "duplicate_invoice": lazy("This invoice is already claimed"),
     "attachment_too_large": lazy("The file is too large"),
+    "segregation_of_duties": lazy("Another finance user decides this"),
+    "budget_journal_stale": lazy("The budget changed since this was proposed"),
+    "budget_journal_not_pending": lazy("This proposal is already decided"),
+    "rule_change_stale": lazy("The rule changed since this was proposed"),
+    "rule_change_not_pending": lazy("This rule change is already decided"),
+    "rule_change_pending": lazy("A rule change for this line is already pending"),
+    "import_invalid": lazy("The budget file has problems"),
+    "unknown_person": lazy("Not a person in the directory"),
 }
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from flask import Response, g, jsonify
 
 from yinfin_flow.budget import io
 from yinfin_flow.budget import journal_proposals as jp
-from yinfin_flow.budget.io_tables import read_table
+from yinfin_flow.budget.import_preview import SUFFIXES, read_upload
 from yinfin_flow.domain.budget import CurrencyMismatch
 from yinfin_flow.domain.errors import ValidationError
 
@@ -114,21 +113,13 @@ def post_transfer(body: dict[str, Any], idempotency_key: str | None) -> Any:
 
 
 def _table(body: dict[str, Any]) -> tuple[list[str], list[Any]]:
-    if Path(body["filename"]).suffix.lower() not in (".csv", ".xlsx"):
+    if Path(body["filename"]).suffix.lower() not in SUFFIXES:
         raise ValidationError("filename", "must end in .csv or .xlsx")
     try:
         data = base64.b64decode(body["content"], validate=True)
     except (binascii.Error, ValueError):
         raise ValidationError("content", "is not base64") from None
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / Path(body["filename"]).name
-        path.write_bytes(data)
-        try:
-            return read_table(path, limits=_flow().settings.limits)
-        except ValidationError:
-            raise
-        except Exception as err:  # noqa: BLE001 - a file no reader understands is bad input
-            raise ValidationError("content", f"cannot read {path.name}: {err.__class__.__name__}") from None
+    return read_upload(body["filename"], data, limits=_flow().settings.limits)
 
 
 @blp.post("/imports")

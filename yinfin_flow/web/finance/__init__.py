@@ -10,6 +10,7 @@ top bar shows :data:`NAV` to finance users and admins, in the order given by
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 from flask import Blueprint
 
@@ -18,7 +19,14 @@ MODULES = ["budget", "journals", "imports", "rules", "simulate",
            "periods", "vouchers", "reports", "operations", "workflows"]
 
 # (endpoint, label, roles that see it): filled in by each module's register().
-NAV: list[tuple[str, str, frozenset[str]]] = []
+NAV: list[tuple[str, Any, frozenset[str]]] = []
+
+
+def add_nav(endpoint: str, label: Any, roles: frozenset[str]) -> None:
+    """Add a menu entry once: every app made in the process registers the pages again
+    (tests make many), and the menu is the module's, not the app's."""
+    if all(known != endpoint for known, _label, _roles in NAV):
+        NAV.append((endpoint, label, roles))
 
 
 def register(bp: Blueprint) -> None:
@@ -32,6 +40,6 @@ def register(bp: Blueprint) -> None:
         module.register(bp)
 
 
-def nav_for(roles: frozenset[str]) -> list[tuple[str, str]]:
+def nav_for(roles: frozenset[str]) -> list[tuple[str, Any]]:
     """The finance menu entries a person with ``roles`` sees."""
     return [(endpoint, label) for endpoint, label, who in NAV if roles & who]

@@ -76,11 +76,3 @@ def period_arg_value(value: str, name: str = "period") -> str:
         raise ValidationError(name, "must be a month like 2026-01")
     return value
 
-
-def add_nav(endpoint: str, label: Any, roles: frozenset[str]) -> None:
-    """Add a menu entry once: every app made in the process registers the pages again
-    (tests make many), and the menu is the module's, not the app's."""
-    from . import NAV
-
-    if all(known != endpoint for known, _, _ in NAV):
-        NAV.append((endpoint, label, roles))

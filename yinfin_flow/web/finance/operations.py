@@ -32,7 +32,7 @@ from yinfin_flow.worker.status import connector_status
 
 from .. import i18n
 from ..common import db
-from . import books
+from . import add_nav, books
 
 MAX_SHOWN = 200
 
@@ -108,4 +108,4 @@ def register(bp: Blueprint) -> None:
                     methods=["POST"])
     bp.add_url_rule("/finance/operations/verify", "finance_verify", run_verify, methods=["POST"])
     bp.add_url_rule("/finance/operations/reconcile", "finance_reconcile", run_reconcile, methods=["POST"])
-    books.add_nav("console.finance_operations", i18n.lazy("Operations"), books.BOOKS_ROLES)
+    add_nav("console.finance_operations", i18n.lazy("Operations"), books.BOOKS_ROLES)

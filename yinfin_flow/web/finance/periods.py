@@ -11,7 +11,7 @@ from yinfin_flow.ledger import periods
 
 from .. import i18n
 from ..common import db, me
-from . import books
+from . import add_nav, books
 
 
 def periods_page() -> str:
@@ -53,4 +53,4 @@ def register(bp: Blueprint) -> None:
     bp.add_url_rule("/finance/periods/close", "finance_period_close", close_through, methods=["POST"])
     bp.add_url_rule("/finance/periods/<string(length=7):code>/reopen", "finance_period_reopen", reopen,
                     methods=["POST"])
-    books.add_nav("console.finance_periods", i18n.lazy("Periods"), books.FINANCE_ROLES)
+    add_nav("console.finance_periods", i18n.lazy("Periods"), books.FINANCE_ROLES)

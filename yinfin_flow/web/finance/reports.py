@@ -20,7 +20,7 @@ from yinfin_flow.ledger import exports, periods, report_drill, reports
 
 from .. import i18n
 from ..common import me
-from . import books
+from . import add_nav, books
 
 FORMATS = {"xlsx": ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "xlsx"),
            "csv": ("text/csv; charset=utf-8", "csv"),
@@ -117,4 +117,4 @@ def register(bp: Blueprint) -> None:
     bp.add_url_rule("/finance/reports/trial-balance", "finance_report_tb", trial_balance)
     bp.add_url_rule("/finance/reports/trail", "finance_report_trail", trail)
     bp.add_url_rule("/finance/reports/journal.<fmt>", "finance_export", download)
-    books.add_nav("console.finance_reports", i18n.lazy("Reports"), books.FINANCE_ROLES)
+    add_nav("console.finance_reports", i18n.lazy("Reports"), books.FINANCE_ROLES)

@@ -18,7 +18,7 @@ from yinfin_flow.ledger import manual, reversal, vouchers
 
 from .. import i18n
 from ..common import db, me
-from . import books
+from . import add_nav, books
 
 MAX_LINES = 40
 FORM_KEY = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
@@ -118,4 +118,4 @@ def register(bp: Blueprint) -> None:
     bp.add_url_rule("/finance/vouchers/new", "finance_voucher_new", new_manual, methods=["GET", "POST"])
     bp.add_url_rule(f"/finance/vouchers/{eid}", "finance_voucher", voucher_page)
     bp.add_url_rule(f"/finance/vouchers/{eid}/reverse", "finance_voucher_reverse", reverse, methods=["POST"])
-    books.add_nav("console.finance_vouchers", i18n.lazy("Journal"), books.FINANCE_ROLES)
+    add_nav("console.finance_vouchers", i18n.lazy("Journal"), books.FINANCE_ROLES)

@@ -15,7 +15,7 @@ from yinfin_flow.extension import state
 
 from .. import i18n
 from ..common import db, htmx
-from . import books
+from . import add_nav, books
 
 MAX_DRAFT = 200_000
 
@@ -64,4 +64,4 @@ def register(bp: Blueprint) -> None:
     bp.add_url_rule("/finance/workflows", "finance_workflows", workflows)
     bp.add_url_rule("/finance/workflows/check", "finance_workflow_check", check_draft, methods=["POST"])
     bp.add_url_rule("/finance/workflows/<string(maxlength=64):name>", "finance_workflow", workflow)
-    books.add_nav("console.finance_workflows", i18n.lazy("Workflows"), books.BOOKS_ROLES)
+    add_nav("console.finance_workflows", i18n.lazy("Workflows"), books.BOOKS_ROLES)
