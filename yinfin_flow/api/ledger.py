@@ -9,7 +9,6 @@ from decimal import Decimal
 from typing import Any
 
 from flask import current_app
-from flask_smorest import Blueprint
 from marshmallow import EXCLUDE, Schema, fields, validate
 from sqlalchemy import func, select
 
@@ -22,6 +21,7 @@ from yinfin_flow.ledger import exports, periods, reports, reversal
 from yinfin_flow.ledger.posting import voucher_label
 
 from ..extension import state
+from .blueprint import Blueprint
 from .engine_schemas import PageQuery, PaginationSchema
 from .errors import register_blueprint_handlers
 from .fields import Code, Text

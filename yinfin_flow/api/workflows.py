@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Any
 
 from flask import current_app
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
 from yinfin_flow.domain.errors import NotFound
@@ -17,6 +16,7 @@ from yinfin_flow.domain.workflow_check import check as static_check
 from yinfin_flow.engine.definitions import DefinitionError, compile_expression, load_file, parse
 
 from ..extension import state
+from .blueprint import Blueprint
 from .errors import register_blueprint_handlers
 from .fields import Text
 
