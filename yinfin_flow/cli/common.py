@@ -141,7 +141,7 @@ def require_actor(actor: str) -> None:
 
 
 class UnknownActor(DomainError):
-    code = "unknown_actor"
+    code = "unknown_person"
     http_status = 422
 
 

@@ -11,6 +11,7 @@ the database it may be left out.
 from __future__ import annotations
 
 import tempfile
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -146,9 +147,15 @@ def list_cmd(period: str | None, fmt: str, company: str | None) -> None:
     with unit_of_work(readonly=True) as s:
         rows = exports.voucher_rows(s, _company(s, company), period)
     emit([{"voucher": r.voucher, "date": r.posting_date, "line_no": r.line_no, "account": r.account_code,
-           "account_name": r.account_name, "debit": r.debit, "credit": r.credit, "amount": r.amount,
-           "currency": r.currency, "cost_centre": r.cost_centre, "summary": r.summary} for r in rows],
-         VOUCHER_LINE_COLS, fmt)
+           "account_name": r.account_name, "debit": _cents(r.debit), "credit": _cents(r.credit),
+           "amount": _cents(r.amount), "currency": r.currency, "cost_centre": r.cost_centre,
+           "summary": r.summary} for r in rows], VOUCHER_LINE_COLS, fmt)
+
+
+def _cents(value: Decimal) -> Decimal:
+    """Two places where the amount has no more (the ledger keeps four)."""
+    two = value.quantize(Decimal("0.01"))
+    return two if two == value else value
 
 
 @command.command("templates")

@@ -55,9 +55,7 @@ def json_option(fn: F) -> F:
 
 def plain(value: Any) -> Any:
     """A value as JSON and CSV carry it: amounts and dates as strings, never floats."""
-    if isinstance(value, float):
-        raise TypeError("a float reached the output; amounts are Decimal")
-    if isinstance(value, Decimal):
+    if isinstance(value, (Decimal, float)):  # a float is no amount: shown as written, never as a number
         return str(value)
     if isinstance(value, (datetime, date)):
         return value.isoformat()
@@ -145,7 +143,8 @@ def is_stdout(path: Path) -> bool:
 
 
 def stderr_is_terminal() -> bool:
-    return click.get_text_stream("stderr").isatty()
+    isatty = getattr(sys.stderr, "isatty", None)
+    return bool(isatty and isatty())
 
 
 def progress(items: Iterable[T], label: str, length: int | None = None) -> Iterator[T]:

@@ -7,6 +7,7 @@ is an error (exit 1), not an empty skeleton.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import click
@@ -31,7 +32,9 @@ def _fmt(fmt: str, as_json: bool) -> str:
 
 
 def _amount(value: Any, row: Any) -> str:
-    return "" if value is None else f"{value:,.2f}"
+    if value is None:
+        return ""
+    return f"{value:,.2f}" if isinstance(value, Decimal) else str(value)
 
 
 @command.command("trial-balance")
@@ -47,9 +50,11 @@ def trial_balance_cmd(period: str, fmt: str, as_json: bool, company: str | None)
         tb = reports.trial_balance(s, _company(s, company), period)
     fmt = _fmt(fmt, as_json)
     if fmt == "json":
-        emit_one(tb, "json")
+        emit_one(reports.to_jsonable(tb), "json")
         return
     rows = [*tb["rows"], {"account": "TOTAL", "name": "", "level": 1, **tb["totals"]}]
+    if fmt == "csv":
+        rows = reports.to_jsonable(rows)
     indent = fmt == "table"
     cols = [Col("account", shown=lambda v, r: f"{'  ' * (r['level'] - 1)}{v}" if indent else v),
             Col("name"), *(Col(k, right=True, shown=_amount) for k in AMOUNTS)]
@@ -74,13 +79,13 @@ def budget_vs_actual_cmd(period: str | None, year: int | None, fmt: str, as_json
                                        year=year if period is None else None)
     fmt = _fmt(fmt, as_json)
     if fmt == "json":
-        emit_one(rep, "json")
+        emit_one(reports.to_jsonable(rep), "json")
         return
     figures = ("budget", "pre_encumbered", "encumbered", "actual", "available", "ledger", "unbudgeted")
     cols = [Col("cost_centre", "cost centre"), Col("account"),
             *(Col(k, right=True, shown=_amount) for k in figures),
             Col("usage_percent", "used %", right=True)]
-    emit(rep["rows"], cols, fmt)
+    emit(rep["rows"] if fmt == "table" else reports.to_jsonable(rep["rows"]), cols, fmt)
     if fmt == "table":
         click.echo(f"{rep['company']} {rep['range']} ({rep['currency']})")
 
@@ -125,7 +130,7 @@ def trail_cmd(document_type: str, document_id: str, fmt: str) -> None:
         raise NotFound(f"no {document_type} {document_id}: no request, budget movement or voucher has it",
                        field="document_id", document_type=document_type, document_id=document_id)
     if fmt == "json":
-        emit_one(trail, "json")
+        emit_one(reports.to_jsonable(trail), "json")
         return
     if fmt == "table":
         req = trail["request"]
@@ -133,7 +138,8 @@ def trail_cmd(document_type: str, document_id: str, fmt: str) -> None:
         if req:
             head += f": {req['title']} ({req['requester']}, {req['workflow']}, {req['state']})"
         click.echo(head)
-    emit(_timeline(trail), [Col("section"), Col("ref"), Col("at", shown=lambda v, r: str(v)[:19]),
+    rows = _timeline(trail)
+    emit(rows if fmt == "table" else reports.to_jsonable(rows), [Col("section"), Col("ref"), Col("at", shown=lambda v, r: str(v)[:19]),
                             Col("actor"), Col("what"), Col("line"),
                             Col("amount", right=True, shown=_amount), Col("currency", "cur"),
                             Col("detail")], fmt)
