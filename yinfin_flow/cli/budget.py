@@ -34,7 +34,17 @@ from .common import (
     table,
     unit_of_work,
 )
-from .output import Col, emit, format_option, is_stdout, json_option, output_path, render, working
+from .output import (
+    Col,
+    emit,
+    format_option,
+    is_stdout,
+    json_option,
+    output_path,
+    render,
+    working,
+    write_stdout,
+)
 
 # Other command modules imported these helpers from here before they moved to .common.
 __all__ = ["actor_option", "command", "handle_errors", "require_actor", "table", "unit_of_work"]
@@ -65,7 +75,7 @@ def export(output: Path, fmt: str | None, company: str | None, period: str | Non
                 staged = Path(tmp) / f"budgets.{fmt or 'csv'}"
                 n = io.export_budgets(session, staged, fmt=fmt or "csv", company=company, period=period,
                                       year=year, default_rule=default_rule())
-                click.get_binary_stream("stdout").write(staged.read_bytes())
+                write_stdout(staged.read_bytes())
     click.echo(f"{n} line(s) written to {'standard output' if is_stdout(output) else output}",
                err=is_stdout(output))
 

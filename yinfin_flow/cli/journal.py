@@ -35,7 +35,7 @@ from .common import (
     settings,
     unit_of_work,
 )
-from .output import Col, emit, format_option, is_stdout, output_path, working
+from .output import Col, emit, format_option, is_stdout, output_path, working, write_stdout
 
 
 def _company(session: Any, code: str | None) -> str:
@@ -75,7 +75,7 @@ def export_cmd(fmt: str, period: str | None, output: Path, company: str | None) 
             with tempfile.TemporaryDirectory() as tmp:
                 staged = Path(tmp) / f"journal.{fmt}"
                 n = exports.export(s, comp, fmt, staged, period)
-                click.get_binary_stream("stdout").write(staged.read_bytes())
+                write_stdout(staged.read_bytes())
     where = "standard output" if is_stdout(output) else str(output)
     click.echo(f"{n} voucher(s) written to {where}", err=is_stdout(output))
 

@@ -142,6 +142,13 @@ def is_stdout(path: Path) -> bool:
     return str(path) == "-"
 
 
+def write_stdout(data: bytes) -> None:
+    """A file's bytes, as they are, to standard output (``-o -``)."""
+    sys.stdout.flush()
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+
+
 def stderr_is_terminal() -> bool:
     isatty = getattr(sys.stderr, "isatty", None)
     return bool(isatty and isatty())
