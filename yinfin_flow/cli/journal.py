@@ -130,8 +130,10 @@ def reverse_cmd(entry_id: int, reason: str, actor: str, on: Any, key: str | None
 
 VOUCHER_LINE_COLS = [
     Col("voucher"), Col("date"), Col("line_no", "line", right=True), Col("account"),
-    Col("account_name", "name"), Col("debit", right=True), Col("credit", right=True),
-    Col("amount", right=True), Col("currency", "cur"), Col("cost_centre", "cost centre"),
+    Col("account_name", "name"), Col("debit", right=True, shown=lambda v, r: f"{v:,.2f}"),
+    Col("credit", right=True, shown=lambda v, r: f"{v:,.2f}"),
+    Col("amount", right=True, shown=lambda v, r: f"{v:,.2f}"), Col("currency", "cur"),
+    Col("cost_centre", "cost centre"),
     Col("summary", shown=lambda v, r: v if r["line_no"] == 1 else ""),
 ]
 

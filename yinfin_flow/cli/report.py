@@ -94,13 +94,17 @@ def _found(trail: dict[str, Any]) -> bool:
     return bool(trail["request"] or trail["reservations"] or trail["budget_movements"] or trail["vouchers"])
 
 
+def _move(before: str | None, after: str | None) -> str:
+    return f"{before or ''} -> {after}" if after and after != before else ""
+
+
 def _timeline(trail: dict[str, Any]) -> list[dict[str, Any]]:
     """The trail as rows, one per event: approvals, budget entries, voucher lines."""
     rows: list[dict[str, Any]] = []
     for a in trail["approvals"]:
         rows.append({"section": "approval", "ref": str(a["seq"]), "at": a["at"], "actor": a["actor"],
                      "what": a["action"], "line": a["step"], "amount": None, "currency": None,
-                     "detail": f"{a['from'] or ''} -> {a['to'] or ''}" + (f"; {a['comment']}" if a["comment"] else "")})
+                     "detail": "; ".join(x for x in (_move(a["from"], a["to"]), a["comment"]) if x)})
     for m in trail["budget_movements"]:
         for e in m["entries"]:
             rows.append({"section": "budget", "ref": str(m["id"]), "at": m["at"], "actor": m["actor"],
