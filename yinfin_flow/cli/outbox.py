@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -56,7 +57,7 @@ MESSAGE_KEYS = ["id", "target", "kind", "document_key", "idempotency_key", "stat
                 "next_attempt_at", "last_error", "external_id", "delivered_at", "created_at"]
 
 
-def _show(found: list, fmt: str) -> None:
+def _show(found: list[Any], fmt: str) -> None:
     rows = [asdict(m) for m in found]
     if fmt != "table":
         emit(rows, [Col(k) for k in MESSAGE_KEYS], fmt)

@@ -160,7 +160,7 @@ def progress(items: Iterable[T], label: str, length: int | None = None) -> Itera
         yield from items
         return
     with click.progressbar(items, length=length, label=label, file=sys.stderr,
-                           show_pos=True) as bar:  # type: ignore[var-annotated]
+                           show_pos=True) as bar:
         yield from bar
 
 

@@ -68,7 +68,7 @@ def init(directory: Path, force: bool) -> None:
 def list_(directory: str | None, fmt: str) -> None:
     """Name, version, title, states, steps and transitions of each definition (an invalid
     file is listed with its problem)."""
-    rows = []
+    rows: list[dict[str, object]] = []
     for f in _files(_dir(directory)):
         try:
             d = load_file(f)
