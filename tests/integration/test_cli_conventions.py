@@ -10,7 +10,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import pty
 import shutil
+import subprocess
+import sys
 from datetime import date
 from pathlib import Path
 
@@ -24,12 +28,24 @@ from yinfin_flow.demo.budgets import fiscal_year, line_code
 YEAR = fiscal_year()
 
 
+BIN = str(Path(sys.executable).parent / "yinfin-flow")
+
+
+def _env(url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("YINFIN_ACTOR", "USER")}
+    return {**env, "YINFIN_DATABASE_URL": url}
+
+
 @pytest.fixture(scope="module")
 def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo, loaded by the real command with its output piped: no progress on stderr."""
     path = tmp_path_factory.mktemp("conventions") / "demo.sqlite"
     upgrade(f"sqlite:///{path}")
-    result = CliRunner().invoke(main, ["demo", "load"], env={"YINFIN_DATABASE_URL": f"sqlite:///{path}"})
-    assert result.exit_code == 0, result.output
+    done = subprocess.run([BIN, "demo", "load"], env=_env(f"sqlite:///{path}"), capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("demo loaded: ")
+    assert done.stderr == ""  # piped: quiet
     return path
 
 
@@ -226,3 +242,30 @@ def test_progress_shows_on_a_terminal_and_is_quiet_when_piped(run, monkeypatch):
     assert "verifying" in shown.stderr and "verifying" not in shown.stdout
     exported = run("journal", "export", "--format", "csv", "--company", "ACME", "-o", "x.csv")
     assert "exporting the journal" in exported.stderr and "done" in exported.stderr
+
+
+def test_a_real_terminal_gets_the_bar_and_a_pipe_does_not(demo_template, tmp_path):
+    """The command in its own process, standard error on a pseudo-terminal, then on a pipe."""
+    db = tmp_path / "tty.sqlite"
+    shutil.copy(demo_template, db)
+    env = _env(f"sqlite:///{db}")
+    master, slave = pty.openpty()
+    try:
+        done = subprocess.run([BIN, "verify"], env=env, stdout=subprocess.PIPE, stderr=slave, timeout=300)
+    finally:
+        os.close(slave)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the terminal's other end is closed: all read
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(master)
+    assert done.returncode == 0
+    assert b"verifying" in seen and b"#" in seen  # the bar, drawn on the terminal
+    assert b"verifying" not in done.stdout and done.stdout.startswith(b"ok: ")
+    piped = subprocess.run([BIN, "verify"], env=env, capture_output=True, timeout=300)
+    assert piped.returncode == 0 and piped.stderr == b""
