@@ -140,21 +140,17 @@ def require_actor(actor: str) -> None:
         raise ValidationError("actor", f"who is acting is required (--actor or {ACTOR_ENV})")
 
 
-class UnknownActor(DomainError):
-    code = "unknown_person"
-    http_status = 422
-
-
 def directory_actor(session: Session, actor: str) -> str:
     """``actor`` (a ``cli:`` prefix allowed) once it is an active person of the directory:
     the person's id."""
+    from yinfin_flow.budget.journal_proposals import UnknownPerson
     from yinfin_flow.budget.rule_changes import person
     from yinfin_flow.db.models.org import User
 
     require_actor(actor)
     who = person(actor.strip())
     if session.scalar(select(User.id).where(User.id == who, User.active.is_(True))) is None:
-        raise UnknownActor(f"{who!r} is not an active person in the directory (--actor / {ACTOR_ENV})",
+        raise UnknownPerson(f"{who!r} is not an active person in the directory (--actor / {ACTOR_ENV})",
                            field="actor", actor=who)
     return who
 
