@@ -328,6 +328,7 @@ def test_the_token_command_prints_the_token_once(sqlite_db: Database, monkeypatc
 
     org_in(sqlite_db)
     add_user(sqlite_db, "amy")
+    add_user(sqlite_db, "admin")
     monkeypatch.setenv("YINFIN_DATABASE_URL", sqlite_db.url)
     result = CliRunner().invoke(main, ["token", "create", "amy", "--name", "oa", "--expires", "30",
                                        "--actor", "admin"])

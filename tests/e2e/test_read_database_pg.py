@@ -119,12 +119,12 @@ def test_every_read_endpoint_works_on_the_read_database_and_no_change_reaches_it
 
 def test_the_cli_reads_and_exports_go_to_the_read_database(pg_db: Database, reader_url: str, tmp_path: Path):
     from yinfin_flow.cli.budget import command as budget
-    from yinfin_flow.cli.journal import report_cmd
+    from yinfin_flow.cli.report import command as report_cmd
 
     org = world(pg_db)
     # the primary is unreachable: only the read database can answer
     env = {"YINFIN_DATABASE_URL": make_url(reader_url).set(database="no_such_database").render_as_string(
-        hide_password=False), "YINFIN_DATABASE_READ_URL": reader_url, "USER": "fay"}
+        hide_password=False), "YINFIN_DATABASE_READ_URL": reader_url, "YINFIN_ACTOR": "fay"}
     runner = CliRunner()
     r = runner.invoke(budget, ["show", "--company", "ACME"], env=env)
     assert r.exit_code == 0 and "RD-APP" in r.output, r.output

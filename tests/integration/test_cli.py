@@ -42,7 +42,7 @@ def _runner(path: Path):
     database = Database(url)
 
     def invoke(cmd, *args: str):
-        return runner.invoke(cmd, list(args), env={"YINFIN_DATABASE_URL": url, "USER": "fiona"})
+        return runner.invoke(cmd, list(args), env={"YINFIN_DATABASE_URL": url, "YINFIN_ACTOR": "fiona"})
 
     return invoke, database
 
@@ -136,16 +136,19 @@ def test_demo_rules_behave_as_described(demo_cli):
     assert r.reservations[0].amount == Decimal("716.52")
 
 
-def test_verify_names_a_tampered_line_and_exits_1(demo_cli):
+def test_verify_names_a_tampered_line_and_exits_3(demo_cli):
     invoke, database = demo_cli
     tampered = code(1, "RD", "TRAVEL")
     with database.unit_of_work() as s:
         line_id = s.scalar(select(BudgetLine.id).where(BudgetLine.code == tampered))
         s.execute(text("UPDATE budget_balances SET budget = budget + 1 WHERE line_id = :id"), {"id": line_id})
     result = invoke(verify)
-    assert result.exit_code == 1
-    assert f"[balances] {tampered}: budget is" in result.output
-    assert "1 problem(s) found" in result.output
+    assert result.exit_code == 3  # differences found
+    assert f"[balances] {tampered}: budget is" in result.stdout
+    assert "1 problem(s) found" in result.stderr and "problem(s)" not in result.stdout
+    as_json = invoke(verify, "--format", "json")
+    assert as_json.exit_code == 3
+    assert [(p["check"], p["subject"]) for p in json.loads(as_json.stdout)] == [("balances", tampered)]
 
 
 def test_show_prints_the_tree_with_control_and_status(demo_cli):
@@ -292,7 +295,7 @@ def test_refusals_print_code_and_details_without_traceback(demo_cli):
     r = invoke(budget, "adjust", "NO/SUCH/LINE", "5", "--reason", "x")
     assert r.exit_code == 1 and "no budget line 'NO/SUCH/LINE'" in r.output
     r = invoke(budget, "status", app, "hold", "--actor", "")
-    assert r.exit_code == 1 and "actor" in r.output
+    assert r.exit_code == 2 and "--actor" in r.stderr and r.stdout == ""  # usage: who acts is missing
 
 
 def test_import_errors_listed_and_nothing_imported(demo_cli):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from click.testing import CliRunner
 from sqlalchemy import select
 
@@ -31,7 +33,10 @@ def test_check_fails_naming_file_path_and_problem(tmp_path):
 def test_list_and_diagram(tmp_path):
     result = CliRunner().invoke(workflows, ["list"])
     assert result.exit_code == 0
-    assert {ln.split("\t")[0] for ln in result.output.splitlines()} >= {"expense", "procurement", "project", "budget_transfer"}
+    assert result.output.splitlines()[0].split()[:3] == ["file", "name", "version"]  # the header row
+    listed = json.loads(CliRunner().invoke(workflows, ["list", "--format", "json"]).output)
+    assert {w["name"] for w in listed} >= {"expense", "procurement", "project", "budget_transfer"}
+    assert all(w["problem"] is None for w in listed)
     out = tmp_path / "p.mmd"
     result = CliRunner().invoke(workflows, ["diagram", "procurement", "--out", str(out)])
     assert result.exit_code == 0, result.output

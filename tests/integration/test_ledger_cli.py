@@ -56,7 +56,7 @@ def test_post_reverse_export_report_close(cli, tmp_path):
     assert f"posted 记-{year}-03-0001" in out
     entry_id = out.rsplit("(entry ", 1)[1].rstrip(")\n")
     assert f"replayed 记-{year}-03-0001 (entry {entry_id})" in cli("journal", "post", "p.json")
-    out = cli("journal", "reverse", entry_id, "--reason", "wrong trip", "--actor", "cfo")
+    out = cli("journal", "reverse", entry_id, "--reason", "wrong trip", "--actor", "zhou.cfo")
     assert f"记-{year}-03-0002" in out
     cli("journal", "export", "--format", "beancount", "-o", "all.beancount")
     check = subprocess.run([str(Path(sys.executable).parent / "bean-check"), "all.beancount"],
@@ -66,19 +66,21 @@ def test_post_reverse_export_report_close(cli, tmp_path):
     tb = json.loads(cli("report", "trial-balance", "--period", f"{year}-03", "--json"))
     assert tb["balanced"]
     assert {r["account"]: r["opening_debit"] for r in tb["rows"]}["1002"] == "5000000.00"
-    assert "RD-APP 6602.03" in cli("report", "budget-vs-actual", "--year", str(year))
-    trail = json.loads(cli("report", "trail", "expense", "cli-42"))
+    bva = cli("report", "budget-vs-actual", "--year", str(year), "--format", "csv").splitlines()
+    assert bva[0].startswith("cost_centre,account,budget,")
+    assert any(row.startswith("RD-APP,6602.03,") for row in bva[1:])
+    trail = json.loads(cli("report", "trail", "expense", "cli-42", "--format", "json"))
     assert [v["voucher"] for v in trail["vouchers"]] == [f"记-{year}-03-0001", f"记-{year}-03-0002"]
     assert "journal_balances" in cli("verify")
     # Months close in order: March waits for January and February.
-    out = cli("period", "close", f"{year}-03", "--actor", "cfo", ok=False)
+    out = cli("period", "close", f"{year}-03", "--actor", "zhou.cfo", ok=False)
     assert "period_out_of_order" in out and f"close {year}-01 first" in out and "field: period" in out
-    cli("period", "close", f"{year}-01", "--actor", "cfo")
-    assert f"close {year}-02 first" in cli("period", "close", f"{year}-03", "--actor", "cfo", ok=False)
-    out = cli("period", "close", "--through", f"{year}-03", "--actor", "cfo")  # the rest in one action
+    cli("period", "close", f"{year}-01", "--actor", "zhou.cfo")
+    assert f"close {year}-02 first" in cli("period", "close", f"{year}-03", "--actor", "zhou.cfo", ok=False)
+    out = cli("period", "close", "--through", f"{year}-03", "--actor", "zhou.cfo")  # the rest in one action
     assert out.strip() == f"ACME closed {year}-02, {year}-03"
-    assert "already closed" in cli("period", "close", "--through", f"{year}-02", "--actor", "cfo")
-    out = cli("period", "close", f"{year}-04", "--through", f"{year}-05", "--actor", "cfo", ok=False)
+    assert "already closed" in cli("period", "close", "--through", f"{year}-02", "--actor", "zhou.cfo")
+    out = cli("period", "close", f"{year}-04", "--through", f"{year}-05", "--actor", "zhou.cfo", ok=False)
     assert "give one month CODE or --through YYYY-MM" in out
 
 
@@ -91,17 +93,17 @@ def test_bad_masterdata_file_lists_every_row_and_exits_1(cli, tmp_path):
 
 def test_closed_period_refuses_with_a_clear_error(cli, tmp_path):
     year = fiscal_year()
-    cli("period", "close", f"{year}-01", "--actor", "cfo")
-    cli("period", "close", f"{year}-02", "--actor", "cfo")
-    manual = {"key": "m1", "company": "ACME", "posting_date": str(date(year, 2, 3)), "actor": "kim",
+    cli("period", "close", f"{year}-01", "--actor", "zhou.cfo")
+    cli("period", "close", f"{year}-02", "--actor", "zhou.cfo")
+    manual = {"key": "m1", "company": "ACME", "posting_date": str(date(year, 2, 3)), "actor": "fiona",
               "summary": "accrual", "lines": [{"account": "6602.01", "debit": "10.00", "cost_centre": "HQ"},
                                               {"account": "2241", "credit": "10.00"}]}
     (tmp_path / "m.json").write_text(json.dumps(manual), encoding="utf-8")
     out = cli("journal", "manual", "m.json", ok=False)
     assert "period_closed" in out and "posting_date" in out
-    out = cli("period", "open", f"{year}-01", ok=False)       # reopen from the latest backwards
+    out = cli("period", "open", f"{year}-01", "--actor", "zhou.cfo", ok=False)       # reopen from the latest backwards
     assert "period_out_of_order" in out and f"reopen {year}-02 first" in out
-    cli("period", "open", f"{year}-02")
+    cli("period", "open", f"{year}-02", "--actor", "zhou.cfo")
     assert f"posted 记-{year}-02-0001" in cli("journal", "manual", "m.json")
 
 
@@ -115,7 +117,7 @@ def test_json_files_get_the_same_limits_and_money_grammar_as_the_api(cli, tmp_pa
     (tmp_path / "deep.json").write_text("[" * 1000 + "]" * 1000, encoding="utf-8")
     out = cli("journal", "manual", "deep.json", ok=False)
     assert "validation_error" in out and "nested deeper than 32 levels" in out
-    manual = {"key": "m2", "company": "ACME", "posting_date": str(date(year, 2, 3)), "actor": "kim",
+    manual = {"key": "m2", "company": "ACME", "posting_date": str(date(year, 2, 3)), "actor": "fiona",
               "summary": "accrual", "lines": [{"account": "6602.01", "debit": "10.00", "cost_centre": "HQ"},
                                               {"account": "2241", "credit": "10.00"}]}
     for odd in ('1e1', '" 10.00"', '"١٠"', '"10.001"'):
@@ -152,4 +154,4 @@ def test_imports_get_the_same_limits_and_money_grammar(cli, tmp_path, monkeypatc
     monkeypatch.setenv("YINFIN_MAX_FILE_BYTES", "16384")
     rows = "".join(f"ACME,{year}-02,RD,TRAVEL,100.00,r{i}\n" for i in range(1000))
     (tmp_path / "b.csv").write_text(head + rows, encoding="utf-8")
-    assert "payload_too_large" in cli("budget", "import", "b.csv", "--actor", "cfo", ok=False)
+    assert "payload_too_large" in cli("budget", "import", "b.csv", "--actor", "zhou.cfo", ok=False)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import date
 
 import pytest
@@ -203,20 +205,27 @@ def test_cli_import_and_show(acme, tmp_path, monkeypatch):
     good.write_text(GOOD, encoding="utf-8-sig")
     runner = CliRunner()
     out = runner.invoke(main, ["org", "import", str(good), "--actor", "hr"])
+    assert out.exit_code == 1 and "'hr' is not an active person" in out.stderr  # nobody in the directory
+    with acme.unit_of_work(readonly=True) as s:
+        assert s.get(User, "gina") is None  # refused: nothing imported
+    out = runner.invoke(main, ["org", "import", str(good), "--actor", "gina"])  # a person of the file
     assert out.exit_code == 0, out.output
     assert "3 created, 0 updated, 0 deactivated" in out.output
     shown = runner.invoke(main, ["org", "show"])
     assert shown.exit_code == 0
     assert "finance_reviewer@RD" in shown.output and "gina" in shown.output
     one = runner.invoke(main, ["org", "show", "amy"])
-    assert "manager     rick" in one.output
+    assert re.search(r"^manager +rick$", one.output, re.M)
+    assert json.loads(runner.invoke(main, ["org", "show", "amy", "--format", "json"]).output)["manager"] == "rick"
+    missing = runner.invoke(main, ["org", "show", "nobody"])
+    assert missing.exit_code == 1 and "no user 'nobody'" in missing.stderr and missing.stdout == ""
     delegated = runner.invoke(main, ["org", "delegate", "amy", "gina", "--start", "2026-02-01",
                                      "--end", "2026-02-10", "--actor", "amy"])
     assert delegated.exit_code == 0, delegated.output
     assert "to gina 2026-02-01..2026-02-10" in runner.invoke(main, ["org", "show", "amy"]).output
     bad = tmp_path / "bad.csv"
     bad.write_text("id,name,company\nx y,,NOPE\n", encoding="utf-8")
-    failed = runner.invoke(main, ["org", "import", str(bad), "--actor", "hr"])
+    failed = runner.invoke(main, ["org", "import", str(bad), "--actor", "gina"])
     assert failed.exit_code == 1
     assert "row 2, id" in failed.output and "row 2, name" in failed.output
     assert runner.invoke(main, ["org", "deactivate", "amy"]).exit_code == 0
@@ -229,8 +238,8 @@ def test_gbk_files_from_excel_import_with_an_encoding_option(acme, tmp_path, mon
     path = tmp_path / "users.csv"
     path.write_bytes("id,name,company,department\nwei,张伟,ACME,RD\n".encode("gb18030"))
     runner = CliRunner()
-    assert runner.invoke(main, ["org", "import", str(path), "--actor", "hr"]).exit_code != 0
-    ok = runner.invoke(main, ["org", "import", str(path), "--encoding", "gb18030", "--actor", "hr"])
+    assert runner.invoke(main, ["org", "import", str(path), "--actor", "wei"]).exit_code != 0
+    ok = runner.invoke(main, ["org", "import", str(path), "--encoding", "gb18030", "--actor", "wei"])
     assert ok.exit_code == 0, ok.output
     with acme.unit_of_work(readonly=True) as s:
         assert s.get(User, "wei").name == "张伟"

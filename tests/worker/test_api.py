@@ -109,8 +109,8 @@ def test_cli_lists_replays_delivers_and_reconciles(sqlite_db, file_erp, monkeypa
     books(sqlite_db)
     post(sqlite_db, 2)
     run = CliRunner().invoke
-    out = run(cli, ["outbox", "list", "--json"])
-    assert out.exit_code == 0 and [json.loads(x)["status"] for x in out.output.splitlines()] == ["pending"] * 2
+    out = run(cli, ["outbox", "list", "--format", "json"])
+    assert out.exit_code == 0 and [m["status"] for m in json.loads(out.output)] == ["pending"] * 2
     out = run(cli, ["outbox", "deliver"])
     assert out.exit_code == 0 and "delivered 2" in out.output
     out = run(cli, ["outbox", "status"])

@@ -3,7 +3,8 @@
 Every resource module exposes a ``blp`` (or a list ``blps``) registered here under the
 API prefix (``/api/v1`` or ``<mount>/api/v1``). Every endpoint also needs an entry in
 :data:`yinfin_flow.security.policy.POLICY` (the gate in :mod:`.guard` refuses any
-endpoint without one).
+endpoint without one). Blueprints are made with :class:`.blueprint.Blueprint`: a query
+parameter an endpoint does not declare is a 422 naming it, not silently ignored.
 """
 
 from __future__ import annotations

@@ -5,23 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 import flask
-from flask_smorest import Blueprint
 from flask_smorest.fields import Upload
 from marshmallow import Schema, ValidationError, fields
-from webargs.flaskparser import FlaskParser
 from werkzeug.datastructures import CombinedMultiDict, FileStorage
 
 from yinfin_flow.domain.attachments import ACCEPTED
 
+from .blueprint import Blueprint, StrictQueryParser
 from .fields import Text
 
 
-class MultipartParser(FlaskParser):
+class MultipartParser(StrictQueryParser):
     """webargs' Flask parser with one more location, ``multipart``: a form's files and
     fields together (webargs reads ``files`` and ``form`` separately, and OpenAPI has
     one request body per operation)."""
 
-    __location_map__ = dict(multipart="load_multipart", **FlaskParser.__location_map__)
+    __location_map__ = dict(multipart="load_multipart", **StrictQueryParser.__location_map__)
 
     def load_multipart(self, req: flask.Request, schema: Schema) -> Any:
         return self._makeproxy(CombinedMultiDict([req.files, req.form]), schema)

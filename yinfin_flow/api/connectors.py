@@ -16,7 +16,6 @@ import os
 from typing import Any, Protocol
 
 from flask import Flask, current_app
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -24,6 +23,7 @@ from sqlalchemy.orm import Session
 from yinfin_flow.db.models.ledger import JournalSync
 
 from ..extension import state
+from .blueprint import Blueprint
 from .engine_schemas import PageQuery, PaginationSchema
 from .errors import error_response, register_blueprint_handlers
 from .identity import require_actor

@@ -27,7 +27,6 @@ import os
 from typing import Any
 
 from flask import Response, current_app
-from flask_smorest import Blueprint
 from marshmallow import EXCLUDE, Schema, fields, validate
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -38,6 +37,7 @@ from yinfin_flow.worker.config import DeliverySettings
 from yinfin_flow.worker.status import connector_status
 
 from ..extension import FlowState, state
+from .blueprint import Blueprint
 from .errors import register_blueprint_handlers
 
 blp = Blueprint("delivery", __name__, url_prefix="",
@@ -68,9 +68,6 @@ class MessageListSchema(Schema):
 
 
 class DeadLetterQuery(Schema):
-    class Meta:
-        unknown = EXCLUDE
-
     target = fields.String(load_default=None, validate=validate.Length(min=1, max=64))
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
     after_id = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_ID))
@@ -113,9 +110,6 @@ class ConnectorStatusListSchema(Schema):
 
 
 class ReconcileQuery(Schema):
-    class Meta:
-        unknown = EXCLUDE
-
     period = fields.String(required=True, validate=[validate.Length(equal=7), validate.Regexp(r"^[0-9]{4}-[0-9]{2}$", error="must be YYYY-MM")])
     connector = fields.String(load_default=None, validate=validate.Length(min=1, max=64))
     company = fields.String(load_default=None, validate=validate.Length(min=1, max=32))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from marshmallow import EXCLUDE, Schema, fields, validate
+from marshmallow import Schema, fields, validate
 
 from .attachment_schemas import AttachmentSchema
 from .fields import AmountString, Code, Id, QueryId, Text
@@ -11,9 +11,6 @@ DICT = fields.Dict(keys=fields.String())
 
 
 class PageQuery(Schema):
-    class Meta:
-        unknown = EXCLUDE
-
     page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100_000))
     page_size = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
 

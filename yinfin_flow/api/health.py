@@ -11,10 +11,10 @@ import logging
 from typing import Any
 
 from flask import current_app
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
 from ..extension import state
+from .blueprint import Blueprint
 from .errors import register_blueprint_handlers
 
 log = logging.getLogger("yinfin_flow.api")

@@ -8,13 +8,13 @@ from __future__ import annotations
 from typing import Any
 
 from flask import current_app
-from flask_smorest import Blueprint
 from marshmallow import EXCLUDE, Schema, fields, validate
 
 from yinfin_flow.domain.money import show
 from yinfin_flow.ledger import periods, reports, reversal, vouchers
 
 from ..extension import state
+from .blueprint import Blueprint
 from .engine_schemas import PageQuery, PaginationSchema
 from .errors import register_blueprint_handlers
 from .fields import Code, Text

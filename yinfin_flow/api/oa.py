@@ -36,7 +36,6 @@ import logging
 from typing import Any
 
 from flask import Response, current_app, request
-from flask_smorest import Blueprint
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -51,6 +50,7 @@ from yinfin_flow.security.inbound import SeenInTransaction, redeliveries
 
 from ..extension import state
 from . import oa_ignored, oa_mapping
+from .blueprint import Blueprint
 from .errors import error_response, register_blueprint_handlers
 
 log = logging.getLogger("yinfin_flow.api")

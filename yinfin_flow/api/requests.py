@@ -13,12 +13,12 @@ import hashlib
 from typing import Any
 
 from flask import Response, current_app, request
-from flask_smorest import Blueprint
 
 from yinfin_flow.engine import service
 
 from ..extension import state
 from .answers import as_dumped
+from .blueprint import Blueprint
 from .engine_reads import list_requests as _list
 from .engine_reads import request_detail, visible_request
 from .engine_schemas import (

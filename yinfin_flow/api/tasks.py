@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Response, current_app
-from flask_smorest import Blueprint
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
@@ -21,6 +20,7 @@ from yinfin_flow.engine import budgeting, queries, service
 
 from ..extension import state
 from .answers import as_dumped
+from .blueprint import Blueprint
 from .engine_reads import my_task, request_detail, request_outcome
 from .engine_schemas import (
     ActInSchema,

@@ -8,7 +8,6 @@ from datetime import timedelta
 from typing import Any
 
 from flask import current_app
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from yinfin_flow.db.types import utcnow
@@ -17,6 +16,7 @@ from yinfin_flow.security import tokens
 from yinfin_flow.security.policy import ADMIN
 
 from ..extension import state
+from .blueprint import Blueprint
 from .errors import register_blueprint_handlers
 from .fields import Code, Text
 from .identity import require_actor

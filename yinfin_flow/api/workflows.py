@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Any
 
 from flask import current_app
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
 from yinfin_flow.domain.errors import NotFound
@@ -17,6 +16,7 @@ from yinfin_flow.engine import catalogue
 from yinfin_flow.engine.definitions import DefinitionError, load_file
 
 from ..extension import state
+from .blueprint import Blueprint
 from .errors import register_blueprint_handlers
 from .fields import Text
 

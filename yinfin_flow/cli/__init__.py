@@ -12,13 +12,20 @@ import click
 
 from yinfin_flow import __version__
 
-GROUPS = ["db", "demo", "budget", "rates", "verify", "serve", "workflows", "journal", "org", "token", "outbox"]
+from .output import EXIT_CODES
+
+GROUPS = ["db", "demo", "budget", "rates", "verify", "serve", "workflows", "journal", "report", "org", "token",
+          "outbox"]
 
 
-@click.group()
+@click.group(epilog=EXIT_CODES)
 @click.version_option(__version__, prog_name="yinfin-flow")
 def main() -> None:
-    """yinfin-flow: budget-linked approvals (业财融合)."""
+    """yinfin-flow: budget-linked approvals (业财融合).
+
+    Lists and shows take --format table|json|csv; exports take -o - for standard
+    output; who acts is --actor PERSON or $YINFIN_ACTOR (a person of the directory).
+    Results go to standard output, errors and progress to standard error."""
 
 
 def _register() -> None:

@@ -7,7 +7,7 @@ error's code, message and details on stderr and exits 1, without a traceback.
 
 from __future__ import annotations
 
-import json
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,17 @@ from .common import (
     table,
     unit_of_work,
 )
+from .output import (
+    Col,
+    emit,
+    format_option,
+    is_stdout,
+    json_option,
+    output_path,
+    render,
+    working,
+    write_stdout,
+)
 
 # Other command modules imported these helpers from here before they moved to .common.
 __all__ = ["actor_option", "command", "handle_errors", "require_actor", "table", "unit_of_work"]
@@ -45,18 +56,28 @@ def command() -> None:
 
 
 @command.command("export")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
-@click.option("--format", "fmt", type=click.Choice(["csv", "xlsx"]), help="Default: from the file name.")
+@output_path
+@click.option("--format", "fmt", type=click.Choice(["csv", "xlsx"]),
+              help="Default: from the file name (csv for -o -).")
 @click.option("--company")
 @click.option("--period", help="A period code, e.g. 2026-01.")
 @click.option("--year", type=int, help="Every period of this fiscal year.")
 @handle_errors
 def export(output: Path, fmt: str | None, company: str | None, period: str | None, year: int | None) -> None:
-    """Write lines with budget, pre_encumbered, encumbered, actual and available; importable back."""
-    with read_unit_of_work() as session:
-        n = io.export_budgets(session, output, fmt=fmt, company=company, period=period, year=year,
-                              default_rule=default_rule())
-    click.echo(f"{n} line(s) written to {output}")
+    """Write lines with budget, pre_encumbered, encumbered, actual and available; importable back
+    (``-o -``: to standard output; the count goes to standard error)."""
+    with read_unit_of_work() as session, working("exporting budgets"):
+        if not is_stdout(output):
+            n = io.export_budgets(session, output, fmt=fmt, company=company, period=period, year=year,
+                                  default_rule=default_rule())
+        else:
+            with tempfile.TemporaryDirectory() as tmp:
+                staged = Path(tmp) / f"budgets.{fmt or 'csv'}"
+                n = io.export_budgets(session, staged, fmt=fmt or "csv", company=company, period=period,
+                                      year=year, default_rule=default_rule())
+                write_stdout(staged.read_bytes())
+    click.echo(f"{n} line(s) written to {'standard output' if is_stdout(output) else output}",
+               err=is_stdout(output))
 
 
 @command.command("show")
@@ -64,16 +85,22 @@ def export(output: Path, fmt: str | None, company: str | None, period: str | Non
 @click.option("--period", help="A period code, e.g. 2026-01.")
 @click.option("--year", type=int, help="Every period of this fiscal year.")
 @click.option("--line", "line_code", help="One line (code) and its subtree, with its rule in detail.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per line (amounts as strings).")
+@click.option("--ids", is_flag=True, help="Show each line's id (what the API's /budget/lines/ID takes).")
+@format_option
+@json_option
 @handle_errors
 def show(company: str | None, period: str | None, year: int | None, line_code: str | None,
-         as_json: bool) -> None:
-    """The line tree with budget / pre-encumbered / encumbered / actual / available."""
+         ids: bool, fmt: str, as_json: bool) -> None:
+    """The line tree with budget / pre-encumbered / encumbered / actual / available.
+
+    JSON: an array of objects (id, code, dimensions, buckets as strings, control rule);
+    CSV: the same flattened, one row per line."""
     with read_unit_of_work() as session:
         rows = line_report(session, company=company, period=period, year=year, line=line_code,
                            default_rule=default_rule())
-    if as_json:
-        click.echo(json.dumps([_as_dict(r) for r in rows], ensure_ascii=False, indent=1))
+    fmt = "json" if as_json else fmt
+    if fmt != "table":
+        emit([_as_dict(r) for r in rows], SHOW_COLS if fmt == "csv" else [Col(k) for k in JSON_KEYS], fmt)
         return
     if not rows:
         click.echo("no budget lines match")
@@ -81,11 +108,20 @@ def show(company: str | None, period: str | None, year: int | None, line_code: s
     if line_code:
         click.echo(_detail(rows[0]))
         click.echo()
-    click.echo(render_tree(rows))
+    click.echo(render_tree(rows, ids=ids))
+
+
+JSON_KEYS = ["id", "code", "name", "company", "period", "cost_centre", "item", "project", "parent", "currency",
+             "status", "effective_status", "status_from", "owner", "budget", "pre_encumbered", "encumbered",
+             "actual", "available", "basis_buckets", "control"]
+SHOW_COLS = [Col(k) for k in JSON_KEYS[:-2]] + [Col("control_mode"), Col("control_basis"),
+                                                 Col("basis_available")]
 
 
 def _as_dict(r: LineReport) -> dict[str, Any]:
     return {
+        "id": r.line_id, "control_mode": r.rule.mode.value, "control_basis": r.rule.basis.value,
+        "basis_available": r.basis_buckets.available,
         "code": r.code, "name": r.name, "company": r.company, "period": r.period,
         "cost_centre": r.cost_centre, "item": r.item, "project": r.project, "parent": r.parent_code,
         "currency": r.currency, "status": r.status, "effective_status": r.effective_status,
@@ -117,8 +153,8 @@ def _detail(r: LineReport) -> str:
     ])
 
 
-def render_tree(rows: Sequence[LineReport]) -> str:
-    """Lines grouped by company and period, indented by tree depth."""
+def render_tree(rows: Sequence[LineReport], ids: bool = False) -> str:
+    """Lines grouped by company and period, indented by tree depth (with ``ids``, each line's id first)."""
     blocks = []
     groups: dict[tuple[str, str], list[LineReport]] = {}
     for r in rows:
@@ -135,13 +171,16 @@ def render_tree(rows: Sequence[LineReport]) -> str:
             checked = "" if basis == "period" else f"{money(r.basis_buckets.available, r.currency)} {basis[:3]}"
             status = r.status if r.status_from is None else f"{r.effective_status}*"
             body.append([
+                *([str(r.line_id)] if ids else []),
                 "  " * r.depth + ("└ " if r.depth else "") + label, r.currency,
                 *(money(v, r.currency) for v in (b.budget, b.pre_encumbered, b.encumbered, b.actual, b.available)),
                 "-" if used is None else f"{used}%", checked, control, status, r.name,
             ])
-        header = ["line", "cur", "budget", "pre_enc", "encumbered", "actual", "available",
-                  "used", "checked", "control", "status", "name"]
-        blocks.append(f"{company} {period}\n" + table(header, body, right=range(2, 9)))
+        header = [*(["id"] if ids else []), "line", "cur", "budget", "pre_enc", "encumbered", "actual",
+                  "available", "used", "checked", "control", "status", "name"]
+        shift = 1 if ids else 0
+        blocks.append(f"{company} {period}\n" + table(header, body, right=[0, *range(2 + shift, 9 + shift)]
+                                                        if ids else range(2, 9)))
     blocks.append("control: mode set on the line itself; (mode) inherited or the default rule\n"
                   "checked: available on the rule's basis where it is not the period alone "
                   "(cum: cumulative to date, ann: annual, ove: overall), what control checks\n"
@@ -153,8 +192,9 @@ def render_tree(rows: Sequence[LineReport]) -> str:
 @command.command("history")
 @click.argument("line")
 @click.option("--limit", type=int, default=50, show_default=True, help="Most recent movements shown.")
+@format_option
 @handle_errors
-def history(line: str, limit: int) -> None:
+def history(line: str, limit: int, fmt: str) -> None:
     """LINE's budget entries, newest first: when, who, what kind, bucket, amount, reason."""
     with read_unit_of_work() as session:
         ln = find_line(session, line)
@@ -167,13 +207,18 @@ def history(line: str, limit: int) -> None:
             .order_by(BudgetEntry.id.desc())
             .limit(limit)
         ).all()
-    body = [
-        [at.strftime("%Y-%m-%d %H:%M"), actor, kind, f"{doc_type}/{doc_id}" if doc_type else "-",
-         bucket, money(amount, ln.currency), reason or ""]
+    records = [
+        {"when": at, "who": actor, "kind": kind, "document": f"{doc_type}/{doc_id}" if doc_type else None,
+         "bucket": bucket, "amount": amount, "currency": ln.currency, "reason": reason}
         for at, actor, kind, doc_type, doc_id, bucket, amount, reason in rows
     ]
-    click.echo(f"{ln.code} ({ln.currency}), newest first, times UTC")
-    click.echo(table(["when", "who", "kind", "document", "bucket", "amount", "reason"], body, right=[5]))
+    cols = [Col("when", shown=lambda v, r: v.strftime("%Y-%m-%d %H:%M")), Col("who"), Col("kind"),
+            Col("document", shown=lambda v, r: v or "-"), Col("bucket"),
+            Col("amount", right=True, shown=lambda v, r: money(v, r["currency"])),
+            *([Col("currency")] if fmt != "table" else []), Col("reason")]
+    if fmt == "table":
+        click.echo(f"{ln.code} ({ln.currency}), newest first, times UTC")
+    click.echo(render(records, cols, fmt))
 
 
 def parse_threshold(text: str) -> dict[str, Any]:

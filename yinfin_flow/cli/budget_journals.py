@@ -26,14 +26,14 @@ from yinfin_flow.db.models import BudgetBalance
 from .common import (
     actor_option,
     cli_actor,
+    directory_actor,
     find_line,
     handle_errors,
     money,
-    require_actor,
     settings,
-    table,
     unit_of_work,
 )
+from .output import Col, emit, format_option, working
 
 
 def _required() -> bool:
@@ -128,10 +128,9 @@ def import_(file: Path, fmt: str | None, dry_run: bool, reason: str | None, acto
     """
     mode = settings().default_control_mode
     header, rows = read_table(file, fmt, settings().limits)
-    with unit_of_work() as session:
+    with unit_of_work() as session, working(f"importing {len(rows)} row(s) from {file.name}"):
         if dry_run:  # shows, books nothing: anyone may look
-            require_actor(actor)
-            who = f"cli:{jp.person(actor.strip())}"
+            who = f"cli:{directory_actor(session, actor)}"
             plan = jp.rehearse(session, lambda: io.import_rows(
                 session, header, rows, source=file.name, actor=who, default_mode=mode, reason=reason))
             _echo_plan(plan)
@@ -171,14 +170,15 @@ def _describe(d: dict[str, Any]) -> str:
 
 @proposals.command("list")
 @click.option("--status", type=click.Choice(list(jp.STATUSES)), help="pending: what waits for a reviewer.")
+@format_option
 @handle_errors
-def list_(status: str | None) -> None:
+def list_(status: str | None, fmt: str) -> None:
     """Proposals, newest first."""
     with unit_of_work(readonly=True) as session:
         _, items = jp.list_proposals(session, status=status, page_size=200)
-    body = [[str(d["id"]), d["kind"], d["status"], d["proposed_by"], d["decided_by"] or "-", _describe(d),
-             d["reason"]] for d in items]
-    click.echo(table(["id", "kind", "status", "proposed by", "decided by", "change", "reason"], body))
+    emit([{**d, "change": _describe(d)} for d in items],
+         [Col("id", right=True), Col("kind"), Col("status"), Col("proposed_by", "proposed by"),
+          Col("decided_by", "decided by", shown=lambda v, r: v or "-"), Col("change"), Col("reason")], fmt)
 
 
 def _decide(action: str, proposal_id: int, actor: str, comment: str | None) -> None:

@@ -8,8 +8,6 @@ control code live reservations run. Read-only; on the read database when
 
 from __future__ import annotations
 
-import json
-from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -21,6 +19,7 @@ from yinfin_flow.domain.budget import Mode
 from yinfin_flow.domain.errors import NotFound, ValidationError
 
 from .common import default_rule, find_line, handle_errors, money, read_unit_of_work, table
+from .output import Col, emit, emit_one, format_option, json_option
 
 
 def _side(label: str, d: dict[str, Any], currency: str) -> list[str]:
@@ -64,12 +63,15 @@ def render(result: dict[str, Any]) -> str:
 @click.option("--no-subtree", is_flag=True, help="The rule for this line only, not the lines below it.")
 @click.option("--from", "start", type=click.DateTime(["%Y-%m-%d"]), help="First day (default: a year ago).")
 @click.option("--to", "end", type=click.DateTime(["%Y-%m-%d"]), help="Last day, included (default: today).")
-@click.option("--json", "as_json", is_flag=True, help="The whole answer as JSON (as the API gives it).")
+@format_option
+@json_option
 @handle_errors
 def simulate(line: str, change_id: int | None, mode: str | None, tolerance_percent: str | None,
              tolerance_amount: str | None, basis: str, thresholds: tuple[str, ...], no_subtree: bool,
-             start: Any, end: Any, as_json: bool) -> None:
-    """Replay LINE's requests under the rule in force and a proposed rule, side by side."""
+             start: Any, end: Any, fmt: str, as_json: bool) -> None:
+    """Replay LINE's requests under the rule in force and a proposed rule, side by side.
+
+    JSON: the whole answer (as the API gives it); CSV: the two rules' figures, one row each."""
     from .budget import parse_threshold
 
     with read_unit_of_work() as session:
@@ -89,13 +91,15 @@ def simulate(line: str, change_id: int | None, mode: str | None, tolerance_perce
                     "tolerance_percent": tolerance_percent, "tolerance_amount": tolerance_amount}
         result = sim.simulate(session, ln.id, rule, default_rule=default_rule(),
                               start=start.date() if start else None, end=end.date() if end else None)
-    if as_json:
-        click.echo(json.dumps(result, default=_plain, ensure_ascii=False, indent=1))
-        return
-    click.echo(render(result))
-
-
-def _plain(value: Any) -> str:
-    if isinstance(value, date):
-        return value.isoformat()
-    return str(value)
+    fmt = "json" if as_json else fmt
+    if fmt == "json":
+        emit_one(result, "json")
+    elif fmt == "csv":
+        keys = ("refused", "refused_amount", "warned", "warned_amount", "peak_usage_percent", "peak_on",
+                "first_negative_on")
+        emit([{"rule": label, "description": result[side]["rule"]["description"],
+               **{k: result[side][k] for k in keys}}
+              for label, side in (("in force", "current"), ("proposed", "proposed"))],
+             [Col("rule"), Col("description"), *(Col(k) for k in keys)], "csv")
+    else:
+        click.echo(render(result))

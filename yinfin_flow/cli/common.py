@@ -4,16 +4,17 @@
 - :func:`handle_errors`: a :class:`DomainError` prints ``error <code>: <message>`` and its
   details on stderr and exits 1 (no traceback); a database without tables says to run
   ``yinfin-flow db upgrade``.
-- :func:`actor_option`: ``--actor``, defaulting to ``$USER``; :func:`cli_actor` checks it
-  names a finance person of the directory.
+- :func:`actor_option`: ``--actor``, else ``$YINFIN_ACTOR`` (neither: a usage error, exit 2);
+  :func:`directory_actor` checks it names an active person of the directory,
+  :func:`cli_actor` one holding ``finance`` (exit 1 otherwise).
 - :func:`table`: a plain text table that lines up Chinese text too.
+- output, progress and exit codes live in :mod:`.output`.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import os
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -117,16 +118,41 @@ def handle_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+ACTOR_ENV = "YINFIN_ACTOR"
+
+
+def _actor_given(ctx: click.Context, param: click.Parameter, value: str | None) -> str:
+    if value is None or not value.strip():
+        raise click.UsageError(f"who is acting is required: give --actor PERSON or set {ACTOR_ENV}", ctx=ctx)
+    return value.strip()
+
+
 def actor_option(fn: F) -> F:
+    """``--actor PERSON`` (else ``$YINFIN_ACTOR``): who acts, a person of the directory."""
     return click.option(
-        "--actor", default=lambda: os.environ.get("USER") or os.environ.get("USERNAME") or "",
-        show_default="$USER", help="Who is acting (recorded on every budget movement).",
+        "--actor", envvar=ACTOR_ENV, show_envvar=True, callback=_actor_given,
+        help="Who is acting: a person of the directory (recorded with the change).",
     )(fn)
 
 
 def require_actor(actor: str) -> None:
     if not actor or not actor.strip():
-        raise ValidationError("actor", "who is acting is required (--actor or $USER)")
+        raise ValidationError("actor", f"who is acting is required (--actor or {ACTOR_ENV})")
+
+
+def directory_actor(session: Session, actor: str) -> str:
+    """``actor`` (a ``cli:`` prefix allowed) once it is an active person of the directory:
+    the person's id."""
+    from yinfin_flow.budget.journal_proposals import UnknownPerson
+    from yinfin_flow.budget.rule_changes import person
+    from yinfin_flow.db.models.org import User
+
+    require_actor(actor)
+    who = person(actor.strip())
+    if session.scalar(select(User.id).where(User.id == who, User.active.is_(True))) is None:
+        raise UnknownPerson(f"{who!r} is not an active person in the directory (--actor / {ACTOR_ENV})",
+                           field="actor", actor=who)
+    return who
 
 
 class NotFinance(DomainError):
@@ -137,13 +163,9 @@ class NotFinance(DomainError):
 def cli_actor(session: Session, actor: str) -> str:
     """``cli:<actor>`` once ``actor`` is an active person of the directory holding ``finance``
     (a shell cannot prove who types, but it can refuse names nobody holds)."""
-    from yinfin_flow.budget.journal_proposals import require_person
-    from yinfin_flow.budget.rule_changes import person
     from yinfin_flow.engine.directory import roles_of
 
-    require_actor(actor)
-    who = person(actor.strip())
-    require_person(session, who)
+    who = directory_actor(session, actor)
     if "finance" not in {g.role for g in roles_of(session, who)}:
         raise NotFinance(f"{who} does not hold the finance role: budgets are finance's",
                          field="actor", actor=who)

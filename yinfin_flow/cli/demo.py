@@ -13,6 +13,7 @@ from yinfin_flow.db.models import Company
 from yinfin_flow.demo import loaders
 
 from .common import handle_errors, unit_of_work
+from .output import progress
 
 
 @click.group("demo")
@@ -30,7 +31,8 @@ def load(if_empty: bool) -> None:
             click.echo("demo: the database already has a company; nothing loaded")
             return
         done = []
-        for name, loader in loaders():
+        steps = list(loaders())
+        for name, loader in progress(steps, "loading the demo", length=len(steps)):
             loader(session)
             done.append(name)
     click.echo(f"demo loaded: {', '.join(done)}")

@@ -1,6 +1,6 @@
-"""Accounting commands: ``journal``, ``masterdata``, ``period`` and ``report``.
+"""Accounting commands: ``journal``, ``masterdata`` and ``period`` (``report`` is in .report).
 
-``journal`` is registered through :data:`yinfin_flow.cli.GROUPS`; the other three
+``journal`` is registered through :data:`yinfin_flow.cli.GROUPS`; the other two
 groups live here too and attach themselves to the main command when this module
 is imported (see :func:`_attach`).
 
@@ -10,7 +10,7 @@ the database it may be left out.
 
 from __future__ import annotations
 
-import json
+import tempfile
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -20,13 +20,22 @@ from sqlalchemy import select
 
 from yinfin_flow.db.models import Company
 from yinfin_flow.domain.errors import ValidationError
-from yinfin_flow.ledger import exports, masterdata, periods, reports, templates, yearend
+from yinfin_flow.ledger import exports, masterdata, periods, templates, yearend
 from yinfin_flow.ledger.manual import post_manual
 from yinfin_flow.ledger.posting import post
 from yinfin_flow.ledger.reversal import reverse
 
-from .budget import handle_errors, unit_of_work
-from .common import read_json, read_unit_of_work, settings
+from .common import (
+    ACTOR_ENV,
+    actor_option,
+    directory_actor,
+    handle_errors,
+    read_json,
+    read_unit_of_work,
+    settings,
+    unit_of_work,
+)
+from .output import Col, emit, format_option, is_stdout, output_path, working, write_stdout
 
 
 def _company(session: Any, code: str | None) -> str:
@@ -41,10 +50,6 @@ def _company(session: Any, code: str | None) -> str:
 company_option = click.option("--company", envvar="YINFIN_COMPANY", help="Company code (e.g. ACME).")
 
 
-def _echo_json(data: Any) -> None:
-    click.echo(json.dumps(reports.to_jsonable(data), ensure_ascii=False, indent=2))
-
-
 # -- journal ------------------------------------------------------------------------
 
 
@@ -56,14 +61,23 @@ def command() -> None:
 @command.command("export")
 @click.option("--format", "fmt", type=click.Choice(["beancount", "csv", "xlsx"]), required=True)
 @click.option("--period", help="One month, YYYY-MM (default: everything).")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@output_path
 @company_option
 @handle_errors
 def export_cmd(fmt: str, period: str | None, output: Path, company: str | None) -> None:
-    """Write the journal as a beancount ledger or an ERP voucher import file."""
-    with read_unit_of_work() as s:
-        n = exports.export(s, _company(s, company), fmt, output, period)
-    click.echo(f"{n} voucher(s) written to {output}")
+    """Write the journal as a beancount ledger or an ERP voucher import file
+    (``-o -``: to standard output; the count goes to standard error)."""
+    with read_unit_of_work() as s, working(f"exporting the journal as {fmt}"):
+        comp = _company(s, company)
+        if not is_stdout(output):
+            n = exports.export(s, comp, fmt, output, period)
+        else:
+            with tempfile.TemporaryDirectory() as tmp:
+                staged = Path(tmp) / f"journal.{fmt}"
+                n = exports.export(s, comp, fmt, staged, period)
+                write_stdout(staged.read_bytes())
+    where = "standard output" if is_stdout(output) else str(output)
+    click.echo(f"{n} voucher(s) written to {where}", err=is_stdout(output))
 
 
 @command.command("post")
@@ -79,12 +93,21 @@ def post_cmd(payload: Any) -> None:
 
 @command.command("manual")
 @click.argument("payload", type=click.File("r", encoding="utf-8"))
+@click.option("--actor", envvar=ACTOR_ENV, show_envvar=True,
+              help="Who posts it, when the file names no actor: a person of the directory.")
 @handle_errors
-def manual_cmd(payload: Any) -> None:
+def manual_cmd(payload: Any, actor: str | None) -> None:
     """Post a manual voucher (手工凭证) from JSON: key, company, posting_date, actor, summary,
-    lines [{account, debit|credit, currency, cost_centre, project, partner, memo}]."""
+    lines [{account, debit|credit, currency, cost_centre, project, partner, memo}].
+    The actor (the file's, else --actor) must be an active person of the directory."""
     data = read_json(payload)
+    if not data.get("actor"):
+        if not actor or not actor.strip():
+            raise click.UsageError(f"who posts the voucher is required: an actor in the file, "
+                                   f"--actor PERSON or {ACTOR_ENV}")
+        data["actor"] = actor.strip()
     with unit_of_work() as s:
+        data["actor"] = directory_actor(s, str(data["actor"]))
         result = post_manual(s, **data)
     click.echo(f"{'replayed' if result.replayed else 'posted'} {result.voucher} (entry {result.entry_id})")
 
@@ -92,37 +115,58 @@ def manual_cmd(payload: Any) -> None:
 @command.command("reverse")
 @click.argument("entry_id", type=int)
 @click.option("--reason", required=True)
-@click.option("--actor", required=True)
+@actor_option
 @click.option("--date", "on", type=click.DateTime(["%Y-%m-%d"]), help="Posting date (default: the original's).")
 @click.option("--key", help="Idempotency key (default: reverse:<entry id>).")
 @handle_errors
 def reverse_cmd(entry_id: int, reason: str, actor: str, on: Any, key: str | None) -> None:
     """Reverse a voucher (red-ink), taking back the budget actual it caused."""
     with unit_of_work() as s:
+        actor = directory_actor(s, actor)
         r = reverse(s, entry_id, key=key or f"reverse:{entry_id}", actor=actor, reason=reason,
                     posting_date=on.date() if on else None)
     click.echo(f"{'replayed' if r.replayed else 'reversed by'} {r.voucher} (entry {r.entry_id})")
 
 
+VOUCHER_LINE_COLS = [
+    Col("voucher"), Col("date"), Col("line_no", "line", right=True), Col("account"),
+    Col("account_name", "name"), Col("debit", right=True, shown=lambda v, r: f"{v:,.2f}"),
+    Col("credit", right=True, shown=lambda v, r: f"{v:,.2f}"),
+    Col("amount", right=True, shown=lambda v, r: f"{v:,.2f}"), Col("currency", "cur"),
+    Col("cost_centre", "cost centre"),
+    Col("summary", shown=lambda v, r: v if r["line_no"] == 1 else ""),
+]
+
+
 @command.command("list")
 @click.option("--period", help="YYYY-MM")
+@format_option
 @company_option
 @handle_errors
-def list_cmd(period: str | None, company: str | None) -> None:
-    """One line per voucher line: voucher, account, debit, credit, currency amount."""
+def list_cmd(period: str | None, fmt: str, company: str | None) -> None:
+    """One row per voucher line: voucher, date, account and its name, debit, credit,
+    amount in the line's currency, cost centre, summary."""
     with unit_of_work(readonly=True) as s:
         rows = exports.voucher_rows(s, _company(s, company), period)
-    for r in rows:
-        click.echo(f"{r.voucher}  {r.posting_date}  {r.account_code:<10} {r.debit:>14.2f} {r.credit:>14.2f}  "
-                   f"{r.amount:>12.2f} {r.currency}  {r.summary if r.line_no == 1 else ''}")
+    emit([{"voucher": r.voucher, "date": r.posting_date, "line_no": r.line_no, "account": r.account_code,
+           "account_name": r.account_name, "debit": _cents(r.debit), "credit": _cents(r.credit),
+           "amount": _cents(r.amount), "currency": r.currency, "cost_centre": r.cost_centre,
+           "summary": r.summary} for r in rows], VOUCHER_LINE_COLS, fmt)
+
+
+def _cents(value: Decimal) -> Decimal:
+    """Two places where the amount has no more (the ledger keeps four)."""
+    two = value.quantize(Decimal("0.01"))
+    return two if two == value else value
 
 
 @command.command("templates")
+@format_option
 @handle_errors
-def templates_cmd() -> None:
+def templates_cmd(fmt: str) -> None:
     """Validate and list the posting templates in workflows/postings/."""
-    for name, t in templates.load_all().items():
-        click.echo(f"{name}: {t.description}")
+    emit([{"name": name, "description": t.description} for name, t in templates.load_all().items()],
+         [Col("name"), Col("description")], fmt)
 
 
 # -- masterdata -----------------------------------------------------------------------
@@ -140,7 +184,7 @@ def masterdata_cmd() -> None:
 @handle_errors
 def import_cmd(kind: str, file: Path, company: str | None) -> None:
     """Import KIND from a CSV or XLSX FILE: all rows or none; every bad row is listed."""
-    with unit_of_work() as s:
+    with unit_of_work() as s, working(f"importing {kind} from {file.name}"):
         counts = masterdata.import_file(s, _company(s, company), kind, file, settings().limits)
     click.echo(f"{kind}: {counts['created']} created, {counts['updated']} updated")
 
@@ -167,11 +211,13 @@ def period_cmd() -> None:
 
 @period_cmd.command("open")
 @click.argument("code")
+@actor_option
 @company_option
 @handle_errors
-def open_cmd(code: str, company: str | None) -> None:
+def open_cmd(code: str, actor: str, company: str | None) -> None:
     """Open month CODE (YYYY-MM), or a whole year (YYYY); reopen from the latest closed month back."""
     with unit_of_work() as s:
+        directory_actor(s, actor)
         comp = _company(s, company)
         if code.isdigit() and len(code) == 4:
             periods.open_year(s, comp, int(code))
@@ -183,7 +229,7 @@ def open_cmd(code: str, company: str | None) -> None:
 @period_cmd.command("close")
 @click.argument("code", required=False)
 @click.option("--through", help="Close every open month up to and including this one (YYYY-MM), oldest first.")
-@click.option("--actor", required=True)
+@actor_option
 @company_option
 @handle_errors
 def close_cmd(code: str | None, through: str | None, actor: str, company: str | None) -> None:
@@ -192,6 +238,7 @@ def close_cmd(code: str | None, through: str | None, actor: str, company: str | 
     if (code is None) == (through is None):
         raise ValidationError("period", "give one month CODE or --through YYYY-MM")
     with unit_of_work() as s:
+        actor = directory_actor(s, actor)
         comp = _company(s, company)
         if through is not None:
             closed = periods.close_through(s, comp, through, actor=actor)
@@ -206,98 +253,36 @@ def close_cmd(code: str | None, through: str | None, actor: str, company: str | 
 
 
 @period_cmd.command("list")
+@format_option
 @company_option
 @handle_errors
-def list_periods_cmd(company: str | None) -> None:
+def list_periods_cmd(fmt: str, company: str | None) -> None:
+    """Months with their status, vouchers numbered, who closed them and when."""
     with unit_of_work(readonly=True) as s:
-        for p in periods.list_periods(s, _company(s, company)):
-            click.echo(f"{p.code}  {p.status:<6}  vouchers: {p.last_voucher_number}")
+        rows = [{"period": p.code, "status": p.status, "vouchers": p.last_voucher_number,
+                 "closed_by": p.closed_by, "closed_at": p.closed_at}
+                for p in periods.list_periods(s, _company(s, company))]
+    emit(rows, [Col("period"), Col("status"), Col("vouchers", right=True), Col("closed_by", "closed by"),
+                Col("closed_at", "closed at", shown=lambda v, r: "" if v is None else str(v)[:16])], fmt)
 
 
 @period_cmd.command("yearend")
 @click.argument("year", type=int)
 @click.option("--with-budget/--without-budget", required=True,
               help="Carry the budget along with the commitments, or not.")
-@click.option("--actor", required=True)
+@actor_option
 @company_option
 @handle_errors
 def yearend_cmd(year: int, with_budget: bool, actor: str, company: str | None) -> None:
     """Roll YEAR's open commitments into YEAR+1 (one transaction)."""
-    with unit_of_work() as s:
+    with unit_of_work() as s, working(f"rolling {year} into {year + 1}"):
+        actor = directory_actor(s, actor)
         result = yearend.roll_forward(s, _company(s, company), year, with_budget=with_budget, actor=actor)
     for r in result.rolled:
         budget = f" (budget: {r.budget_out} out, {r.budget_in} in)" if with_budget else ""
         click.echo(f"{r.document}: {r.amount} {r.from_line} -> {r.to_line}{budget}")
     click.echo(f"{len(result.rolled)} commitment(s) rolled into {year + 1}"
                f" ({'with' if with_budget else 'without'} budget)")
-
-
-# -- report ---------------------------------------------------------------------------
-
-
-@click.group("report")
-def report_cmd() -> None:
-    """Trial balance, budget vs actual (业财), a request's trail."""
-
-
-def _table(rows: list[dict[str, Any]], cols: list[str]) -> None:
-    click.echo("  ".join(f"{c:>14}" if i else f"{c:<22}" for i, c in enumerate(cols)))
-    for r in rows:
-        cells = []
-        for i, c in enumerate(cols):
-            v = r.get(c)
-            text = "" if v is None else (f"{v:,.2f}" if isinstance(v, Decimal) else str(v))
-            cells.append(f"{text:>14}" if i else f"{text:<22}")
-        click.echo("  ".join(cells))
-
-
-@report_cmd.command("trial-balance")
-@click.option("--period", required=True, help="YYYY-MM")
-@click.option("--json", "as_json", is_flag=True)
-@company_option
-@handle_errors
-def trial_balance_cmd(period: str, as_json: bool, company: str | None) -> None:
-    """科目余额表: opening, debit, credit, closing per account for PERIOD."""
-    with read_unit_of_work() as s:
-        tb = reports.trial_balance(s, _company(s, company), period)
-    if as_json:
-        _echo_json(tb)
-        return
-    rows = [{**r, "account": f"{'  ' * (r['level'] - 1)}{r['account']}"} for r in tb["rows"]]
-    _table(rows + [{"account": "TOTAL", **tb["totals"]}],
-           ["account", "opening_debit", "opening_credit", "debit", "credit", "closing_debit", "closing_credit"])
-    click.echo(f"{tb['company']} {tb['period']} ({tb['status']}), {tb['currency']}: "
-               f"{'balanced' if tb['balanced'] else 'NOT BALANCED'}")
-
-
-@report_cmd.command("budget-vs-actual")
-@click.option("--period", help="YYYY-MM")
-@click.option("--year", type=int)
-@click.option("--json", "as_json", is_flag=True)
-@company_option
-@handle_errors
-def budget_vs_actual_cmd(period: str | None, year: int | None, as_json: bool, company: str | None) -> None:
-    """Budget, commitments and actual beside the ledger, per cost centre and account."""
-    with read_unit_of_work() as s:
-        rep = reports.budget_vs_actual(s, _company(s, company), period=period,
-                                       year=year if period is None else None)
-    if as_json:
-        _echo_json(rep)
-        return
-    rows = [{**r, "key": f"{r['cost_centre']} {r['account']}"} for r in rep["rows"]]
-    _table(rows, ["key", "budget", "pre_encumbered", "encumbered", "actual", "available", "ledger",
-                  "unbudgeted", "usage_percent"])
-    click.echo(f"{rep['company']} {rep['range']} ({rep['currency']})")
-
-
-@report_cmd.command("trail")
-@click.argument("document_type")
-@click.argument("document_id")
-@handle_errors
-def trail_cmd(document_type: str, document_id: str) -> None:
-    """A request end to end: approvals, budget movements, vouchers, ERP voucher ids (JSON)."""
-    with read_unit_of_work() as s:
-        _echo_json(reports.trail(s, document_type, document_id))
 
 
 def _attach() -> None:
@@ -307,7 +292,7 @@ def _attach() -> None:
     main = getattr(cli, "main", None)
     if main is None:
         return
-    for group in (masterdata_cmd, period_cmd, report_cmd):
+    for group in (masterdata_cmd, period_cmd):
         if group.name not in main.commands:
             main.add_command(group)
 

@@ -8,8 +8,14 @@ from pathlib import Path
 import click
 
 from yinfin_flow.budget.io_tables import check_file
-from yinfin_flow.cli.budget import actor_option, handle_errors, require_actor, table, unit_of_work
-from yinfin_flow.cli.common import settings
+from yinfin_flow.cli.common import (
+    actor_option,
+    directory_actor,
+    handle_errors,
+    settings,
+    unit_of_work,
+)
+from yinfin_flow.cli.output import Col, emit, emit_one, format_option, working
 from yinfin_flow.engine import directory
 
 
@@ -32,16 +38,19 @@ def import_(path: Path, encoding: str, deactivate_missing: bool, actor: str) -> 
     Columns: id,name,email,company,department,manager,roles,active (roles separated by
     ';', each ROLE or ROLE@DEPARTMENT), optionally dingtalk_userid, feishu_open_id,
     wecom_userid.
+
+    --actor must be an active person of the directory once the file is imported (on an
+    empty directory: one of the file's users), else nothing is imported.
     """
-    require_actor(actor)
     check_file(path, settings().limits)
     try:
         text = path.read_text(encoding=encoding)
     except UnicodeDecodeError as err:
         raise click.ClickException(f"{path} is not {encoding} ({err.reason}); try --encoding gb18030") from None
-    with unit_of_work() as session:
+    with unit_of_work() as session, working(f"importing users from {path.name}"):
         result = directory.import_users_csv(session, text, actor=actor,
                                             deactivate_missing=deactivate_missing)
+        directory_actor(session, actor)  # checked in the same transaction: refused, nothing stays
     click.echo(f"{path.name}: {result.summary()}")
     if result.deactivated:
         click.echo("deactivated: " + ", ".join(result.deactivated))
@@ -51,25 +60,30 @@ def import_(path: Path, encoding: str, deactivate_missing: bool, actor: str) -> 
 @click.argument("user", required=False)
 @click.option("--company", default=None, help="Only users of this company code.")
 @click.option("--inactive/--no-inactive", default=True, show_default=True, help="Include inactive users.")
+@format_option
 @handle_errors
-def show(user: str | None, company: str | None, inactive: bool) -> None:
-    """List the directory, or show one USER with their roles and delegations."""
+def show(user: str | None, company: str | None, inactive: bool, fmt: str) -> None:
+    """List the directory, or show one USER with their roles and delegations (exit 1 if no such user)."""
     with unit_of_work(readonly=True) as session:
         if user is None:
             rows = [r for r in directory.listing(session, company) if inactive or r["active"]]
-            click.echo(table(
-                ["id", "name", "company", "department", "manager", "active", "roles"],
-                [[r["id"], r["name"], r["company"], r["department"] or "", r["manager"] or "",
-                  "yes" if r["active"] else "no", ";".join(r["roles"])] for r in rows],
-            ))
+            emit(rows, [Col("id"), Col("name"), Col("company"), Col("department"), Col("manager"),
+                        Col("active", shown=lambda v, r: "yes" if v else "no"),
+                        Col("roles", shown=lambda v, r: ";".join(v))], fmt)
             return
         ctx = directory.user_context(session, directory.get_user(session, user).id)
-        for key in ("id", "name", "email", "company", "department", "manager", "active"):
-            click.echo(f"{key:<11} {ctx[key] if ctx[key] is not None else ''}")
-        click.echo(f"{'roles':<11} {';'.join(ctx['role_grants'])}")
-        for d in directory.live_delegations(session, user):
-            scope = d.workflow or "all workflows"
-            click.echo(f"{'delegation':<11} #{d.id} to {d.deputy_id} {d.start_date}..{d.end_date} ({scope})")
+        delegations = [{"id": d.id, "deputy": d.deputy_id, "start": d.start_date, "end": d.end_date,
+                        "workflow": d.workflow} for d in directory.live_delegations(session, user)]
+    obj = {k: ctx[k] for k in ("id", "name", "email", "company", "department", "manager", "active")}
+    obj["roles"] = list(ctx["role_grants"])
+    obj["delegations"] = delegations
+    cols = [*(Col(k) for k in ("id", "name", "email", "company", "department", "manager")),
+            Col("active", shown=lambda v, r: "yes" if v else "no"),
+            Col("roles", shown=lambda v, r: ";".join(v)),
+            Col("delegations", shown=lambda v, r: "; ".join(
+                f"#{d['id']} to {d['deputy']} {d['start']}..{d['end']} ({d['workflow'] or 'all workflows'})"
+                for d in v))]
+    emit_one(obj, fmt, cols)
 
 
 @command.command("deactivate")
@@ -94,9 +108,9 @@ def deactivate(user: str) -> None:
 def delegate(user: str, deputy: str, start: object, end: object, workflow: str | None,
              reason: str | None, actor: str) -> None:
     """USER hands approval tasks to DEPUTY from --start to --end (both inclusive)."""
-    require_actor(actor)
     s: date = start.date()  # type: ignore[attr-defined]
     e: date = end.date()  # type: ignore[attr-defined]
     with unit_of_work() as session:
+        actor = directory_actor(session, actor)
         row = directory.delegate(session, user, deputy, s, e, workflow=workflow, reason=reason, actor=actor)
         click.echo(f"delegation #{row.id}: {user} -> {deputy} {s}..{e} ({workflow or 'all workflows'})")

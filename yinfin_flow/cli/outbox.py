@@ -7,9 +7,10 @@
 
 from __future__ import annotations
 
-import json
+from dataclasses import asdict
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -18,7 +19,8 @@ from yinfin_flow.domain.errors import ValidationError
 from yinfin_flow.worker.config import DeliverySettings
 from yinfin_flow.worker.masterdata import KINDS as SYNC_KINDS
 
-from .common import handle_errors, settings, table, unit_of_work
+from .common import handle_errors, settings, unit_of_work
+from .output import Col, emit, format_option, json_option, progress, render, working
 
 
 def _db() -> Database:
@@ -39,40 +41,46 @@ def command() -> None:
 @click.option("--status", type=click.Choice(["pending", "in_flight", "delivered", "dead"]))
 @click.option("--target", help="Connector name, e.g. kingdee.")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000))
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@format_option
+@json_option
 @handle_errors
-def list_cmd(status: str | None, target: str | None, limit: int, as_json: bool) -> None:
+def list_cmd(status: str | None, target: str | None, limit: int, fmt: str, as_json: bool) -> None:
     """Messages, oldest first."""
     from yinfin_flow.worker import outbox
 
     with unit_of_work(readonly=True) as s:
         found = outbox.messages(s, status=status, target=target, limit=limit)
-    _show(found, as_json)
+    _show(found, "json" if as_json else fmt)
 
 
-def _show(found: list, as_json: bool) -> None:
-    if as_json:
-        for m in found:
-            click.echo(json.dumps(m.__dict__, default=str, ensure_ascii=False))
+MESSAGE_KEYS = ["id", "target", "kind", "document_key", "idempotency_key", "status", "attempts",
+                "next_attempt_at", "last_error", "external_id", "delivered_at", "created_at"]
+
+
+def _show(found: list[Any], fmt: str) -> None:
+    rows = [asdict(m) for m in found]
+    if fmt != "table":
+        emit(rows, [Col(k) for k in MESSAGE_KEYS], fmt)
         return
-    click.echo(table(["id", "target", "kind", "document", "status", "tries", "next/at", "error"],
-                     [[str(m.id), m.target, m.kind, m.document_key, m.status, str(m.attempts),
-                       _when(m.delivered_at or m.next_attempt_at), (m.last_error or "")[:60]]
-                      for m in found], right=[0, 5]))
+    emit(rows, [Col("id", right=True), Col("target"), Col("kind"), Col("document_key", "document"), Col("status"),
+                Col("attempts", "tries", right=True),
+                Col("next_attempt_at", "next/at", shown=lambda v, r: _when(r["delivered_at"] or v)),
+                Col("last_error", "error", shown=lambda v, r: (v or "")[:60])], fmt)
 
 
 @command.command("dead-letters")
 @click.option("--target", help="Connector name.")
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 1000))
-@click.option("--json", "as_json", is_flag=True)
+@format_option
+@json_option
 @handle_errors
-def dead_letters_cmd(target: str | None, limit: int, as_json: bool) -> None:
+def dead_letters_cmd(target: str | None, limit: int, fmt: str, as_json: bool) -> None:
     """Messages given up on, with the outside system's last error."""
     from yinfin_flow.worker import outbox
 
     with unit_of_work(readonly=True) as s:
         found = outbox.dead_letters(s, target=target, limit=limit)
-    _show(found, as_json)
+    _show(found, "json" if as_json else fmt)
 
 
 @command.command("replay")
@@ -96,19 +104,29 @@ def replay_cmd(message_id: int | None, everything: bool, target: str | None) -> 
 
 
 @command.command("status")
+@format_option
 @handle_errors
-def status_cmd() -> None:
+def status_cmd(fmt: str) -> None:
     """Backlog, dead letters and last success per connector, and what the last
-    reconciliation with each ERP found."""
+    reconciliation with each ERP found (JSON and CSV: one row per connector, with
+    ``last_reconcile`` for an ERP)."""
     from yinfin_flow.worker import outbox
     from yinfin_flow.worker.reconcile import last_runs
 
     with unit_of_work(readonly=True) as s:
         found = outbox.target_status(s, DeliverySettings.from_env().targets)
         runs = last_runs(s)
-    click.echo(table(["target", "backlog", "in flight", "dead", "delivered", "last success"],
-                     [[t.target, str(t.backlog), str(t.in_flight), str(t.dead_letters),
-                       str(t.delivered), _when(t.last_success)] for t in found], right=[1, 2, 3, 4]))
+    rows = [{**asdict(t), "last_reconcile": runs.get(t.target)} for t in found]
+    rows += [{"target": name, "last_reconcile": run} for name, run in runs.items()
+             if name not in {t.target for t in found}]
+    if fmt != "table":
+        emit(rows, [Col(k) for k in ("target", "backlog", "in_flight", "dead_letters", "delivered",
+                                     "last_success", "oldest_pending", "last_reconcile")], fmt)
+        return
+    emit([r for r in rows if "backlog" in r],
+         [Col("target"), Col("backlog", right=True), Col("in_flight", "in flight", right=True),
+          Col("dead_letters", "dead", right=True), Col("delivered", right=True),
+          Col("last_success", "last success", shown=lambda v, r: _when(v))], fmt)
     for target, run in runs.items():
         counts = ", ".join(f"{n} {problem}" for problem, n in sorted(run["findings"].items()))
         click.echo(f"last reconcile with {target} ({run['period']}, {_when(run['finished_at'])}): "
@@ -186,7 +204,7 @@ def sync_cmd(names: tuple[str, ...], company: str | None, kinds: tuple[str, ...]
             if not mine:
                 raise ValidationError("sync", "another master-data sync is running")
             failed = []
-            for name, wanted in plan:
+            for name, wanted in progress(plan, "syncing master data", length=len(plan)):
                 done = masterdata.sync_connector(db, name, company=company, kinds=wanted)
                 for kind, counts in done.items():
                     click.echo(f"{name} {kind}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
@@ -236,10 +254,13 @@ def _sync_plan(names: tuple[str, ...], kinds: tuple[str, ...],
               help="Also write the differences as CSV.")
 @click.option("--xlsx", "xlsx_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the differences as XLSX.")
+@format_option
 @handle_errors
 def reconcile_cmd(period: str, name: str | None, company: str | None, csv_path: Path | None,
-                  xlsx_path: Path | None) -> None:
-    """Compare every voucher of a period with the ERP's copy; list the differences.
+                  xlsx_path: Path | None, fmt: str) -> None:
+    """Compare every voucher of a period with the ERP's copy; list the differences
+    (table: a summary line, then the differences; JSON and CSV: the differences only,
+    the summary on standard error).
 
     Exits 0 when everything matches, 3 when there are differences.
     """
@@ -250,15 +271,21 @@ def reconcile_cmd(period: str, name: str | None, company: str | None, csv_path: 
         raise ValidationError("connector", "name one with --connector or set YINFIN_ERP_CONNECTOR")
     db = _db()
     try:
-        report = reconcile.reconcile(db, period, target, company=company)
+        with working(f"reconciling {period} with {target}"):
+            report = reconcile.reconcile(db, period, target, company=company)
     finally:
         db.dispose()
     click.echo(f"{period} vs {target}: {report.checked} voucher(s), {report.matched} match, "
-               f"{len(report.differences)} difference(s)")
-    if report.differences:
-        click.echo(table(["entry", "voucher", "problem", "detail"],
-                         [[str(d.entry_id), d.voucher or "", d.problem, d.detail[:80]]
-                          for d in report.differences], right=[0]))
+               f"{len(report.differences)} difference(s)", err=fmt != "table")
+    rows = [{"entry": d.entry_id, "voucher": d.voucher, "problem": d.problem, "detail": d.detail,
+             "erp_voucher_id": d.erp_voucher_id, "ours_debit": d.ours_debit, "erp_debit": d.erp_debit}
+            for d in report.differences]
+    if fmt != "table":
+        emit(rows, [Col(k) for k in ("entry", "voucher", "problem", "detail", "erp_voucher_id", "ours_debit",
+                                     "erp_debit")], fmt)
+    elif rows:
+        click.echo(render(rows, [Col("entry", right=True), Col("voucher"), Col("problem"),
+                                 Col("detail", shown=lambda v, r: v[:80])], "table"))
     if csv_path:
         csv_path.write_text(report.to_csv(), encoding="utf-8")
     if xlsx_path:

@@ -9,6 +9,7 @@ import click
 from yinfin_flow.budget.io_rates import import_rates
 
 from .common import handle_errors, settings, unit_of_work
+from .output import working
 
 
 @click.group("rates")
@@ -22,6 +23,6 @@ def command() -> None:
 @handle_errors
 def import_(file: Path, fmt: str | None) -> None:
     """Load rates from FILE: from_currency,to_currency,date,rate (all rows or none)."""
-    with unit_of_work() as session:
+    with unit_of_work() as session, working(f"importing rates from {file.name}"):
         result = import_rates(session, file, fmt=fmt, limits=settings().limits)
     click.echo(f"{result.summary()} from {file.name}")

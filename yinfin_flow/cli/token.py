@@ -6,7 +6,8 @@ from datetime import timedelta
 
 import click
 
-from yinfin_flow.cli.common import actor_option, handle_errors, require_actor, table, unit_of_work
+from yinfin_flow.cli.common import actor_option, directory_actor, handle_errors, unit_of_work
+from yinfin_flow.cli.output import Col, emit, format_option
 from yinfin_flow.db.types import utcnow
 from yinfin_flow.security import tokens
 
@@ -25,8 +26,8 @@ def command() -> None:
 @handle_errors
 def create(user: str, name: str, days: int, actor: str) -> None:
     """Issue a token for USER and print it; it cannot be shown again."""
-    require_actor(actor)
     with unit_of_work() as s:
+        actor = directory_actor(s, actor)
         issued = tokens.create_token(s, user, name=name, created_by=actor,
                                      expires_at=utcnow() + timedelta(days=days) if days else None)
     click.echo(issued.token)
@@ -37,14 +38,15 @@ def create(user: str, name: str, days: int, actor: str) -> None:
 
 @command.command("list")
 @click.option("--user", default=None, help="Only this user's tokens.")
+@format_option
 @handle_errors
-def list_(user: str | None) -> None:
+def list_(user: str | None, fmt: str) -> None:
     """Tokens (id, user, name, prefix, expiry, revoked), never the secrets."""
     with unit_of_work(readonly=True) as s:
-        rows = [[str(t.id), t.user_id, t.name, t.prefix + "…",
-                 t.expires_at.isoformat() if t.expires_at else "never",
-                 t.revoked_at.isoformat() if t.revoked_at else ""] for t in tokens.tokens_of(s, user)]
-    click.echo(table(["id", "user", "name", "prefix", "expires", "revoked"], rows))
+        rows = [{"id": t.id, "user": t.user_id, "name": t.name, "prefix": t.prefix + "…",
+                 "expires": t.expires_at, "revoked": t.revoked_at} for t in tokens.tokens_of(s, user)]
+    emit(rows, [Col("id", right=True), Col("user"), Col("name"), Col("prefix"),
+                Col("expires", shown=lambda v, r: v.isoformat() if v else "never"), Col("revoked")], fmt)
 
 
 @command.command("revoke")

@@ -19,6 +19,7 @@ from yinfin_flow.engine import diagram
 from yinfin_flow.engine.definitions import DefinitionError, compile_expression, load_file
 
 from .common import unit_of_work
+from .output import Col, emit, format_option
 
 
 def _dir(directory: str | None) -> Path:
@@ -63,17 +64,24 @@ def init(directory: Path, force: bool) -> None:
 
 @command.command("list")
 @click.option("--dir", "directory", default=None, help="Definitions directory (default: YINFIN_WORKFLOWS_DIR).")
-def list_(directory: str | None) -> None:
-    """Name, version, title and states of each definition."""
+@format_option
+def list_(directory: str | None, fmt: str) -> None:
+    """Name, version, title, states, steps and transitions of each definition (an invalid
+    file is listed with its problem)."""
+    rows: list[dict[str, object]] = []
     for f in _files(_dir(directory)):
         try:
             d = load_file(f)
         except DefinitionError as err:
-            click.echo(f"{f.name}: INVALID ({err.message})")
+            rows.append({"file": f.name, "name": None, "version": None, "title": None, "states": None,
+                         "steps": None, "transitions": None, "problem": err.message})
             continue
-        steps = sum(len(s.steps) for s in d.states.values())
-        click.echo(f"{d.name}\tv{d.version}\t{d.title}\t{len(d.states)} states, {steps} steps, "
-                   f"{len(d.transitions)} transitions")
+        rows.append({"file": f.name, "name": d.name, "version": d.version, "title": d.title,
+                     "states": len(d.states), "steps": sum(len(s.steps) for s in d.states.values()),
+                     "transitions": len(d.transitions), "problem": None})
+    emit(rows, [Col("file"), Col("name"), Col("version", right=True), Col("title"), Col("states", right=True),
+                Col("steps", right=True), Col("transitions", right=True),
+                Col("problem", shown=lambda v, r: f"INVALID: {v}" if v else "")], fmt)
 
 
 @command.command("check")

@@ -35,6 +35,7 @@ from yinfin_flow.domain.errors import NotFound
 
 @dataclass(frozen=True)
 class Filters:
+    code: str | None = None
     company: str | None = None
     period: str | None = None
     cost_centre: str | None = None
@@ -65,6 +66,7 @@ def _lines_query() -> Select[Any]:
 
 def _filtered(stmt: Select[Any], f: Filters) -> Select[Any]:
     for value, column in (
+        (f.code, BudgetLine.code),
         (f.company, Company.code),
         (f.period, BudgetPeriod.code),
         (f.cost_centre, CostCentre.code),

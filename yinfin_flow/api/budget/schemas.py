@@ -19,9 +19,6 @@ from ..fields import AmountString, Code, Currency, Id, Money, QueryId, Text, one
 
 
 class PageQuery(Schema):
-    class Meta:
-        unknown = EXCLUDE
-
     page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=1_000_000))
     page_size = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
 
@@ -128,6 +125,9 @@ class LinePageSchema(Schema):
 
 
 class LineQuery(PageQuery):
+    code = Code(load_default=None, max_length=200,
+                metadata={"description": "one line by its exact code",
+                          "example": "ACME/2026-01/RD/TRAVEL"})
     company = Code(load_default=None)
     period = Code(load_default=None, metadata={"example": "2026-01"})
     cost_centre = Code(load_default=None)
@@ -137,9 +137,6 @@ class LineQuery(PageQuery):
 
 
 class TreeQuery(Schema):
-    class Meta:
-        unknown = EXCLUDE
-
     company = Code(load_default=None)
     period = Code(load_default=None)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 from flask import current_app
-from flask_smorest import Blueprint
 
 from yinfin_flow.budget import setup
 from yinfin_flow.budget.lookup import Dims
@@ -19,6 +18,7 @@ from yinfin_flow.budget.service import Budgets, LineRequest
 from yinfin_flow.domain.budget import ControlRule
 
 from ...extension import FlowState, state
+from ..blueprint import Blueprint
 from ..errors import register_blueprint_handlers
 from ..identity import require_actor
 from . import reads
