@@ -16,7 +16,7 @@ The convention (also written in docs/development.md, "Examples that run"):
   the test server's in every block;
 - bash blocks run with ``set -euo pipefail`` and share their exported variables (a token
   made by ``export AMY=$(yinfin-flow token create ...)`` in one block is there in the
-  next); ``curl`` fails on an HTTP error answer (it runs as ``curl --fail-with-body``);
+  next, and so is a shell function one defines); ``curl`` fails on an HTTP error answer (it runs as ``curl --fail-with-body``);
   python blocks run on their own in the same environment (they share no variables);
 - neither ``USER`` nor ``USERNAME`` is set, so no example can lean on who runs it.
 """
@@ -169,7 +169,7 @@ class Instance:
         script.write_text(text, encoding="utf-8")
         if block.lang == "bash":
             runner = (f'set -a; . "{self.state}"; set +a; set -euo pipefail; . "{script}"; '
-                      f'export -p | grep -v -E "^declare -x (PWD|OLDPWD|SHLVL|_)=" > "{self.state}"')
+                      f'{{ export -p | grep -v -E "^declare -x (PWD|OLDPWD|SHLVL|_)="; declare -f; }} > "{self.state}"')
             argv = ["bash", "-c", runner]
         else:
             argv = ["bash", "-c", f'set -a; . "{self.state}"; set +a; exec python "{script}"']
