@@ -50,6 +50,7 @@ def installed() -> bool:
 
 
 def _instance_dir(env: Mapping[str, str] | None = None) -> Path:
+    """``YINFIN_INSTANCE_DIR``: where the default SQLite database and attachments go."""
     # A checkout keeps its data in the repository's instance/; an installed package
     # never writes into site-packages: instance/ in the folder it is run from.
     base = Path.cwd() if installed() else PROJECT_ROOT

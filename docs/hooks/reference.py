@@ -144,25 +144,48 @@ def delivery_rows() -> list[tuple[str, str, str]]:
             for v, d, t in rows]
 
 
-def other_variables(described: set[str]) -> dict[str, list[str]]:
+def _sentence(doc: str | None, name: str) -> str:
+    """The first sentence of ``doc`` that names ``name``."""
+    text = " ".join((doc or "").split("::")[0].split())  # not a literal block after ::
+    for sentence in re.split(r"(?<!e\.g\.)(?<!i\.e\.)(?<=[.;])\s+(?=[A-Z`(])", text):
+        if name in sentence:
+            return _rst(sentence)
+    return ""
+
+
+def other_variables(described: set[str]) -> dict[str, tuple[list[str], str]]:
     """Every other ``YINFIN_*`` name in the code of the package and the connectors (string
-    constants, not docstrings or comments), with the modules that use it."""
+    constants, not docstrings or comments): the modules that use it, and the shortest
+    sentence naming it in a docstring near a use (its function's or its module's)."""
     found: dict[str, set[str]] = {}
+    said: dict[str, set[str]] = {}
     for base in (ROOT / "yinfin_flow", ROOT / "connectors"):
         for path in sorted(base.rglob("*.py")):
             tree = ast.parse(path.read_text(encoding="utf-8"))
-            docstrings = {id(n.body[0].value) for n in ast.walk(tree)
-                          if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef,
-                                            ast.AsyncFunctionDef))
-                          and n.body and isinstance(n.body[0], ast.Expr)
+            scopes = [n for n in ast.walk(tree) if isinstance(
+                n, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))]
+            docstrings = {id(n.body[0].value) for n in scopes
+                          if n.body and isinstance(n.body[0], ast.Expr)
                           and isinstance(n.body[0].value, ast.Constant)}
-            for node in ast.walk(tree):
-                if (isinstance(node, ast.Constant) and isinstance(node.value, str)
-                        and id(node) not in docstrings and VARIABLE.fullmatch(node.value)
-                        and node.value not in described):
-                    found.setdefault(node.value, set()).add(str(path.relative_to(ROOT)))
+            # keys the package sets in app.config for itself (setdefault): not settings
+            own_keys = {id(c.args[0]) for c in ast.walk(tree) if isinstance(c, ast.Call)
+                        and isinstance(c.func, ast.Attribute) and c.func.attr == "setdefault"
+                        and c.args and isinstance(c.args[0], ast.Constant)}
+            for scope in scopes:
+                for node in ast.walk(scope):
+                    if (isinstance(node, ast.Constant) and isinstance(node.value, str)
+                            and id(node) not in docstrings and VARIABLE.fullmatch(node.value)
+                            and node.value not in described and id(node) not in own_keys):
+                        found.setdefault(node.value, set()).add(str(path.relative_to(ROOT)))
+                        for doc in (ast.get_docstring(scope), ast.get_docstring(tree)):
+                            sentence = _sentence(doc, node.value)
+                            if sentence and len(sentence) <= 300:
+                                said.setdefault(node.value, set()).add(sentence)
     # a name that only starts others (a prefix the code completes) is not a variable
-    return {k: sorted(v) for k, v in sorted(found.items())
+    def best(name: str) -> str:  # the one naming it first, then the fullest
+        return min(said.get(name, {""}), key=lambda t: (t.find(name), -len(t)))
+
+    return {k: (sorted(v), best(k)) for k, v in sorted(found.items())
             if not any(other.startswith(k + "_") for other in found)}
 
 
@@ -187,12 +210,22 @@ def configuration_page() -> str:
     out += [f"| `{v}` | `{d}` | {_cell(t)} |" for v, d, t in delivery]
     described = {r[0] for r in settings} | {r[0] for r in limits} | {r[0] for r in delivery}
     others = other_variables(described)
+    connectors: dict[str, list[str]] = {}
+    for v, (where, _) in others.items():
+        if all(m.startswith("connectors/") for m in where):
+            for m in where:
+                connectors.setdefault(m, []).append(v)
+    out += ["", "## Connectors", "",
+            "Each connector's credentials and options; what each means and the vendor-console "
+            "steps are in [connectors/README.md](https://github.com/yinfin/yinfin-flow/blob/main/connectors/README.md).", "",
+            "| connector | variables |", "|---|---|"]
+    out += [f"| `{m}` | {', '.join(f'`{v}`' for v in names)} |" for m, names in sorted(connectors.items())]
     out += ["", "## Other variables", "",
-            "Read where they are used; the connectors' credentials and options are explained "
-            "in [connectors/README.md](https://github.com/yinfin/yinfin-flow/blob/main/connectors/README.md), "
-            "the others on the pages about their subject.", "",
-            "| variable | read in |", "|---|---|"]
-    out += [f"| `{v}` | {', '.join(f'`{m}`' for m in where)} |" for v, where in others.items()]
+            "Read where they are used, with what the code says of each.", "",
+            "| variable | read in | meaning |", "|---|---|---|"]
+    out += [f"| `{v}` | {', '.join(f'`{m}`' for m in where)} | {_cell(text)} |"
+            for v, (where, text) in others.items()
+            if not all(m.startswith("connectors/") for m in where)]
     return "\n".join(out) + "\n"
 
 
