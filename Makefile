@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 HOST   ?= 127.0.0.1
 PORT   ?= 5000
 
-.PHONY: run test bench lint worker beat clean babel-extract babel-update babel-compile
+.PHONY: run test docs bench lint worker beat clean babel-extract babel-update babel-compile
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ run: $(VENV)/.installed
 ## make test: install with the dev extras and run every test
 test: $(VENV)/.installed
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+## make docs: the documentation site (mkdocs.yml, docs/) in strict mode, into build/docs/
+docs: $(VENV)/.installed
+	$(VENV)/bin/mkdocs build --strict
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check yinfin_flow connectors tests bench migrations

@@ -50,6 +50,7 @@ def installed() -> bool:
 
 
 def _instance_dir(env: Mapping[str, str] | None = None) -> Path:
+    """``YINFIN_INSTANCE_DIR``: where the default SQLite database and attachments go."""
     # A checkout keeps its data in the repository's instance/; an installed package
     # never writes into site-packages: instance/ in the folder it is run from.
     base = Path.cwd() if installed() else PROJECT_ROOT
@@ -79,20 +80,21 @@ def _int_setting(env: Mapping[str, str], name: str, default: int) -> int:
 class Settings:
     """Everything configurable. Read once with :func:`Settings.from_env`."""
 
-    database_url: str = field(default_factory=_default_database_url)
+    database_url: str = field(default_factory=_default_database_url)  # SQLAlchemy URL; production: postgresql+psycopg://…
     # reports, the budget tree, line reads, exports and simulation read here (a replica); unset: the primary
     database_read_url: str | None = None
     redis_url: str | None = None  # unset: background work runs in-process
-    secret_key: str | None = None
+    secret_key: str | None = None  # signs the console's cookie; required when YINFIN_ENV=production
     env: str = "development"  # development | production
     database_schema: str = DEFAULT_SCHEMA  # PostgreSQL: the schema all of yinfin-flow's tables live in
+    # workflow definitions and posting templates (postings/); `yinfin-flow workflows init DIR` copies the shipped ones
     workflows_dir: Path = field(default_factory=lambda: shipped("workflows"))
-    default_control_mode: str = "hard"
+    default_control_mode: str = "hard"  # hard | soft | track | none: control of lines no rule covers
     rule_change_approval: str = "required"  # required | off: control rule changes need a second person
     # required | off: budget adjustments, transfers and imports need a second person
     budget_journal_approval: str = "required"
-    attachments_dir: Path = field(default_factory=_default_attachments_dir)
-    attachment_max_bytes: int = 10 * 1024 * 1024
+    attachments_dir: Path = field(default_factory=_default_attachments_dir)  # attachment files, by SHA-256
+    attachment_max_bytes: int = 10 * 1024 * 1024  # the largest attachment; larger: 413 attachment_too_large
     limits: Limits = DEFAULT_LIMITS  # input limits at every door (YINFIN_MAX_*)
 
     @classmethod
