@@ -1,6 +1,6 @@
 """The demo organisation's budgets: 示例科技有限公司 (Acme Tech), company ``ACME``, CNY.
 
-What :func:`load` creates (deterministic; the fiscal year is ``date.today().year``):
+What :func:`load` creates (deterministic; the fiscal year is the year of :func:`yinfin_flow.demo.dates.today`):
 
 - periods: the 12 months and the year;
 - departments: HQ 总部 ← RD 研发中心 ← RD-APP / RD-WEB; HQ ← SALES 销售部 ← SALES-EAST;
@@ -34,6 +34,8 @@ from yinfin_flow.budget import setup
 from yinfin_flow.budget.service import Budgets
 from yinfin_flow.db.models import Company
 from yinfin_flow.domain.errors import Conflict
+
+from . import dates
 
 COMPANY = "ACME"
 ACTOR = "demo"
@@ -109,12 +111,18 @@ EUR_CNY = ["7.8012", "7.7935", "7.8120", "7.8266", "7.8301", "7.8455", "7.8520",
 
 
 def fiscal_year() -> int:
-    return date.today().year
+    return dates.fiscal_year()
 
 
 def line_code(period: str, cost_centre: str, item: str, project: str | None = None) -> str:
     """The demo's line code, e.g. ``line_code("2026-03", "RD-APP", "TRAVEL")``."""
     return "/".join(x for x in (COMPANY, period, cost_centre, item, project) if x)
+
+
+def monthly_budget(cost_centre: str, item: str, month: int) -> Decimal:
+    """The original budget of a monthly line (``SEASON`` applied)."""
+    amount = next(a for cc, it, _p, a in MONTHLY if (cc, it) == (cost_centre, item))
+    return (Decimal(amount) * SEASON.get(month, Decimal(1))).quantize(Decimal("0.01"))
 
 
 def load(session: Session) -> None:
@@ -145,7 +153,7 @@ def load(session: Session) -> None:
                 parent_id=ids[parent_key] if parent_key else None, owner=managers[cc],
             )
             ids[(cc, item)] = line.id
-            value = (Decimal(amount) * SEASON.get(month, Decimal(1))).quantize(Decimal("0.01"))
+            value = monthly_budget(cc, item, month)
             budgets.adjust(None, line.id, value, actor=ACTOR, reason=reason, kind="original")
         for (cc, item), rule in RULES.items():
             setup.set_rule(session, ids[(cc, item)], actor=ACTOR, **rule)  # type: ignore[arg-type]
