@@ -18,7 +18,14 @@ GROUPS = ["db", "demo", "budget", "rates", "verify", "serve", "workflows", "jour
 @click.group()
 @click.version_option(__version__, prog_name="yinfin-flow")
 def main() -> None:
-    """yinfin-flow: budget-linked approvals (业财融合)."""
+    """yinfin-flow: budget-linked approvals (业财融合).
+
+    Settings come from the environment, then from ``instance/yinfin.env`` for those the
+    environment does not set.
+    """
+    from yinfin_flow import instance_env
+
+    instance_env.apply()
 
 
 def _register() -> None:

@@ -147,7 +147,7 @@ def load(session: Session) -> None:
     for month in range(1, 13):
         period = f"{year}-{month:02d}"
         ids: dict[tuple[str, str], int] = {}
-        for cc, item, parent_key, amount in MONTHLY:
+        for cc, item, parent_key, _amount in MONTHLY:
             line = setup.create_line(
                 session, company_code=COMPANY, period_code=period, cost_centre=cc, item=item,
                 parent_id=ids[parent_key] if parent_key else None, owner=managers[cc],
