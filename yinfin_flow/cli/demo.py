@@ -23,15 +23,18 @@ def command() -> None:
 
 @command.command("load")
 @click.option("--if-empty", is_flag=True, help="Do nothing when any company exists already.")
+@click.option("--connectors/--no-connectors", default=True, show_default=True,
+              help="Write the demo's file-drop connectors to instance/yinfin.env (when none is "
+                   "configured) and deliver to them.")
 @handle_errors
-def load(if_empty: bool) -> None:
+def load(if_empty: bool, connectors: bool) -> None:
     """Load the demo organisation (company ACME, people, budgets, rules, rates, requests,
     books), with file-drop connectors in instance/yinfin.env when none is configured."""
     with unit_of_work(readonly=True) as session:
         if if_empty and session.scalar(select(Company.id).limit(1)) is not None:
             click.echo("demo: the database already has a company; nothing loaded")
             return
-    written = delivery.configure()
+    written = delivery.configure() if connectors else None
     with unit_of_work() as session:
         done = []
         for name, loader in loaders():
@@ -40,6 +43,8 @@ def load(if_empty: bool) -> None:
     click.echo(f"demo loaded: {', '.join(done)}")
     if written:
         click.echo(f"demo connectors written to {written}")
+    if not connectors:
+        return
     s = settings()
     db = Database(s.database_url, schema=s.database_schema)
     try:

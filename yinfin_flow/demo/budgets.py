@@ -15,6 +15,7 @@ What :func:`load` creates (deterministic; the fiscal year is the year of :func:`
   by the sub-departments), hard cumulative-to-date with 70/85/100 thresholds on R&D
   software, soft on Sales travel, track on marketing, none on the HQ office line;
   everything else falls back to the shipped default (hard, 90 % warn, 100 % block);
+- a January top-up (追加) of 20,000 on R&D software (licence renewals);
 - FIN/ENTERTAIN on hold (frozen pending the entertainment-expense audit);
 - USD→CNY and EUR→CNY rates on the first of every month (and of the previous December).
 
@@ -32,7 +33,7 @@ from sqlalchemy.orm import Session
 
 from yinfin_flow.budget import setup
 from yinfin_flow.budget.service import Budgets
-from yinfin_flow.db.models import Company
+from yinfin_flow.db.models import BudgetLine, Company
 from yinfin_flow.domain.errors import Conflict
 
 from . import dates
@@ -103,6 +104,9 @@ RULES: dict[tuple[str, str], dict[str, object]] = {
 
 ON_HOLD = ("FIN", "ENTERTAIN")
 
+#: A January top-up (追加) of R&D software: the licences renew at the start of the year.
+LICENCE_TOP_UP = (("RD", "SOFTWARE"), Decimal("20000"))
+
 #: USD→CNY on the first of each month (index 0: the previous December).
 USD_CNY = ["7.1884", "7.1796", "7.1710", "7.1652", "7.1590", "7.1533", "7.1487",
            "7.1402", "7.1355", "7.1290", "7.1236", "7.1178", "7.1105"]
@@ -158,6 +162,12 @@ def load(session: Session) -> None:
         for (cc, item), rule in RULES.items():
             setup.set_rule(session, ids[(cc, item)], actor=ACTOR, **rule)  # type: ignore[arg-type]
         setup.set_status(session, ids[ON_HOLD], "hold")
+
+    # 追加: the software licences renew in January (the month the cumulative basis is thinnest)
+    january = session.scalar(select(BudgetLine.id).where(
+        BudgetLine.code == line_code(f"{year}-01", *LICENCE_TOP_UP[0])))
+    budgets.adjust(None, january, LICENCE_TOP_UP[1], actor=ACTOR, kind="adjustment",
+                   reason="年初软件续费 Annual licence renewals (demo)")
 
     for cc, item, project, amount in YEARLY:
         line = setup.create_line(session, company_code=COMPANY, period_code=str(year), cost_centre=cc,
