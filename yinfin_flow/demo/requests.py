@@ -158,7 +158,6 @@ MORE: list[tuple[str, str, str, str, str, str, str, str]] = [
      "广告投放 Trade fair booth"),
     ("carol-gm", "carol", "SALES-EAST", "MARKETING", "current", "40", "approval:2",
      "广告投放 Online campaign"),
-    ("dan-approval", "dan", "RD-APP", "TRAVEL", "current", "4", "approval:0", "差旅报销 Client visit"),
 ]
 
 
