@@ -14,7 +14,7 @@ import os
 from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 
-from yinfin_flow.config import _instance_dir
+from yinfin_flow.config import ConfigError, _instance_dir
 
 FILE = "yinfin.env"
 
@@ -24,7 +24,8 @@ def path(env: Mapping[str, str] | None = None) -> Path:
 
 
 def read(file: Path) -> dict[str, str]:
-    """The file's settings (only ``YINFIN_*`` names; a line without ``=`` names its line)."""
+    """The file's settings (only ``YINFIN_*`` names); a bad line is a
+    :class:`~yinfin_flow.config.ConfigError` naming the file and line."""
     values: dict[str, str] = {}
     for n, raw in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
         line = raw.strip()
@@ -33,7 +34,7 @@ def read(file: Path) -> dict[str, str]:
         name, eq, value = line.partition("=")
         name = name.strip()
         if not eq or not name.startswith("YINFIN_"):
-            raise ValueError(f"{file}:{n}: expected YINFIN_NAME=value")
+            raise ConfigError(f"{file}:{n}: expected YINFIN_NAME=value")
         values[name] = value.strip()
     return values
 

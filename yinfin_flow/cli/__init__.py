@@ -24,8 +24,12 @@ def main() -> None:
     environment does not set.
     """
     from yinfin_flow import instance_env
+    from yinfin_flow.config import ConfigError
 
-    instance_env.apply()
+    try:
+        instance_env.apply()
+    except ConfigError as err:
+        raise click.ClickException(str(err)) from None
 
 
 def _register() -> None:
