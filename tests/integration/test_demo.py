@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -119,3 +120,43 @@ def test_the_demo_loads_on_any_day_of_its_year(instance, sqlite_db, monkeypatch,
         dated = {ln["budget_date"] for form in s.scalars(select(ApprovalRequest.form))
                  for ln in form.get("lines", []) if "budget_date" in ln}
     assert max(dated) == today.isoformat() and min(dated) >= date(today.year, max(1, today.month - 1), 1).isoformat()
+
+
+#: docs/demo.md "Who has something to approve": person → creation keys of the requests
+INBOXES = {
+    "wang.app": {"demo:expense:approval"},
+    "zhao.web": {"demo:procurement:approval", "demo:expense:bob-approval"},
+    "sun.east": {"demo:expense:prev-carol-approval"},
+    "li.rd": {"demo:project:approval"},
+    "liu.sales": {"demo:project:mid"},
+    "pam": {"demo:project:mid"},
+    "fiona": {"demo:expense:mid", "demo:procurement:mid"},
+    "frank": {"demo:expense:mid", "demo:procurement:mid"},
+    "zhou.cfo": {"demo:expense:mid", "demo:procurement:mid", "demo:budget_transfer:approval"},
+    "chen.ceo": {"demo:expense:carol-gm"},
+}
+
+
+def test_the_inboxes_and_line_figures_are_those_docs_demo_md_gives(sqlite_db, monkeypatch):
+    from yinfin_flow.demo import loaders
+
+    with sqlite_db.unit_of_work() as s:
+        for _name, load in loaders():
+            load(s)
+    with sqlite_db.unit_of_work(readonly=True) as s:
+        found: dict[str, set[str]] = {}
+        for who, key in s.execute(select(ApprovalTask.assignee, ApprovalRequest.idempotency_key)
+                                  .join(ApprovalRequest, ApprovalRequest.id == ApprovalTask.request_id)
+                                  .where(ApprovalTask.status == "pending")):
+            found.setdefault(who, set()).add(key)
+    assert found == INBOXES
+    monkeypatch.setenv("YINFIN_DATABASE_URL", sqlite_db.url)
+    now = dates.period(dates.current_month())
+    shown = json.loads(CliRunner().invoke(main, ["budget", "show", "--company", "ACME", "--period", now,
+                                                 "--json"]).output)
+    used = {r["code"]: (Decimal(r["pre_encumbered"]) + Decimal(r["encumbered"]) + Decimal(r["actual"]))
+            * 100 / Decimal(r["budget"]) for r in shown}
+    if dates.current_month() > 1:  # in January last month's claims add to these
+        assert used[line_code(now, "RD-WEB", "TRAVEL")] == 92
+        assert used[line_code(now, "SALES-EAST", "TRAVEL")] == 104
+        assert used[line_code(now, "SALES-EAST", "MARKETING")] == 130
