@@ -5,9 +5,10 @@ idempotency key as the file connector makes it, so a re-delivery replaces the sa
 atomically). The answer's ``id`` is that name, kept as the message's external id.
 
 ``YINFIN_FILEOA_REFUSE_EVERY`` (default 0: never) makes it fail now and then, as an OA
-gateway does: the first delivery of about one message in N, chosen by the SHA-256 of its
-key (so the same messages on every run), is refused with a permanent error and becomes
-a dead letter. The refusal is remembered under ``<dir>/refused/``, so a replay of the
+gateway does: the first delivery of about one message in N is refused with a permanent
+error and becomes a dead letter. Which ones is chosen by the SHA-256 of what the
+message says (kind, request, status, people; not the key, which can carry a random
+part), so a demo loaded on the same day refuses the same messages. The refusal is remembered under ``<dir>/refused/``, so a replay of the
 dead letter is delivered. The demo uses it to leave dead letters to replay.
 
 It takes no inbound events (there is no OA to send them).
@@ -52,16 +53,17 @@ class FileOAConnector:
                          now: datetime, seen: SeenFn) -> InboundResult:
         raise PermanentError("the file-drop OA sends no events", connector=NAME, status=404)
 
-    def refuses(self, idempotency_key: str) -> bool:
-        """Whether the first delivery of this key is refused (see the module's note)."""
+    def refuses(self, message: StatusMessage) -> bool:
+        """Whether the first delivery of this message is refused (see the module's note)."""
         if not self.refuse_every:
             return False
-        return int(hashlib.sha256(idempotency_key.encode()).hexdigest()[:8], 16) % self.refuse_every == 0
+        said = "|".join((message.kind, message.request_id, message.status, *message.user_ids))
+        return int(hashlib.sha256(said.encode()).hexdigest()[:8], 16) % self.refuse_every == 0
 
     def push_status(self, message: StatusMessage, idempotency_key: str) -> dict[str, Any]:
         name = file_name(idempotency_key)
         try:
-            if self.refuses(idempotency_key):
+            if self.refuses(message):
                 marker = self.dir / "refused" / name
                 if not marker.exists():
                     marker.parent.mkdir(parents=True, exist_ok=True)
