@@ -8,7 +8,7 @@
 
       YINFIN_ERP_CONNECTOR=file      vouchers as CSV/XLSX/beancount in instance/erp-drop/
       YINFIN_OA_CONNECTOR=fileoa     statuses and to-dos as JSON in instance/oa-drop/,
-      YINFIN_FILEOA_REFUSE_EVERY=40  refusing about one message in 40 once (dead letters)
+      YINFIN_FILEOA_REFUSE_EVERY=60  refusing about one message in 60 once (dead letters)
 
   and drops the ERP's master data (``instance/erp-drop/masterdata/*.csv``: a new
   vendor, a new project, a renamed account) for ``yinfin-flow sync`` to pick up;
@@ -31,7 +31,7 @@ from yinfin_flow.db.engine import Database
 from . import dates
 
 ERP, OA = "file", "fileoa"
-REFUSE_EVERY = 40
+REFUSE_EVERY = 60
 
 #: the ERP's master data the demo drops (kind → rows of code, name, extra columns)
 MASTER_DATA: dict[str, list[dict[str, str]]] = {

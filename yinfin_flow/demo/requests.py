@@ -3,7 +3,8 @@
 Runs after the budgets, org and ledger loaders (people such as amy, bob, wang.app,
 fiona and zhou.cfo; company ACME; open books). Then :data:`MORE`: requests charged to the
 previous month, tasks waiting for several approvers, and the spending that takes some
-lines near and over their thresholds (see docs/demo.md). Each request is driven through the real
+lines near and over their thresholds; and :data:`HISTORY`: paid claims in every earlier
+month of the year (see docs/demo.md). Each request is driven through the real
 engine actions (submit, approve, send back, pay …), so budgets, postings and history are
 what production would produce. Grants the demo's purchasing role (``buyer``) to dan.
 """
@@ -136,7 +137,9 @@ def load(session: Session) -> None:
                 task = _pending(session, mid)[0]
                 service.act(session, task.id, task.assignee, "approve", comment="同意")
 
-    _more(session, definitions.load_dir()["expense"])
+    expense = definitions.load_dir()["expense"]
+    _more(session, expense)
+    _history(session, expense)
 
 
 #: More expense claims: key, requester, cost centre, item, month ("current" or "previous"),
@@ -178,3 +181,28 @@ def _more(session: Session, d: Definition) -> None:
             continue
         for event in _path(d, state)[1:]:  # submitted already
             _drive(session, d, req, event, 0)
+
+
+#: The months before last month: paid claims that give the year its history (requester,
+#: cost centre, item, percent of the month's budget before the month's own variation).
+HISTORY = [
+    ("amy", "RD-APP", "TRAVEL", 55),
+    ("bob", "RD-WEB", "TRAVEL", 45),
+    ("carol", "SALES-EAST", "TRAVEL", 70),
+    ("carol", "SALES-EAST", "MARKETING", 60),
+]
+
+
+def _history(session: Session, d: Definition) -> None:
+    for month in range(1, dates.previous_month()):
+        for requester, cc, item, base in HISTORY:
+            percent = Decimal(base + (month * 7) % 5 * 5)  # 0 to 20 points more, month by month
+            amount = (monthly_budget(cc, item, month) * percent / 100).quantize(Decimal("0.01"))
+            form = {"lines": [{"ref": "1", "line_id": _line(session, cc, item, month), "amount": str(amount),
+                               "currency": "CNY", "budget_date": dates.day_in(month, 15).isoformat(),
+                               "memo": f"{month:02d}月 {cc} {item}"}]}
+            req = service.submit(session, "expense", requester=requester, company=COMPANY,
+                                 title=f"{month}月报销 {cc} {item.lower()} ({dates.period(month)})",
+                                 form=form, key=f"demo:expense:history:{dates.period(month)}:{cc}:{item}")
+            for event in _path(d, "paid")[1:]:
+                _drive(session, d, req, event, 0)
