@@ -131,6 +131,17 @@ class FileConnector:
         return Voucher(company="", date=date.fromisoformat(first["凭证日期"]), memo=lines[0].memo,
                        lines=lines, word=first["凭证字"], number=stem, key=first["参考信息"])
 
+    def keyed_vouchers(self, start: date, end: date) -> list[tuple[str, str]]:
+        """(key, voucher number) of every voucher file dated ``start`` … ``end``: what
+        reconciliation checks for vouchers the ERP holds that we do not."""
+        found = []
+        for path in sorted(self.dir.glob("*.csv")) if self.dir.is_dir() else ():
+            with path.open(encoding="utf-8-sig", newline="") as fh:
+                first = next(csv.DictReader(fh), None)
+            if first and first.get("参考信息") and start <= date.fromisoformat(first["凭证日期"]) <= end:
+                found.append((first["参考信息"], path.stem))
+        return found
+
     def changed_master_data(self, kind: str, watermark: str | None
                             ) -> tuple[list[dict[str, Any]], str | None]:
         if kind not in MASTER_DATA_KINDS:

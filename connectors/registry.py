@@ -17,6 +17,7 @@ kingdee   ERP   YINFIN_KINGDEE_URL, _ACCT_ID, _USERNAME, _BOOK and _APP_ID + _AP
 odoo      ERP   YINFIN_ODOO_URL, _DB, _USERNAME, _API_KEY
 erpnext   ERP   YINFIN_ERPNEXT_URL, _API_KEY, _API_SECRET, _COMPANY
 file      ERP   YINFIN_FILE_DIR
+fileoa    OA    YINFIN_FILEOA_DIR (a file drop for development and the demo)
 ========  ====  ==============================================================
 
 Connectors hold an HTTP session and a cached token: :func:`get` caches one instance
@@ -30,7 +31,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from . import dingtalk, erpnext, feishu, file, kingdee, odoo, wecom
+from . import dingtalk, erpnext, feishu, file, fileoa, kingdee, odoo, wecom
 from .base import ERPConnector, OAConnector
 from .generic import GenericWebhookConnector
 
@@ -44,6 +45,7 @@ _BUILDERS: dict[str, tuple[str, tuple[str, ...], Callable[[Mapping[str, str]], A
     "odoo": ("erp", odoo.SETTINGS, odoo.OdooConnector.from_settings),
     "erpnext": ("erp", erpnext.SETTINGS, erpnext.ERPNextConnector.from_settings),
     "file": ("erp", file.SETTINGS, file.FileConnector.from_settings),
+    "fileoa": ("oa", fileoa.SETTINGS, fileoa.FileOAConnector.from_settings),
 }
 _cache: dict[tuple[str, tuple[tuple[str, str], ...]], Any] = {}
 

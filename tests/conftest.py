@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +26,9 @@ PG_ADMIN_URL = os.environ.get(
 )
 REDIS_URL = os.environ.get("YINFIN_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 REQUIRE = os.environ.get("YINFIN_REQUIRE_SERVICES") == "1"
+# Never the checkout's instance/ (its yinfin.env, written by the demo, names connectors):
+# set before any test module is imported, as the worker reads it at import.
+os.environ["YINFIN_INSTANCE_DIR"] = tempfile.mkdtemp(prefix="yinfin-test-instance-")
 
 START_PG = "start it with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
 START_REDIS = "start it with: redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save ''"
@@ -48,6 +52,18 @@ def attachments_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         os.environ.pop("YINFIN_ATTACHMENTS_DIR", None)
     else:
         os.environ["YINFIN_ATTACHMENTS_DIR"] = before
+
+
+@pytest.fixture(autouse=True)
+def _yinfin_environment() -> Iterator[None]:
+    """What a test (or ``demo load`` or ``instance/yinfin.env`` read by a command it runs)
+    puts into the process environment does not outlive the test."""
+    before = {k: v for k, v in os.environ.items() if k.startswith("YINFIN_")}
+    yield
+    (Path(os.environ["YINFIN_INSTANCE_DIR"]) / "yinfin.env").unlink(missing_ok=True)
+    for k in [k for k in os.environ if k.startswith("YINFIN_") and k not in before]:
+        del os.environ[k]
+    os.environ.update(before)
 
 
 @pytest.fixture(scope="session")

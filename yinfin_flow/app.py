@@ -13,6 +13,7 @@ from datetime import timedelta
 from flask import Flask, Request, request
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 
+from yinfin_flow import instance_env
 from yinfin_flow.api.identity import IdentityProvider
 from yinfin_flow.config import Settings
 from yinfin_flow.extension import YinFinFlow
@@ -27,6 +28,7 @@ def create_app(
     ``settings`` defaults to :meth:`Settings.from_env`. Raises
     :class:`~yinfin_flow.config.ConfigError` for unsafe production configurations.
     """
+    instance_env.apply()  # instance/yinfin.env, for what the environment does not set
     app = Flask("yinfin_flow", static_folder=None)
     app.session_interface = _CookieSessions()
     # The console's sign-in cookie: signed, HttpOnly, SameSite=Lax, Secure over HTTPS

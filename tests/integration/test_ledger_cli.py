@@ -30,7 +30,7 @@ def demo_template(tmp_path_factory):
     upgrade(f"sqlite:///{path}")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("YINFIN_DATABASE_URL", f"sqlite:///{path}")
-        _invoke("demo", "load")
+        _invoke("demo", "load", "--no-connectors")  # these tests run the books without an ERP
     return path
 
 

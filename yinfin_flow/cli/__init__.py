@@ -25,7 +25,16 @@ def main() -> None:
 
     Lists and shows take --format table|json|csv; exports take -o - for standard
     output; who acts is --actor PERSON or $YINFIN_ACTOR (a person of the directory).
-    Results go to standard output, errors and progress to standard error."""
+    Results go to standard output, errors and progress to standard error. Settings come
+    from the environment, then from instance/yinfin.env for those it does not set.
+    """
+    from yinfin_flow import instance_env
+    from yinfin_flow.config import ConfigError
+
+    try:
+        instance_env.apply()
+    except ConfigError as err:
+        raise click.ClickException(str(err)) from None
 
 
 def _register() -> None:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from sqlalchemy.orm import Session
 
 # Order matters: budgets first, then what builds on them.
-LOADERS = ["budgets", "org", "ledger", "requests", "attachments"]
+LOADERS = ["budgets", "org", "ledger", "requests", "attachments", "finance"]
 
 
 def loaders() -> list[tuple[str, Callable[[Session], None]]]:

@@ -1,6 +1,6 @@
 """The demo organisation's budgets: 示例科技有限公司 (Acme Tech), company ``ACME``, CNY.
 
-What :func:`load` creates (deterministic; the fiscal year is ``date.today().year``):
+What :func:`load` creates (deterministic; the fiscal year is the year of :func:`yinfin_flow.demo.dates.today`):
 
 - periods: the 12 months and the year;
 - departments: HQ 总部 ← RD 研发中心 ← RD-APP / RD-WEB; HQ ← SALES 销售部 ← SALES-EAST;
@@ -15,6 +15,7 @@ What :func:`load` creates (deterministic; the fiscal year is ``date.today().year
   by the sub-departments), hard cumulative-to-date with 70/85/100 thresholds on R&D
   software, soft on Sales travel, track on marketing, none on the HQ office line;
   everything else falls back to the shipped default (hard, 90 % warn, 100 % block);
+- a January top-up (追加) of 20,000 on R&D software (licence renewals);
 - FIN/ENTERTAIN on hold (frozen pending the entertainment-expense audit);
 - USD→CNY and EUR→CNY rates on the first of every month (and of the previous December).
 
@@ -32,8 +33,10 @@ from sqlalchemy.orm import Session
 
 from yinfin_flow.budget import setup
 from yinfin_flow.budget.service import Budgets
-from yinfin_flow.db.models import Company
+from yinfin_flow.db.models import BudgetLine, Company
 from yinfin_flow.domain.errors import Conflict
+
+from . import dates
 
 COMPANY = "ACME"
 ACTOR = "demo"
@@ -101,6 +104,9 @@ RULES: dict[tuple[str, str], dict[str, object]] = {
 
 ON_HOLD = ("FIN", "ENTERTAIN")
 
+#: A January top-up (追加) of R&D software: the licences renew at the start of the year.
+LICENCE_TOP_UP = (("RD", "SOFTWARE"), Decimal("20000"))
+
 #: USD→CNY on the first of each month (index 0: the previous December).
 USD_CNY = ["7.1884", "7.1796", "7.1710", "7.1652", "7.1590", "7.1533", "7.1487",
            "7.1402", "7.1355", "7.1290", "7.1236", "7.1178", "7.1105"]
@@ -109,12 +115,18 @@ EUR_CNY = ["7.8012", "7.7935", "7.8120", "7.8266", "7.8301", "7.8455", "7.8520",
 
 
 def fiscal_year() -> int:
-    return date.today().year
+    return dates.fiscal_year()
 
 
 def line_code(period: str, cost_centre: str, item: str, project: str | None = None) -> str:
     """The demo's line code, e.g. ``line_code("2026-03", "RD-APP", "TRAVEL")``."""
     return "/".join(x for x in (COMPANY, period, cost_centre, item, project) if x)
+
+
+def monthly_budget(cost_centre: str, item: str, month: int) -> Decimal:
+    """The original budget of a monthly line (``SEASON`` applied)."""
+    amount = next(a for cc, it, _p, a in MONTHLY if (cc, it) == (cost_centre, item))
+    return (Decimal(amount) * SEASON.get(month, Decimal(1))).quantize(Decimal("0.01"))
 
 
 def load(session: Session) -> None:
@@ -139,17 +151,23 @@ def load(session: Session) -> None:
     for month in range(1, 13):
         period = f"{year}-{month:02d}"
         ids: dict[tuple[str, str], int] = {}
-        for cc, item, parent_key, amount in MONTHLY:
+        for cc, item, parent_key, _amount in MONTHLY:
             line = setup.create_line(
                 session, company_code=COMPANY, period_code=period, cost_centre=cc, item=item,
                 parent_id=ids[parent_key] if parent_key else None, owner=managers[cc],
             )
             ids[(cc, item)] = line.id
-            value = (Decimal(amount) * SEASON.get(month, Decimal(1))).quantize(Decimal("0.01"))
+            value = monthly_budget(cc, item, month)
             budgets.adjust(None, line.id, value, actor=ACTOR, reason=reason, kind="original")
         for (cc, item), rule in RULES.items():
             setup.set_rule(session, ids[(cc, item)], actor=ACTOR, **rule)  # type: ignore[arg-type]
         setup.set_status(session, ids[ON_HOLD], "hold")
+
+    # 追加: the software licences renew in January (the month the cumulative basis is thinnest)
+    january = session.scalar(select(BudgetLine.id).where(
+        BudgetLine.code == line_code(f"{year}-01", *LICENCE_TOP_UP[0])))
+    budgets.adjust(None, january, LICENCE_TOP_UP[1], actor=ACTOR, kind="adjustment",
+                   reason="年初软件续费 Annual licence renewals (demo)")
 
     for cc, item, project, amount in YEARLY:
         line = setup.create_line(session, company_code=COMPANY, period_code=str(year), cost_centre=cc,

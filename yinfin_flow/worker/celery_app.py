@@ -40,6 +40,7 @@ from typing import Any
 from celery import Celery, signals
 from sqlalchemy.exc import DBAPIError
 
+from yinfin_flow import instance_env
 from yinfin_flow.db.engine import Database
 
 from . import dispatcher, jobs, logs, outbox
@@ -47,6 +48,7 @@ from .config import DeliverySettings, seconds
 
 log = logging.getLogger("yinfin_flow.worker.celery")
 
+instance_env.apply()  # instance/yinfin.env, for what the environment does not set
 QUEUE = os.environ.get("YINFIN_CELERY_QUEUE", "yinfin")
 #: at most this many drain tasks are queued by one sweep (each takes a batch)
 FAN_OUT = 16
