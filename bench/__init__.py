@@ -27,6 +27,7 @@ BENCHMARKS: dict[str, str] = {
     "engine": "bench.engine",
     "http": "bench.http",
     "outbox": "bench.outbox",
+    "simulate": "bench.simulate",
 }
 
 
