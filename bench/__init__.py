@@ -28,6 +28,7 @@ BENCHMARKS: dict[str, str] = {
     "http": "bench.http",
     "outbox": "bench.outbox",
     "simulate": "bench.simulate",
+    "console": "bench.console",
 }
 
 
