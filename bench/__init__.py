@@ -29,6 +29,7 @@ BENCHMARKS: dict[str, str] = {
     "outbox": "bench.outbox",
     "simulate": "bench.simulate",
     "console": "bench.console",
+    "finance": "bench.finance",
 }
 
 
