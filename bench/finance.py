@@ -67,7 +67,7 @@ READS: list[tuple[str, str, float]] = [
     ("budget vs actual for a year (page)", "/finance/reports/budget-vs-actual?year={year}", 1000),
     ("budget vs actual for a year (API)", "/api/v1/reports/budget-vs-actual?company={company}&year={year}", 1000),
     ("voucher page", "/finance/vouchers/{voucher}", 100),
-    ("a document's vouchers (API)", "/api/v1/journal/entries?company={company}&document_id={document}", 100),
+    ("voucher (API)", "/api/v1/journal/entries/{voucher}", 100),
 ]
 
 # Each request on a line: reserve, encumber, spend (3 movements, 1 reservation, 5 entries).
