@@ -27,6 +27,9 @@ BENCHMARKS: dict[str, str] = {
     "engine": "bench.engine",
     "http": "bench.http",
     "outbox": "bench.outbox",
+    "simulate": "bench.simulate",
+    "console": "bench.console",
+    "finance": "bench.finance",
 }
 
 

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from yinfin_flow.db.models import BudgetBalance, BudgetLine, ControlRuleRow
 from yinfin_flow.domain.budget import (
     DEFAULT_RULE,
+    ZERO,
     Action,
     Basis,
     Bucket,
@@ -328,24 +329,25 @@ class ControlContext:
 
     def buckets(self, line_id: int, basis: Basis) -> Buckets:
         ids = [line_id] if basis is Basis.PERIOD else self._basis.get(line_id, [line_id])
+        pending = self.pending
+        if len(ids) == 1 and not pending:  # the common case: one line, nothing pending
+            return self.balances.get(ids[0]) or Buckets()
         total = Buckets()
         for i in ids:
             b = self.balances.get(i, Buckets())
             total = total + Buckets(
-                b.budget + self.pending[(i, Bucket.BUDGET)],
-                b.pre_encumbered + self.pending[(i, Bucket.PRE_ENCUMBERED)],
-                b.encumbered + self.pending[(i, Bucket.ENCUMBERED)],
-                b.actual + self.pending[(i, Bucket.ACTUAL)],
+                b.budget + pending.get((i, Bucket.BUDGET), ZERO),
+                b.pre_encumbered + pending.get((i, Bucket.PRE_ENCUMBERED), ZERO),
+                b.encumbered + pending.get((i, Bucket.ENCUMBERED), ZERO),
+                b.actual + pending.get((i, Bucket.ACTUAL), ZERO),
             )
         return total
 
-    def check(self, line: BudgetLine, delta: Decimal) -> list[LineCheck]:
-        """Check consuming ``delta`` more on ``line`` against it and every controlling ancestor.
-
-        Also against lines of other periods whose basis (cumulative, annual, overall)
-        counts the line or one of its ancestors.
-        """
-        out = []
+    def targets(self, line: BudgetLine) -> list[tuple[int, ControlRule]]:
+        """The lines consuming on ``line`` is checked against, with their rules: the line,
+        every controlling ancestor, and lines of other periods whose basis (cumulative,
+        annual, overall) counts the line or one of its ancestors. Lines under no control
+        (mode ``none``) are left out."""
         targets = self.controlling(line)
         seen = {cid for cid, _ in targets}
         for x in path_ids(line):
@@ -353,9 +355,15 @@ class ControlContext:
                 if dep not in seen:
                     seen.add(dep)
                     targets.append((dep, rule))
-        for cid, rule in targets:
-            if rule.mode is Mode.NONE:
-                continue
+        return [(cid, rule) for cid, rule in targets if rule.mode is not Mode.NONE]
+
+    def check(self, line: BudgetLine, delta: Decimal,
+              targets: list[tuple[int, ControlRule]] | None = None) -> list[LineCheck]:
+        """Check consuming ``delta`` more on ``line`` against :meth:`targets` (``targets``:
+        what that gave before, for a caller that checks the same line many times with the
+        rules unchanged, as a replay does)."""
+        out = []
+        for cid, rule in self.targets(line) if targets is None else targets:
             target = self.lines[cid]
             out.append(
                 check_line(

@@ -343,8 +343,11 @@ def check_line(
     )
 
 
+_RANK = {Action.INFO: 1, Action.WARN: 2, Action.BLOCK: 3}
+
+
 def _rank(action: Action) -> int:
-    return {Action.INFO: 1, Action.WARN: 2, Action.BLOCK: 3}[action]
+    return _RANK[action]
 
 
 def raise_if_blocked(checks: Sequence[LineCheck], asked_on: str) -> None:

@@ -12,7 +12,7 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from yinfin_flow.db.models.engine import ApprovalRequest, ApprovalTask
@@ -41,9 +41,9 @@ def delegators(session: Session, user: str, on: date) -> list[str]:
         Delegation.start_date <= on, Delegation.end_date >= on)))
 
 
-def _amount(req: ApprovalRequest) -> Decimal:
+def _amount(form: dict[str, Any]) -> Decimal:
     try:
-        return Decimal(str(req.form.get("amount") or 0))
+        return Decimal(str(form.get("amount") or 0))
     except InvalidOperation:
         return Decimal(0)
 
@@ -80,32 +80,44 @@ def inbox_page(session: Session, user: str, on: date, f: InboxFilter, page: int,
 
     Rows are the API's task dicts with ``request`` (its summary), ``step`` (see
     :func:`step_state`) and ``delegated_from`` (the assignee, when it is not ``user``).
+    ``requests``: the rows' request objects by id. The database counts, sorts and pages; only a filter or sort by amount (the form's
+    ``amount``) reads every pending task's form, and then loads the page's rows alone.
     """
     people = [user, *delegators(session, user, on)]
-    stmt = (select(ApprovalTask, ApprovalRequest)
+    mine = (select(ApprovalTask.id)
             .join(ApprovalRequest, ApprovalRequest.id == ApprovalTask.request_id)
             .where(ApprovalTask.assignee.in_(people), ApprovalTask.status == "pending"))
     if f.workflow:
-        stmt = stmt.where(ApprovalRequest.workflow == f.workflow)
-    rows = [(t, r) for t, r in session.execute(stmt.order_by(ApprovalTask.id.desc())).all()
-            if (f.min_amount is None or _amount(r) >= f.min_amount)
-            and (f.max_amount is None or _amount(r) <= f.max_amount)]
-    if f.sort == "oldest":
-        rows.reverse()
-    elif f.sort in ("amount_desc", "amount_asc"):
-        rows.sort(key=lambda tr: _amount(tr[1]), reverse=f.sort == "amount_desc")
-    elif f.sort == "due":
-        far = "9999"
-        rows.sort(key=lambda tr: tr[0].due_at.isoformat() if tr[0].due_at else far)
-    total = len(rows)
-    chosen = rows[(page - 1) * page_size: page * page_size]
+        mine = mine.where(ApprovalRequest.workflow == f.workflow)
+    first = (page - 1) * page_size
+    if f.min_amount is None and f.max_amount is None and f.sort not in ("amount_desc", "amount_asc"):
+        total = int(session.scalar(select(func.count()).select_from(mine.subquery())) or 0)
+        order = {"newest": (ApprovalTask.id.desc(),), "oldest": (ApprovalTask.id.asc(),),
+                 # soonest due first, none last; newest first among equals
+                 "due": (ApprovalTask.due_at.is_(None), ApprovalTask.due_at, ApprovalTask.id.desc())}[f.sort]
+        ids = list(session.scalars(mine.order_by(*order).offset(first).limit(page_size)))
+    else:
+        amounts = [(tid, _amount(form)) for tid, form in session.execute(
+            mine.add_columns(ApprovalRequest.form).order_by(ApprovalTask.id.desc()))]
+        amounts = [(tid, a) for tid, a in amounts
+                   if (f.min_amount is None or a >= f.min_amount) and (f.max_amount is None or a <= f.max_amount)]
+        if f.sort in ("amount_desc", "amount_asc"):
+            amounts.sort(key=lambda ta: ta[1], reverse=f.sort == "amount_desc")
+        total = len(amounts)
+        ids = [tid for tid, _ in amounts[first: first + page_size]]
+    rows = {t.id: (t, r) for t, r in session.execute(
+        select(ApprovalTask, ApprovalRequest).join(ApprovalRequest, ApprovalRequest.id == ApprovalTask.request_id)
+        .where(ApprovalTask.id.in_(ids))).all()} if ids else {}
     items = []
-    for t, r in chosen:
+    for tid in ids:
+        t, r = rows[tid]
         items.append({**queries.task_dict(t), "request": queries.request_summary(r),
                       "step": step_state(session, r, t.step_id),
                       "delegated_from": t.assignee if t.assignee != user else None})
     return {"items": items, "total": total, "page": page, "page_size": page_size,
-            "pages": max(1, (total + page_size - 1) // page_size)}
+            "pages": max(1, (total + page_size - 1) // page_size),
+            # the rows' requests, found among the user's pending tasks (for their budget impact)
+            "requests": {r.id: r for t, r in rows.values()}}
 
 
 def workflows_pending(session: Session, user: str, on: date) -> list[str]:
