@@ -63,7 +63,7 @@ def demo_ids(db: Database) -> dict[str, Any]:
         voucher = s.scalar(select(JournalEntry.id).order_by(JournalEntry.id))
     assert line and request and voucher, "the demo lacks a line, a finished request or a voucher"
     return {"line_id": line, "request_id": request, "entry_id": voucher, "voucher_id": voucher,
-            "year": year, "period": f"{year}-{date.today().month:02d}"}
+            "year": year, "period": f"{year}-{date.today().month:02d}", "fmt": "csv"}
 
 
 #: Query strings the API reads need (the pages take their defaults).
@@ -71,9 +71,14 @@ QUERIES = {
     "budget.get_tree": "company={company}",
     "reports.trial_balance": "company={company}&period={period}",
     "reports.budget_vs_actual": "company={company}&year={year}",
+    "console.finance_report_bva_drill": "year={year}&cost_centre=RD-APP&account=6602.03",
+    "console.finance_report_trail": "request={request_id}",
 }
+#: The console's read-only pages (the queues of journals and rule changes, periods and
+#: operations read the primary on purpose: they must show what was just done).
+READ_PAGES = ("/finance/budget", "/finance/reports")
 #: URL arguments a read may take, filled from the demo (see :func:`demo_ids`).
-ARGUMENTS = ("line_id", "request_id", "entry_id", "voucher_id", "year", "period")
+ARGUMENTS = ("line_id", "request_id", "entry_id", "voucher_id", "year", "period", "fmt")
 
 
 def reads_of(app: Flask, ids: dict[str, Any]) -> list[tuple[str, str, str]]:
@@ -83,7 +88,7 @@ def reads_of(app: Flask, ids: dict[str, Any]) -> list[tuple[str, str, str]]:
         adapter = app.url_map.bind("localhost")
         for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
             method = "POST" if rule.endpoint in POSTED else "GET"
-            if method not in rule.methods or not (rule.rule.startswith(("/finance/", *API_READS))):
+            if method not in rule.methods or not (rule.rule.startswith((*READ_PAGES, *API_READS))):
                 continue
             missing = set(rule.arguments) - set(ARGUMENTS)
             if missing:

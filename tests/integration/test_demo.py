@@ -75,7 +75,7 @@ def test_the_demo_runs_the_whole_loop_with_its_file_drop_connectors(instance, sq
     assert json.dumps(sim, default=str).count("block") > 0
 
     # the voucher's ERP id is in the request's trail, and the file is in the drop
-    trail = json.loads(run("report", "trail", "expense", str(paid)))
+    trail = json.loads(run("report", "trail", "expense", str(paid), "--format", "json"))
     ids = [v["erp"]["voucher_id"] for v in trail["vouchers"]]
     assert ids and all(ids) and {v["erp"]["status"] for v in trail["vouchers"]} == {"synced"}
     assert all((folder / "erp-drop" / f"{i}.csv").is_file() for i in ids)

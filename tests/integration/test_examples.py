@@ -52,7 +52,7 @@ def test_every_example_file_imports_and_creates_what_it_says(cli, sqlite_db: Dat
     assert "5 created" in cli("masterdata", "import", "cost_centres", EXAMPLES / "cost_centres.csv")
     assert "1 created" in cli("masterdata", "import", "projects", EXAMPLES / "projects.csv")
     assert "4 created" in cli("masterdata", "import", "partners", EXAMPLES / "partners.csv")
-    assert "4 created" in cli("org", "import", EXAMPLES / "users.csv", "--actor", "admin")
+    assert "4 created" in cli("org", "import", EXAMPLES / "users.csv", "--actor", "rick")
     assert "4" in cli("rates", "import", EXAMPLES / "rates.csv")
     with sqlite_db.unit_of_work(readonly=True) as s:
         assert s.scalar(select(Account.name).where(Account.code == "6602.10")) == "会议费 Meetings"
@@ -80,7 +80,7 @@ def test_every_example_file_imports_and_creates_what_it_says(cli, sqlite_db: Dat
     assert budgets["ACME/2027-06/OPS/OFFICE"] == Decimal("2500")
 
     # the manual voucher, in the opened year
-    cli("period", "open", "2027", "--company", "ACME")
+    cli("period", "open", "2027", "--company", "ACME", "--actor", "fay")
     assert "posted 记-2027-01-0001" in cli("journal", "manual", EXAMPLES / "manual_voucher.json")
     with sqlite_db.unit_of_work(readonly=True) as s:
         entry = s.scalar(select(JournalEntry))
@@ -148,11 +148,11 @@ def test_the_examples_load_on_the_demo_and_keep_its_managers(sqlite_db: Database
 
     for kind in ("accounts", "cost_centres", "projects", "partners"):
         run("masterdata", "import", kind, EXAMPLES / f"{kind}.csv")
-    run("org", "import", EXAMPLES / "users.csv", "--actor", "admin")
+    run("org", "import", EXAMPLES / "users.csv", "--actor", "rick")
     run("rates", "import", EXAMPLES / "rates.csv")
-    proposal = re.search(r"proposal (\d+)", run("budget", "import", EXAMPLES / "budgets.csv", "--actor", "fiona"))
-    assert "budgets.csv: 7 created" in run("budget", "proposals", "approve", proposal.group(1), "--actor", "frank")
-    run("period", "open", "2027", "--company", "ACME")
+    proposal = re.search(r"proposal (\d+)", run("budget", "import", EXAMPLES / "budgets.csv", "--actor", "fay"))
+    assert "budgets.csv: 7 created" in run("budget", "proposals", "approve", proposal.group(1), "--actor", "kai")
+    run("period", "open", "2027", "--company", "ACME", "--actor", "fay")
     assert "posted" in run("journal", "manual", EXAMPLES / "manual_voucher.json")
     with sqlite_db.unit_of_work(readonly=True) as s:
         managers = {c: m for c, m in s.execute(select(CostCentre.code, CostCentre.manager)).all()}

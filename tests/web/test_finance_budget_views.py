@@ -42,6 +42,17 @@ def budget_of(db: Database, code: str) -> Decimal:
                         .where(BudgetLine.code == code))
 
 
+@pytest.fixture(autouse=True)
+def _no_demo_proposals(demo_db: Database) -> None:
+    """These tests count the proposals they make: the demo's own pending transfer and
+    rule change are taken away first."""
+    from sqlalchemy import delete
+
+    with demo_db.unit_of_work() as s:
+        s.execute(delete(JournalProposal))
+        s.execute(delete(RuleChange))
+
+
 def proposals(db: Database) -> list[JournalProposal]:
     with db.unit_of_work(readonly=True) as s:
         rows = list(s.scalars(select(JournalProposal).order_by(JournalProposal.id)))
